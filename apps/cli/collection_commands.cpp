@@ -1,0 +1,484 @@
+// candor collection | consent | enroll | search | subject | retention | audit
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <mutex>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "candor/collections.h"
+#include "candor/crypto.h"
+#include "candor/json.h"
+#include "cli_context.h"
+
+namespace candor::cli {
+namespace {
+
+// "2027-12-31" (valid through that day, UTC) or "2027-12-31T08:00:00Z".
+Result<TimePoint> parse_time(const std::string& text) {
+  std::tm tm{};
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0;
+  char tail = 0;
+  const bool date_only = std::sscanf(text.c_str(), "%d-%d-%d%c", &y, &mo, &d, &tail) == 3;
+  const bool full = !date_only && std::sscanf(text.c_str(), "%d-%d-%dT%d:%d:%dZ", &y, &mo, &d, &h, &mi, &s) == 6;
+  if (!date_only && !full) {
+    return Error{ErrorCode::kInvalidArgument, "'" + text + "' is not a date (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)"};
+  }
+  const std::chrono::year_month_day ymd{std::chrono::year{y}, std::chrono::month{static_cast<unsigned>(mo)},
+                                        std::chrono::day{static_cast<unsigned>(d)}};
+  if (!ymd.ok()) return Error{ErrorCode::kInvalidArgument, "'" + text + "' is not a valid date"};
+  (void)tm;
+  auto t = std::chrono::sys_days{ymd} + std::chrono::hours{h} + std::chrono::minutes{mi} + std::chrono::seconds{s};
+  if (date_only) t += std::chrono::days{1};  // the whole named day is included
+  return std::chrono::time_point_cast<std::chrono::milliseconds>(t);
+}
+
+struct StoreArgs {
+  std::string store;
+  std::string actor;
+};
+
+std::string default_actor() {
+  const char* user = std::getenv("USER");
+  return std::string("cli:") + (user != nullptr ? user : "unknown");
+}
+
+std::string default_store() {
+  const char* env = std::getenv("CANDOR_STORE");
+  return env != nullptr && *env ? env : "candor.db";
+}
+
+// Opens the store, and (when the command needs the engine) the collections over it.
+struct Session {
+  std::unique_ptr<Store> store;
+  std::unique_ptr<Collections> collections;
+};
+
+Result<Session> open_session(CliContext& ctx, const StoreArgs& args, bool with_engine) {
+  Session session;
+  auto store = open_store(args.store, StoreOptions{});
+  if (!store) return store.error();
+  session.store = std::move(*store);
+  if (with_engine) {
+    auto collections = Collections::open(ctx.engine(), *session.store);
+    if (!collections) return collections.error();
+    session.collections = std::move(*collections);
+  }
+  return session;
+}
+
+void print_json(const nlohmann::json& j) { std::cout << j.dump(2) << "\n"; }
+
+nlohmann::json collection_json(const Collection& c) {
+  return {{"name", c.name},
+          {"purpose", c.purpose},
+          {"retention_days", c.retention_days},
+          {"match_threshold", c.match_threshold},
+          {"liveness_required", c.liveness_required},
+          {"created_at", format_time(c.created_at)}};
+}
+
+nlohmann::json consent_json(const Consent& c) {
+  nlohmann::json j = {{"collection", c.collection},           {"subject", c.subject},
+                      {"purpose", c.purpose},                 {"evidence_sha256", c.evidence_sha256},
+                      {"collected_by", c.collected_by},       {"granted_at", format_time(c.granted_at)}};
+  j["expires_at"] = c.expires_at ? nlohmann::json(format_time(*c.expires_at)) : nlohmann::json(nullptr);
+  j["revoked_at"] = c.revoked_at ? nlohmann::json(format_time(*c.revoked_at)) : nlohmann::json(nullptr);
+  return j;
+}
+
+nlohmann::json audit_json(const AuditEntry& e) {
+  return {{"seq", e.seq},        {"time", format_time(e.time)}, {"actor", e.actor},   {"operation", e.operation},
+          {"collection", e.collection}, {"subjects", e.subjects}, {"reason", e.reason}, {"result", e.result},
+          {"details", nlohmann::json::parse(e.details.empty() ? "{}" : e.details, nullptr, false)}, {"hash", e.hash}};
+}
+
+void add_store_options(CLI::App* cmd, StoreArgs& a) {
+  cmd->add_option("--store", a.store, "Database file (default: $CANDOR_STORE or ./candor.db)");
+  cmd->add_option("--actor", a.actor, "Who is acting, for the audit log (default: cli:$USER)");
+}
+
+// Runs `body` with an opened session, mapping errors to exit status 1.
+template <typename Body>
+std::function<void()> with_session(CliContext& ctx, std::shared_ptr<StoreArgs> args, bool engine, Body body) {
+  return [&ctx, args, engine, body] {
+    if (args->store.empty()) args->store = default_store();
+    if (args->actor.empty()) args->actor = default_actor();
+    auto session = open_session(ctx, *args, engine);
+    if (!session) {
+      ctx.exit_code = fail(session.error());
+      return;
+    }
+    ctx.exit_code = body(*session);
+  };
+}
+
+std::vector<std::filesystem::path> image_files(const std::filesystem::path& dir) {
+  std::vector<std::filesystem::path> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    std::string ext = e.path().extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
+    if (ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".webp" || ext == ".bmp") files.push_back(e.path());
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+}  // namespace
+
+void register_collection_commands(CLI::App& app, CliContext& ctx) {
+  // ---- collection
+  CLI::App* coll = app.add_subcommand("collection", "Create, list, show and delete collections");
+  coll->require_subcommand(1);
+  {
+    auto a = std::make_shared<StoreArgs>();
+    auto spec = std::make_shared<NewCollection>();
+    auto point = std::make_shared<std::string>("fmr-1e-4");
+    CLI::App* c = coll->add_subcommand("create", "Create a collection for one stated purpose");
+    c->add_option("name", spec->name, "Name: [a-z0-9_-]{1,64}")->required();
+    c->add_option("--purpose", spec->purpose, "The purpose consents must name")->required();
+    c->add_option("--retention-days", spec->retention_days, "Templates are purged after this many days (<= 1095)")
+        ->capture_default_str();
+    c->add_option("--operating-point", *point, "Match threshold: fmr-1e-3 or fmr-1e-4")->capture_default_str();
+    c->add_flag("--liveness", spec->liveness_required, "Require a passive liveness check on probes and enrollments");
+    add_store_options(c, *a);
+    c->callback(with_session(ctx, a, true, [a, spec, point](Session& s) {
+      auto r = s.collections->create_collection(*spec, *point, {a->actor, ""});
+      if (!r) return fail(r.error());
+      print_json(collection_json(*r));
+      return 0;
+    }));
+  }
+  {
+    auto a = std::make_shared<StoreArgs>();
+    CLI::App* c = coll->add_subcommand("list", "List collections");
+    add_store_options(c, *a);
+    c->callback(with_session(ctx, a, false, [](Session& s) {
+      auto r = s.store->list_collections();
+      if (!r) return fail(r.error());
+      nlohmann::json out = nlohmann::json::array();
+      for (const auto& item : *r) out.push_back(collection_json(item));
+      print_json(out);
+      return 0;
+    }));
+  }
+  {
+    auto a = std::make_shared<StoreArgs>();
+    auto name = std::make_shared<std::string>();
+    CLI::App* c = coll->add_subcommand("show", "Describe a collection");
+    c->add_option("name", *name)->required();
+    add_store_options(c, *a);
+    c->callback(with_session(ctx, a, false, [name](Session& s) {
+      auto r = s.store->get_collection(*name);
+      if (!r) return fail(r.error());
+      auto faces = s.store->load_faces(*name);
+      auto consents = s.store->list_consents(*name, "");
+      nlohmann::json j = collection_json(*r);
+      if (faces) j["faces"] = faces->size();
+      if (consents) j["consents"] = consents->size();
+      print_json(j);
+      return 0;
+    }));
+  }
+  {
+    auto a = std::make_shared<StoreArgs>();
+    auto name = std::make_shared<std::string>();
+    auto reason = std::make_shared<std::string>();
+    CLI::App* c = coll->add_subcommand("delete", "Delete a collection with all its templates and consents");
+    c->add_option("name", *name)->required();
+    c->add_option("--reason", *reason, "Why (audited)")->required();
+    add_store_options(c, *a);
+    c->callback(with_session(ctx, a, false, [a, name, reason](Session& s) {
+      auto r = s.store->delete_collection(*name, {a->actor, *reason});
+      if (!r) return fail(r.error());
+      print_json({{"deleted_collection", *name}, {"deleted_faces", r->size()}});
+      return 0;
+    }));
+  }
+
+  // ---- consent
+  CLI::App* consent = app.add_subcommand("consent", "Record, revoke and list consents");
+  consent->require_subcommand(1);
+  {
+    auto a = std::make_shared<StoreArgs>();
+    auto c_args = std::make_shared<NewConsent>();
+    auto evidence = std::make_shared<std::string>();
+    auto expires = std::make_shared<std::string>();
+    CLI::App* c = consent->add_subcommand("grant", "Record a subject's consent (the evidence file's SHA-256 is kept, not the file)");
+    c->add_option("--collection", c_args->collection)->required();
+    c->add_option("--subject", c_args->subject)->required();
+    c->add_option("--evidence", *evidence, "The signed consent form (file); only its SHA-256 is stored")->required();
+    c->add_option("--expires", *expires, "Last day of validity, YYYY-MM-DD");
+    c->add_option("--collected-by", c_args->collected_by, "Who collected it")->required();
+    c->add_option("--purpose", c_args->purpose, "The purpose consented to (default: the collection's)");
+    add_store_options(c, *a);
+    c->callback(with_session(ctx, a, false, [a, c_args, evidence, expires](Session& s) {
+      NewConsent n = *c_args;
+      auto bytes = read_file_bytes(*evidence, 256u << 20);
+      if (!bytes) return fail({bytes.error().code, "evidence: " + bytes.error().message});
+      n.evidence_sha256 = sha256_hex(std::span<const std::byte>(reinterpret_cast<const std::byte*>(bytes->data()), bytes->size()));
+      if (!expires->empty()) {
+        auto t = parse_time(*expires);
+        if (!t) return fail(t.error());
+        n.expires_at = *t;
+      }
+      if (n.purpose.empty()) {
+        auto target = s.store->get_collection(n.collection);
+        if (!target) return fail(target.error());
+        n.purpose = target->purpose;
+      }
+      auto r = s.store->grant_consent(n, {a->actor, ""});
+      if (!r) return fail(r.error());
+      print_json(consent_json(*r));
+      return 0;
+    }));
+  }
+  {
+    auto a = std::make_shared<StoreArgs>();
+    auto coll_name = std::make_shared<std::string>();
+    auto subject = std::make_shared<std::string>();
+    CLI::App* c = consent->add_subcommand("revoke", "Revoke a consent: the subject's templates are deleted at once");
+    c->add_option("--collection", *coll_name)->required();
+    c->add_option("--subject", *subject)->required();
+    add_store_options(c, *a);
+    c->callback(with_session(ctx, a, false, [a, coll_name, subject](Session& s) {
+      auto r = s.store->revoke_consent(*coll_name, *subject, {a->actor, "consent revoked"});
+      if (!r) return fail(r.error());
+      print_json({{"revoked", *subject}, {"deleted_faces", r->size()}});
+      return 0;
+    }));
+  }
+  {
+    auto a = std::make_shared<StoreArgs>();
+    auto coll_name = std::make_shared<std::string>();
+    auto subject = std::make_shared<std::string>();
+    CLI::App* c = consent->add_subcommand("list", "List consents of a collection");
+    c->add_option("--collection", *coll_name)->required();
+    c->add_option("--subject", *subject);
+    add_store_options(c, *a);
+    c->callback(with_session(ctx, a, false, [coll_name, subject](Session& s) {
+      auto r = s.store->list_consents(*coll_name, *subject);
+      if (!r) return fail(r.error());
+      nlohmann::json out = nlohmann::json::array();
+      for (const auto& item : *r) out.push_back(consent_json(item));
+      print_json(out);
+      return 0;
+    }));
+  }
+
+  // ---- enroll
+  {
+    struct EnrollArgs {
+      std::string collection, subject, from_dir;
+      std::vector<std::string> images;
+      bool subject_from_dirname = false;
+      int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    };
+    auto a = std::make_shared<StoreArgs>();
+    auto e = std::make_shared<EnrollArgs>();
+    CLI::App* c = app.add_subcommand("enroll", "Enroll a consenting subject's photos (templates only; images are not kept)");
+    c->add_option("--collection", e->collection)->required();
+    c->add_option("--subject", e->subject, "The subject the photos show");
+    c->add_option("images", e->images, "Photos, one face each");
+    c->add_option("--from-dir", e->from_dir, "Batch: a directory with one sub-directory of photos per subject");
+    c->add_flag("--subject-from-dirname", e->subject_from_dirname, "Batch: the sub-directory name is the subject id");
+    c->add_option("--threads", e->threads, "Batch: subjects enrolled in parallel")->capture_default_str();
+    add_store_options(c, *a);
+    c->callback(with_session(ctx, a, true, [a, e](Session& s) {
+      // (subject, files) jobs
+      std::vector<std::pair<std::string, std::vector<std::filesystem::path>>> jobs;
+      if (!e->from_dir.empty()) {
+        if (!e->subject_from_dirname) return fail({ErrorCode::kInvalidArgument, "--from-dir needs --subject-from-dirname"});
+        std::vector<std::filesystem::path> dirs;
+        for (const auto& d : std::filesystem::directory_iterator(e->from_dir)) {
+          if (d.is_directory()) dirs.push_back(d.path());
+        }
+        std::sort(dirs.begin(), dirs.end());
+        for (const auto& d : dirs) jobs.emplace_back(d.filename().string(), image_files(d));
+      } else {
+        if (e->subject.empty() || e->images.empty()) {
+          return fail({ErrorCode::kInvalidArgument, "give --subject and photos, or --from-dir DIR --subject-from-dirname"});
+        }
+        jobs.emplace_back(e->subject, std::vector<std::filesystem::path>(e->images.begin(), e->images.end()));
+      }
+      std::size_t total = 0;
+      for (const auto& j : jobs) total += j.second.size();
+      std::atomic<std::size_t> next{0}, done{0}, enrolled{0}, failed{0};
+      std::mutex out_mutex;
+      nlohmann::json report = nlohmann::json::array();
+      const bool progress = jobs.size() > 1;
+      auto worker = [&] {
+        for (std::size_t i; (i = next++) < jobs.size();) {
+          const auto& [subject, files] = jobs[i];
+          std::vector<std::vector<std::uint8_t>> blobs;
+          std::vector<EnrollImage> images;
+          std::vector<EnrollOutcome> pre_failed;
+          for (const auto& f : files) {
+            auto bytes = read_file_bytes(f, ImageLimits{}.max_bytes);
+            if (!bytes) pre_failed.push_back({f.string(), std::nullopt, bytes.error()});
+            else blobs.push_back(std::move(*bytes)), images.push_back({f.string(), {}});
+          }
+          for (std::size_t k = 0; k < images.size(); ++k) images[k].bytes = blobs[k];
+          auto r = s.collections->enroll(e->collection, subject, images, {a->actor, ""});
+          std::lock_guard lock(out_mutex);
+          nlohmann::json j = {{"subject", subject}};
+          if (!r) {
+            j["error"] = error_to_json(r.error())["error"];
+            failed += files.size();
+          } else {
+            for (auto& o : pre_failed) r->push_back(o);
+            for (const auto& o : *r) {
+              nlohmann::json jo = {{"image", o.name}};
+              if (o.face_id) jo["face_id"] = *o.face_id, ++enrolled;
+              if (o.error) jo["error"] = error_to_json(*o.error)["error"], ++failed;
+              j["images"].push_back(jo);
+            }
+          }
+          report.push_back(std::move(j));
+          done += files.size();
+          if (progress) {
+            const std::size_t width = 40, filled = total ? width * done / total : width;
+            std::fprintf(stderr, "\r[%s%s] %zu/%zu images, %zu enrolled, %zu refused", std::string(filled, '#').c_str(),
+                         std::string(width - filled, '.').c_str(), done.load(), total, enrolled.load(), failed.load());
+          }
+        }
+      };
+      std::vector<std::thread> pool;
+      for (int t = 0; t < std::max(1, std::min<int>(e->threads, static_cast<int>(jobs.size()))); ++t) pool.emplace_back(worker);
+      for (auto& t : pool) t.join();
+      if (progress) std::fprintf(stderr, "\n");
+      print_json({{"enrolled", enrolled.load()}, {"refused", failed.load()}, {"subjects", report}});
+      return failed > 0 && enrolled == 0 ? 1 : 0;
+    }));
+  }
+
+  // ---- search
+  {
+    struct SearchArgs {
+      std::string collection, image, reason;
+      std::size_t top = 5;
+    };
+    auto a = std::make_shared<StoreArgs>();
+    auto q = std::make_shared<SearchArgs>();
+    CLI::App* c = app.add_subcommand("search", "1:N: who in the collection is this? (audited, needs a reason)");
+    c->add_option("--collection", q->collection)->required();
+    c->add_option("image", q->image, "Probe photo (the largest face is searched)")->required();
+    c->add_option("--reason", q->reason, "Why this search is made (written to the audit log)")->required();
+    c->add_option("--top", q->top, "How many subjects to return")->capture_default_str();
+    add_store_options(c, *a);
+    c->callback(with_session(ctx, a, true, [a, q](Session& s) {
+      auto bytes = read_file_bytes(q->image, ImageLimits{}.max_bytes);
+      if (!bytes) return fail({bytes.error().code, q->image + ": " + bytes.error().message});
+      auto r = s.collections->search(q->collection, *bytes, q->top, {a->actor, q->reason});
+      if (!r) return fail(r.error());
+      nlohmann::json j = {{"collection", q->collection}, {"threshold", r->threshold}, {"faces_in_image", r->faces_in_image},
+                          {"probe", face_to_json(r->probe)}, {"matches", nlohmann::json::array()}};
+      for (const auto& m : r->matches) {
+        j["matches"].push_back({{"subject", m.subject}, {"similarity", std::round(m.similarity * 10000) / 10000},
+                                {"match", m.match}, {"face_id", m.face_id}});
+      }
+      print_json(j);
+      return 0;
+    }));
+  }
+
+  // ---- subject
+  CLI::App* subject = app.add_subcommand("subject", "Export or erase everything held about a subject");
+  subject->require_subcommand(1);
+  {
+    auto a = std::make_shared<StoreArgs>();
+    auto coll_name = std::make_shared<std::string>();
+    auto id = std::make_shared<std::string>();
+    CLI::App* c = subject->add_subcommand("export", "Everything held about a subject, as JSON (GDPR Art. 15)");
+    c->add_option("--collection", *coll_name, "Accepted for symmetry; the export covers every collection");
+    c->add_option("subject", *id)->required();
+    add_store_options(c, *a);
+    c->callback(with_session(ctx, a, false, [a, id](Session& s) {
+      auto r = s.store->export_subject(*id, {a->actor, "subject access request"});
+      if (!r) return fail(r.error());
+      std::cout << nlohmann::json::parse(*r).dump(2) << "\n";
+      return 0;
+    }));
+  }
+  {
+    auto a = std::make_shared<StoreArgs>();
+    auto coll_name = std::make_shared<std::string>();
+    auto id = std::make_shared<std::string>();
+    auto reason = std::make_shared<std::string>("erasure requested");
+    CLI::App* c = subject->add_subcommand("erase", "Delete a subject's templates and consents (GDPR Art. 17)");
+    c->add_option("--collection", *coll_name, "Only this collection (default: every collection)");
+    c->add_option("subject", *id)->required();
+    c->add_option("--reason", *reason)->capture_default_str();
+    add_store_options(c, *a);
+    c->callback(with_session(ctx, a, false, [a, coll_name, id, reason](Session& s) {
+      auto r = s.store->erase_subject(*coll_name, *id, {a->actor, *reason});
+      if (!r) return fail(r.error());
+      print_json({{"erased", *id}, {"deleted_faces", r->size()}});
+      return 0;
+    }));
+  }
+
+  // ---- retention
+  CLI::App* retention = app.add_subcommand("retention", "Enforce retention terms and consent expiry");
+  retention->require_subcommand(1);
+  {
+    auto a = std::make_shared<StoreArgs>();
+    CLI::App* c = retention->add_subcommand("run", "Purge templates past their collection's term or their consent");
+    add_store_options(c, *a);
+    c->callback(with_session(ctx, a, false, [a](Session& s) {
+      auto r = s.store->retention_run(now_ms(), {a->actor, "retention schedule"});
+      if (!r) return fail(r.error());
+      print_json({{"removed_faces", r->removed.size()}, {"expired_by_age", r->expired_by_age},
+                  {"without_consent", r->without_consent}});
+      return 0;
+    }));
+  }
+
+  // ---- audit
+  CLI::App* audit = app.add_subcommand("audit", "Read and verify the hash-chained audit log");
+  audit->require_subcommand(1);
+  {
+    auto a = std::make_shared<StoreArgs>();
+    CLI::App* c = audit->add_subcommand("verify", "Recompute the chain; name the first broken entry");
+    add_store_options(c, *a);
+    c->callback(with_session(ctx, a, false, [](Session& s) {
+      auto r = s.store->audit_verify();
+      if (!r) return fail(r.error());
+      std::cout << r->summary() << "\n";
+      for (const auto& issue : r->issues) {
+        std::cout << "  seq " << issue.seq << " (" << audit_break_name(issue.kind) << "): " << issue.message << "\n";
+      }
+      return r->intact ? 0 : 1;
+    }));
+  }
+  {
+    auto a = std::make_shared<StoreArgs>();
+    auto filter = std::make_shared<AuditFilter>();
+    auto subject_id = std::make_shared<std::string>();
+    auto coll_name = std::make_shared<std::string>();
+    auto op = std::make_shared<std::string>();
+    CLI::App* c = audit->add_subcommand("list", "List audit entries");
+    c->add_option("--subject", *subject_id);
+    c->add_option("--collection", *coll_name);
+    c->add_option("--operation", *op);
+    c->add_option("--limit", filter->limit)->capture_default_str();
+    add_store_options(c, *a);
+    c->callback(with_session(ctx, a, false, [filter, subject_id, coll_name, op](Session& s) {
+      AuditFilter f = *filter;
+      if (!subject_id->empty()) f.subject = *subject_id;
+      if (!coll_name->empty()) f.collection = *coll_name;
+      if (!op->empty()) f.operation = *op;
+      auto r = s.store->audit_list(f);
+      if (!r) return fail(r.error());
+      nlohmann::json out = nlohmann::json::array();
+      for (const auto& e : *r) out.push_back(audit_json(e));
+      print_json(out);
+      return 0;
+    }));
+  }
+}
+
+}  // namespace candor::cli

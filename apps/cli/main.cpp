@@ -1,0 +1,64 @@
+// `candor`: the command-line client of the Candor engine. Every subcommand is a thin
+// layer over the library; see README for the commands and what they print.
+#include <cstdlib>
+
+#include <opencv2/core/utility.hpp>
+
+#include "cli_context.h"
+#include "engine/engine_bench.h"
+#if CANDOR_HAVE_INDEX_BENCH
+#include "index/index_bench.h"
+#endif
+#if CANDOR_HAVE_STORE_BENCH
+#include "store/store_bench.h"
+#endif
+
+namespace candor::cli {
+
+const Engine& CliContext::engine() {
+  if (!engine_) {
+    auto created = Engine::create(engine_options);
+    if (!created) std::exit(fail(created.error()));
+    engine_ = std::move(*created);
+  }
+  return *engine_;
+}
+
+int fail(const Error& error) {
+  std::cerr << "candor: " << error_code_name(error.code) << ": " << error.message << "\n";
+  return 1;
+}
+
+}  // namespace candor::cli
+
+int main(int argc, char** argv) {
+  using namespace candor::cli;
+  CLI::App app{"Candor: consent-first face recognition (detect, compare, embed, collections, bench)"};
+  app.require_subcommand(1);
+  CliContext ctx;
+  app.add_option("--models", ctx.engine_options.model_dir, "Model directory (default: $CANDOR_MODEL_DIR or ./models)");
+  app.add_option("--manifest", ctx.engine_options.manifest, "Model manifest (default: config/models.json)");
+  app.add_option("--threads", ctx.opencv_threads, "Threads per inference (OpenCV); 0 = all cores");
+  app.parse_complete_callback([&] {
+    if (ctx.opencv_threads > 0) cv::setNumThreads(ctx.opencv_threads);
+  });
+
+  register_engine_commands(app, ctx);
+  register_collection_commands(app, ctx);
+  CLI::App* bench = app.add_subcommand("bench", "Measure accuracy and speed (see README 'Measuring')");
+  bench->require_subcommand(1);
+  candor::bench::register_engine_bench_commands(*bench, ctx.engine_options);
+#if CANDOR_HAVE_INDEX_BENCH
+  candor::bench::register_index_bench_commands(*bench);
+#endif
+#if CANDOR_HAVE_STORE_BENCH
+  candor::register_store_bench_commands(*bench);
+#endif
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return ctx.exit_code;
+}

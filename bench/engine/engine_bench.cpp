@@ -1,0 +1,385 @@
+#include "engine/engine_bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
+#include <opencv2/core/utility.hpp>
+#include <opencv2/dnn.hpp>
+
+#include "engine/lfw.h"
+#include "engine/lfw_embeddings.h"
+
+namespace candor::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+[[noreturn]] void die(const std::string& message) {
+  std::cerr << "candor bench: " << message << "\n";
+  std::exit(1);
+}
+
+std::filesystem::path default_lfw() { return std::filesystem::path(CANDOR_SHARED_DIR) / "datasets" / "lfw"; }
+
+void require_lfw(const std::filesystem::path& root) {
+  if (!std::filesystem::is_directory(root / "lfw")) {
+    die("LFW not found at " + root.string() +
+        " (expected <dir>/lfw/<Name>/<Name>_NNNN.jpg and pairs.txt; the team's copy lives in ../shared/datasets/lfw)");
+  }
+}
+
+std::string key_of(const std::string& name, int index) {
+  return lfw_image_path("", name, index).lexically_relative("lfw").generic_string();
+}
+
+float dot(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.empty() || b.empty()) return -1.0f;  // an unreadable image never matches
+  return cosine_similarity(a, b);
+}
+
+double pct(double v) { return std::round(v * 10000.0) / 100.0; }
+
+struct LfwArgs {
+  std::filesystem::path root = default_lfw();
+  std::string pairs = "pairs.txt";
+  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::filesystem::path cache;
+  bool json = false;
+};
+
+void run_lfw(const EngineOptions& options, const LfwArgs& a) {
+  require_lfw(a.root);
+  auto pairs = read_lfw_pairs(a.root / a.pairs);
+  if (!pairs) die(pairs.error().message);
+  std::set<std::string> unique;
+  for (const auto& p : *pairs) unique.insert(key_of(p.name_a, p.index_a)), unique.insert(key_of(p.name_b, p.index_b));
+  const std::vector<std::string> keys(unique.begin(), unique.end());
+  const ImageTemplates t = embed_lfw_images(options, a.root, keys, a.threads, a.cache);
+  std::map<std::string, std::size_t> at;
+  for (std::size_t i = 0; i < keys.size(); ++i) at[keys[i]] = i;
+
+  std::vector<float> scores, genuine, impostor;
+  std::vector<bool> same;
+  std::vector<int> folds;
+  for (const auto& p : *pairs) {
+    const float s = dot(t.templates[at[key_of(p.name_a, p.index_a)]], t.templates[at[key_of(p.name_b, p.index_b)]]);
+    scores.push_back(s);
+    same.push_back(p.same);
+    folds.push_back(p.fold);
+    (p.same ? genuine : impostor).push_back(s);
+  }
+  const FoldAccuracy acc = ten_fold_accuracy(scores, same, folds);
+  const RateAtThreshold far3 = tar_at_far(genuine, impostor, 1e-3);
+  const RateAtThreshold far2 = tar_at_far(genuine, impostor, 1e-2);
+  const double n = static_cast<double>(keys.size());
+  nlohmann::json j = {
+      {"protocol", a.pairs},
+      {"pairs", pairs->size()},
+      {"folds", acc.per_fold.size()},
+      {"accuracy_mean_pct", pct(acc.mean)},
+      {"accuracy_std_pct", pct(acc.stddev)},
+      {"tar_at_far_1e-3_pct", pct(far3.rate)},
+      {"threshold_far_1e-3", far3.threshold},
+      {"tar_at_far_1e-2_pct", pct(far2.rate)},
+      {"threshold_far_1e-2", far2.threshold},
+      {"far_1e-4", "not reported: " + std::to_string(impostor.size()) + " impostor pairs cannot resolve FAR 1e-4"},
+      {"images", keys.size()},
+      {"images_without_detected_face", t.no_face},
+      {"images_unreadable", t.unreadable},
+  };
+  if (t.wall_seconds > 0) {
+    j["ms_per_image_per_thread"] = {{"decode", t.totals.decode_ms / n}, {"detect", t.totals.detect_ms / n},
+                                    {"landmarks", t.totals.landmarks_ms / n}, {"embed", t.totals.embed_ms / n}};
+    j["threads"] = a.threads;
+    j["images_per_second"] = n / t.wall_seconds;
+  }
+  if (a.json) {
+    std::cout << j.dump(2) << "\n";
+    return;
+  }
+  std::printf("LFW %s: %zu pairs, %zu folds, %zu images (%zu without a detected face, %zu unreadable)\n",
+              a.pairs.c_str(), pairs->size(), acc.per_fold.size(), keys.size(), t.no_face, t.unreadable);
+  std::printf("accuracy        %.2f%% +- %.2f  (10-fold, threshold chosen on the other 9 folds)\n", 100 * acc.mean,
+              100 * acc.stddev);
+  std::printf("TAR @ FAR=1e-3  %.2f%%  (threshold %.3f, %zu impostor pairs)\n", 100 * far3.rate, far3.threshold,
+              far3.impostors);
+  std::printf("TAR @ FAR=1e-2  %.2f%%  (threshold %.3f)\n", 100 * far2.rate, far2.threshold);
+  std::printf("FAR=1e-4        not reported: %zu impostor pairs cannot resolve it (see `candor bench calibrate`)\n",
+              impostor.size());
+  if (t.wall_seconds > 0) {
+    std::printf("per image, per thread: decode %.1f ms, detect %.1f ms, landmarks %.1f ms, embed %.1f ms; "
+                "%.1f images/s on %d threads\n",
+                t.totals.decode_ms / n, t.totals.detect_ms / n, t.totals.landmarks_ms / n, t.totals.embed_ms / n,
+                n / t.wall_seconds, a.threads);
+  }
+}
+
+// Thresholds for the operating points, from LFW View 1 (DevTrain + DevTest) images:
+// every pair of images of different people is an impostor comparison (millions of
+// them, enough to resolve FMR 1e-4), every pair of the same person a genuine one.
+void run_calibrate(const EngineOptions& options, const LfwArgs& a) {
+  require_lfw(a.root);
+  std::set<std::string> unique;
+  for (const char* file : {"pairsDevTrain.txt", "pairsDevTest.txt"}) {
+    auto pairs = read_lfw_pairs(a.root / file);
+    if (!pairs) die(pairs.error().message);
+    for (const auto& p : *pairs) unique.insert(key_of(p.name_a, p.index_a)), unique.insert(key_of(p.name_b, p.index_b));
+  }
+  const std::vector<std::string> keys(unique.begin(), unique.end());
+  const ImageTemplates t = embed_lfw_images(options, a.root, keys, a.threads, a.cache);
+  std::vector<float> genuine, impostor;
+  auto person = [](const std::string& key) { return key.substr(0, key.find('/')); };
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    for (std::size_t k = i + 1; k < keys.size(); ++k) {
+      if (t.templates[i].empty() || t.templates[k].empty()) continue;
+      const float s = cosine_similarity(t.templates[i], t.templates[k]);
+      (person(keys[i]) == person(keys[k]) ? genuine : impostor).push_back(s);
+    }
+  }
+  nlohmann::json j = {{"images", keys.size()}, {"genuine_pairs", genuine.size()}, {"impostor_pairs", impostor.size()}};
+  std::printf("calibration on LFW View 1 images: %zu images, %zu genuine and %zu impostor pairs\n", keys.size(),
+              genuine.size(), impostor.size());
+  for (double fmr : {1e-2, 1e-3, 1e-4, 1e-5}) {
+    const RateAtThreshold r = tar_at_far(genuine, impostor, fmr);
+    std::printf("FMR %.0e: threshold %.4f  TAR %.2f%%  (achieved FMR %.2e)\n", fmr, r.threshold, 100 * r.rate,
+                r.achieved_false_rate);
+    char name[16];
+    std::snprintf(name, sizeof name, "%.0e", fmr);
+    j["operating_points"][name] = {{"threshold", r.threshold}, {"tar_pct", pct(r.rate)}};
+  }
+  if (a.json) std::cout << j.dump(2) << "\n";
+}
+
+// Open-set 1:N on LFW: gallery = the first image of each person with 2+ images;
+// mated probes = their other images; non-mated probes = the people with one image.
+void run_ident(const EngineOptions& options, const LfwArgs& a) {
+  require_lfw(a.root);
+  std::map<std::string, std::vector<std::string>> people;
+  for (const auto& dir : std::filesystem::directory_iterator(a.root / "lfw")) {
+    if (!dir.is_directory()) continue;
+    for (const auto& f : std::filesystem::directory_iterator(dir)) {
+      if (f.path().extension() == ".jpg") {
+        people[dir.path().filename().string()].push_back(dir.path().filename().string() + "/" + f.path().filename().string());
+      }
+    }
+  }
+  std::vector<std::string> keys;
+  for (auto& [name, files] : people) {
+    std::sort(files.begin(), files.end());
+    keys.insert(keys.end(), files.begin(), files.end());
+  }
+  const ImageTemplates t = embed_lfw_images(options, a.root, keys, a.threads, a.cache);
+  std::map<std::string, std::size_t> at;
+  for (std::size_t i = 0; i < keys.size(); ++i) at[keys[i]] = i;
+
+  std::vector<std::string> gallery_names;
+  std::vector<const std::vector<float>*> gallery;
+  struct Probe { const std::vector<float>* t; int mate; };
+  std::vector<Probe> mated, non_mated;
+  for (const auto& [name, files] : people) {
+    if (files.size() >= 2) {
+      const int id = static_cast<int>(gallery.size());
+      gallery_names.push_back(name);
+      gallery.push_back(&t.templates[at[files[0]]]);
+      for (std::size_t i = 1; i < files.size(); ++i) mated.push_back({&t.templates[at[files[i]]], id});
+    } else {
+      non_mated.push_back({&t.templates[at[files[0]]], -1});
+    }
+  }
+  const std::size_t dim = t.templates.empty() ? 0 : t.templates.front().size();
+  cv::Mat g(static_cast<int>(gallery.size()), static_cast<int>(dim), CV_32F, cv::Scalar(0));
+  for (std::size_t i = 0; i < gallery.size(); ++i) {
+    if (gallery[i]->size() == dim) std::copy(gallery[i]->begin(), gallery[i]->end(), g.ptr<float>(static_cast<int>(i)));
+  }
+  auto top1 = [&](const Probe& p) {
+    std::pair<int, float> best{-1, -2.0f};
+    if (p.t->size() != dim) return best;
+    const cv::Mat q(1, static_cast<int>(dim), CV_32F, const_cast<float*>(p.t->data()));
+    cv::Mat s = g * q.t();
+    for (int i = 0; i < s.rows; ++i) {
+      if (s.at<float>(i) > best.second) best = {i, s.at<float>(i)};
+    }
+    return best;
+  };
+  std::vector<std::pair<int, float>> mated_top(mated.size()), non_mated_top(non_mated.size());
+  for (std::size_t i = 0; i < mated.size(); ++i) mated_top[i] = top1(mated[i]);
+  for (std::size_t i = 0; i < non_mated.size(); ++i) non_mated_top[i] = top1(non_mated[i]);
+  std::size_t rank1 = 0;
+  for (std::size_t i = 0; i < mated.size(); ++i) rank1 += mated_top[i].first == mated[i].mate;
+  std::vector<float> non_mated_scores;
+  for (const auto& b : non_mated_top) non_mated_scores.push_back(b.second);
+  nlohmann::json j = {{"gallery", gallery.size()}, {"mated_probes", mated.size()}, {"non_mated_probes", non_mated.size()},
+                      {"rank1_pct", pct(static_cast<double>(rank1) / static_cast<double>(mated.size()))}};
+  std::printf("LFW open-set 1:N: gallery %zu people, %zu mated probes, %zu non-mated probes\n", gallery.size(),
+              mated.size(), non_mated.size());
+  std::printf("rank-1 identification rate  %.2f%%\n", 100.0 * static_cast<double>(rank1) / static_cast<double>(mated.size()));
+  for (double fpir : {1e-2, 1e-3}) {
+    const double threshold = threshold_at_fmr(non_mated_scores, fpir);
+    std::size_t misses = 0, false_pos = 0;
+    for (std::size_t i = 0; i < mated.size(); ++i) {
+      misses += !(mated_top[i].first == mated[i].mate && mated_top[i].second >= threshold);
+    }
+    for (float s : non_mated_scores) false_pos += s >= threshold;
+    const double fnir = static_cast<double>(misses) / static_cast<double>(mated.size());
+    std::printf("FNIR at FPIR=%.0e  %.2f%%  (threshold %.4f; %zu of %zu non-mated probes above it)\n", fpir,
+                100 * fnir, threshold, false_pos, non_mated.size());
+    char name[16];
+    std::snprintf(name, sizeof name, "%.0e", fpir);
+    j["fnir_at_fpir"][name] = {{"fnir_pct", pct(fnir)}, {"threshold", threshold}, {"false_positives", false_pos}};
+  }
+  if (a.json) std::cout << j.dump(2) << "\n";
+}
+
+struct PipelineArgs {
+  std::filesystem::path image;
+  int repeat = 50;
+  int runs = 5;
+  int threads = 2;
+  int throughput_images = 200;
+};
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+// Per-stage latency on one thread, from encoded bytes and from decoded pixels to a
+// template, against the networks' own forward time measured in the same run.
+void run_pipeline(const EngineOptions& options, const PipelineArgs& a) {
+  std::filesystem::path path = a.image;
+  if (path.empty()) path = lfw_image_path(default_lfw(), "Aaron_Eckhart", 1);
+  auto bytes = read_file_bytes(path, 20u << 20);
+  if (!bytes) die(path.string() + ": " + bytes.error().message + " (pass an image with --image)");
+  cv::setNumThreads(1);
+  EngineOptions opts = options;
+  opts.replicas = std::max(1, a.threads);
+  auto created = Engine::create(opts);
+  if (!created) die(created.error().message);
+  const Engine& engine = **created;
+  auto image = decode_image(*bytes);
+  if (!image) die(image.error().message);
+
+  // The networks alone, on blobs of the shapes the pipeline feeds them.
+  auto manifest = load_manifest(opts.manifest.empty() ? std::filesystem::path(CANDOR_SOURCE_DIR) / "config/models.json" : opts.manifest);
+  if (!manifest) die(manifest.error().message);
+  const std::filesystem::path model_dir = opts.model_dir.empty() ? std::filesystem::path(CANDOR_SOURCE_DIR) / "models" : opts.model_dir;
+  auto net_for = [&](ModelRole role) {
+    auto spec = manifest->find(role);
+    if (!spec) die(spec.error().message);
+    auto file = locate_model(*spec, model_dir, false);
+    if (!file) die(file.error().message);
+    cv::dnn::Net net = cv::dnn::readNetFromONNX(file->string());
+    int shape[4] = {1, spec->input.color == ColorOrder::kGray ? 1 : 3, spec->input.height, spec->input.width};
+    cv::Mat blob(4, shape, CV_32F);
+    cv::randu(blob, -1, 1);
+    net.setInput(blob);
+    net.forward();
+    return std::make_pair(net, blob);
+  };
+  auto [det_net, det_blob] = net_for(ModelRole::kDetector);
+  auto [lmk_net, lmk_blob] = net_for(ModelRole::kLandmarks);
+  auto [rec_net, rec_blob] = net_for(ModelRole::kRecognizer);
+  auto time_ms = [](auto&& fn) {
+    const auto t = Clock::now();
+    fn();
+    return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+  };
+
+  std::vector<double> decode, boxes, landmarks, embed, total, net_det, net_lmk, net_rec, ratio;
+  std::size_t faces_found = 0;
+  for (int run = 0; run < a.runs; ++run) {
+    std::vector<double> d, b, l, e, tot, nd, nl, nr;
+    for (int i = 0; i < a.repeat; ++i) {
+      d.push_back(time_ms([&] { (void)decode_image(*bytes); }));
+      std::vector<Face> faces;
+      b.push_back(time_ms([&] { faces = engine.detect_boxes(*image); }));
+      faces_found = faces.size();
+      l.push_back(time_ms([&] { engine.locate_landmarks(*image, faces); }));
+      e.push_back(time_ms([&] { engine.embed(*image, faces); }));
+      tot.push_back(b.back() + l.back() + e.back());
+      nd.push_back(time_ms([&] { det_net.setInput(det_blob); det_net.forward(); }));
+      // Two landmark passes, each one forward per face.
+      nl.push_back(time_ms([&] { for (int k = 0; k < 2; ++k) { lmk_net.setInput(lmk_blob); lmk_net.forward(); } }));
+      nr.push_back(time_ms([&] { rec_net.setInput(rec_blob); rec_net.forward(); }));
+    }
+    decode.push_back(median(d)), boxes.push_back(median(b)), landmarks.push_back(median(l)), embed.push_back(median(e));
+    total.push_back(median(tot)), net_det.push_back(median(nd)), net_lmk.push_back(median(nl)), net_rec.push_back(median(nr));
+    ratio.push_back(median(tot) / (median(nd) + median(nl) + median(nr)));
+  }
+  const double nets = median(net_det) + median(net_lmk) + median(net_rec);
+  std::printf("image %s (%dx%d, %zu face%s), one thread, medians of %d runs x %d repeats\n", path.c_str(), image->cols,
+              image->rows, faces_found, faces_found == 1 ? "" : "s", a.runs, a.repeat);
+  std::printf("  decode            %7.2f ms\n", median(decode));
+  std::printf("  detect            %7.2f ms   (detector network alone %.2f ms)\n", median(boxes), median(net_det));
+  std::printf("  landmarks (2 pass)%7.2f ms   (landmark network x2 alone %.2f ms)\n", median(landmarks), median(net_lmk));
+  std::printf("  align + embed     %7.2f ms   (recogniser network alone %.2f ms)\n", median(embed), median(net_rec));
+  std::printf("  pixels->template  %7.2f ms   networks alone %.2f ms: Candor's own work adds %.1f%% (median of per-run ratios)\n",
+              median(total), nets, 100.0 * (median(ratio) - 1.0));
+
+  // Enrollment throughput: whole pipeline from bytes, N images over T threads.
+  for (int threads : {1, a.threads}) {
+    std::atomic<int> next{0};
+    std::atomic<std::size_t> faces{0};
+    const auto t0 = Clock::now();
+    std::vector<std::thread> pool;
+    for (int k = 0; k < threads; ++k) {
+      pool.emplace_back([&] {
+        while (next++ < a.throughput_images) {
+          auto img = decode_image(*bytes);
+          if (img) faces += engine.analyze(*img).size();
+        }
+      });
+    }
+    for (auto& th : pool) th.join();
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    std::printf("  throughput %d thread%s: %.1f faces/s (%d images, bytes to templates)\n", threads,
+                threads == 1 ? "" : "s", static_cast<double>(faces) / s, a.throughput_images);
+  }
+}
+
+}  // namespace
+
+void register_engine_bench_commands(CLI::App& bench, const EngineOptions& options) {
+  auto add_lfw_options = [](CLI::App* cmd, LfwArgs& a) {
+    cmd->add_option("dir", a.root, "LFW directory (holds lfw/ and the pairs files)")->capture_default_str();
+    cmd->add_option("--threads", a.threads, "Worker threads")->capture_default_str();
+    cmd->add_option("--cache", a.cache, "Template cache file: reused when it covers the images, else written");
+    cmd->add_flag("--json", a.json, "Print JSON");
+  };
+  auto lfw = std::make_shared<LfwArgs>();
+  CLI::App* c = bench.add_subcommand("lfw", "LFW verification: 10-fold accuracy, TAR@FAR, stage latency");
+  add_lfw_options(c, *lfw);
+  c->add_option("--pairs", lfw->pairs, "pairs.txt (View 2) or pairsDevTest.txt / pairsDevTrain.txt (View 1)")
+      ->capture_default_str();
+  c->callback([&options, lfw] { run_lfw(options, *lfw); });
+
+  auto cal = std::make_shared<LfwArgs>();
+  c = bench.add_subcommand("calibrate", "Operating-point thresholds from LFW View 1 (all cross-identity pairs)");
+  add_lfw_options(c, *cal);
+  c->callback([&options, cal] { run_calibrate(options, *cal); });
+
+  auto ident = std::make_shared<LfwArgs>();
+  c = bench.add_subcommand("lfw-ident", "LFW open-set 1:N: rank-1, FNIR at FPIR 1e-2 and 1e-3");
+  add_lfw_options(c, *ident);
+  c->callback([&options, ident] { run_ident(options, *ident); });
+
+  auto pipe = std::make_shared<PipelineArgs>();
+  c = bench.add_subcommand("pipeline", "Per-stage latency on one thread vs the networks alone; throughput");
+  c->add_option("--image", pipe->image, "A single-face image (default: LFW Aaron_Eckhart_0001, 250x250)");
+  c->add_option("--repeat", pipe->repeat, "Iterations per run")->capture_default_str();
+  c->add_option("--runs", pipe->runs, "Runs (the median is reported)")->capture_default_str();
+  c->add_option("--threads", pipe->threads, "Threads for the throughput figure")->capture_default_str();
+  c->add_option("--images", pipe->throughput_images, "Images per throughput run")->capture_default_str();
+  c->callback([&options, pipe] { run_pipeline(options, *pipe); });
+}
+
+}  // namespace candor::bench

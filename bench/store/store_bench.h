@@ -1,0 +1,19 @@
+// Candor: `candor bench store`, throughput of the system of record.
+//
+// Measures, on a fresh database in a temporary directory (or --dir):
+// enrollment through the store in faces/s with synthetic templates, for
+// batch sizes 1 and 32 (one transaction + one audit entry per batch);
+// load_faces (decrypt everything) for the faces enrolled; and audited
+// record_search appends per second. Each figure is the median of --repeat runs.
+//
+// Thread safety: registration and the command run on the CLI's thread.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace candor {
+
+// Adds the `store` subcommand to `bench` (the CLI's `candor bench` command).
+void register_store_bench_commands(CLI::App& bench);
+
+}  // namespace candor

@@ -1,0 +1,13 @@
+# Warnings for Candor's own targets. Third-party headers (OpenCV, FAISS) are
+# included as SYSTEM so that their warnings under C++20 do not fail the build.
+add_library(candor_warnings INTERFACE)
+target_compile_options(candor_warnings INTERFACE
+  -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wold-style-cast
+  -Wcast-align -Woverloaded-virtual -Wnull-dereference -Wimplicit-fallthrough)
+if(CANDOR_WERROR)
+  target_compile_options(candor_warnings INTERFACE -Werror)
+endif()
+if(CANDOR_SANITIZE)
+  add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  add_link_options(-fsanitize=address,undefined)
+endif()

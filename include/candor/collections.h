@@ -1,0 +1,115 @@
+// Candor: consent-first collections — enrollment and 1:N identification over the
+// system of record (candor/store.h), with an in-memory index per collection
+// (candor/index.h) kept in step with it.
+//
+// The Store enforces the rules (consent before enrollment, atomic revocation,
+// encryption, audit). This layer adds what needs the engine and the index:
+// turning photos into templates, searching, and making sure that a face removed
+// from the store is never returned by a search:
+//
+// - Each collection has a reader-writer lock. A search holds it shared from the
+//   index lookup until its audit entry is written; revocation, erasure and
+//   retention hold it exclusive from the store transaction until the index has
+//   dropped the faces. So no search that returns a revoked face can overlap the
+//   revocation's commit, and no search after it can see the face.
+// - Candidates are re-checked against the store (existing_faces) before a
+//   search answers, so an index that lags the store (another process, another
+//   node) never leaks a deleted face.
+//
+// Thread safety: all members may be called concurrently.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "candor/engine.h"
+#include "candor/store.h"
+
+namespace candor {
+
+class FaceAnalyzer;
+
+struct CollectionsOptions {
+  // Index factory spec (candor/index.h) for each collection's in-memory index.
+  std::string index_spec = "Flat";
+  // Optional analyser: when set, enrollment refuses faces below min_enroll_quality
+  // and searches report the probe's quality.
+  const FaceAnalyzer* analyzer = nullptr;
+  QualityLevel min_enroll_quality = QualityLevel::kMedium;
+  DetectOptions detect;
+};
+
+// One image offered for enrollment: its bytes are hashed (SHA-256 kept), decoded,
+// and dropped; only the template is stored.
+struct EnrollImage {
+  std::string name;                   // for messages: a file name
+  std::span<const std::uint8_t> bytes;
+};
+
+struct EnrollOutcome {
+  std::string name;
+  std::optional<FaceId> face_id;  // set when enrolled
+  std::optional<Error> error;     // why not: unreadable, no face, several faces, quality, consent
+};
+
+struct SubjectMatch {
+  std::string subject;
+  float similarity = 0;  // best over the subject's enrolled faces
+  FaceId face_id = 0;    // the face that gave it
+  bool match = false;    // similarity >= the collection's threshold
+};
+
+struct SearchResult {
+  std::vector<SubjectMatch> matches;  // best first, one per subject, at most top_k
+  Face probe;                         // the probe face (box, landmarks, quality); no template
+  std::size_t faces_in_image = 0;
+  float threshold = 0;
+};
+
+class Collections {
+ public:
+  // Loads every collection's templates from the store into memory.
+  // ensures: errors from the store (kIntegrityError for a template that does not decrypt).
+  static Result<std::unique_ptr<Collections>> open(const Engine& engine, Store& store, CollectionsOptions options = {});
+
+  virtual ~Collections() = default;
+
+  // The store, for operations that need no engine or index (consents, audit, export).
+  virtual Store& store() = 0;
+
+  // Creates a collection whose match threshold is the recogniser's operating point
+  // `operating_point` (default fmr-1e-4: identification compares one probe with many).
+  virtual Result<Collection> create_collection(NewCollection spec, const std::string& operating_point,
+                                               const AuditContext& ctx) = 0;
+  virtual Result<std::vector<FaceId>> delete_collection(const std::string& name, const AuditContext& ctx) = 0;
+
+  // Enrolls one face per image for `subject`. Images are processed independently;
+  // those that fail (no face, several faces, low quality) are reported and skipped.
+  // The faces that pass are stored in one transaction.
+  // ensures: kConsentRequired (nothing stored) when the subject lacks consent;
+  //          kNotFound for an unknown collection; otherwise one outcome per image.
+  virtual Result<std::vector<EnrollOutcome>> enroll(const std::string& collection, const std::string& subject,
+                                                    std::span<const EnrollImage> images, const AuditContext& ctx) = 0;
+
+  // 1:N: the top_k subjects most similar to the largest face in `probe`.
+  // requires: ctx.reason non-empty (else kInvalidArgument: every search states why).
+  // ensures: kNoFace when the probe has none; the search is audited either way.
+  virtual Result<SearchResult> search(const std::string& collection, std::span<const std::uint8_t> probe,
+                                      std::size_t top_k, const AuditContext& ctx) = 0;
+
+  // As the store's, and the faces leave the index before the call returns.
+  virtual Result<std::vector<FaceId>> revoke_consent(const std::string& collection, const std::string& subject,
+                                                     const AuditContext& ctx) = 0;
+  virtual Result<std::vector<FaceId>> erase_subject(const std::string& collection, const std::string& subject,
+                                                    const AuditContext& ctx) = 0;
+  virtual Result<RetentionReport> retention_run(TimePoint now, const AuditContext& ctx) = 0;
+
+  // Templates held in memory for `collection` (0 for an unknown one).
+  virtual std::size_t indexed_faces(const std::string& collection) const = 0;
+};
+
+}  // namespace candor

@@ -1,0 +1,107 @@
+// Candor: the face engine — from pixels to faces, landmarks and templates.
+//
+// An Engine owns the networks named by the model manifest (detector, landmarker,
+// recogniser) and runs the pipeline:
+//
+//   detect_boxes      image pyramid + tiles through the detector, NMS across them
+//   locate_landmarks  68 points in two passes (box crop, then a square crop around
+//                     the first pass's points), reduced to the 5 ArcFace points
+//   embed             similarity transform onto the ArcFace 112x112 template,
+//                     the recogniser in one batch, L2 normalisation
+//
+// Thread safety: an Engine is safe to share between threads. Every const member
+// may be called concurrently; each network is replicated `replicas` times and an
+// inference waits for a free replica, so at most `replicas` inferences of one
+// network run at once.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <opencv2/core/mat.hpp>
+
+#include "candor/face.h"
+#include "candor/image.h"
+#include "candor/models.h"
+#include "candor/result.h"
+
+namespace candor {
+
+struct DetectOptions {
+  float score_threshold = 0.7f;  // detector confidence; 0.7 finds all 22 faces of the face-api samples, none false
+  int min_face_size = 24;        // pixels (shorter box side) in the input image; smaller faces are not searched for
+  int max_faces = 64;            // the highest-scoring faces are kept
+  bool landmarks = true;         // detect(): also locate landmarks
+};
+
+struct EngineOptions {
+  std::filesystem::path model_dir;  // empty: $CANDOR_MODEL_DIR, else <source>/models
+  std::filesystem::path manifest;   // empty: $CANDOR_MANIFEST, else <source>/config/models.json
+  std::string detector_id;          // manifest ids; empty: the first entry of each role
+  std::string landmarks_id;
+  std::string recognizer_id;
+  int replicas = 0;                 // concurrent inferences per network; 0: hardware threads
+  bool verify_hashes = true;        // check each model's SHA-256 before loading it
+};
+
+class Engine {
+ public:
+  // Loads and verifies the networks.
+  // ensures: errors are kModelMissing, kModelInvalid (hash or load failure) or
+  //          kInvalidArgument (manifest problems), each naming the file.
+  static Result<std::unique_ptr<Engine>> create(const EngineOptions& options = {});
+
+  virtual ~Engine() = default;
+
+  // Faces sorted by score, best first, at most options.max_faces.
+  // requires: bgr is CV_8UC3 (decode_image's output).
+  // ensures: every box lies inside the image; with options.landmarks, landmarks are set.
+  virtual std::vector<Face> detect(const cv::Mat& bgr, const DetectOptions& options = {}) const = 0;
+
+  // The stages, for callers that time or replace one of them.
+  virtual std::vector<Face> detect_boxes(const cv::Mat& bgr, const DetectOptions& options = {}) const = 0;
+  virtual void locate_landmarks(const cv::Mat& bgr, std::span<Face> faces) const = 0;
+
+  // Sets face.embedding for every face, all faces in one batch.
+  // requires: landmarks located (detect with landmarks = true, or locate_landmarks).
+  virtual void embed(const cv::Mat& bgr, std::span<Face> faces) const = 0;
+
+  // The 112x112 BGR crop the recogniser sees.
+  virtual cv::Mat align(const cv::Mat& bgr, const Face& face) const = 0;
+
+  // detect + embed. An image without faces gives an empty vector (not an error).
+  virtual std::vector<Face> analyze(const cv::Mat& bgr, const DetectOptions& options = {}) const = 0;
+
+  virtual const ModelSpec& detector_spec() const = 0;
+  virtual const ModelSpec& recognizer_spec() const = 0;
+};
+
+// Cosine similarity of two L2-normalised templates: their inner product.
+// requires: a.size() == b.size() (throws std::invalid_argument otherwise).
+float cosine_similarity(std::span<const float> a, std::span<const float> b);
+
+struct Verification {
+  float similarity = 0;
+  OperatingPoint operating_point;
+  bool match = false;  // similarity >= operating_point.threshold
+};
+
+// Compares two templates at an operating point of the recogniser that made them.
+Verification verify(std::span<const float> a, std::span<const float> b, const OperatingPoint& point);
+
+// The operating point named `name` (e.g. "fmr-1e-3"), or kNotFound listing the names there are.
+Result<OperatingPoint> find_operating_point(const ModelSpec& recognizer, const std::string& name);
+
+// The standard ArcFace 112x112 five-point template (insightface), Landmark5 order.
+std::array<cv::Point2f, 5> arcface_template_112();
+
+// The least-squares similarity transform (rotation, uniform scale, translation) taking
+// `from` onto `to`: Umeyama, "Least-squares estimation of transformation parameters
+// between two point patterns", IEEE TPAMI 13(4), 1991. Returns a 2x3 CV_64F matrix.
+// requires: from.size() == to.size() >= 2, points not all coincident.
+cv::Mat similarity_transform(std::span<const cv::Point2f> from, std::span<const cv::Point2f> to);
+
+}  // namespace candor

@@ -1,0 +1,40 @@
+// Candor: the typed result of looking at a face.
+#pragma once
+
+#include <array>
+#include <optional>
+#include <vector>
+
+#include <opencv2/core/types.hpp>
+
+#include "candor/analysis.h"
+
+namespace candor {
+
+// An axis-aligned box in image pixels (x, y: top-left corner).
+struct Box {
+  float x = 0, y = 0, width = 0, height = 0;
+  float right() const noexcept { return x + width; }
+  float bottom() const noexcept { return y + height; }
+  float area() const noexcept { return width > 0 && height > 0 ? width * height : 0.0f; }
+  cv::Point2f center() const noexcept { return {x + width / 2, y + height / 2}; }
+};
+
+// Intersection over union; 0 for disjoint or empty boxes.
+float iou(const Box& a, const Box& b) noexcept;
+
+// The five points of the ArcFace alignment, in this order. "Left" and "right" are as
+// seen in the image (the subject's right eye is the image's left eye).
+enum Landmark5 : int { kLeftEye = 0, kRightEye = 1, kNoseTip = 2, kMouthLeft = 3, kMouthRight = 4 };
+
+struct Face {
+  Box box;                                  // detector box, image pixels
+  float score = 0;                          // detector confidence in [0, 1]
+  std::array<cv::Point2f, 5> landmarks{};   // Landmark5 order, image pixels
+  std::vector<cv::Point2f> landmarks68;     // iBUG 300-W order, image pixels; empty before landmarking
+  std::vector<float> embedding;             // L2-normalised template; empty until embedded
+  std::optional<FaceQuality> quality;       // set by the analyser
+  std::optional<Liveness> liveness;         // set only when liveness was requested
+};
+
+}  // namespace candor

@@ -1,0 +1,21 @@
+// Candor: the JSON shapes of its results, shared by the CLI and the server so that
+// both speak the same language.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "candor/engine.h"
+#include "candor/result.h"
+
+namespace candor {
+
+// {"box": {x,y,width,height}, "score", "landmarks": {"left_eye": [x,y], ...},
+//  "quality": {...}, "liveness": {...}, "embedding": [...] (only when with_embedding)}
+nlohmann::json face_to_json(const Face& face, bool with_embedding = false, bool with_landmarks68 = false);
+
+// {"error": {"code": "image_corrupt", "message": "..."}}
+nlohmann::json error_to_json(const Error& error);
+
+std::string_view quality_level_name(QualityLevel level) noexcept;
+
+}  // namespace candor

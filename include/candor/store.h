@@ -1,0 +1,281 @@
+// Candor: the system of record.
+//
+// The Store holds collections, consents, encrypted face templates and the
+// hash-chained audit log, and enforces the rules Candor exists for:
+//
+// - No template without consent: enroll() checks, inside its own write
+//   transaction, that the subject holds an active, unexpired consent whose
+//   purpose equals the collection's purpose. Otherwise nothing is stored, the
+//   call fails with kConsentRequired and the refusal itself is audited.
+// - Revocation and erasure delete templates at once, in the same transaction
+//   that records them, and return the deleted face ids so the caller can drop
+//   them from in-memory indexes.
+// - Every change and every search appends an audit entry in the same
+//   transaction as the change: after a crash both exist or neither does.
+//   Refusals are audited too (in their own transaction, after the refused one
+//   is rolled back). See candor/audit.h for the chain and for how erasure
+//   scrubs subject names from the log without breaking it.
+// - Templates are encrypted at rest (candor/crypto.h) with associated data
+//   binding each ciphertext to its face id and collection. Source images are
+//   never accepted: only their SHA-256.
+// - Retention: retention_run() removes faces older than their collection's
+//   retention_days (at most 3 years, the BIPA ceiling) and faces whose subject
+//   no longer holds a valid consent.
+//
+// The interface is database-neutral; open_store() picks the implementation
+// from the URI. SQLite is built in; PostgreSQL will follow.
+//
+// Thread safety: a Store is safe for concurrent use from many threads. The
+// SQLite implementation owns one connection guarded by a mutex, so calls on
+// one Store run one at a time. Several processes may open the same database
+// file: writers are serialised by SQLite's write lock (BEGIN IMMEDIATE, with a
+// busy timeout), readers proceed concurrently under WAL.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "candor/audit.h"
+#include "candor/result.h"
+
+namespace candor {
+
+using FaceId = std::int64_t;  // never reused, even after deletion
+
+// Who is acting and why; written to every audit entry the operation appends.
+struct AuditContext {
+  std::string actor;   // required: non-empty (API key name, CLI user)
+  std::string reason;  // required for searches and erasures; free text elsewhere
+};
+
+struct Collection {
+  std::int64_t id = 0;
+  std::string name;              // [a-z0-9_-]{1,64}, unique
+  std::string purpose;           // consents must name exactly this purpose
+  int retention_days = 0;        // 1..kMaxRetentionDays
+  float match_threshold = 0.0F;  // supplied by the caller (it knows the model)
+  bool liveness_required = false;
+  TimePoint created_at{};
+};
+
+// The BIPA ceiling: biometric identifiers go within 3 years of the last interaction.
+inline constexpr int kMaxRetentionDays = 1095;
+
+struct NewCollection {
+  std::string name;
+  std::string purpose;  // non-empty, at most 1024 bytes
+  int retention_days = 365;
+  float match_threshold = 0.0F;
+  bool liveness_required = false;
+};
+
+struct Consent {
+  std::int64_t id = 0;
+  std::string collection;
+  std::string subject;
+  std::string purpose;
+  std::string evidence_sha256;  // SHA-256 of the signed form; the form itself is not kept
+  std::string collected_by;
+  TimePoint granted_at{};
+  std::optional<TimePoint> expires_at;
+  std::optional<TimePoint> revoked_at;
+};
+
+struct NewConsent {
+  std::string collection;
+  std::string subject;          // 1..256 bytes, no control characters
+  std::string purpose;          // recorded as given; enroll() compares it to the collection's
+  std::string evidence_sha256;  // 64 lower-case hex digits (see sha256_hex)
+  std::string collected_by;     // non-empty
+  std::optional<TimePoint> granted_at;  // default: now
+  std::optional<TimePoint> expires_at;  // must be after granted_at
+};
+
+struct FaceBox {
+  float x = 0, y = 0, w = 0, h = 0;
+};
+
+struct NewFace {
+  std::vector<float> embedding;  // 1..4096 finite values; same dim and model_id across a collection
+  FaceBox box;
+  float detector_score = 0;
+  std::string quality_level;
+  std::string quality_json = "{}";  // must parse as JSON
+  std::string image_sha256;         // 64 lower-case hex digits
+  std::string model_id;             // non-empty: names the recogniser
+};
+
+struct FaceRecord {
+  FaceId id = 0;
+  std::string collection;
+  std::string subject;
+  std::vector<float> embedding;  // decrypted; empty where the call says it omits templates
+  FaceBox box;
+  float detector_score = 0;
+  std::string quality_level;
+  std::string quality_json;
+  std::string image_sha256;
+  std::string model_id;
+  TimePoint created_at{};
+};
+
+struct RetentionReport {
+  std::vector<FaceId> removed;        // all faces removed, ascending
+  std::int64_t expired_by_age = 0;    // older than the collection's retention_days
+  std::int64_t without_consent = 0;   // subject's consent expired, revoked or missing
+  std::int64_t counters_pruned = 0;   // old search-rate buckets dropped
+};
+
+struct SearchRecord {
+  AuditContext context;                // reason required: every search states why
+  std::string collection;              // must exist
+  std::vector<std::string> subjects;   // subjects returned as matches (for access requests)
+  std::string details_json = "{}";     // result face ids, scores, timings; no subject ids, no templates
+  std::string result = "ok";           // "ok" or "refused: <code>" for searches refused upstream
+};
+
+struct AuditFilter {
+  std::optional<std::string> subject;
+  std::optional<std::string> collection;
+  std::optional<std::string> operation;
+  std::optional<TimePoint> since;
+  std::optional<std::int64_t> after_seq;  // for paging
+  std::size_t limit = 1000;               // newest-last within the page
+};
+
+struct AuditHead {
+  std::int64_t seq = 0;
+  std::string hash;  // kAuditGenesisHash for an empty log
+};
+
+enum class Durability {
+  kFull,    // fsync at every commit: survives power loss (default)
+  kNormal,  // survives process crashes; a power cut may lose the last commits
+};
+
+struct StoreOptions {
+  // Template key, highest priority first: key_hex; the CANDOR_KEY environment
+  // variable; key_file (default "<database path>.key"). A key file is created
+  // (mode 0600) only for a new database; an existing database whose key is
+  // missing, unreadable or wrong is refused, never re-keyed.
+  std::optional<std::string> key_hex;
+  std::string key_file;
+  bool use_env_key = true;  // tests switch off CANDOR_KEY
+  bool create_if_missing = true;
+  int busy_timeout_ms = 5000;
+  Durability durability = Durability::kFull;
+  // The store's clock (timestamps, consent expiry at enroll). Tests inject one.
+  std::function<TimePoint()> clock;
+};
+
+// Abstract system of record. Every method returns an Error (never throws) for
+// expected failures: kInvalidArgument, kNotFound, kAlreadyExists,
+// kConsentRequired, kIntegrityError (a ciphertext does not open), kStoreError
+// (the database refused). Mutating methods take an AuditContext and append
+// their audit entry in the same transaction; a refused mutation appends a
+// "refused: <code>" entry instead and changes nothing else.
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // -- collections
+  // ensures: kAlreadyExists if the name is taken; kInvalidArgument for a bad name/purpose/retention.
+  virtual Result<Collection> create_collection(const NewCollection& spec, const AuditContext& ctx) = 0;
+  virtual Result<std::vector<Collection>> list_collections() = 0;
+  virtual Result<Collection> get_collection(std::string_view name) = 0;
+  // Deletes the collection, its faces and its consents.
+  // ensures: the ids of the faces deleted.
+  virtual Result<std::vector<FaceId>> delete_collection(std::string_view name,
+                                                        const AuditContext& ctx) = 0;
+
+  // -- consent
+  virtual Result<Consent> grant_consent(const NewConsent& consent, const AuditContext& ctx) = 0;
+  // Revokes every active consent of `subject` in `collection` and deletes the
+  // subject's faces there, in one transaction.
+  // ensures: kNotFound if the subject holds no active consent there; else the deleted face ids.
+  virtual Result<std::vector<FaceId>> revoke_consent(std::string_view collection,
+                                                     std::string_view subject,
+                                                     const AuditContext& ctx) = 0;
+  // ensures: consents of `subject` (all subjects if empty) in `collection`, oldest first.
+  virtual Result<std::vector<Consent>> list_consents(std::string_view collection,
+                                                     std::string_view subject) = 0;
+
+  // -- faces
+  // ensures: on success, the new face ids in the order of `faces`, all
+  // committed with one audit entry. kConsentRequired if the subject lacks an
+  // active, unexpired consent for the collection's purpose at commit time.
+  // requires: !faces.empty() (else kInvalidArgument).
+  virtual Result<std::vector<FaceId>> enroll(std::string_view collection, std::string_view subject,
+                                             const std::vector<NewFace>& faces,
+                                             const AuditContext& ctx) = 0;
+  // Deletes the subject's faces and consents (in `collection`, or in every
+  // collection when it is empty), scrubs the subject's name from the audit
+  // index of those collections, and appends one erasure entry that names the
+  // subject (the record that the erasure happened).
+  // ensures: the deleted face ids (possibly none: erasing nothing is not an error).
+  virtual Result<std::vector<FaceId>> erase_subject(std::string_view collection,
+                                                    std::string_view subject,
+                                                    const AuditContext& ctx) = 0;
+  // Everything held about `subject` in every collection (GDPR Art. 15):
+  // consents, face metadata (no templates), audit entries naming the subject.
+  // Appends an "export" audit entry after collecting, so an export does not
+  // list itself.
+  // ensures: a JSON object {"subject", "consents":[...], "faces":[...], "audit":[...]}.
+  virtual Result<std::string> export_subject(std::string_view subject, const AuditContext& ctx) = 0;
+  // Removes faces past retention or without a valid consent as of `now`, and
+  // prunes old search-rate buckets. Audited per collection touched.
+  virtual Result<RetentionReport> retention_run(TimePoint now, const AuditContext& ctx) = 0;
+
+  // All faces of a collection, decrypted, ascending id: for rebuilding an
+  // in-memory index at start-up. Not audited (no new disclosure).
+  // ensures: kIntegrityError naming the face id if any template does not decrypt.
+  virtual Result<std::vector<FaceRecord>> load_faces(std::string_view collection) = 0;
+  // ensures: the faces among `ids` that still exist, ascending id; templates
+  // decrypted only if with_embeddings.
+  virtual Result<std::vector<FaceRecord>> get_faces(std::span<const FaceId> ids,
+                                                    bool with_embeddings) = 0;
+  // ensures: the subset of `ids` that still exists, ascending. The search path
+  // re-checks candidates with it so a face deleted a moment ago is never returned.
+  virtual Result<std::vector<FaceId>> existing_faces(std::span<const FaceId> ids) = 0;
+
+  // -- searches
+  // Appends a "search" entry and counts it for the actor's rate windows.
+  // requires: non-empty actor and reason, existing collection (else kInvalidArgument / kNotFound).
+  virtual Status record_search(const SearchRecord& search) = 0;
+  // ensures: searches recorded for `actor` since `since`, counted in whole
+  // buckets: per minute when `since` is within the last 48 hours, per day
+  // before that. The bucket holding `since` counts whole.
+  virtual Result<std::int64_t> search_count(std::string_view actor, TimePoint since) = 0;
+
+  // -- audit
+  virtual Result<std::vector<AuditEntry>> audit_list(const AuditFilter& filter) = 0;
+  // Recomputes the whole chain. A tampered log is a value (intact == false,
+  // issues name the seq and the kind of break); an Error means the database
+  // itself could not be read.
+  virtual Result<AuditVerification> audit_verify() = 0;
+  virtual Result<AuditHead> audit_head() = 0;
+
+  // Moves the write-ahead log into the database file and truncates it
+  // (backups, and tests that inspect the file).
+  virtual Status checkpoint() = 0;
+};
+
+// Opens (creating if allowed) the store named by `uri`:
+//   "PATH" or "sqlite:PATH"   SQLite database file (WAL mode)
+//   "postgresql://..."        not built yet: kInvalidArgument
+// Applies pending schema migrations, then resolves the template key (see StoreOptions).
+// ensures: kStoreError (unreadable / newer schema), kIoError, kIntegrityError
+// (wrong key), kNotFound (database missing and !create_if_missing, or the key
+// of an existing database missing), each with a message saying what to do.
+Result<std::unique_ptr<Store>> open_store(std::string_view uri, const StoreOptions& options);
+
+// ensures: true iff `name` matches [a-z0-9_-]{1,64}.
+bool is_valid_collection_name(std::string_view name) noexcept;
+
+}  // namespace candor

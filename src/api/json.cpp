@@ -1,0 +1,65 @@
+#include "candor/json.h"
+
+#include <cmath>
+
+namespace candor {
+namespace {
+
+// Three decimals: sub-pixel precision that survives a round trip, without float noise.
+double round3(double v) { return std::round(v * 1000.0) / 1000.0; }
+
+nlohmann::json point(const cv::Point2f& p) { return nlohmann::json::array({round3(p.x), round3(p.y)}); }
+
+}  // namespace
+
+std::string_view quality_level_name(QualityLevel level) noexcept {
+  switch (level) {
+    case QualityLevel::kLow: return "low";
+    case QualityLevel::kMedium: return "medium";
+    case QualityLevel::kHigh: return "high";
+  }
+  return "low";
+}
+
+nlohmann::json face_to_json(const Face& face, bool with_embedding, bool with_landmarks68) {
+  nlohmann::json j;
+  j["box"] = {{"x", round3(face.box.x)}, {"y", round3(face.box.y)}, {"width", round3(face.box.width)},
+              {"height", round3(face.box.height)}};
+  j["score"] = round3(face.score);
+  if (!face.landmarks68.empty()) {
+    j["landmarks"] = {{"left_eye", point(face.landmarks[kLeftEye])},     {"right_eye", point(face.landmarks[kRightEye])},
+                      {"nose_tip", point(face.landmarks[kNoseTip])},     {"mouth_left", point(face.landmarks[kMouthLeft])},
+                      {"mouth_right", point(face.landmarks[kMouthRight])}};
+    if (with_landmarks68) {
+      auto pts = nlohmann::json::array();
+      for (const auto& p : face.landmarks68) pts.push_back(point(p));
+      j["landmarks68"] = std::move(pts);
+    }
+  }
+  if (face.quality) {
+    const FaceQuality& q = *face.quality;
+    nlohmann::json jq = {{"level", quality_level_name(q.level)},
+                         {"face_size_px", round3(q.face_size_px)},
+                         {"sharpness", round3(q.sharpness)},
+                         {"brightness", round3(q.brightness)},
+                         {"dark_clipped", round3(q.dark_clipped)},
+                         {"bright_clipped", round3(q.bright_clipped)}};
+    if (q.pose) jq["pose"] = {{"yaw", round3(q.pose->yaw)}, {"pitch", round3(q.pose->pitch)}, {"roll", round3(q.pose->roll)}};
+    if (q.left_eye_open) jq["left_eye_open"] = *q.left_eye_open;
+    if (q.right_eye_open) jq["right_eye_open"] = *q.right_eye_open;
+    if (!q.limiting_factor.empty()) jq["limiting_factor"] = q.limiting_factor;
+    j["quality"] = std::move(jq);
+  }
+  if (face.liveness) {
+    j["liveness"] = {{"score", round3(face.liveness->score)}, {"live", face.liveness->live},
+                     {"threshold", round3(face.liveness->threshold)}};
+  }
+  if (with_embedding && !face.embedding.empty()) j["embedding"] = face.embedding;
+  return j;
+}
+
+nlohmann::json error_to_json(const Error& error) {
+  return {{"error", {{"code", error_code_name(error.code)}, {"message", error.message}}}};
+}
+
+}  // namespace candor

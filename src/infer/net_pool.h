@@ -1,0 +1,53 @@
+// A fixed set of replicas of one network. cv::dnn::Net::forward mutates the net's
+// internal blobs, so one Net must never run two inferences at once; the pool hands
+// each caller a replica of its own for the duration of a Lease.
+#pragma once
+
+#include <condition_variable>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include <opencv2/dnn.hpp>
+
+#include "candor/result.h"
+
+namespace candor {
+
+class NetPool {
+ public:
+  // Reads the ONNX file once and builds `replicas` networks from the bytes.
+  // ensures: kModelInvalid naming the file when OpenCV cannot load it.
+  static Result<std::unique_ptr<NetPool>> load(const std::filesystem::path& onnx, int replicas);
+
+  class Lease {
+   public:
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    Lease(Lease&& other) noexcept : pool_(other.pool_), index_(other.index_) { other.pool_ = nullptr; }
+    ~Lease();
+    cv::dnn::Net& net() const { return pool_->nets_[index_]; }
+
+   private:
+    friend class NetPool;
+    Lease(const NetPool* pool, std::size_t index) : pool_(pool), index_(index) {}
+    const NetPool* pool_;
+    std::size_t index_;
+  };
+
+  // Blocks until a replica is free. Thread-safe.
+  Lease acquire() const;
+  std::size_t replicas() const { return nets_.size(); }
+  const std::vector<std::string>& output_names() const { return output_names_; }
+
+ private:
+  NetPool() = default;
+  mutable std::vector<cv::dnn::Net> nets_;
+  std::vector<std::string> output_names_;
+  mutable std::mutex mutex_;
+  mutable std::condition_variable released_;
+  mutable std::vector<std::size_t> free_;
+};
+
+}  // namespace candor

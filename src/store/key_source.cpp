@@ -1,0 +1,117 @@
+// Where the template key comes from, and the rules that stop a lost key from
+// silently turning into a new one (which would orphan every stored template).
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <cstdio>
+#include <filesystem>
+
+#include "sqlite_store.h"
+
+namespace candor::store_detail {
+namespace {
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+SecretKey parse_or_fail(std::string_view hex, const std::string& source) {
+  Result<SecretKey> key = SecretKey::from_hex(hex);
+  if (!key) fail(ErrorCode::kInvalidArgument, "the key in " + source + " is malformed: " + key.error().message);
+  return std::move(key).value();
+}
+
+// ensures: the key file's contents, nullopt if it does not exist; throws for anything else.
+std::optional<std::string> read_key_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::nullopt;
+    fail(ErrorCode::kIoError, "cannot read key file " + path + ": " + errno_text(errno));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    fail(ErrorCode::kIoError, "key file " + path + " is not a regular file");
+  }
+  if ((st.st_mode & 077) != 0) {
+    ::close(fd);
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    fail(ErrorCode::kIoError, "key file " + path + " has mode " + mode +
+                                  "; it must not be accessible to group or others (chmod 600 " +
+                                  path + ")");
+  }
+  std::string text(256, '\0');
+  ssize_t n = ::read(fd, text.data(), text.size());
+  int err = errno;
+  ::close(fd);
+  if (n < 0) fail(ErrorCode::kIoError, "cannot read key file " + path + ": " + errno_text(err));
+  text.resize(static_cast<std::size_t>(n));
+  return text;
+}
+
+void fsync_parent_dir(const std::string& path) {
+  std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (parent.empty()) parent = ".";
+  int dfd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+// Creates the key file with a fresh key; if another process won the race to
+// create it, returns that process's key instead.
+SecretKey create_key_file(const std::string& path) {
+  SecretKey key = SecretKey::generate();
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) {
+    if (errno == EEXIST) {
+      std::optional<std::string> text = read_key_file(path);
+      if (text) return parse_or_fail(*text, "key file " + path);
+    }
+    fail(ErrorCode::kIoError, "cannot create key file " + path + ": " + errno_text(errno));
+  }
+  ::fchmod(fd, 0600);  // whatever the umask did
+  const std::string text = key.to_hex() + "\n";
+  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+                  ::fsync(fd) == 0;
+  int err = errno;
+  ::close(fd);
+  if (!ok) {
+    ::unlink(path.c_str());
+    fail(ErrorCode::kIoError, "cannot write key file " + path + ": " + errno_text(err));
+  }
+  fsync_parent_dir(path);
+  return key;
+}
+
+}  // namespace
+
+ResolvedKey resolve_key(const StoreOptions& options, const std::string& db_path, bool may_create,
+                        std::int64_t templates_held) {
+  if (options.key_hex) {
+    return ResolvedKey{parse_or_fail(*options.key_hex, "StoreOptions::key_hex"), "StoreOptions::key_hex"};
+  }
+  if (options.use_env_key) {
+    const char* env = std::getenv("CANDOR_KEY");
+    if (env != nullptr && *env != '\0') {
+      return ResolvedKey{parse_or_fail(env, "CANDOR_KEY"), "CANDOR_KEY"};
+    }
+  }
+  const std::string path = options.key_file.empty() ? db_path + ".key" : options.key_file;
+  std::optional<std::string> text = read_key_file(path);
+  if (text) return ResolvedKey{parse_or_fail(*text, "key file " + path), path};
+  if (!may_create) {
+    fail(ErrorCode::kNotFound,
+         "database " + db_path + " is keyed (it holds " + std::to_string(templates_held) +
+             " encrypted templates) but its key file " + path +
+             " is missing; restore the key file or set CANDOR_KEY. Refusing to create a new key, "
+             "which would make the existing templates unreadable");
+  }
+  return ResolvedKey{create_key_file(path), path};
+}
+
+}  // namespace candor::store_detail

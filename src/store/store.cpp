@@ -1,0 +1,28 @@
+// open_store: picks the Store implementation from the URI.
+#include <string>
+
+#include "candor/store.h"
+#include "sqlite_store.h"
+
+namespace candor {
+
+bool is_valid_collection_name(std::string_view name) noexcept {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+Result<std::unique_ptr<Store>> open_store(std::string_view uri, const StoreOptions& options) {
+  if (uri.starts_with("postgresql://") || uri.starts_with("postgres://")) {
+    return Error{ErrorCode::kInvalidArgument, "the PostgreSQL store is not built yet; use a SQLite path"};
+  }
+  std::string_view path = uri;
+  if (path.starts_with("sqlite:")) path.remove_prefix(7);
+  if (path.empty()) return Error{ErrorCode::kInvalidArgument, "store URI names no database file"};
+  return store_detail::open_sqlite_store(std::string(path), options);
+}
+
+}  // namespace candor

@@ -1,0 +1,183 @@
+// Collections over a real store and the real engine: enrollment needs consent,
+// revocation empties the index at once, and no search ever returns a revoked face.
+#include <atomic>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <opencv2/imgcodecs.hpp>
+
+#include "../engine/test_support.h"
+#include "../store/store_test_util.h"
+#include "candor/collections.h"
+#include "candor/crypto.h"
+
+namespace candor {
+namespace {
+
+std::vector<std::uint8_t> bytes_of(const std::filesystem::path& p) {
+  auto b = read_file_bytes(p, 20u << 20);
+  if (!b) throw std::runtime_error(p.string() + ": " + b.error().message);
+  return *b;
+}
+
+std::filesystem::path lfw(const std::string& name, int i) {
+  char file[64];
+  std::snprintf(file, sizeof file, "_%04d.jpg", i);
+  return test::lfw_root() / "lfw" / name / (name + file);
+}
+
+class CollectionsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    CANDOR_REQUIRE_LFW();
+    auto store = open_store(dir_.file("c.db"), test::options_with_key(&clock_));
+    ASSERT_TRUE(store.ok()) << store.error().message;
+    store_ = std::move(*store);
+    auto c = Collections::open(test::shared_engine(), *store_);
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    collections_ = std::move(*c);
+    NewCollection spec;
+    spec.name = "staff";
+    spec.purpose = std::string(test::kPurpose);
+    ASSERT_TRUE(collections_->create_collection(spec, "fmr-1e-3", admin_).ok());
+  }
+
+  void consent(const std::string& subject) {
+    NewConsent n;
+    n.collection = "staff";
+    n.subject = subject;
+    n.purpose = std::string(test::kPurpose);
+    n.evidence_sha256 = sha256_hex(std::string_view("signed form of " + subject));
+    n.collected_by = "hr desk";
+    ASSERT_TRUE(store_->grant_consent(n, admin_).ok());
+  }
+
+  Result<std::vector<EnrollOutcome>> enroll(const std::string& subject, const std::vector<std::filesystem::path>& files) {
+    std::vector<std::vector<std::uint8_t>> blobs;
+    for (const auto& f : files) blobs.push_back(bytes_of(f));
+    std::vector<EnrollImage> images;
+    for (std::size_t i = 0; i < files.size(); ++i) images.push_back({files[i].string(), blobs[i]});
+    return collections_->enroll("staff", subject, images, admin_);
+  }
+
+  Result<SearchResult> search(const std::filesystem::path& probe) {
+    const auto b = bytes_of(probe);
+    return collections_->search("staff", b, 5, {"guard", "door 3 entry"});
+  }
+
+  test::TempDir dir_;
+  test::TestClock clock_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<Collections> collections_;
+  AuditContext admin_{"admin", ""};
+};
+
+TEST_F(CollectionsTest, EnrollmentWithoutConsentStoresNothing) {
+  auto r = enroll("bush", {lfw("George_W_Bush", 1)});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kConsentRequired);
+  EXPECT_EQ(collections_->indexed_faces("staff"), 0u);
+  auto faces = store_->load_faces("staff");
+  ASSERT_TRUE(faces.ok());
+  EXPECT_TRUE(faces->empty());
+}
+
+TEST_F(CollectionsTest, SearchFindsTheEnrolledSubjectAndRevocationRemovesIt) {
+  consent("bush");
+  consent("powell");
+  auto r = enroll("bush", {lfw("George_W_Bush", 1), lfw("George_W_Bush", 2)});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  ASSERT_TRUE(enroll("powell", {lfw("Colin_Powell", 1)}).ok());
+  EXPECT_EQ(collections_->indexed_faces("staff"), 3u);
+
+  auto found = search(lfw("George_W_Bush", 10));
+  ASSERT_TRUE(found.ok()) << found.error().message;
+  ASSERT_EQ(found->matches.size(), 2u);  // one entry per subject, not per face
+  EXPECT_EQ(found->matches[0].subject, "bush");
+  EXPECT_TRUE(found->matches[0].match);
+  EXPECT_FALSE(found->matches[1].match);
+  EXPECT_TRUE(found->probe.embedding.empty()) << "templates must not leave the engine";
+
+  auto revoked = collections_->revoke_consent("staff", "bush", admin_);
+  ASSERT_TRUE(revoked.ok());
+  EXPECT_EQ(revoked->size(), 2u);
+  EXPECT_EQ(collections_->indexed_faces("staff"), 1u);
+  found = search(lfw("George_W_Bush", 10));
+  ASSERT_TRUE(found.ok());
+  for (const auto& m : found->matches) EXPECT_NE(m.subject, "bush");
+
+  // The searches are audited with their reason.
+  AuditFilter f;
+  f.operation = "search";
+  auto entries = store_->audit_list(f);
+  ASSERT_TRUE(entries.ok());
+  ASSERT_EQ(entries->size(), 2u);
+  EXPECT_EQ((*entries)[0].reason, "door 3 entry");
+}
+
+TEST_F(CollectionsTest, SearchNeedsAReasonAndAFace) {
+  consent("bush");
+  ASSERT_TRUE(enroll("bush", {lfw("George_W_Bush", 1)}).ok());
+  const auto probe = bytes_of(lfw("George_W_Bush", 3));
+  auto r = collections_->search("staff", probe, 5, {"guard", ""});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  cv::Mat blank(300, 300, CV_8UC3, cv::Scalar::all(128));
+  std::vector<std::uint8_t> png;
+  cv::imencode(".png", blank, png);
+  r = collections_->search("staff", png, 5, {"guard", "door 3"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kNoFace);
+  auto other = collections_->search("nonexistent", probe, 5, {"guard", "door 3"});
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(CollectionsTest, IndexIsRebuiltFromTheStoreOnOpen) {
+  consent("bush");
+  ASSERT_TRUE(enroll("bush", {lfw("George_W_Bush", 1), lfw("George_W_Bush", 2)}).ok());
+  auto reopened = Collections::open(test::shared_engine(), *store_);
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ((*reopened)->indexed_faces("staff"), 2u);
+}
+
+TEST_F(CollectionsTest, PhotosWithoutOneClearFaceAreRefusedIndividually) {
+  consent("bush");
+  const auto group = test::testdata("face-api/sample1.jpg");  // three faces of similar size
+  if (!std::filesystem::exists(group)) GTEST_SKIP() << "run `make setup`";
+  auto r = enroll("bush", {lfw("George_W_Bush", 1), group});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  ASSERT_EQ(r->size(), 2u);
+  EXPECT_TRUE((*r)[0].face_id.has_value());
+  ASSERT_TRUE((*r)[1].error.has_value());
+  EXPECT_NE((*r)[1].error->message.find("one person"), std::string::npos);
+}
+
+// Searches run while the subject is revoked: none that finishes after the revocation
+// returned may report the subject, and none may fail.
+TEST_F(CollectionsTest, NoSearchReturnsARevokedSubject) {
+  consent("bush");
+  ASSERT_TRUE(enroll("bush", {lfw("George_W_Bush", 1), lfw("George_W_Bush", 2)}).ok());
+  const auto probe = bytes_of(lfw("George_W_Bush", 10));
+  std::atomic<bool> revoked{false};
+  std::atomic<int> violations{0}, searches{0};
+  std::thread searcher([&] {
+    for (int i = 0; i < 6; ++i) {
+      const bool before = revoked.load();
+      auto r = collections_->search("staff", probe, 5, {"guard", "door 3"});
+      ASSERT_TRUE(r.ok());
+      ++searches;
+      const bool found = !r->matches.empty() && r->matches[0].subject == "bush";
+      if (before && found) ++violations;  // started after the revocation returned
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(collections_->revoke_consent("staff", "bush", admin_).ok());
+  revoked = true;
+  searcher.join();
+  EXPECT_EQ(searches.load(), 6);
+  EXPECT_EQ(violations.load(), 0);
+}
+
+}  // namespace
+}  // namespace candor

@@ -1,0 +1,91 @@
+#include <cmath>
+
+#include <gtest/gtest.h>
+#include <opencv2/imgproc.hpp>
+
+#include "align/landmarker.h"
+#include "candor/engine.h"
+#include "test_support.h"
+
+namespace candor {
+namespace {
+
+TEST(SimilarityTransform, RecoversAKnownTransform) {
+  const auto from = arcface_template_112();
+  const double angle = 0.3, scale = 2.5, tx = 40, ty = -12;
+  std::array<cv::Point2f, 5> to{};
+  for (std::size_t i = 0; i < from.size(); ++i) {
+    const double x = from[i].x, y = from[i].y;
+    to[i] = {static_cast<float>(scale * (std::cos(angle) * x - std::sin(angle) * y) + tx),
+             static_cast<float>(scale * (std::sin(angle) * x + std::cos(angle) * y) + ty)};
+  }
+  const cv::Mat m = similarity_transform(from, to);
+  EXPECT_NEAR(m.at<double>(0, 0), scale * std::cos(angle), 1e-4);
+  EXPECT_NEAR(m.at<double>(0, 1), -scale * std::sin(angle), 1e-4);
+  EXPECT_NEAR(m.at<double>(1, 0), scale * std::sin(angle), 1e-4);
+  EXPECT_NEAR(m.at<double>(0, 2), tx, 1e-3);
+  EXPECT_NEAR(m.at<double>(1, 2), ty, 1e-3);
+}
+
+TEST(SimilarityTransform, NeverReflects) {
+  // A mirrored point set: the best similarity is a rotation with a positive determinant.
+  std::array<cv::Point2f, 3> from{cv::Point2f{0, 0}, cv::Point2f{1, 0}, cv::Point2f{0, 1}};
+  std::array<cv::Point2f, 3> to{cv::Point2f{0, 0}, cv::Point2f{-1, 0}, cv::Point2f{0, 1}};
+  const cv::Mat m = similarity_transform(from, to);
+  EXPECT_GT(cv::determinant(m.colRange(0, 2)), 0);
+}
+
+TEST(SimilarityTransform, RejectsDegenerateInput) {
+  std::array<cv::Point2f, 2> same{cv::Point2f{3, 3}, cv::Point2f{3, 3}};
+  EXPECT_THROW(similarity_transform(same, same), std::invalid_argument);
+  std::array<cv::Point2f, 3> three{};
+  EXPECT_THROW(similarity_transform(same, three), std::invalid_argument);
+}
+
+TEST(FivePoints, AverageTheEyeContours) {
+  std::vector<cv::Point2f> p(68);
+  for (int i = 0; i < 68; ++i) p[static_cast<std::size_t>(i)] = {static_cast<float>(i), static_cast<float>(2 * i)};
+  const auto five = five_points_from_68(p);
+  EXPECT_FLOAT_EQ(five[kLeftEye].x, 38.5f);   // mean of 36..41
+  EXPECT_FLOAT_EQ(five[kRightEye].x, 44.5f);  // mean of 42..47
+  EXPECT_FLOAT_EQ(five[kNoseTip].y, 60.0f);
+  EXPECT_FLOAT_EQ(five[kMouthLeft].x, 48.0f);
+  EXPECT_FLOAT_EQ(five[kMouthRight].x, 54.0f);
+}
+
+TEST(CropResized, PadsOutsideTheImageWithBlack) {
+  cv::Mat img(10, 10, CV_8UC1, cv::Scalar(200));
+  const cv::Mat out = crop_resized(img, {-10, 0, 20, 20}, {20, 20});
+  EXPECT_EQ(out.at<uchar>(5, 2), 0);
+  EXPECT_EQ(out.at<uchar>(5, 15), 200);
+}
+
+TEST(Align, TheAlignedCropIs112SquareAndPutsTheEyesOnTheTemplate) {
+  const auto path = test::testdata("face-api/sample1.jpg");
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " is absent: run `make setup`";
+  auto image = read_image(path);
+  ASSERT_TRUE(image.ok());
+  const Engine& engine = test::shared_engine();
+  auto faces = engine.detect(*image);
+  ASSERT_FALSE(faces.empty());
+  const cv::Mat crop = engine.align(*image, faces[0]);
+  EXPECT_EQ(crop.size(), cv::Size(112, 112));
+  EXPECT_EQ(crop.type(), CV_8UC3);
+  // The transform maps the detected landmarks close to the template (least-squares residual).
+  const cv::Mat m = similarity_transform(faces[0].landmarks, arcface_template_112());
+  const auto tpl = arcface_template_112();
+  double sum_sq = 0;
+  for (std::size_t i = 0; i < 5; ++i) {
+    const cv::Point2f p = faces[0].landmarks[i];
+    const double x = m.at<double>(0, 0) * p.x + m.at<double>(0, 1) * p.y + m.at<double>(0, 2);
+    const double y = m.at<double>(1, 0) * p.x + m.at<double>(1, 1) * p.y + m.at<double>(1, 2);
+    const double d = std::hypot(x - tpl[i].x, y - tpl[i].y);
+    sum_sq += d * d;
+    if (i < 2) EXPECT_LT(d, 6.0) << "eye " << i;  // the eyes anchor the alignment
+  }
+  // The nose and mouth move with head pose, so the fit is not exact: a few pixels RMS.
+  EXPECT_LT(std::sqrt(sum_sq / 5), 8.0);
+}
+
+}  // namespace
+}  // namespace candor

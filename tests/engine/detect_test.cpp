@@ -1,0 +1,101 @@
+#include <gtest/gtest.h>
+#include <opencv2/imgproc.hpp>
+
+#include "candor/engine.h"
+#include "detect/ultraface_detector.h"
+#include "test_support.h"
+
+namespace candor {
+namespace {
+
+bool inside(const cv::Point2f& p, const Box& b) {
+  return p.x >= b.x && p.x <= b.right() && p.y >= b.y && p.y <= b.bottom();
+}
+
+cv::Mat sample(int i) {
+  const auto path = test::testdata("face-api/sample" + std::to_string(i) + ".jpg");
+  auto image = read_image(path);
+  if (!image) throw std::runtime_error(path.string() + ": " + image.error().message + " (run `make setup`)");
+  return *image;
+}
+
+// The six group photos of @vladmandic/face-api 1.7.15 and their face counts.
+class SampleImages : public ::testing::TestWithParam<std::pair<int, std::size_t>> {};
+
+TEST_P(SampleImages, EveryFaceIsFoundAndNothingElse) {
+  const auto [index, expected] = GetParam();
+  const cv::Mat image = sample(index);
+  const auto faces = test::shared_engine().detect(image);
+  ASSERT_EQ(faces.size(), expected) << "sample" << index;
+  const Box frame{0, 0, static_cast<float>(image.cols), static_cast<float>(image.rows)};
+  for (const Face& f : faces) {
+    EXPECT_GE(f.score, 0.7f);
+    EXPECT_TRUE(inside({f.box.x, f.box.y}, frame) && inside({f.box.right(), f.box.bottom()}, frame));
+    EXPECT_GT(f.box.width, 24);
+    ASSERT_EQ(f.landmarks68.size(), 68u);
+    for (const auto& p : f.landmarks) EXPECT_TRUE(inside(p, f.box)) << "sample" << index << " landmark outside its box";
+    EXPECT_LT(f.landmarks[kLeftEye].x, f.landmarks[kRightEye].x);
+    EXPECT_LT(f.landmarks[kLeftEye].y, f.landmarks[kMouthLeft].y);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(FaceApi, SampleImages,
+                         ::testing::Values(std::pair{1, 3u}, std::pair{2, 3u}, std::pair{3, 3u}, std::pair{4, 4u},
+                                           std::pair{5, 5u}, std::pair{6, 4u}));
+
+// All 22 faces shrunk 7x (22-33 px) into a 1920x1080 frame: found by the finer pyramid levels.
+TEST(Detect, FindsSmallFacesInALargeImage) {
+  cv::Mat canvas(1080, 1920, CV_8UC3, cv::Scalar(90, 120, 100));
+  int x = 0, y = 0, row_height = 0;
+  for (int i = 1; i <= 6; ++i) {
+    cv::Mat small;
+    cv::resize(sample(i), small, {}, 1.0 / 7, 1.0 / 7, cv::INTER_AREA);
+    if (x + small.cols > canvas.cols) x = 0, y += row_height + 10, row_height = 0;
+    small.copyTo(canvas(cv::Rect(x, y, small.cols, small.rows)));
+    x += small.cols + 10;
+    row_height = std::max(row_height, small.rows);
+  }
+  const auto faces = test::shared_engine().detect(canvas);
+  EXPECT_EQ(faces.size(), 22u);
+  for (const Face& f : faces) EXPECT_LT(f.box.width, 60);
+  // With a minimum face size above theirs, the small faces are not searched for.
+  DetectOptions big_only;
+  big_only.min_face_size = 100;
+  EXPECT_LT(test::shared_engine().detect(canvas, big_only).size(), 5u);
+}
+
+TEST(Detect, MaxFacesKeepsTheBest) {
+  DetectOptions o;
+  o.max_faces = 2;
+  const auto faces = test::shared_engine().detect(sample(5), o);
+  ASSERT_EQ(faces.size(), 2u);
+  EXPECT_GE(faces[0].score, faces[1].score);
+}
+
+TEST(Detect, ABlankImageHasNoFaces) {
+  EXPECT_TRUE(test::shared_engine().detect(cv::Mat(480, 640, CV_8UC3, cv::Scalar(128, 128, 128))).empty());
+}
+
+TEST(Detect, PyramidStopsAtTheMinimumFaceSize) {
+  // 1920x1080: whole view at 1/6; faces of 24 px need 20/24 network px per image px.
+  UltraFaceDetector probe(test::shared_engine().detector_spec(), nullptr);
+  const auto scales = probe.pyramid_scales({1920, 1080}, 24);
+  EXPECT_NEAR(scales.front(), 1.0 / 6, 1e-9);
+  EXPECT_NEAR(scales.back(), 20.0 / 24, 1e-9);
+  EXPECT_EQ(probe.pyramid_scales({250, 250}, 24).size(), 1u);  // LFW: one view suffices
+}
+
+TEST(Nms, SuppressesOverlapsAndContainedBoxes) {
+  std::vector<Face> faces(4);
+  faces[0].box = {0, 0, 100, 100}, faces[0].score = 0.9f;
+  faces[1].box = {5, 5, 100, 100}, faces[1].score = 0.95f;     // overlaps 0
+  faces[2].box = {10, 10, 30, 30}, faces[2].score = 0.8f;      // inside 1
+  faces[3].box = {300, 300, 50, 50}, faces[3].score = 0.7f;    // alone
+  const auto kept = suppress_overlaps(faces, 0.4f, 0.7f);
+  ASSERT_EQ(kept.size(), 2u);
+  EXPECT_FLOAT_EQ(kept[0].score, 0.95f);
+  EXPECT_FLOAT_EQ(kept[1].score, 0.7f);
+}
+
+}  // namespace
+}  // namespace candor

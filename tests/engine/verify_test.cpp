@@ -1,0 +1,112 @@
+#include <gtest/gtest.h>
+#include <opencv2/imgproc.hpp>
+
+#include "candor/engine.h"
+#include "engine/lfw.h"
+#include "engine/lfw_embeddings.h"
+#include "test_support.h"
+
+namespace candor {
+namespace {
+
+OperatingPoint default_point() {
+  auto p = find_operating_point(test::shared_engine().recognizer_spec(), "fmr-1e-3");
+  if (!p) throw std::runtime_error(p.error().message);
+  return *p;
+}
+
+std::vector<float> template_of(const cv::Mat& image) {
+  auto faces = test::shared_engine().analyze(image);
+  if (faces.empty()) return {};
+  const Face* best = &faces[0];
+  for (const Face& f : faces) best = f.box.area() > best->box.area() ? &f : best;
+  return best->embedding;
+}
+
+TEST(Verify, TemplatesAreUnitLength) {
+  auto image = read_image(test::testdata("face-api/sample4.jpg"));
+  ASSERT_TRUE(image.ok()) << "run `make setup`";
+  for (const Face& f : test::shared_engine().analyze(*image)) {
+    ASSERT_EQ(f.embedding.size(), 512u);
+    EXPECT_NEAR(cosine_similarity(f.embedding, f.embedding), 1.0f, 1e-4);
+  }
+}
+
+// The same face photographed differently (smaller, rotated, darker) still matches;
+// different people in one group photo do not match each other.
+TEST(Verify, SameFaceMatchesAcrossTransformsAndStrangersDoNot) {
+  auto image = read_image(test::testdata("face-api/sample6.jpg"));
+  ASSERT_TRUE(image.ok()) << "run `make setup`";
+  const auto original = template_of(*image);
+  ASSERT_FALSE(original.empty());
+  cv::Mat changed;
+  cv::resize(*image, changed, {}, 0.5, 0.5, cv::INTER_AREA);
+  const cv::Mat rot = cv::getRotationMatrix2D({changed.cols / 2.0f, changed.rows / 2.0f}, 12, 1.0);
+  cv::warpAffine(changed, changed, rot, changed.size());
+  changed.convertTo(changed, -1, 0.7, -10);
+  const auto other = template_of(changed);
+  ASSERT_FALSE(other.empty());
+  EXPECT_TRUE(verify(original, other, default_point()).match) << cosine_similarity(original, other);
+
+  // People in one group photo are different people (across photos some recur).
+  std::size_t pairs = 0;
+  for (int i = 1; i <= 6; ++i) {
+    auto s = read_image(test::testdata("face-api/sample" + std::to_string(i) + ".jpg"));
+    ASSERT_TRUE(s.ok());
+    const auto faces = test::shared_engine().analyze(*s);
+    for (std::size_t a = 0; a < faces.size(); ++a) {
+      for (std::size_t b = a + 1; b < faces.size(); ++b, ++pairs) {
+        EXPECT_FALSE(verify(faces[a].embedding, faces[b].embedding, default_point()).match)
+            << "sample" << i << " faces " << a << " and " << b << ": "
+            << cosine_similarity(faces[a].embedding, faces[b].embedding);
+      }
+    }
+  }
+  EXPECT_EQ(pairs, 31u);
+}
+
+TEST(Verify, OperatingPointsAreOrderedAndNamed) {
+  const auto& spec = test::shared_engine().recognizer_spec();
+  ASSERT_EQ(spec.operating_points.size(), 2u);
+  EXPECT_LT(spec.operating_points[0].threshold, spec.operating_points[1].threshold);
+  EXPECT_FALSE(find_operating_point(spec, "fmr-0.5").ok());
+  EXPECT_THROW(cosine_similarity(std::vector<float>(3), std::vector<float>(4)), std::invalid_argument);
+}
+
+// LFW View 1 DevTest (1,000 pairs): accuracy by 10-fold cross-validation stays >= 99.0%,
+// and on its first 100 matched and 100 mismatched pairs the fmr-1e-3 decision is right
+// for >= 95% of genuine and >= 99% of impostor pairs.
+TEST(LfwRegression, DevTestAccuracyStaysAbove99) {
+  CANDOR_REQUIRE_LFW();
+  auto pairs = bench::read_lfw_pairs(test::lfw_root() / "pairsDevTest.txt");
+  ASSERT_TRUE(pairs.ok());
+  ASSERT_EQ(pairs->size(), 1000u);
+  std::vector<std::string> keys;
+  auto key = [](const std::string& n, int i) { return bench::lfw_image_path("", n, i).lexically_relative("lfw").generic_string(); };
+  for (const auto& p : *pairs) keys.push_back(key(p.name_a, p.index_a)), keys.push_back(key(p.name_b, p.index_b));
+  const auto t = bench::embed_lfw_images({}, test::lfw_root(), keys, 2);
+  std::vector<float> scores;
+  std::vector<bool> same;
+  std::vector<int> folds;
+  std::size_t genuine_ok = 0, genuine = 0, impostor_ok = 0, impostor = 0;
+  const OperatingPoint point = default_point();
+  for (std::size_t i = 0; i < pairs->size(); ++i) {
+    const auto& a = t.templates[2 * i];
+    const auto& b = t.templates[2 * i + 1];
+    ASSERT_FALSE(a.empty() || b.empty()) << keys[2 * i];
+    scores.push_back(cosine_similarity(a, b));
+    same.push_back((*pairs)[i].same);
+    folds.push_back(static_cast<int>(i % 10));
+    const bool match = verify(a, b, point).match;
+    if ((*pairs)[i].same && genuine < 100) ++genuine, genuine_ok += match;
+    if (!(*pairs)[i].same && impostor < 100) ++impostor, impostor_ok += !match;
+  }
+  const auto acc = bench::ten_fold_accuracy(scores, same, folds);
+  std::cout << "LFW DevTest 10-fold accuracy " << 100 * acc.mean << "% +- " << 100 * acc.stddev << "\n";
+  EXPECT_GE(acc.mean, 0.990);
+  EXPECT_GE(genuine_ok, 95u);
+  EXPECT_GE(impostor_ok, 99u);
+}
+
+}  // namespace
+}  // namespace candor

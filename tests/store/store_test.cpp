@@ -1,0 +1,479 @@
+// Store behaviour: collections, the consent rules, revocation, erasure,
+// export, retention, search accounting, migrations and concurrency.
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <set>
+#include <thread>
+
+#include "store_test_util.h"
+
+namespace candor::test {
+namespace {
+
+using json = nlohmann::json;
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = dir_.file("candor.db");
+    store_ = open_or_die(path_, options_with_key(&clock_));
+    ASSERT_TRUE(store_->create_collection(staff_collection(), who()).ok());
+  }
+
+  std::vector<FaceId> enroll_ok(const std::string& subject, int n, std::uint32_t seed = 1,
+                                const std::string& collection = "staff") {
+    std::vector<NewFace> faces;
+    for (int i = 0; i < n; ++i) faces.push_back(synthetic_face(seed + static_cast<std::uint32_t>(i)));
+    Result<std::vector<FaceId>> ids = store_->enroll(collection, subject, faces, who());
+    EXPECT_TRUE(ids.ok()) << (ids.ok() ? "" : ids.error().message);
+    return ids.ok() ? *ids : std::vector<FaceId>{};
+  }
+
+  AuditEntry last_audit() {
+    Result<std::vector<AuditEntry>> all = store_->audit_list(AuditFilter{});
+    EXPECT_TRUE(all.ok());
+    EXPECT_FALSE(all->empty());
+    return all->back();
+  }
+
+  TempDir dir_;
+  TestClock clock_;
+  std::string path_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(StoreTest, CollectionsAreValidatedAndUnique) {
+  EXPECT_EQ(store_->create_collection(staff_collection(), who()).error().code, ErrorCode::kAlreadyExists);
+  for (const char* bad : {"", "Staff", "has space", "semi;colon", "x/y"}) {
+    EXPECT_EQ(store_->create_collection(staff_collection(bad), who()).error().code, ErrorCode::kInvalidArgument) << bad;
+  }
+  EXPECT_FALSE(store_->create_collection(staff_collection(std::string(65, 'a')), who()).ok());
+  NewCollection too_long = staff_collection("archive");
+  too_long.retention_days = kMaxRetentionDays + 1;
+  EXPECT_EQ(store_->create_collection(too_long, who()).error().code, ErrorCode::kInvalidArgument);
+
+  NewCollection visitors = staff_collection("visitors_2024-q1");
+  visitors.liveness_required = true;
+  visitors.match_threshold = 0.55F;
+  ASSERT_TRUE(store_->create_collection(visitors, who()).ok());
+  Result<std::vector<Collection>> all = store_->list_collections();
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  Result<Collection> got = store_->get_collection("visitors_2024-q1");
+  ASSERT_TRUE(got.ok());
+  EXPECT_TRUE(got->liveness_required);
+  EXPECT_FLOAT_EQ(got->match_threshold, 0.55F);
+  EXPECT_EQ(got->created_at, clock_.now());
+  EXPECT_EQ(store_->get_collection("nope").error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(StoreTest, EnrollWithConsentStoresDecryptableFaces) {
+  ASSERT_TRUE(store_->grant_consent(consent_for("alice"), who()).ok());
+  std::vector<FaceId> ids = enroll_ok("alice", 2, 7);
+  ASSERT_EQ(ids.size(), 2u);
+
+  Result<std::vector<FaceRecord>> faces = store_->load_faces("staff");
+  ASSERT_TRUE(faces.ok()) << faces.error().message;
+  ASSERT_EQ(faces->size(), 2u);
+  EXPECT_EQ((*faces)[0].id, ids[0]);
+  EXPECT_EQ((*faces)[0].embedding, synthetic_embedding(7));
+  EXPECT_EQ((*faces)[1].embedding, synthetic_embedding(8));
+  EXPECT_EQ((*faces)[0].subject, "alice");
+  EXPECT_EQ((*faces)[0].model_id, "arcface-r100-test");
+  EXPECT_EQ((*faces)[0].image_sha256, sha256_hex("image-7"));
+  EXPECT_EQ((*faces)[0].quality_json, R"({"sharpness":0.8})");
+  EXPECT_FLOAT_EQ((*faces)[0].box.w, 100.0F);
+
+  AuditEntry e = last_audit();
+  EXPECT_EQ(e.operation, "enroll");
+  EXPECT_EQ(e.result, "ok");
+  EXPECT_EQ(e.subjects, std::vector<std::string>{"alice"});
+  EXPECT_EQ(json::parse(e.details)["face_ids"], json(ids));
+  EXPECT_EQ(e.details.find("0."), std::string::npos) << "no template values in the audit log";
+
+  Result<std::vector<FaceRecord>> meta = store_->get_faces(ids, false);
+  ASSERT_TRUE(meta.ok());
+  ASSERT_EQ(meta->size(), 2u);
+  EXPECT_TRUE((*meta)[0].embedding.empty());
+  std::vector<FaceId> probe = {ids[1], 999, ids[0]};
+  EXPECT_EQ(*store_->existing_faces(probe), (std::vector<FaceId>{ids[0], ids[1]}));
+}
+
+TEST_F(StoreTest, EnrollRejectsMixedModelsAndBadInput) {
+  ASSERT_TRUE(store_->grant_consent(consent_for("alice"), who()).ok());
+  enroll_ok("alice", 1);
+  NewFace other = synthetic_face(3, 128);
+  EXPECT_EQ(store_->enroll("staff", "alice", {other}, who()).error().code, ErrorCode::kInvalidArgument);
+  NewFace nan_face = synthetic_face(4);
+  nan_face.embedding[3] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_EQ(store_->enroll("staff", "alice", {nan_face}, who()).error().code, ErrorCode::kInvalidArgument);
+  NewFace no_hash = synthetic_face(5);
+  no_hash.image_sha256 = "not-a-hash";
+  EXPECT_EQ(store_->enroll("staff", "alice", {no_hash}, who()).error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(store_->enroll("staff", "alice", {}, who()).error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(store_->enroll("staff", "alice", {synthetic_face(6)}, AuditContext{"", ""}).error().code,
+            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(store_->load_faces("staff")->size(), 1u);
+}
+
+// Each case prepares the consent state, then enroll must be refused with
+// nothing stored and the refusal audited.
+struct ConsentCase {
+  const char* name;
+  std::function<void(Store&, TestClock&)> prepare;
+};
+
+class ConsentRefusalTest : public StoreTest, public ::testing::WithParamInterface<ConsentCase> {};
+
+TEST_P(ConsentRefusalTest, RefusedNothingStoredRefusalAudited) {
+  GetParam().prepare(*store_, clock_);
+  const std::int64_t seq_before = store_->audit_head()->seq;
+
+  Result<std::vector<FaceId>> r = store_->enroll("staff", "alice", {synthetic_face(1), synthetic_face(2)}, who());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kConsentRequired) << r.error().message;
+
+  EXPECT_TRUE(store_->load_faces("staff")->empty());
+  {
+    RawDb raw(path_);
+    EXPECT_EQ(raw.scalar("SELECT COUNT(*) FROM faces"), 0);
+  }
+  EXPECT_EQ(store_->audit_head()->seq, seq_before + 1);
+  AuditEntry e = last_audit();
+  EXPECT_EQ(e.operation, "enroll");
+  EXPECT_EQ(e.result, "refused: consent_required");
+  EXPECT_EQ(e.collection, "staff");
+  EXPECT_EQ(e.subjects, std::vector<std::string>{"alice"});
+  EXPECT_EQ(json::parse(e.details)["faces_offered"], 2);
+  EXPECT_TRUE(store_->audit_verify()->intact);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Consent, ConsentRefusalTest,
+    ::testing::Values(
+        ConsentCase{"none", [](Store&, TestClock&) {}},
+        ConsentCase{"other_subject",
+                    [](Store& s, TestClock&) { ASSERT_TRUE(s.grant_consent(consent_for("bob"), who()).ok()); }},
+        ConsentCase{"expired",
+                    [](Store& s, TestClock& clock) {
+                      NewConsent c = consent_for("alice");
+                      c.expires_at = clock.now() + std::chrono::days(1);
+                      ASSERT_TRUE(s.grant_consent(c, who()).ok());
+                      clock.advance_days(2);
+                    }},
+        ConsentCase{"wrong_purpose",
+                    [](Store& s, TestClock&) {
+                      NewConsent c = consent_for("alice");
+                      c.purpose = "marketing analytics";
+                      ASSERT_TRUE(s.grant_consent(c, who()).ok());
+                    }},
+        ConsentCase{"revoked",
+                    [](Store& s, TestClock&) {
+                      ASSERT_TRUE(s.grant_consent(consent_for("alice"), who()).ok());
+                      Result<std::vector<FaceId>> r = s.revoke_consent("staff", "alice", who());
+                      ASSERT_TRUE(r.ok());
+                      EXPECT_TRUE(r->empty());
+                    }},
+        ConsentCase{"not_yet_valid",
+                    [](Store& s, TestClock& clock) {
+                      NewConsent c = consent_for("alice");
+                      c.granted_at = clock.now() + std::chrono::days(3);
+                      ASSERT_TRUE(s.grant_consent(c, who()).ok());
+                    }}),
+    [](const ::testing::TestParamInfo<ConsentCase>& param_info) { return std::string(param_info.param.name); });
+
+TEST_F(StoreTest, InvalidUtf8IsStoredNotThrown) {
+  NewCollection c = staff_collection("latin1");
+  c.purpose = "caf\xe9 staff";
+  ASSERT_TRUE(store_->create_collection(c, who()).ok());
+  NewConsent k = consent_for("jos\xe9", "latin1");
+  k.purpose = c.purpose;
+  ASSERT_TRUE(store_->grant_consent(k, who()).ok());
+  EXPECT_TRUE(store_->export_subject("jos\xe9", who()).ok());
+  EXPECT_TRUE(store_->audit_verify()->intact);
+}
+
+TEST_F(StoreTest, ConsentInputIsValidated) {
+  NewConsent c = consent_for("alice");
+  c.evidence_sha256 = "the scanned form itself";
+  EXPECT_EQ(store_->grant_consent(c, who()).error().code, ErrorCode::kInvalidArgument);
+  c = consent_for("alice");
+  c.expires_at = clock_.now() - std::chrono::days(1);
+  EXPECT_EQ(store_->grant_consent(c, who()).error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(store_->grant_consent(consent_for("alice", "nope"), who()).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(store_->grant_consent(consent_for("al\nice"), who()).error().code, ErrorCode::kInvalidArgument);
+  AuditEntry e = last_audit();
+  EXPECT_EQ(e.result, "refused: invalid_argument");
+  EXPECT_TRUE(e.subjects.empty()) << "a malformed subject is not written to the audit index";
+}
+
+TEST_F(StoreTest, RevocationDeletesFacesAtOnceAndReturnsTheirIds) {
+  ASSERT_TRUE(store_->grant_consent(consent_for("alice"), who()).ok());
+  ASSERT_TRUE(store_->grant_consent(consent_for("bob"), who()).ok());
+  std::vector<FaceId> alice = enroll_ok("alice", 3, 10);
+  std::vector<FaceId> bob = enroll_ok("bob", 1, 20);
+
+  Result<std::vector<FaceId>> removed = store_->revoke_consent("staff", "alice", who("subject withdrew"));
+  ASSERT_TRUE(removed.ok()) << removed.error().message;
+  EXPECT_EQ(*removed, alice);
+
+  std::vector<FaceId> all = alice;
+  all.insert(all.end(), bob.begin(), bob.end());
+  EXPECT_EQ(*store_->existing_faces(all), bob);
+  Result<std::vector<Consent>> consents = store_->list_consents("staff", "alice");
+  ASSERT_EQ(consents->size(), 1u);
+  EXPECT_EQ((*consents)[0].revoked_at, clock_.now());
+
+  AuditEntry e = last_audit();
+  EXPECT_EQ(e.operation, "revoke_consent");
+  EXPECT_EQ(json::parse(e.details)["face_ids"], json(alice));
+
+  EXPECT_EQ(store_->revoke_consent("staff", "alice", who()).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(store_->enroll("staff", "alice", {synthetic_face(1)}, who()).error().code, ErrorCode::kConsentRequired);
+}
+
+TEST_F(StoreTest, EraseSubjectDeletesAllAndExportShowsOnlyTheErasure) {
+  NewCollection visitors = staff_collection("visitors");
+  ASSERT_TRUE(store_->create_collection(visitors, who()).ok());
+  ASSERT_TRUE(store_->grant_consent(consent_for("alice"), who()).ok());
+  ASSERT_TRUE(store_->grant_consent(consent_for("alice", "visitors"), who()).ok());
+  ASSERT_TRUE(store_->grant_consent(consent_for("bob"), who()).ok());
+  std::vector<FaceId> a1 = enroll_ok("alice", 2, 1);
+  std::vector<FaceId> a2 = enroll_ok("alice", 1, 5, "visitors");
+  std::vector<FaceId> b = enroll_ok("bob", 1, 9);
+  SearchRecord search{who("door 3 unlock"), "staff", {"alice", "bob"}, R"({"face_ids":[1,4],"scores":[0.7,0.5]})", "ok"};
+  ASSERT_TRUE(store_->record_search(search).ok());
+
+  // Before erasure the export holds everything.
+  json before = json::parse(*store_->export_subject("alice", who("access request")));
+  EXPECT_EQ(before["consents"].size(), 2u);
+  EXPECT_EQ(before["faces"].size(), 3u);
+  EXPECT_GE(before["audit"].size(), 5u);
+  EXPECT_EQ(before.dump().find("bob"), std::string::npos) << "another subject leaked into alice's export";
+
+  EXPECT_EQ(store_->erase_subject("", "alice", AuditContext{"dpo", ""}).error().code, ErrorCode::kInvalidArgument);
+  Result<std::vector<FaceId>> erased = store_->erase_subject("", "alice", AuditContext{"dpo", "GDPR art. 17 request #42"});
+  ASSERT_TRUE(erased.ok()) << erased.error().message;
+  std::vector<FaceId> expected = a1;
+  expected.insert(expected.end(), a2.begin(), a2.end());
+  EXPECT_EQ(*erased, expected);
+  EXPECT_EQ(*store_->existing_faces(expected), std::vector<FaceId>{});
+  EXPECT_EQ(*store_->existing_faces(b), b);
+
+  json after = json::parse(*store_->export_subject("alice", who("access request")));
+  EXPECT_TRUE(after["consents"].empty());
+  EXPECT_TRUE(after["faces"].empty());
+  ASSERT_EQ(after["audit"].size(), 1u) << after.dump(2);
+  EXPECT_EQ(after["audit"][0]["operation"], "erase_subject");
+
+  // The chain still verifies, bob's entries still name bob, and no entry but
+  // the erasure record (and the export just made) names alice.
+  EXPECT_TRUE(store_->audit_verify()->intact) << store_->audit_verify()->summary();
+  AuditFilter bob_filter;
+  bob_filter.subject = "bob";
+  Result<std::vector<AuditEntry>> bob_entries = store_->audit_list(bob_filter);
+  ASSERT_FALSE(bob_entries->empty());
+  EXPECT_EQ(bob_entries->back().operation, "search");
+  EXPECT_EQ(bob_entries->back().subjects, std::vector<std::string>{"bob"});
+  EXPECT_EQ(bob_entries->back().subject_tags.size(), 2u);
+  AuditFilter alice_filter;
+  alice_filter.subject = "alice";
+  std::set<std::string> ops;
+  const std::vector<AuditEntry> alice_entries = *store_->audit_list(alice_filter);
+  for (const AuditEntry& e : alice_entries) ops.insert(e.operation);
+  EXPECT_EQ(ops, (std::set<std::string>{"erase_subject", "export_subject"}));
+  RawDb raw(path_);
+  EXPECT_EQ(raw.scalar("SELECT COUNT(*) FROM consents WHERE subject = 'alice'"), 0);
+}
+
+TEST_F(StoreTest, EraseWithinOneCollectionLeavesTheOthers) {
+  ASSERT_TRUE(store_->create_collection(staff_collection("visitors"), who()).ok());
+  ASSERT_TRUE(store_->grant_consent(consent_for("alice"), who()).ok());
+  ASSERT_TRUE(store_->grant_consent(consent_for("alice", "visitors"), who()).ok());
+  std::vector<FaceId> staff = enroll_ok("alice", 1, 1);
+  std::vector<FaceId> visitors = enroll_ok("alice", 1, 2, "visitors");
+  Result<std::vector<FaceId>> erased = store_->erase_subject("visitors", "alice", who("left the visitor scheme"));
+  ASSERT_TRUE(erased.ok());
+  EXPECT_EQ(*erased, visitors);
+  EXPECT_EQ(*store_->existing_faces(staff), staff);
+  EXPECT_EQ(store_->list_consents("staff", "alice")->size(), 1u);
+  EXPECT_TRUE(store_->list_consents("visitors", "alice")->empty());
+  EXPECT_TRUE(store_->audit_verify()->intact);
+}
+
+TEST_F(StoreTest, DeleteCollectionErasesFacesAndConsents) {
+  ASSERT_TRUE(store_->grant_consent(consent_for("alice"), who()).ok());
+  std::vector<FaceId> ids = enroll_ok("alice", 2);
+  Result<std::vector<FaceId>> deleted = store_->delete_collection("staff", who("programme ended"));
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_EQ(*deleted, ids);
+  EXPECT_EQ(store_->get_collection("staff").error().code, ErrorCode::kNotFound);
+  RawDb raw(path_);
+  EXPECT_EQ(raw.scalar("SELECT COUNT(*) FROM faces"), 0);
+  EXPECT_EQ(raw.scalar("SELECT COUNT(*) FROM consents"), 0);
+  EXPECT_EQ(last_audit().operation, "delete_collection");
+}
+
+TEST_F(StoreTest, RetentionPurgesOldFacesAndFacesWithoutConsent) {
+  ASSERT_TRUE(store_->grant_consent(consent_for("alice"), who()).ok());
+  ASSERT_TRUE(store_->grant_consent(consent_for("bob"), who()).ok());
+  NewConsent carol = consent_for("carol");
+  carol.expires_at = clock_.now() + std::chrono::days(20);
+  ASSERT_TRUE(store_->grant_consent(carol, who()).ok());
+
+  std::vector<FaceId> alice = enroll_ok("alice", 2, 1);  // day 0
+  clock_.advance_days(10);
+  std::vector<FaceId> bob = enroll_ok("bob", 1, 5);      // day 10
+  std::vector<FaceId> carol_ids = enroll_ok("carol", 1, 9);
+
+  // Day 25: nothing is 30 days old, but carol's consent lapsed on day 20.
+  Result<RetentionReport> r1 = store_->retention_run(clock_.now() + std::chrono::days(15), who("nightly"));
+  ASSERT_TRUE(r1.ok()) << r1.error().message;
+  EXPECT_EQ(r1->removed, carol_ids);
+  EXPECT_EQ(r1->without_consent, 1);
+  EXPECT_EQ(r1->expired_by_age, 0);
+
+  // Day 35: alice's faces are past the 30-day retention; bob's are not.
+  Result<RetentionReport> r2 = store_->retention_run(clock_.now() + std::chrono::days(25), who("nightly"));
+  ASSERT_TRUE(r2.ok());
+  EXPECT_EQ(r2->removed, alice);
+  EXPECT_EQ(r2->expired_by_age, 2);
+  EXPECT_EQ(*store_->existing_faces(bob), bob);
+  EXPECT_EQ(store_->load_faces("staff")->size(), 1u);
+
+  AuditFilter f;
+  f.operation = "retention_purge";
+  Result<std::vector<AuditEntry>> purges = store_->audit_list(f);
+  ASSERT_EQ(purges->size(), 2u);
+  EXPECT_EQ((*purges)[1].subjects, std::vector<std::string>{"alice"});
+  EXPECT_EQ(json::parse((*purges)[1].details)["face_ids"], json(alice));
+
+  // Nothing left to purge: still audited as a run.
+  Result<RetentionReport> r3 = store_->retention_run(clock_.now() + std::chrono::days(25), who("nightly"));
+  EXPECT_TRUE(r3->removed.empty());
+  EXPECT_EQ(last_audit().operation, "retention_run");
+}
+
+TEST_F(StoreTest, SearchesAreAuditedAndCounted) {
+  const TimePoint t0 = clock_.now();
+  SearchRecord s{AuditContext{"gate-3", "door unlock"}, "staff", {}, R"({"face_ids":[],"scores":[]})", "ok"};
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(store_->record_search(s).ok());
+  *clock_.ms += 2 * 60'000;
+  ASSERT_TRUE(store_->record_search(s).ok());
+
+  EXPECT_EQ(*store_->search_count("gate-3", t0), 4);
+  EXPECT_EQ(*store_->search_count("gate-3", t0 + std::chrono::minutes(1)), 1);
+  EXPECT_EQ(*store_->search_count("gate-7", t0), 0);
+  EXPECT_EQ(*store_->search_count("gate-3", t0 - std::chrono::days(3)), 4);  // day buckets
+
+  AuditEntry e = last_audit();
+  EXPECT_EQ(e.operation, "search");
+  EXPECT_EQ(e.reason, "door unlock");
+  EXPECT_EQ(e.actor, "gate-3");
+
+  SearchRecord no_reason = s;
+  no_reason.context.reason.clear();
+  EXPECT_EQ(store_->record_search(no_reason).error().code, ErrorCode::kInvalidArgument);
+  SearchRecord unknown = s;
+  unknown.collection = "nope";
+  EXPECT_EQ(store_->record_search(unknown).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(last_audit().result, "refused: not_found");
+  SearchRecord bad_json = s;
+  bad_json.details_json = "{not json";
+  EXPECT_EQ(store_->record_search(bad_json).error().code, ErrorCode::kInvalidArgument);
+
+  // Old minute buckets are pruned by the retention run; day buckets stay.
+  clock_.advance_days(5);
+  ASSERT_TRUE(store_->retention_run(clock_.now(), who()).ok());
+  EXPECT_EQ(*store_->search_count("gate-3", t0 - std::chrono::days(1)), 4);
+}
+
+TEST_F(StoreTest, AuditListFilters) {
+  ASSERT_TRUE(store_->grant_consent(consent_for("alice"), who()).ok());
+  enroll_ok("alice", 1);
+  ASSERT_TRUE(store_->create_collection(staff_collection("other"), who()).ok());
+  AuditFilter f;
+  f.collection = "staff";
+  EXPECT_EQ(store_->audit_list(f)->size(), 3u);
+  f = {};
+  f.operation = "create_collection";
+  EXPECT_EQ(store_->audit_list(f)->size(), 2u);
+  f = {};
+  f.after_seq = 1;
+  f.limit = 2;
+  Result<std::vector<AuditEntry>> page = store_->audit_list(f);
+  ASSERT_EQ(page->size(), 2u);
+  EXPECT_EQ((*page)[0].seq, 2);
+  f = {};
+  f.since = clock_.now() + std::chrono::seconds(1);
+  EXPECT_TRUE(store_->audit_list(f)->empty());
+}
+
+TEST_F(StoreTest, MigrationsAreIdempotentAndDataPersists) {
+  ASSERT_TRUE(store_->grant_consent(consent_for("alice"), who()).ok());
+  std::vector<FaceId> ids = enroll_ok("alice", 2);
+  store_.reset();
+  for (int i = 0; i < 2; ++i) {
+    std::unique_ptr<Store> again = open_or_die(path_, options_with_key(&clock_));
+    EXPECT_EQ(again->load_faces("staff")->size(), 2u);
+    EXPECT_TRUE(again->audit_verify()->intact);
+  }
+  RawDb raw(path_);
+  EXPECT_EQ(raw.scalar("SELECT COUNT(*) FROM schema_version"), 1);
+}
+
+TEST_F(StoreTest, NewerSchemaIsRefused) {
+  store_.reset();
+  {
+    RawDb raw(path_);
+    raw.exec("INSERT INTO schema_version (version, applied_at) VALUES (999, 0)");
+  }
+  Result<std::unique_ptr<Store>> s = open_store(path_, options_with_key());
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, ErrorCode::kStoreError);
+  EXPECT_NE(s.error().message.find("newer"), std::string::npos);
+}
+
+TEST_F(StoreTest, UriForms) {
+  store_.reset();
+  EXPECT_TRUE(open_store("sqlite:" + path_, options_with_key()).ok());
+  Result<std::unique_ptr<Store>> pg = open_store("postgresql://db/candor", options_with_key());
+  ASSERT_FALSE(pg.ok());
+  EXPECT_NE(pg.error().message.find("not built yet"), std::string::npos);
+  StoreOptions no_create = options_with_key();
+  no_create.create_if_missing = false;
+  EXPECT_EQ(open_store(dir_.file("missing.db"), no_create).error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(StoreTest, ConcurrentWritersKeepOneChain) {
+  // Two Store objects (two connections, as two processes would have) and two
+  // threads on each.
+  std::unique_ptr<Store> second = open_or_die(path_, options_with_key(&clock_));
+  for (int t = 0; t < 4; ++t) ASSERT_TRUE(store_->grant_consent(consent_for("s" + std::to_string(t)), who()).ok());
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; ++t) {
+    Store* s = (t % 2 == 0) ? store_.get() : second.get();
+    threads.emplace_back([s, t, &failures] {
+      const std::string subject = std::string("s").append(std::to_string(t));
+      const std::string actor = std::string("t").append(std::to_string(t));
+      for (int i = 0; i < 15; ++i) {
+        if (!s->enroll("staff", subject, {synthetic_face(static_cast<std::uint32_t>(t * 100 + i))}, who()).ok()) {
+          ++failures;
+        }
+        SearchRecord r{AuditContext{actor, "load"}, "staff", {}, "{}", "ok"};
+        if (!s->record_search(r).ok()) ++failures;
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(store_->load_faces("staff")->size(), 60u);
+  Result<AuditVerification> v = second->audit_verify();
+  EXPECT_TRUE(v->intact) << v->summary();
+  EXPECT_EQ(v->entries, 1 + 4 + 60 + 60);
+}
+
+}  // namespace
+}  // namespace candor::test

@@ -1,0 +1,142 @@
+// Shared fixtures for the store tests: a temporary directory per test, a
+// settable clock, synthetic faces, and raw SQLite access for tampering.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "candor/crypto.h"
+#include "candor/store.h"
+
+namespace candor::test {
+
+inline constexpr std::string_view kPurpose = "door access for staff, building A";
+inline constexpr std::string_view kTestKey = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "candor-store-XXXXXX").string();
+    if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::filesystem::path& path() const { return path_; }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// A clock tests can move; shared so the store's copy sees the changes.
+struct TestClock {
+  std::shared_ptr<std::atomic<std::int64_t>> ms =
+      std::make_shared<std::atomic<std::int64_t>>(1'700'000'000'000);  // Nov 2023
+  std::function<TimePoint()> fn() const {
+    auto p = ms;
+    return [p] { return TimePoint(std::chrono::milliseconds(p->load())); };
+  }
+  TimePoint now() const { return TimePoint(std::chrono::milliseconds(ms->load())); }
+  void advance_days(int days) { *ms += static_cast<std::int64_t>(days) * 86'400'000; }
+};
+
+inline StoreOptions options_with_key(const TestClock* clock = nullptr) {
+  StoreOptions o;
+  o.key_hex = std::string(kTestKey);
+  o.use_env_key = false;
+  o.durability = Durability::kNormal;  // tests exercise logic, not fsync
+  if (clock != nullptr) o.clock = clock->fn();
+  return o;
+}
+
+inline std::unique_ptr<Store> open_or_die(const std::string& path, const StoreOptions& options) {
+  Result<std::unique_ptr<Store>> s = open_store(path, options);
+  if (!s) throw std::runtime_error("open_store failed: " + s.error().message);
+  return std::move(s).value();
+}
+
+inline std::vector<float> synthetic_embedding(std::uint32_t seed, std::size_t dim = 512) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> n(0.0F, 1.0F);
+  std::vector<float> v(dim);
+  for (float& x : v) x = n(rng);
+  return v;
+}
+
+inline NewFace synthetic_face(std::uint32_t seed, std::size_t dim = 512) {
+  NewFace f;
+  f.embedding = synthetic_embedding(seed, dim);
+  f.box = FaceBox{10, 20, 100, 120};
+  f.detector_score = 0.98F;
+  f.quality_level = "good";
+  f.quality_json = R"({"sharpness":0.8})";
+  f.image_sha256 = sha256_hex("image-" + std::to_string(seed));
+  f.model_id = "arcface-r100-test";
+  return f;
+}
+
+inline AuditContext who(std::string reason = "test") { return AuditContext{"tester", std::move(reason)}; }
+
+inline NewCollection staff_collection(std::string name = "staff") {
+  NewCollection c;
+  c.name = std::move(name);
+  c.purpose = std::string(kPurpose);
+  c.retention_days = 30;
+  c.match_threshold = 0.4F;
+  return c;
+}
+
+inline NewConsent consent_for(std::string subject, std::string collection = "staff") {
+  NewConsent c;
+  c.collection = std::move(collection);
+  c.subject = std::move(subject);
+  c.purpose = std::string(kPurpose);
+  c.evidence_sha256 = sha256_hex("signed form of " + c.subject);
+  c.collected_by = "hr-desk";
+  return c;
+}
+
+// Raw access for tampering, bypassing the Store.
+class RawDb {
+ public:
+  explicit RawDb(const std::string& path) {
+    if (sqlite3_open(path.c_str(), &db_) != SQLITE_OK) throw std::runtime_error("raw open failed");
+    sqlite3_busy_timeout(db_, 5000);
+  }
+  ~RawDb() { sqlite3_close(db_); }
+  RawDb(const RawDb&) = delete;
+  RawDb& operator=(const RawDb&) = delete;
+  void exec(const std::string& sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string msg = err != nullptr ? err : "?";
+      sqlite3_free(err);
+      throw std::runtime_error("raw exec failed: " + msg + " in " + sql);
+    }
+  }
+  std::int64_t scalar(const std::string& sql) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) throw std::runtime_error("prepare");
+    std::int64_t v = -1;
+    if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+}  // namespace candor::test
