@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "candor/analyzer.h"
 #include "candor/engine.h"
 
 namespace candor::cli {
@@ -17,11 +18,13 @@ struct CliContext {
   int opencv_threads = 0;  // 0: OpenCV's default
   int exit_code = 0;       // set by a subcommand: 0 ok, 1 expected failure
 
-  // The engine, created on first use. On failure prints the error and exits 1.
+  // The engine and the analyser, created on first use. On failure print the error and exit 1.
   const Engine& engine();
+  const FaceAnalyzer& analyzer();
 
  private:
   std::unique_ptr<Engine> engine_;
+  std::unique_ptr<FaceAnalyzer> analyzer_;
 };
 
 // Prints "candor: <code>: <message>" to stderr and returns 1, the exit status of an expected failure.

@@ -6,6 +6,9 @@
 #include <mutex>
 #include <thread>
 
+#include <pwd.h>
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include "candor/collections.h"
@@ -42,7 +45,11 @@ struct StoreArgs {
 
 std::string default_actor() {
   const char* user = std::getenv("USER");
-  return std::string("cli:") + (user != nullptr ? user : "unknown");
+  if (user == nullptr || *user == '\0') {
+    const passwd* pw = getpwuid(geteuid());
+    user = pw != nullptr ? pw->pw_name : "unknown";
+  }
+  return std::string("cli:") + user;
 }
 
 std::string default_store() {
@@ -62,7 +69,9 @@ Result<Session> open_session(CliContext& ctx, const StoreArgs& args, bool with_e
   if (!store) return store.error();
   session.store = std::move(*store);
   if (with_engine) {
-    auto collections = Collections::open(ctx.engine(), *session.store);
+    CollectionsOptions options;
+    options.analyzer = &ctx.analyzer();
+    auto collections = Collections::open(ctx.engine(), *session.store, options);
     if (!collections) return collections.error();
     session.collections = std::move(*collections);
   }
@@ -377,7 +386,7 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
       nlohmann::json j = {{"collection", q->collection}, {"threshold", r->threshold}, {"faces_in_image", r->faces_in_image},
                           {"probe", face_to_json(r->probe)}, {"matches", nlohmann::json::array()}};
       for (const auto& m : r->matches) {
-        j["matches"].push_back({{"subject", m.subject}, {"similarity", std::round(m.similarity * 10000) / 10000},
+        j["matches"].push_back({{"subject", m.subject}, {"similarity", std::round(static_cast<double>(m.similarity) * 10000) / 10000},
                                 {"match", m.match}, {"face_id", m.face_id}});
       }
       print_json(j);

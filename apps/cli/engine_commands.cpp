@@ -14,6 +14,8 @@ namespace {
 struct DetectArgs {
   std::vector<std::string> images;
   bool json = false;
+  bool quality = true;
+  bool liveness = false;
   std::string draw;
   bool landmarks68 = false;
   DetectOptions options;
@@ -57,7 +59,12 @@ int run_detect(CliContext& ctx, const DetectArgs& args) {
       if (args.json) all.push_back({{"image", path}, {"error", error_to_json(image.error())["error"]}});
       continue;
     }
-    const auto faces = ctx.engine().detect(*image, args.options);
+    auto faces = ctx.engine().detect(*image, args.options);
+    if (args.quality || args.liveness) {
+      AnalysisRequest request;
+      request.liveness = args.liveness;
+      ctx.analyzer().analyze(*image, faces, request);
+    }
     if (args.json) {
       nlohmann::json j = {{"image", path}, {"width", image->cols}, {"height", image->rows}};
       j["faces"] = nlohmann::json::array();
@@ -66,8 +73,14 @@ int run_detect(CliContext& ctx, const DetectArgs& args) {
     } else {
       std::printf("%s: %zu face%s\n", path.c_str(), faces.size(), faces.size() == 1 ? "" : "s");
       for (const Face& f : faces) {
-        std::printf("  box %.0f,%.0f %.0fx%.0f  score %.3f\n", static_cast<double>(f.box.x), static_cast<double>(f.box.y),
+        std::printf("  box %.0f,%.0f %.0fx%.0f  score %.3f", static_cast<double>(f.box.x), static_cast<double>(f.box.y),
                     static_cast<double>(f.box.width), static_cast<double>(f.box.height), static_cast<double>(f.score));
+        if (f.quality) {
+          std::printf("  quality %s", std::string(quality_level_name(f.quality->level)).c_str());
+          if (!f.quality->limiting_factor.empty()) std::printf(" (%s)", f.quality->limiting_factor.c_str());
+        }
+        if (f.liveness) std::printf("  liveness %.2f %s", static_cast<double>(f.liveness->score), f.liveness->live ? "live" : "NOT live");
+        std::printf("\n");
       }
     }
     if (!args.draw.empty()) {
@@ -110,7 +123,7 @@ int run_compare(CliContext& ctx, const CompareArgs& args) {
   if (!fb) return fail(fb.error());
   const Verification v = verify(fa->embedding, fb->embedding, *point);
   if (args.json) {
-    nlohmann::json j = {{"similarity", std::round(v.similarity * 10000.0) / 10000.0},
+    nlohmann::json j = {{"similarity", std::round(static_cast<double>(v.similarity) * 10000.0) / 10000.0},
                         {"match", v.match},
                         {"operating_point", {{"name", v.operating_point.name}, {"fmr", v.operating_point.fmr},
                                              {"threshold", v.operating_point.threshold}}},
@@ -168,6 +181,8 @@ void register_engine_commands(CLI::App& app, CliContext& ctx) {
   detect->add_flag("--json", detect_args->json, "Print JSON");
   detect->add_flag("--landmarks68", detect_args->landmarks68, "Include the 68 points in JSON");
   detect->add_option("--draw", detect_args->draw, "Write the image with faces drawn on it to this file");
+  detect->add_flag("!--no-quality", detect_args->quality, "Skip quality analysis (pose, eyes, sharpness, exposure)");
+  detect->add_flag("--liveness", detect_args->liveness, "Also run the passive liveness check (see README: what it is not)");
   add_detect_options(detect, detect_args->options);
   detect->callback([&ctx, detect_args] { ctx.exit_code = run_detect(ctx, *detect_args); });
 

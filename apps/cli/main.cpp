@@ -5,7 +5,9 @@
 #include <opencv2/core/utility.hpp>
 
 #include "cli_context.h"
+#include "analyze/analyze_bench.h"
 #include "engine/engine_bench.h"
+#include "server_commands.h"
 #if CANDOR_HAVE_INDEX_BENCH
 #include "index/index_bench.h"
 #endif
@@ -22,6 +24,18 @@ const Engine& CliContext::engine() {
     engine_ = std::move(*created);
   }
   return *engine_;
+}
+
+const FaceAnalyzer& CliContext::analyzer() {
+  if (!analyzer_) {
+    AnalyzerOptions options;
+    options.model_dir = engine_options.model_dir;
+    options.manifest = engine_options.manifest;
+    auto created = FaceAnalyzer::create(options);
+    if (!created) std::exit(fail(created.error()));
+    analyzer_ = std::move(*created);
+  }
+  return *analyzer_;
 }
 
 int fail(const Error& error) {
@@ -45,9 +59,11 @@ int main(int argc, char** argv) {
 
   register_engine_commands(app, ctx);
   register_collection_commands(app, ctx);
+  candor::register_server_commands(app, ctx.engine_options);
   CLI::App* bench = app.add_subcommand("bench", "Measure accuracy and speed (see README 'Measuring')");
   bench->require_subcommand(1);
   candor::bench::register_engine_bench_commands(*bench, ctx.engine_options);
+  candor::bench::register_analyze_bench_commands(*bench, ctx.engine_options);
 #if CANDOR_HAVE_INDEX_BENCH
   candor::bench::register_index_bench_commands(*bench);
 #endif

@@ -37,7 +37,8 @@ struct CollectionsOptions {
   // Index factory spec (candor/index.h) for each collection's in-memory index.
   std::string index_spec = "Flat";
   // Optional analyser: when set, enrollment refuses faces below min_enroll_quality
-  // and searches report the probe's quality.
+  // (kQualityTooLow naming the figure), searches report the probe's quality, and
+  // collections with liveness_required refuse faces that fail the liveness check.
   const FaceAnalyzer* analyzer = nullptr;
   QualityLevel min_enroll_quality = QualityLevel::kMedium;
   DetectOptions detect;

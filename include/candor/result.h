@@ -41,6 +41,7 @@ enum class ErrorCode {
   kIntegrityError,     // an audit chain or ciphertext does not verify
   kOverloaded,         // a bounded queue is full
   kInternal,           // anything else
+  kLivenessFailed,     // a collection requires a live presentation and the check failed
 };
 
 // "image_corrupt" etc.: the code as written in JSON and logs.

@@ -47,6 +47,8 @@ nlohmann::json face_to_json(const Face& face, bool with_embedding, bool with_lan
     if (q.pose) jq["pose"] = {{"yaw", round3(q.pose->yaw)}, {"pitch", round3(q.pose->pitch)}, {"roll", round3(q.pose->roll)}};
     if (q.left_eye_open) jq["left_eye_open"] = *q.left_eye_open;
     if (q.right_eye_open) jq["right_eye_open"] = *q.right_eye_open;
+    if (q.left_eye_open_probability) jq["left_eye_open_probability"] = round3(*q.left_eye_open_probability);
+    if (q.right_eye_open_probability) jq["right_eye_open_probability"] = round3(*q.right_eye_open_probability);
     if (!q.limiting_factor.empty()) jq["limiting_factor"] = q.limiting_factor;
     j["quality"] = std::move(jq);
   }

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "candor/analyzer.h"
 #include "candor/crypto.h"
 #include "candor/index.h"
 #include "candor/json.h"
@@ -80,7 +81,7 @@ class CollectionsImpl final : public Collections {
     std::vector<std::size_t> face_outcome;  // faces[i] belongs to outcomes[face_outcome[i]]
     for (const EnrollImage& image : images) {
       EnrollOutcome outcome{image.name, std::nullopt, std::nullopt};
-      auto face = enrollable_face(image);
+      auto face = enrollable_face(image, (*state)->info.liveness_required);
       if (!face) {
         outcome.error = face.error();
       } else {
@@ -138,6 +139,14 @@ class CollectionsImpl final : public Collections {
     SearchResult result;
     result.faces_in_image = faces.size();
     result.probe = *largest;
+    if (options_.analyzer != nullptr) {
+      AnalysisRequest request;
+      request.liveness = (*state)->info.liveness_required;
+      options_.analyzer->analyze(*image, std::span<Face>(&result.probe, 1), request);
+      if (request.liveness && result.probe.liveness && !result.probe.liveness->live) {
+        return refuse({ErrorCode::kLivenessFailed, "the probe failed the liveness check this collection requires"});
+      }
+    }
 
     std::shared_lock lock((*state)->mutex);
     const CollectionState& s = **state;
@@ -164,7 +173,7 @@ class CollectionsImpl final : public Collections {
       const std::string& subject = s.subject_of.at(n.id);
       if (!seen.insert(subject).second) continue;
       result.matches.push_back({subject, n.score, n.id, n.score >= s.info.match_threshold});
-      details["results"].push_back({{"face_id", n.id}, {"score", std::round(n.score * 10000) / 10000}, {"match", n.score >= s.info.match_threshold}});
+      details["results"].push_back({{"face_id", n.id}, {"score", std::round(static_cast<double>(n.score) * 10000) / 10000}, {"match", n.score >= s.info.match_threshold}});
       subjects.push_back(subject);
       if (result.matches.size() == top_k) break;
     }
@@ -262,7 +271,7 @@ class CollectionsImpl final : public Collections {
   }
 
   // The one face an enrollment photo contributes, with the photo's SHA-256.
-  Result<std::pair<Face, std::string>> enrollable_face(const EnrollImage& image) const {
+  Result<std::pair<Face, std::string>> enrollable_face(const EnrollImage& image, bool liveness) const {
     auto decoded = decode_image(image.bytes);
     if (!decoded) return decoded.error();
     auto faces = engine_.analyze(*decoded, options_.detect);
@@ -271,6 +280,17 @@ class CollectionsImpl final : public Collections {
     if (faces.size() > 1 && faces[0].box.area() < kDominantFaceAreaRatio * faces[1].box.area()) {
       return Error{ErrorCode::kInvalidArgument, std::to_string(faces.size()) +
                                                     " faces of similar size: an enrollment photo must show one person"};
+    }
+    if (options_.analyzer != nullptr) {
+      AnalysisRequest request;
+      request.liveness = liveness;
+      options_.analyzer->analyze(*decoded, std::span<Face>(faces.data(), 1), request);
+      if (auto ok = check_enrollment_quality(faces[0], options_.min_enroll_quality); !ok) return ok.error();
+      if (liveness && faces[0].liveness && !faces[0].liveness->live) {
+        return Error{ErrorCode::kLivenessFailed, "the liveness check failed (score " +
+                                                    std::to_string(faces[0].liveness->score) + " < " +
+                                                    std::to_string(faces[0].liveness->threshold) + ")"};
+      }
     }
     const std::string digest = sha256_hex(std::span<const std::byte>(
         reinterpret_cast<const std::byte*>(image.bytes.data()), image.bytes.size()));

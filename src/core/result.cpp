@@ -25,6 +25,7 @@ std::string_view error_code_name(ErrorCode code) noexcept {
     case ErrorCode::kIntegrityError: return "integrity_error";
     case ErrorCode::kOverloaded: return "overloaded";
     case ErrorCode::kInternal: return "internal";
+    case ErrorCode::kLivenessFailed: return "liveness_failed";
   }
   return "internal";
 }

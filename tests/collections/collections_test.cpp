@@ -5,9 +5,11 @@
 
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "../engine/test_support.h"
 #include "../store/store_test_util.h"
+#include "candor/analyzer.h"
 #include "candor/collections.h"
 #include "candor/crypto.h"
 
@@ -177,6 +179,32 @@ TEST_F(CollectionsTest, NoSearchReturnsARevokedSubject) {
   searcher.join();
   EXPECT_EQ(searches.load(), 6);
   EXPECT_EQ(violations.load(), 0);
+}
+
+// With the analyser, enrollment refuses a face too poor to recognise and says which
+// figure failed; a good photo of the same person in the same call is enrolled.
+TEST_F(CollectionsTest, LowQualityFacesAreRefusedAtEnrollment) {
+  auto analyzer = FaceAnalyzer::create();
+  ASSERT_TRUE(analyzer.ok()) << analyzer.error().message;
+  CollectionsOptions options;
+  options.analyzer = analyzer->get();
+  auto gated = Collections::open(test::shared_engine(), *store_, options);
+  ASSERT_TRUE(gated.ok());
+  consent("bush");
+  auto sharp = bytes_of(lfw("George_W_Bush", 1));
+  auto image = decode_image(sharp);
+  ASSERT_TRUE(image.ok());
+  cv::Mat blurred;
+  cv::GaussianBlur(*image, blurred, {0, 0}, 6.0);
+  std::vector<std::uint8_t> blurred_png;
+  cv::imencode(".png", blurred, blurred_png);
+  const std::vector<EnrollImage> images = {{"sharp.jpg", sharp}, {"blurred.png", blurred_png}};
+  auto r = (*gated)->enroll("staff", "bush", images, admin_);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_TRUE((*r)[0].face_id.has_value()) << ((*r)[0].error ? (*r)[0].error->message : "");
+  ASSERT_TRUE((*r)[1].error.has_value());
+  EXPECT_EQ((*r)[1].error->code, ErrorCode::kQualityTooLow);
+  EXPECT_NE((*r)[1].error->message.find("sharpness"), std::string::npos) << (*r)[1].error->message;
 }
 
 }  // namespace

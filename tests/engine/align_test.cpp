@@ -81,7 +81,9 @@ TEST(Align, TheAlignedCropIs112SquareAndPutsTheEyesOnTheTemplate) {
     const double y = m.at<double>(1, 0) * p.x + m.at<double>(1, 1) * p.y + m.at<double>(1, 2);
     const double d = std::hypot(x - tpl[i].x, y - tpl[i].y);
     sum_sq += d * d;
-    if (i < 2) EXPECT_LT(d, 6.0) << "eye " << i;  // the eyes anchor the alignment
+    if (i < 2) {
+      EXPECT_LT(d, 6.0) << "eye " << i;  // the eyes anchor the alignment
+    }
   }
   // The nose and mouth move with head pose, so the fit is not exact: a few pixels RMS.
   EXPECT_LT(std::sqrt(sum_sq / 5), 8.0);

@@ -1,0 +1,20 @@
+// `candor-server`: the server commands on their own (serve, key), for deployments
+// and benchmarks that do not need the whole `candor` CLI.
+#include <CLI/CLI.hpp>
+
+#include "server_commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"Candor REST server"};
+  app.require_subcommand(1);
+  candor::EngineOptions engine_options;
+  app.add_option("--models", engine_options.model_dir, "Model directory (default: $CANDOR_MODEL_DIR or ./models)");
+  app.add_option("--manifest", engine_options.manifest, "Model manifest (default: config/models.json)");
+  candor::register_server_commands(app, engine_options);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return 0;
+}

@@ -1,0 +1,198 @@
+#include "server_commands.h"
+
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "api_keys.h"
+#include "candor/server.h"
+#include "candor/store.h"
+
+namespace candor {
+namespace {
+
+std::string default_store() {
+  const char* env = std::getenv("CANDOR_STORE");
+  return env != nullptr && *env ? env : "candor.db";
+}
+
+[[noreturn]] void fail(const Error& error) {
+  std::cerr << "candor: " << error_code_name(error.code) << ": " << error.message << "\n";
+  throw CLI::RuntimeError(1);
+}
+
+std::string store_file(const std::string& uri) {
+  constexpr std::string_view kScheme = "sqlite:";
+  return uri.rfind(kScheme, 0) == 0 ? uri.substr(kScheme.size()) : uri;
+}
+
+// Opens the store first (so `key` commands refuse a file that is not a Candor store
+// and create a new one properly), then its key table.
+std::unique_ptr<server::KeyStore> open_keys(const std::string& uri) {
+  auto store = open_store(uri, StoreOptions{});
+  if (!store) fail(store.error());
+  auto keys = server::KeyStore::open(store_file(uri));
+  if (!keys) fail(keys.error());
+  return std::move(*keys);
+}
+
+volatile std::sig_atomic_t g_stop_signal = 0;
+extern "C" void on_stop_signal(int signo) { g_stop_signal = signo; }
+
+struct ServeArgs {
+  ServerOptions options;
+  std::string store;
+  double max_body_mb = 20;
+};
+
+void serve(ServeArgs& args, const EngineOptions& engine_options) {
+  ServerOptions options = args.options;
+  options.store_uri = args.store.empty() ? default_store() : args.store;
+  options.engine_options = engine_options;
+  if (args.max_body_mb <= 0 || args.max_body_mb > 1024) fail({ErrorCode::kInvalidArgument, "--max-body-mb must be in (0, 1024]"});
+  options.max_body_bytes = static_cast<std::size_t>(args.max_body_mb * 1024 * 1024);
+
+  // SIGINT/SIGTERM only set a flag (async-signal-safe); a waiter thread sees it and
+  // asks the server to stop, so in-flight requests finish. A handler rather than a
+  // blocked mask + sigwait: libraries (OpenBLAS) start threads before main() whose
+  // masks we do not control, and the kernel may deliver the signal to any of them.
+  g_stop_signal = 0;
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+
+  auto created = Server::create(options);
+  if (!created) fail(created.error());
+  Server& server = **created;
+  if (auto key = server.take_bootstrap_key()) {
+    // Printed once, to stdout only: the log never carries key secrets.
+    std::cout << "Created the first admin API key (shown only now; keep it safe):\n  " << *key << "\n"
+              << "Web console: " << server.url() << "\n"
+              << std::flush;
+  } else {
+    std::cout << "Candor API at " << server.url() << "v1 ; web console at " << server.url() << "\n" << std::flush;
+  }
+
+  std::atomic<bool> done{false};
+  std::thread waiter([&] {
+    while (!done.load()) {
+      if (g_stop_signal != 0) {
+        server.stop();
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  const Status st = server.run();
+  done = true;
+  waiter.join();
+  if (!st) fail(st.error());
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= s.size()) {
+    const auto end = std::min(s.find(',', start), s.size());
+    if (end > start) out.push_back(s.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+void register_server_commands(CLI::App& app, const EngineOptions& engine_options) {
+  {
+    auto a = std::make_shared<ServeArgs>();
+    CLI::App* c = app.add_subcommand("serve", "Run the REST API and the web console (see docs/api.md)");
+    c->add_option("--store", a->store, "Database file (default: $CANDOR_STORE or ./candor.db)");
+    c->add_option("--host", a->options.host, "Address to bind (default: loopback only)")->capture_default_str();
+    c->add_option("--port", a->options.port, "TCP port")->capture_default_str();
+    c->add_option("--web", a->options.web_dir, "Web console directory (default: the source tree's web/)");
+    c->add_option("--workers", a->options.workers, "Concurrent inferences (0: one per core)")->capture_default_str();
+    c->add_option("--queue", a->options.queue, "Inferences that may wait for a worker before 503 (-1: 2 x workers)")
+        ->capture_default_str();
+    c->add_option("--http-threads", a->options.http_threads, "Connection threads (0: max(16, 4 x workers))")
+        ->capture_default_str();
+    c->add_option("--tls-cert", a->options.tls_cert, "PEM certificate: serve HTTPS");
+    c->add_option("--tls-key", a->options.tls_key, "PEM private key for --tls-cert");
+    c->add_option("--max-body-mb", a->max_body_mb, "Largest request body in MB (413 beyond)")->capture_default_str();
+    c->callback([a, &engine_options] { serve(*a, engine_options); });
+  }
+
+  CLI::App* key = app.add_subcommand("key", "Manage the API keys of `candor serve` (directly on the store file)");
+  key->require_subcommand(1);
+  {
+    struct CreateArgs {
+      std::string store, name, collections = "*", operations;
+      int per_minute = 60, per_day = 10'000;
+    };
+    auto a = std::make_shared<CreateArgs>();
+    CLI::App* c = key->add_subcommand("create", "Create a key and print its secret (shown once)");
+    c->add_option("name", a->name, "Key name: [A-Za-z0-9_.-]{1,64}; audit actor key:<name>")->required();
+    c->add_option("--collections", a->collections, "Comma-separated collection names, or *")->capture_default_str();
+    c->add_option("--operations", a->operations,
+                  "Comma-separated: detect,compare,enroll,search,consents,audit,admin")
+        ->required();
+    c->add_option("--searches-per-minute", a->per_minute)->capture_default_str();
+    c->add_option("--searches-per-day", a->per_day)->capture_default_str();
+    c->add_option("--store", a->store, "Database file (default: $CANDOR_STORE or ./candor.db)");
+    c->callback([a] {
+      auto keys = open_keys(a->store.empty() ? default_store() : a->store);
+      server::ApiKey spec;
+      spec.name = a->name;
+      spec.collections = split_list(a->collections);
+      spec.operations = split_list(a->operations);
+      spec.searches_per_minute = a->per_minute;
+      spec.searches_per_day = a->per_day;
+      auto secret = keys->create(spec);
+      if (!secret) fail(secret.error());
+      std::cout << *secret << "\n";
+    });
+  }
+  {
+    auto store = std::make_shared<std::string>();
+    CLI::App* c = key->add_subcommand("list", "List keys (names and scopes; secrets are not stored)");
+    c->add_option("--store", *store, "Database file (default: $CANDOR_STORE or ./candor.db)");
+    c->callback([store] {
+      auto keys = open_keys(store->empty() ? default_store() : *store);
+      auto list = keys->list();
+      if (!list) fail(list.error());
+      nlohmann::json out = nlohmann::json::array();
+      for (const auto& k : *list) {
+        out.push_back({{"name", k.name},
+                       {"collections", k.collections},
+                       {"operations", k.operations},
+                       {"searches_per_minute", k.searches_per_minute},
+                       {"searches_per_day", k.searches_per_day},
+                       {"created_at", format_time(TimePoint(std::chrono::milliseconds(k.created_at_ms)))}});
+      }
+      std::cout << out.dump(2) << "\n";
+    });
+  }
+  {
+    auto store = std::make_shared<std::string>();
+    auto name = std::make_shared<std::string>();
+    CLI::App* c = key->add_subcommand("delete", "Delete a key (a running server stops accepting it within seconds)");
+    c->add_option("name", *name)->required();
+    c->add_option("--store", *store, "Database file (default: $CANDOR_STORE or ./candor.db)");
+    c->callback([store, name] {
+      auto keys = open_keys(store->empty() ? default_store() : *store);
+      if (auto st = keys->remove(*name); !st) fail(st.error());
+      std::cout << nlohmann::json({{"deleted", *name}}).dump(2) << "\n";
+    });
+  }
+}
+
+}  // namespace candor

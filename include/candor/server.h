@@ -1,0 +1,105 @@
+// Candor: the REST service (`candor serve`), specified in docs/api.md.
+//
+// A Server owns (or borrows) the engine, opens the store and the collections over
+// it, and answers the /v1 routes over cpp-httplib, plain or TLS. What it adds to
+// the domain layer is the boundary: API keys with scopes, per-key search budgets,
+// failed-auth throttling, a bounded admission gate in front of inference, request
+// limits, metrics, logs without biometric data, and the static web console.
+//
+// Life cycle:
+//   create()  validates the options, opens the store and the key table, binds the
+//             socket (so the port is known and a busy port fails early);
+//   run()     loads the engine and the collections on a background thread
+//             (/readyz answers 503 until they are in) and serves until stop();
+//   stop()    stops accepting, lets in-flight requests finish, and makes run()
+//             return. Safe to call from any thread (a signal-waiting thread), and
+//             more than once.
+//
+// Thread safety: run() is called once, from one thread; stop() and the accessors
+// from any thread.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "candor/engine.h"
+#include "candor/result.h"
+
+namespace candor {
+
+class FaceAnalyzer;
+
+struct ServerOptions {
+  std::string store_uri = "candor.db";  // as open_store(): "PATH" or "sqlite:PATH"
+  std::string host = "127.0.0.1";       // loopback unless the operator says otherwise
+  int port = 8080;                      // 0: an ephemeral port (tests); see Server::port()
+  std::filesystem::path web_dir;        // static console; empty: the compiled-in <source>/web
+  int workers = 0;                      // concurrent inferences; 0: hardware threads
+  int queue = -1;                       // inferences allowed to wait for a worker; -1: 2 x workers
+  int http_threads = 0;                 // connection threads; 0: max(16, 4 x workers)
+  std::size_t max_body_bytes = 20u * 1024u * 1024u;  // larger bodies get 413
+  int read_timeout_s = 10;              // slow clients are cut off after this
+  int write_timeout_s = 10;
+  int keep_alive_timeout_s = 5;
+  std::size_t keep_alive_max_requests = 100;
+  std::filesystem::path tls_cert;  // both set: HTTPS (httplib::SSLServer)
+  std::filesystem::path tls_key;
+
+  EngineOptions engine_options;  // used when `engine` is null
+  const Engine* engine = nullptr;  // borrowed, must outlive the Server (tests share one)
+  // Quality and liveness; borrowed when set, else created from engine_options' model paths.
+  const FaceAnalyzer* analyzer = nullptr;
+
+  // Failed authentications per client IP before 429, and the window they count in.
+  int auth_failures_allowed = 10;
+  int auth_failure_window_s = 60;
+  // Inference that has waited this long for a worker gives up with 503.
+  int queue_timeout_ms = 30'000;
+
+  // One JSON object per line; default: stderr. Tests capture it.
+  std::function<void(std::string_view line)> log_sink;
+};
+
+// The routes the server registers, as (method, path template) pairs such as
+// ("POST", "/v1/collections/{c}/search"). The OpenAPI document lists exactly these.
+struct RouteInfo {
+  std::string method;
+  std::string path;
+};
+
+class Server {
+ public:
+  // ensures: kInvalidArgument (bad options: half a TLS pair, workers < 0 ...),
+  //          kIoError (the port cannot be bound, TLS files unreadable),
+  //          the store's errors (open_store).
+  //          When the store holds no API key, an admin key is created; see bootstrap_key().
+  static Result<std::unique_ptr<Server>> create(const ServerOptions& options);
+
+  virtual ~Server() = default;
+
+  // Serves until stop(). ensures: ok after a graceful stop; kIoError if listening failed.
+  virtual Status run() = 0;
+  virtual void stop() = 0;
+
+  // The bound port (the ephemeral one when options.port == 0).
+  virtual int port() const = 0;
+  // "http://127.0.0.1:8080/" (or https).
+  virtual std::string url() const = 0;
+  // The admin key created because the store had none: returned once, then empty.
+  virtual std::optional<std::string> take_bootstrap_key() = 0;
+  // True once the engine and the collections are loaded and the store is readable.
+  virtual bool ready() const = 0;
+
+  virtual std::vector<RouteInfo> routes() const = 0;
+};
+
+// The OpenAPI 3 document the server serves at /v1/openapi.json (embedded at build time).
+std::string_view openapi_document();
+
+}  // namespace candor

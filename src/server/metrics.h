@@ -1,0 +1,55 @@
+// Prometheus metrics, exposed at /metrics in the text format (version 0.0.4).
+//
+// Labels are route templates ("/v1/collections/{c}/search"), never raw paths, so
+// neither subject ids nor collection names from URLs multiply the series; the
+// per-collection template gauge is the one place collection names appear.
+//
+// Thread safety: all members may be called concurrently.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace candor::server {
+
+class Metrics {
+ public:
+  void observe_request(const std::string& route, const std::string& method, int status, double seconds);
+  void count_refused_search(const std::string& reason);
+  void count_auth_failure();
+
+  // Gauges sampled at scrape time.
+  struct Gauges {
+    int inference_active = 0;
+    int inference_waiting = 0;
+    int inference_workers = 0;
+    int inference_queue_capacity = 0;
+    bool ready = false;
+    std::vector<std::pair<std::string, std::size_t>> templates;  // per collection
+  };
+  std::string render(const Gauges& gauges) const;
+
+  // Upper bounds (seconds) of the latency histogram buckets; +Inf is implicit.
+  static constexpr std::array<double, 12> kBuckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                      0.5,   1.0,  2.5,   5.0,  10.0, 30.0};
+
+ private:
+  struct Histogram {
+    std::array<std::uint64_t, kBuckets.size()> counts{};  // per bucket, not cumulative
+    std::uint64_t count = 0;
+    double sum = 0;
+  };
+  mutable std::mutex mutex_;
+  std::map<std::tuple<std::string, std::string, int>, std::uint64_t> requests_;  // route, method, status
+  std::map<std::string, Histogram> latency_;                                      // route
+  std::map<std::string, std::uint64_t> refused_;
+  std::uint64_t auth_failures_ = 0;
+};
+
+}  // namespace candor::server

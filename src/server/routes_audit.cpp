@@ -1,0 +1,69 @@
+// Audit, subject access (export) and retention routes.
+#include "http_util.h"
+#include "server_context.h"
+
+namespace candor::server {
+
+void register_audit_routes(Router& router) {
+  // A key scoped to some collections reads only their entries: ?collection= must be one
+  // of them (a single-collection key gets its own by default).
+  router.add({"GET", "/v1/audit", Access::kScoped, "audit", false}, [](Context& ctx, Call& call) {
+    AuditFilter f;
+    auto limit = int_param(call.req, "limit", 100, 1, 10'000);
+    if (!limit) return send_error(call.res, limit.error());
+    f.limit = static_cast<std::size_t>(*limit);
+    auto after = int_param(call.req, "after_seq", 0, 0, INT64_MAX);
+    if (!after) return send_error(call.res, after.error());
+    if (*after > 0) f.after_seq = *after;
+    if (call.req.has_param("subject")) f.subject = call.req.get_param_value("subject");
+    if (call.req.has_param("operation")) f.operation = call.req.get_param_value("operation");
+    if (call.req.has_param("collection")) f.collection = call.req.get_param_value("collection");
+    if (!call.key->all_collections()) {
+      if (!f.collection) {
+        if (call.key->collections.size() != 1) {
+          return send_error(call.res, {ErrorCode::kInvalidArgument, "this key is scoped to collections: give ?collection="});
+        }
+        f.collection = call.key->collections.front();
+      } else if (!call.key->sees_collection(*f.collection)) {
+        return send_error(call.res, collection_not_found());
+      }
+    }
+    auto entries = ctx.store->audit_list(f);
+    if (!entries) return send_error(call.res, entries.error());
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& e : *entries) out.push_back(audit_json(e));
+    send_json(call.res, 200, {{"entries", out}});
+  });
+
+  router.add({"GET", "/v1/audit/verify", Access::kScoped, "audit", false}, [](Context& ctx, Call& call) {
+    auto v = ctx.store->audit_verify();
+    if (!v) return send_error(call.res, v.error());
+    nlohmann::json issues = nlohmann::json::array();
+    for (const auto& i : v->issues) {
+      issues.push_back({{"seq", i.seq}, {"kind", audit_break_name(i.kind)}, {"message", i.message}});
+    }
+    send_json(call.res, 200,
+              {{"intact", v->intact}, {"entries", v->entries}, {"head_hash", v->head_hash}, {"issues", issues}});
+  });
+
+  // The export spans every collection, so only a key that sees every collection may ask.
+  router.add({"GET", "/v1/subjects/{s}/export", Access::kScoped, "audit", false}, [](Context& ctx, Call& call) {
+    if (!call.key->all_collections()) {
+      return send_error(call.res, {ErrorCode::kPermissionDenied, "an export covers every collection: it needs a key scoped to \"*\""});
+    }
+    auto exported = ctx.store->export_subject(call.param("s"), call.audit("subject access request"));
+    if (!exported) return send_error(call.res, exported.error());
+    call.res.status = 200;
+    call.res.set_content(*exported, "application/json");
+  });
+
+  router.add({"POST", "/v1/retention/run", Access::kScoped, "admin", true}, [](Context& ctx, Call& call) {
+    auto r = ctx.collections->retention_run(now_ms(), call.audit("retention schedule"));
+    if (!r) return send_error(call.res, r.error());
+    send_json(call.res, 200,
+              {{"removed_faces", r->removed.size()}, {"expired_by_age", r->expired_by_age},
+               {"without_consent", r->without_consent}});
+  });
+}
+
+}  // namespace candor::server

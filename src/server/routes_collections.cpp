@@ -1,0 +1,220 @@
+// Collection routes: collections, consents, enrollment, subjects and 1:N search.
+// The Router has already checked the key's scope and that {c} exists and is visible.
+#include <cmath>
+#include <map>
+
+#include "candor/json.h"
+#include "http_util.h"
+#include "server_context.h"
+
+namespace candor::server {
+namespace {
+
+template <typename T>
+bool get_field(const nlohmann::json& body, const char* name, T& out, Call& call) {
+  auto it = body.find(name);
+  if (it == body.end() || it->is_null()) return true;
+  try {
+    out = it->get<T>();
+    return true;
+  } catch (const nlohmann::json::exception&) {
+    send_error(call.res, {ErrorCode::kInvalidArgument, std::string("field '") + name + "' has the wrong type"});
+    return false;
+  }
+}
+
+}  // namespace
+
+void register_collection_routes(Router& router) {
+  router.add({"GET", "/v1/collections", Access::kAnyKey, "", false}, [](Context& ctx, Call& call) {
+    auto list = ctx.store->list_collections();
+    if (!list) return send_error(call.res, list.error());
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& c : *list) {
+      if (call.key->sees_collection(c.name)) out.push_back(collection_json(c));
+    }
+    send_json(call.res, 200, {{"collections", out}});
+  });
+
+  router.add({"POST", "/v1/collections", Access::kScoped, "admin", true}, [](Context& ctx, Call& call) {
+    auto body = json_body(call.req);
+    if (!body) return send_error(call.res, body.error());
+    NewCollection spec;
+    std::string point = "fmr-1e-4";
+    if (!get_field(*body, "name", spec.name, call) || !get_field(*body, "purpose", spec.purpose, call) ||
+        !get_field(*body, "retention_days", spec.retention_days, call) ||
+        !get_field(*body, "operating_point", point, call) ||
+        !get_field(*body, "liveness_required", spec.liveness_required, call)) {
+      return;
+    }
+    auto created = ctx.collections->create_collection(spec, point, call.audit());
+    if (!created) return send_error(call.res, created.error());
+    send_json(call.res, 201, collection_json(*created));
+  });
+
+  router.add({"GET", "/v1/collections/{c}", Access::kAnyKey, "", false}, [](Context& ctx, Call& call) {
+    auto c = ctx.store->get_collection(call.param("c"));
+    if (!c) return send_error(call.res, c.error());
+    nlohmann::json out = collection_json(*c);
+    if (ctx.loaded.load()) out["faces"] = ctx.collections->indexed_faces(c->name);
+    if (auto consents = ctx.store->list_consents(c->name, "")) {
+      out["consents"] = std::count_if(consents->begin(), consents->end(), [](const Consent& k) { return !k.revoked_at; });
+    }
+    send_json(call.res, 200, out);
+  });
+
+  router.add({"DELETE", "/v1/collections/{c}", Access::kScoped, "admin", true}, [](Context& ctx, Call& call) {
+    const std::string reason = call.req.has_param("reason") ? call.req.get_param_value("reason") : "deleted via API";
+    auto deleted = ctx.collections->delete_collection(call.param("c"), call.audit(reason));
+    if (!deleted) return send_error(call.res, deleted.error());
+    send_json(call.res, 200, {{"deleted_faces", deleted->size()}});
+  });
+
+  router.add({"GET", "/v1/collections/{c}/consents", Access::kScoped, "consents", false}, [](Context& ctx, Call& call) {
+    const std::string subject = call.req.has_param("subject") ? call.req.get_param_value("subject") : "";
+    auto list = ctx.store->list_consents(call.param("c"), subject);
+    if (!list) return send_error(call.res, list.error());
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& c : *list) out.push_back(consent_json(c));
+    send_json(call.res, 200, {{"consents", out}});
+  });
+
+  router.add({"POST", "/v1/collections/{c}/consents", Access::kScoped, "consents", false}, [](Context& ctx, Call& call) {
+    auto body = json_body(call.req);
+    if (!body) return send_error(call.res, body.error());
+    NewConsent n;
+    n.collection = call.param("c");
+    std::string expires;
+    if (!get_field(*body, "subject", n.subject, call) || !get_field(*body, "evidence_sha256", n.evidence_sha256, call) ||
+        !get_field(*body, "collected_by", n.collected_by, call) || !get_field(*body, "purpose", n.purpose, call) ||
+        !get_field(*body, "expires_at", expires, call)) {
+      return;
+    }
+    if (!expires.empty()) {
+      auto t = parse_time(expires);
+      if (!t) return send_error(call.res, t.error());
+      n.expires_at = *t;
+    }
+    if (n.purpose.empty()) {
+      auto target = ctx.store->get_collection(n.collection);
+      if (!target) return send_error(call.res, target.error());
+      n.purpose = target->purpose;
+    }
+    auto granted = ctx.store->grant_consent(n, call.audit());
+    if (!granted) return send_error(call.res, granted.error());
+    send_json(call.res, 201, consent_json(*granted));
+  });
+
+  router.add({"DELETE", "/v1/collections/{c}/consents/{s}", Access::kScoped, "consents", true},
+             [](Context& ctx, Call& call) {
+               auto deleted = ctx.collections->revoke_consent(call.param("c"), call.param("s"), call.audit("consent revoked"));
+               if (!deleted) return send_error(call.res, deleted.error());
+               send_json(call.res, 200, {{"revoked", call.param("s")}, {"deleted_faces", deleted->size()}});
+             });
+
+  router.add({"POST", "/v1/collections/{c}/subjects/{s}/faces", Access::kScoped, "enroll", true},
+             [](Context& ctx, Call& call) {
+               auto images = images_from(call.req, "images", true);
+               if (!images && call.req.is_multipart_form_data()) images = images_from(call.req, "image", true);
+               if (!images) return send_error(call.res, images.error());
+               std::vector<EnrollImage> batch;
+               for (const auto& img : *images) batch.push_back({img.name, img.bytes});
+               auto ticket = admit_inference(ctx, call);
+               if (!ticket) return;
+               auto outcomes = ctx.collections->enroll(call.param("c"), call.param("s"), batch, call.audit());
+               if (!outcomes) return send_error(call.res, outcomes.error());
+               std::size_t enrolled = 0;
+               nlohmann::json list = nlohmann::json::array();
+               for (const auto& o : *outcomes) {
+                 nlohmann::json j = {{"image", o.name}};
+                 if (o.face_id) j["face_id"] = *o.face_id, ++enrolled;
+                 if (o.error) j["error"] = error_to_json(*o.error)["error"];
+                 list.push_back(std::move(j));
+               }
+               send_json(call.res, 200, {{"enrolled", enrolled}, {"images", list}});
+             });
+
+  router.add({"GET", "/v1/collections/{c}/subjects", Access::kScoped, "consents", false}, [](Context& ctx, Call& call) {
+    // Subjects with an active consent or with faces, and how many faces each holds.
+    std::map<std::string, std::size_t> faces;
+    auto consents = ctx.store->list_consents(call.param("c"), "");
+    if (!consents) return send_error(call.res, consents.error());
+    for (const auto& k : *consents) {
+      if (!k.revoked_at) faces.try_emplace(k.subject, 0);
+    }
+    auto records = ctx.store->load_faces(call.param("c"));
+    if (!records) return send_error(call.res, records.error());
+    for (const auto& r : *records) ++faces[r.subject];
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& [subject, n] : faces) out.push_back({{"subject", subject}, {"faces", n}});
+    send_json(call.res, 200, {{"subjects", out}});
+  });
+
+  router.add({"DELETE", "/v1/collections/{c}/subjects/{s}", Access::kScoped, "consents", true},
+             [](Context& ctx, Call& call) {
+               const std::string reason =
+                   call.req.has_param("reason") ? call.req.get_param_value("reason") : "erasure requested";
+               auto deleted = ctx.collections->erase_subject(call.param("c"), call.param("s"), call.audit(reason));
+               if (!deleted) return send_error(call.res, deleted.error());
+               send_json(call.res, 200, {{"erased", call.param("s")}, {"deleted_faces", deleted->size()}});
+             });
+
+  // 1:N search. Order of refusals: bad request (400) before the budget (429, audited),
+  // the budget before the worker queue (503), so a refused request costs no inference.
+  router.add({"POST", "/v1/collections/{c}/search", Access::kScoped, "search", true}, [](Context& ctx, Call& call) {
+    const std::string collection = call.param("c");
+    auto top = int_param(call.req, "top", 5, 1, 100);
+    if (!top) return send_error(call.res, top.error());
+    const std::string reason = text_param(call.req, "reason").value_or("");
+    if (reason.empty()) {
+      return send_error(call.res, {ErrorCode::kInvalidArgument, "every search states a reason (form field, query or JSON 'reason')"});
+    }
+    auto images = images_from(call.req, "image", false);
+    if (!images) return send_error(call.res, images.error());
+
+    auto decision = ctx.budget->admit(*call.key, call.actor);
+    if (!decision) return send_error(call.res, decision.error());
+    if (!decision->allowed) {
+      SearchRecord refused;
+      refused.context = call.audit(reason);
+      refused.collection = collection;
+      refused.details_json = nlohmann::json({{"window", decision->window}}).dump();
+      refused.result = "refused: rate_limited";
+      if (auto st = ctx.store->record_search(refused); !st) {
+        ctx.log->error("could not audit a refused search", {{"code", error_code_name(st.error().code)}});
+      }
+      ctx.metrics.count_refused_search("rate_limited");
+      return send_error(call.res,
+                        {ErrorCode::kRateLimited, "search budget of this key spent (per " + decision->window + ")"},
+                        decision->retry_after_s);
+    }
+    struct Release {
+      Context& ctx;
+      const std::string& actor;
+      ~Release() { ctx.budget->finish(actor); }
+    } release{ctx, call.actor};
+
+    auto ticket = ctx.gate->enter();
+    if (!ticket) {
+      ctx.metrics.count_refused_search("overloaded");
+      return send_error(call.res, {ErrorCode::kOverloaded, "inference queue full; retry shortly"}, 1);
+    }
+    auto found = ctx.collections->search(collection, (*images)[0].bytes, static_cast<std::size_t>(*top),
+                                         call.audit(reason));
+    if (!found) return send_error(call.res, found.error());
+    nlohmann::json out = {{"collection", collection},
+                          {"threshold", found->threshold},
+                          {"faces_in_image", found->faces_in_image},
+                          {"probe", face_to_json(found->probe)},
+                          {"matches", nlohmann::json::array()}};
+    for (const auto& m : found->matches) {
+      out["matches"].push_back({{"subject", m.subject},
+                                {"similarity", std::round(m.similarity * 10000.0) / 10000.0},
+                                {"match", m.match},
+                                {"face_id", m.face_id}});
+    }
+    send_json(call.res, 200, out);
+  });
+}
+
+}  // namespace candor::server

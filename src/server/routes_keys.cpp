@@ -1,0 +1,57 @@
+// API key management (admin). The secret is in the 201 answer and nowhere else.
+#include "http_util.h"
+#include "server_context.h"
+
+namespace candor::server {
+
+namespace {
+
+nlohmann::json key_json(const ApiKey& k) {
+  return {{"name", k.name},
+          {"collections", k.collections},
+          {"operations", k.operations},
+          {"searches_per_minute", k.searches_per_minute},
+          {"searches_per_day", k.searches_per_day},
+          {"created_at", format_time(TimePoint(std::chrono::milliseconds(k.created_at_ms)))}};
+}
+
+}  // namespace
+
+void register_key_routes(Router& router) {
+  router.add({"POST", "/v1/keys", Access::kScoped, "admin", false}, [](Context& ctx, Call& call) {
+    auto body = json_body(call.req);
+    if (!body) return send_error(call.res, body.error());
+    ApiKey spec;
+    try {
+      spec.name = body->value("name", "");
+      spec.collections = body->value("collections", std::vector<std::string>{});
+      spec.operations = body->value("operations", std::vector<std::string>{});
+      spec.searches_per_minute = body->value("searches_per_minute", spec.searches_per_minute);
+      spec.searches_per_day = body->value("searches_per_day", spec.searches_per_day);
+    } catch (const nlohmann::json::exception&) {
+      return send_error(call.res, {ErrorCode::kInvalidArgument,
+                                   "expected {name, collections:[..], operations:[..], searches_per_minute, searches_per_day}"});
+    }
+    auto secret = ctx.keys->create(spec);
+    if (!secret) return send_error(call.res, secret.error());
+    ctx.log->info("api key created", {{"key_name", spec.name}, {"by", call.key->name}});
+    send_json(call.res, 201, {{"name", spec.name}, {"key", *secret}});
+  });
+
+  router.add({"GET", "/v1/keys", Access::kScoped, "admin", false}, [](Context& ctx, Call& call) {
+    auto keys = ctx.keys->list();
+    if (!keys) return send_error(call.res, keys.error());
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& k : *keys) out.push_back(key_json(k));
+    send_json(call.res, 200, {{"keys", out}});
+  });
+
+  router.add({"DELETE", "/v1/keys/{name}", Access::kScoped, "admin", false}, [](Context& ctx, Call& call) {
+    auto st = ctx.keys->remove(call.param("name"));
+    if (!st) return send_error(call.res, st.error());
+    ctx.log->info("api key deleted", {{"key_name", call.param("name")}, {"by", call.key->name}});
+    send_json(call.res, 200, {{"deleted", call.param("name")}});
+  });
+}
+
+}  // namespace candor::server

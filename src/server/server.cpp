@@ -1,0 +1,294 @@
+// Server: wiring of httplib, the shared Context and the routes; start-up, loading
+// and graceful shutdown.
+#include <chrono>
+#include <cmath>
+#include <mutex>
+#include <thread>
+
+#include "candor/json.h"
+#include "candor/server.h"
+#include "http_util.h"
+#include "server_context.h"
+
+#ifndef CANDOR_WEB_DIR
+#define CANDOR_WEB_DIR ""
+#endif
+
+namespace candor {
+namespace {
+
+using server::Context;
+
+constexpr const char* kCsp =
+    "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; object-src 'none'; "
+    "frame-ancestors 'none'";
+
+std::chrono::steady_clock::time_point& request_start() {
+  thread_local std::chrono::steady_clock::time_point start{};
+  return start;
+}
+
+// "sqlite:/x/y.db" or "/x/y.db" -> "/x/y.db"; the key table lives in the same file.
+Result<std::filesystem::path> sqlite_path(const std::string& uri) {
+  constexpr std::string_view kScheme = "sqlite:";
+  if (uri.rfind(kScheme, 0) == 0) return std::filesystem::path(uri.substr(kScheme.size()));
+  if (uri.find("://") != std::string::npos) {
+    return Error{ErrorCode::kInvalidArgument, "the server needs a SQLite store (API keys live in it): " + uri};
+  }
+  return std::filesystem::path(uri);
+}
+
+class ServerImpl final : public Server {
+ public:
+  ~ServerImpl() override {
+    stop();
+    if (loader_.joinable()) loader_.join();
+  }
+
+  Status init(const ServerOptions& options) {
+    ctx_.options = options;
+    ctx_.log = std::make_unique<server::JsonLog>(options.log_sink);
+    if (options.tls_cert.empty() != options.tls_key.empty()) {
+      return Error{ErrorCode::kInvalidArgument, "TLS needs both --tls-cert and --tls-key"};
+    }
+    if (options.workers < 0 || options.queue < -1 || options.http_threads < 0 || options.max_body_bytes == 0 ||
+        options.port < 0 || options.port > 65535) {
+      return Error{ErrorCode::kInvalidArgument, "workers, queue, http threads, port or body limit out of range"};
+    }
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int workers = options.workers > 0 ? options.workers : cores;
+    const int queue = options.queue >= 0 ? options.queue : 2 * workers;
+    const int threads = options.http_threads > 0 ? options.http_threads : std::max(16, 4 * workers);
+    ctx_.options.workers = workers;
+    ctx_.options.queue = queue;
+    ctx_.options.http_threads = threads;
+
+    auto path = sqlite_path(options.store_uri);
+    if (!path) return path.error();
+    auto store = open_store(options.store_uri, StoreOptions{});
+    if (!store) return store.error();
+    ctx_.store = std::move(*store);
+    auto keys = server::KeyStore::open(*path);
+    if (!keys) return keys.error();
+    ctx_.keys = std::move(*keys);
+    auto count = ctx_.keys->count();
+    if (!count) return count.error();
+    if (*count == 0) {
+      server::ApiKey admin;
+      admin.name = "admin";
+      admin.collections = {"*"};
+      admin.operations = {"admin"};
+      auto secret = ctx_.keys->create(admin);
+      if (!secret) return secret.error();
+      bootstrap_ = std::move(*secret);
+      ctx_.log->info("created the first admin key", {{"key_name", "admin"}});
+    }
+    ctx_.throttle = std::make_unique<server::AuthThrottle>(options.auth_failures_allowed,
+                                                           std::chrono::seconds(options.auth_failure_window_s));
+    ctx_.budget = std::make_unique<server::SearchBudget>(*ctx_.store);
+    ctx_.gate = std::make_unique<server::AdmissionGate>(workers, queue,
+                                                        std::chrono::milliseconds(options.queue_timeout_ms));
+
+    std::filesystem::path web = options.web_dir.empty() ? std::filesystem::path(CANDOR_WEB_DIR) : options.web_dir;
+    std::error_code ec;
+    if (!web.empty()) ctx_.web_root = std::filesystem::canonical(web, ec);
+    if (ctx_.web_root.empty() || ec) {
+      ctx_.web_root.clear();
+      ctx_.log->warn("web console directory not found; / will answer 404", {{"web_dir", web.string()}});
+    }
+
+    if (!options.tls_cert.empty()) {
+      auto ssl = std::make_unique<httplib::SSLServer>(options.tls_cert.c_str(), options.tls_key.c_str());
+      if (!ssl->is_valid()) return Error{ErrorCode::kIoError, "cannot load the TLS certificate or key"};
+      http_ = std::move(ssl);
+      tls_ = true;
+    } else {
+      http_ = std::make_unique<httplib::Server>();
+    }
+    configure_http(threads);
+
+    router_ = std::make_unique<server::Router>(*http_, ctx_);
+    server::register_ops_routes(*router_);
+    server::register_engine_routes(*router_);
+    server::register_collection_routes(*router_);
+    server::register_audit_routes(*router_);
+    server::register_key_routes(*router_);
+    server::register_static_files(*http_, ctx_);  // last: the GET fallback
+
+    if (options.port == 0) {
+      port_ = http_->bind_to_any_port(options.host);
+      if (port_ < 0) return Error{ErrorCode::kIoError, "cannot bind " + options.host};
+    } else {
+      if (!http_->bind_to_port(options.host, options.port)) {
+        return Error{ErrorCode::kIoError, "cannot bind " + options.host + ":" + std::to_string(options.port)};
+      }
+      port_ = options.port;
+    }
+    return ok_status();
+  }
+
+  Status run() override {
+    run_called_ = true;
+    loader_ = std::thread([this] { load(); });
+    ctx_.log->info("listening", {{"url", url()},
+                                 {"workers", ctx_.options.workers},
+                                 {"queue", ctx_.options.queue},
+                                 {"http_threads", ctx_.options.http_threads}});
+    bool listened = true;
+    if (!stop_requested_) listened = http_->listen_after_bind();
+    listen_returned_ = true;
+    // listen_after_bind returns after the connection threads have finished their requests.
+    if (loader_.joinable()) loader_.join();
+    ctx_.log->info("stopped");
+    if (load_error_) return *load_error_;
+    if (!listened && !stop_requested_) return Error{ErrorCode::kIoError, "the server stopped listening"};
+    return ok_status();
+  }
+
+  void stop() override {
+    stop_requested_ = true;
+    if (!http_) return;
+    // run() may be between its stop check and httplib marking itself running.
+    while (run_called_ && !listen_returned_ && !http_->is_running()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    http_->stop();
+  }
+
+  int port() const override { return port_; }
+  std::string url() const override {
+    const std::string host = ctx_.options.host.find(':') != std::string::npos ? "[" + ctx_.options.host + "]"
+                                                                               : ctx_.options.host;
+    return std::string(tls_ ? "https" : "http") + "://" + host + ":" + std::to_string(port_) + "/";
+  }
+  std::optional<std::string> take_bootstrap_key() override {
+    std::lock_guard lock(bootstrap_mutex_);
+    auto key = std::move(bootstrap_);
+    bootstrap_.reset();
+    return key;
+  }
+  bool ready() const override { return ctx_.loaded.load(); }
+  std::vector<RouteInfo> routes() const override { return router_->routes(); }
+
+ private:
+  void configure_http(int threads) {
+    const auto& o = ctx_.options;
+    http_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
+    http_->set_payload_max_length(o.max_body_bytes);
+    http_->set_read_timeout(o.read_timeout_s, 0);
+    http_->set_write_timeout(o.write_timeout_s, 0);
+    http_->set_keep_alive_timeout(o.keep_alive_timeout_s);
+    http_->set_keep_alive_max_count(o.keep_alive_max_requests);
+    http_->set_default_headers({{"Content-Security-Policy", kCsp},
+                                {"X-Content-Type-Options", "nosniff"},
+                                {"X-Frame-Options", "DENY"},
+                                {"Referrer-Policy", "no-referrer"},
+                                {"Cache-Control", "no-store"}});
+    http_->set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
+      request_start() = std::chrono::steady_clock::now();
+      server::current_route().clear();
+      server::current_key_name().clear();
+      return httplib::Server::HandlerResponse::Unhandled;
+    });
+    // Responses httplib makes itself (404 no route, 413 body too large, 400 bad
+    // request line) get the same JSON error shape as the handlers' own.
+    http_->set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request&,
+                                                                          httplib::Response& res) {
+      if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+      Error e{ErrorCode::kInvalidArgument, "malformed request"};
+      if (res.status == 404) e = {ErrorCode::kNotFound, "no such route"};
+      else if (res.status == 405) e = {ErrorCode::kInvalidArgument, "method not allowed"};
+      else if (res.status == 413) {
+        e = {ErrorCode::kImageTooLarge,
+             "request body over the limit of " + std::to_string(ctx_.options.max_body_bytes) + " bytes"};
+      } else if (res.status == 414) e = {ErrorCode::kInvalidArgument, "request URI too long"};
+      else if (res.status >= 500) e = {ErrorCode::kInternal, "internal error"};
+      res.set_content(error_to_json(e).dump(), "application/json");
+      return httplib::Server::HandlerResponse::Handled;
+    }));
+    http_->set_exception_handler([this](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+      ctx_.log->error("unhandled exception", {{"route", server::current_route()}});
+      server::send_error(res, {ErrorCode::kInternal, "internal error"});
+    });
+    // Access log and request metrics: route templates only, never raw paths or bodies.
+    http_->set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+      const std::string route = server::current_route().empty() ? "(unmatched)" : server::current_route();
+      auto& start = request_start();
+      const double secs = start == std::chrono::steady_clock::time_point{}
+                              ? 0.0
+                              : std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      start = {};
+      ctx_.metrics.observe_request(route, req.method, res.status, secs);
+      nlohmann::json fields = {{"method", req.method},  {"route", route},        {"status", res.status},
+                               {"ms", std::round(secs * 1e4) / 10.0}, {"ip", req.remote_addr}};
+      if (!server::current_key_name().empty()) fields["key_name"] = server::current_key_name();
+      if (res.status >= 400) {
+        auto body = nlohmann::json::parse(res.body, nullptr, false);
+        if (body.is_object() && body.contains("error")) fields["error"] = body["error"].value("code", "");
+      }
+      ctx_.log->write(res.status >= 500 ? "error" : "info", "request", std::move(fields));
+      server::current_route().clear();
+      server::current_key_name().clear();
+    });
+  }
+
+  void load() {
+    const Engine* engine = ctx_.options.engine;
+    if (engine == nullptr) {
+      auto created = Engine::create(ctx_.options.engine_options);
+      if (!created) return fail_load(created.error());
+      ctx_.owned_engine = std::move(*created);
+      engine = ctx_.owned_engine.get();
+    }
+    const FaceAnalyzer* analyzer = ctx_.options.analyzer;
+    if (analyzer == nullptr) {
+      AnalyzerOptions analyzer_options;
+      analyzer_options.model_dir = ctx_.options.engine_options.model_dir;
+      analyzer_options.manifest = ctx_.options.engine_options.manifest;
+      auto created = FaceAnalyzer::create(analyzer_options);
+      if (!created) return fail_load(created.error());
+      ctx_.owned_analyzer = std::move(*created);
+      analyzer = ctx_.owned_analyzer.get();
+    }
+    ctx_.analyzer = analyzer;
+    ctx_.engine = engine;
+    CollectionsOptions collections_options;
+    collections_options.analyzer = analyzer;
+    auto collections = Collections::open(*engine, *ctx_.store, collections_options);
+    if (!collections) return fail_load(collections.error());
+    ctx_.collections = std::move(*collections);
+    ctx_.loaded = true;
+    ctx_.log->info("ready");
+  }
+
+  // A server that cannot load its models or collections is of no use: say why and stop.
+  void fail_load(const Error& error) {
+    ctx_.load_failed = true;
+    load_error_ = error;
+    ctx_.log->error("loading failed", {{"code", error_code_name(error.code)}, {"message", error.message}});
+    stop();
+  }
+
+  Context ctx_;
+  std::unique_ptr<httplib::Server> http_;
+  std::unique_ptr<server::Router> router_;
+  bool tls_ = false;
+  int port_ = 0;
+  std::mutex bootstrap_mutex_;
+  std::optional<std::string> bootstrap_;
+  std::thread loader_;
+  std::optional<Error> load_error_;
+  std::atomic<bool> run_called_{false};
+  std::atomic<bool> listen_returned_{false};
+  std::atomic<bool> stop_requested_{false};
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Server>> Server::create(const ServerOptions& options) {
+  auto server = std::make_unique<ServerImpl>();
+  if (auto st = server->init(options); !st) return st.error();
+  return std::unique_ptr<Server>(std::move(server));
+}
+
+}  // namespace candor

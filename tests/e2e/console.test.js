@@ -1,0 +1,367 @@
+// End-to-end tests of the Candor web console (web/) in headless Chromium, against a
+// running `candor serve`. Started by tests/e2e/run.sh, which sets:
+//   CANDOR_URL        the server's base URL, e.g. http://127.0.0.1:41234/
+//   CANDOR_ADMIN_KEY  the admin key the server printed on its first start
+// Optional:
+//   CANDOR_E2E_SCREENSHOTS  where page screenshots go (default /tmp/candor-e2e-screens)
+//   CHROMIUM                the browser binary (default /usr/bin/chromium)
+//
+// The tests run in order and share one browser page, like an operator's session:
+// (a) sign in, detect the 3 faces of sample1.jpg; (b) a collection, a refused
+// enrollment without consent, a consent, an enrollment and a search that finds the
+// subject; (c) the audit page: chain intact, enroll and search entries listed;
+// (d) no console errors, page errors or CSP violations along the way.
+
+import { test, before, after, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const BASE = process.env.CANDOR_URL;
+const KEY = process.env.CANDOR_ADMIN_KEY;
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const SHOTS = process.env.CANDOR_E2E_SCREENSHOTS || '/tmp/candor-e2e-screens';
+const TIMEOUT = 60_000; // one detection on 2 shared cores is well under this
+
+const SAMPLE1 = join(ROOT, 'testdata/face-api/sample1.jpg');
+const LFW = '/work/shared/datasets/lfw/lfw';
+const BUSH_1 = join(LFW, 'George_W_Bush/George_W_Bush_0001.jpg');
+const BUSH_2 = join(LFW, 'George_W_Bush/George_W_Bush_0002.jpg');
+const POWELL_1 = join(LFW, 'Colin_Powell/Colin_Powell_0001.jpg');
+
+// The same-person pair: two LFW photos of one man if the data set is there,
+// otherwise two crops of the same woman from the face-api samples (made in the
+// browser with a canvas, see cropFace), and a different person as a distractor.
+const HAVE_LFW = process.env.CANDOR_E2E_NO_LFW !== '1' && existsSync(BUSH_1) && existsSync(BUSH_2) && existsSync(POWELL_1);
+
+const RUN = Date.now().toString(36);
+const COLLECTION = `e2e-${RUN}`;
+const SUBJECT = `subject-a-${RUN}`;
+const OTHER = `subject-b-${RUN}`;
+const REASON = `E2E check ${RUN}: case 4711`;
+
+let browser;
+let context;
+let page;
+const problems = []; // unexpected console errors, page errors, CSP violations
+const expectedRefusals = []; // the 409 of the enrollment without consent
+const consentBodies = []; // what the browser sent to the consents route
+
+const testid = (id) => `[data-testid="${id}"]`;
+
+async function shot(name) {
+  mkdirSync(SHOTS, { recursive: true });
+  const file = join(SHOTS, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  return file;
+}
+
+async function gotoTab(name) {
+  await page.click(testid(`tab-${name}`));
+  await page.waitForSelector(`${testid(`page-${name}`)}:not([hidden])`);
+}
+
+// Crops a face from an image in the browser (canvas → PNG): a photo of one face
+// made from a group photo, without any image tool on the host.
+async function cropFace(file, box, margin = 0.6) {
+  const bytes = readFileSync(file).toString('base64');
+  const png = await page.evaluate(async ({ bytes, box, margin }) => {
+    // No fetch of a data: URL: the console's CSP (connect-src 'self') forbids it.
+    const raw = atob(bytes);
+    const img = await createImageBitmap(new Blob([Uint8Array.from(raw, (ch) => ch.charCodeAt(0))]));
+    const cx = box.x + box.w / 2;
+    const cy = box.y + box.h / 2;
+    const side = Math.max(box.w, box.h) * (1 + 2 * margin);
+    const x = Math.max(0, cx - side / 2);
+    const y = Math.max(0, cy - side / 2);
+    const w = Math.min(img.width - x, side);
+    const h = Math.min(img.height - y, side);
+    const c = new OffscreenCanvas(Math.round(w), Math.round(h));
+    c.getContext('2d').drawImage(img, x, y, w, h, 0, 0, c.width, c.height);
+    const out = await c.convertToBlob({ type: 'image/png' });
+    const buf = new Uint8Array(await out.arrayBuffer());
+    let s = '';
+    for (let i = 0; i < buf.length; i += 0x8000) s += String.fromCharCode(...buf.subarray(i, i + 0x8000));
+    return btoa(s);
+  }, { bytes, box, margin });
+  return Buffer.from(png, 'base64');
+}
+
+let photoSet = null;
+
+async function photos() {
+  if (!photoSet) photoSet = await makePhotos();
+  if (process.env.CANDOR_E2E_SAVE_PHOTOS) {
+    mkdirSync(process.env.CANDOR_E2E_SAVE_PHOTOS, { recursive: true });
+    for (const p of Object.values(photoSet)) writeFileSync(join(process.env.CANDOR_E2E_SAVE_PHOTOS, p.name), p.buffer);
+  }
+  return photoSet;
+}
+
+async function makePhotos() {
+  if (HAVE_LFW) {
+    return {
+      enroll: { name: 'George_W_Bush_0001.jpg', mimeType: 'image/jpeg', buffer: readFileSync(BUSH_1) },
+      probe: { name: 'George_W_Bush_0002.jpg', mimeType: 'image/jpeg', buffer: readFileSync(BUSH_2) },
+      other: { name: 'Colin_Powell_0001.jpg', mimeType: 'image/jpeg', buffer: readFileSync(POWELL_1) },
+    };
+  }
+  // The woman at (1456,220) in sample1 and at (1073,206) in sample3; another woman from sample1 as the other.
+  return {
+    enroll: { name: 'woman-sample1.png', mimeType: 'image/png', buffer: await cropFace(SAMPLE1, { x: 1456, y: 220, w: 234, h: 214 }) },
+    probe: { name: 'woman-sample3.png', mimeType: 'image/png', buffer: await cropFace(join(ROOT, 'testdata/face-api/sample3.jpg'), { x: 1073, y: 206, w: 220, h: 220 }) },
+    other: { name: 'other-sample1.png', mimeType: 'image/png', buffer: await cropFace(SAMPLE1, { x: 823, y: 423, w: 216, h: 228 }) },
+  };
+}
+
+describe('Candor web console', { timeout: 10 * TIMEOUT }, () => {
+  before(async () => {
+    assert.ok(BASE, 'CANDOR_URL is not set: run the tests through tests/e2e/run.sh');
+    assert.ok(KEY, 'CANDOR_ADMIN_KEY is not set: run the tests through tests/e2e/run.sh');
+    assert.ok(existsSync(CHROMIUM), `Chromium not found at ${CHROMIUM}: apt-get install -y chromium`);
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+        '--disable-component-update', '--disable-sync', '--no-first-run'],
+    });
+    context = await browser.newContext({ viewport: { width: 1366, height: 900 }, baseURL: BASE });
+    // CSP violations, recorded by the page itself (the init script is injected by
+    // the browser, so the CSP does not apply to it).
+    await context.addInitScript(() => {
+      window.__cspViolations = [];
+      document.addEventListener('securitypolicyviolation', (e) => {
+        window.__cspViolations.push(`${e.violatedDirective} blocked ${e.blockedURI || 'inline'} at ${e.sourceFile}:${e.lineNumber}`);
+      });
+    });
+    page = await context.newPage();
+    page.setDefaultTimeout(TIMEOUT);
+    page.on('console', (msg) => {
+      if (msg.type() !== 'error' && msg.type() !== 'warning') return;
+      const text = msg.text();
+      const where = msg.location() && msg.location().url ? msg.location().url : '';
+      // The enrollment refused for want of consent is expected to fail with 409.
+      if (/status of 409/.test(text) && /\/v1\/collections\/[^/]+\/subjects\/[^/]+\/faces$/.test(where)) {
+        expectedRefusals.push(text);
+        return;
+      }
+      // So is the 401 of the wrong key (once).
+      if (/status of 401/.test(text) && /\/v1\/collections$/.test(where) && !expectedRefusals.some((t) => /401/.test(t))) {
+        expectedRefusals.push(text);
+        return;
+      }
+      if (msg.type() === 'warning' && !/Content[- ]Security[- ]Policy|Refused/i.test(text)) return;
+      problems.push(`console.${msg.type()}: ${text}${where ? ` (${where})` : ''}`);
+    });
+    page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
+    page.on('requestfailed', (req) => problems.push(`request failed: ${req.method()} ${req.url()} ${req.failure() && req.failure().errorText}`));
+    page.on('request', (req) => {
+      if (req.method() === 'POST' && /\/consents$/.test(new URL(req.url()).pathname)) {
+        consentBodies.push({ type: req.headers()['content-type'] || '', body: req.postData() || '' });
+      }
+    });
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+  });
+
+  test('the server sends the console with its CSP', async () => {
+    const res = await page.goto('/');
+    assert.equal(res.status(), 200);
+    const csp = res.headers()['content-security-policy'] || '';
+    assert.match(csp, /script-src 'self'/, `CSP header: ${csp}`);
+    await page.waitForSelector(`${testid('key-panel')}:not([hidden])`);
+    await shot('0-key-prompt');
+  });
+
+  test('a wrong key is refused with the server message', async () => {
+    await page.fill(testid('api-key-input'), 'cnd_not_a_real_key');
+    await page.click(testid('api-key-submit'));
+    const err = page.locator(testid('key-error'));
+    await err.waitFor({ state: 'visible' });
+    assert.equal(await err.getAttribute('data-code'), 'unauthenticated');
+    assert.ok((await err.locator(testid('error-message')).textContent()).trim().length > 0);
+  });
+
+  test('(a) sign in, detect the three faces of sample1.jpg', async () => {
+    await page.fill(testid('api-key-input'), KEY);
+    await page.click(testid('api-key-submit'));
+    await page.waitForSelector(`${testid('page-detect')}:not([hidden])`);
+    // The key is in memory only: nothing in localStorage, no cookies.
+    assert.equal(await page.evaluate(() => localStorage.length), 0);
+    assert.equal((await context.cookies()).length, 0);
+    assert.equal(await page.evaluate(() => sessionStorage.length), 0, 'not asked to remember: sessionStorage stays empty');
+
+    await page.setInputFiles(testid('detect-image'), SAMPLE1);
+    const answer = page.waitForResponse((r) => new URL(r.url()).pathname === '/v1/detect');
+    await page.click(testid('detect-submit'));
+    const detected = await (await answer).json();
+    await page.waitForSelector(`${testid('detect-result')}:not([hidden])`);
+    const rows = page.locator(testid('detect-face-row'));
+    assert.equal(await rows.count(), 3, 'sample1.jpg shows three faces');
+    assert.equal(await page.getAttribute(testid('detect-canvas'), 'data-faces'), '3');
+    assert.match(await page.textContent(testid('detect-summary')), /^3 faces found/);
+    // The canvas holds the photo at its size, with the boxes drawn in.
+    const size = await page.evaluate(() => {
+      const c = document.querySelector('[data-testid="detect-canvas"]');
+      return [c.width, c.height];
+    });
+    assert.deepEqual(size, [1920, 1280]);
+    // Each face's quality level, as the server assessed it, is listed.
+    const levels = await page.locator(testid('quality-level')).allTextContents();
+    assert.deepEqual(levels, detected.faces.map((f) => (f.quality && f.quality.level) || 'n/a'));
+    await shot('1-detect');
+  });
+
+  test('the tabs work from the keyboard', async () => {
+    await page.focus(testid('tab-detect'));
+    await page.keyboard.press('ArrowRight');
+    await page.waitForSelector(`${testid('page-compare')}:not([hidden])`);
+    assert.equal(await page.getAttribute(testid('tab-compare'), 'aria-selected'), 'true');
+    assert.equal(await page.evaluate(() => document.activeElement.dataset.testid), 'tab-compare');
+  });
+
+  test('compare two photos of the same person', async () => {
+    const p = await photos();
+    await gotoTab('compare');
+    await page.setInputFiles(testid('compare-a'), p.enroll);
+    await page.setInputFiles(testid('compare-b'), p.probe);
+    await page.click(testid('compare-submit'));
+    await page.waitForSelector(`${testid('compare-result')}:not([hidden])`);
+    assert.equal(await page.getAttribute(testid('compare-verdict'), 'data-match'), 'yes');
+    assert.ok(Number(await page.textContent(testid('compare-similarity'))) > 0.3);
+    assert.equal(await page.textContent(testid('compare-op-name')), 'fmr-1e-3');
+    await shot('2-compare');
+  });
+
+  test('(b) collection, refusal without consent, consent, enrollment, search', async () => {
+    const p = await photos();
+
+    // A collection.
+    await gotoTab('collections');
+    await page.fill(testid('collection-name'), COLLECTION);
+    await page.fill(testid('collection-purpose'), 'Building access for staff who opted in');
+    await page.fill(testid('collection-retention'), '30');
+    await page.click(testid('collection-create'));
+    await page.waitForSelector(`${testid('collection-form-ok')}:not([hidden])`);
+    await page.waitForSelector(`${testid('collection-row')}[data-name="${COLLECTION}"]`);
+    await page.click(`${testid('collection-row')}[data-name="${COLLECTION}"] button`);
+    await page.waitForSelector(`${testid('collection-detail')}:not([hidden])`);
+    await shot('3-collections');
+
+    // Enrollment without consent: refused, and the refusal is shown.
+    await gotoTab('consent');
+    await page.selectOption(testid('consent-collection'), COLLECTION);
+    await page.fill(testid('enroll-subject'), SUBJECT);
+    await page.setInputFiles(testid('enroll-images'), p.enroll);
+    await page.click(testid('enroll-submit'));
+    const refusal = page.locator(testid('enroll-error'));
+    await refusal.waitFor({ state: 'visible' });
+    assert.equal(await refusal.getAttribute('data-code'), 'consent_required');
+    assert.match(await refusal.textContent(), /consent/i);
+    assert.ok((await refusal.locator(testid('error-message')).textContent()).trim().length > 0, 'the server message is shown');
+    await shot('4-enroll-refused');
+
+    // Consent: the evidence file is hashed in the browser and never uploaded.
+    const evidence = Buffer.from(`Signed consent form of ${SUBJECT}, ${new Date().toISOString()}\n`);
+    const digest = createHash('sha256').update(evidence).digest('hex');
+    await page.fill(testid('consent-subject'), SUBJECT);
+    await page.setInputFiles(testid('consent-evidence'), { name: 'consent-form.pdf', mimeType: 'application/pdf', buffer: evidence });
+    await page.waitForSelector(`${testid('consent-digest')}[data-ready="true"]`);
+    assert.equal(await page.textContent(testid('consent-digest')), digest);
+    await page.fill(testid('consent-collected-by'), 'E2E operator');
+    const nextYear = `${new Date().getUTCFullYear() + 1}-12-31`;
+    await page.fill(testid('consent-expires'), nextYear);
+    await page.click(testid('consent-submit'));
+    await page.waitForSelector(`${testid('consent-ok')}:not([hidden])`);
+    await page.waitForSelector(`${testid('consent-row')}[data-subject="${SUBJECT}"]`);
+    assert.equal(consentBodies.length, 1);
+    assert.match(consentBodies[0].type, /application\/json/);
+    const sent = JSON.parse(consentBodies[0].body);
+    assert.equal(sent.evidence_sha256, digest);
+    assert.ok(!consentBodies[0].body.includes('Signed consent form'), 'the evidence itself is not sent');
+
+    // Enrollment now succeeds.
+    await page.fill(testid('enroll-subject'), SUBJECT);
+    await page.setInputFiles(testid('enroll-images'), p.enroll);
+    await page.click(testid('enroll-submit'));
+    await page.waitForSelector(`${testid('enroll-ok')}:not([hidden])`);
+    assert.equal(await page.isHidden(testid('enroll-error')), true);
+    assert.equal(await page.locator(`${testid('enroll-outcome')}[data-ok="true"]`).count(), 1);
+    await shot('5-consent-enroll');
+
+    // A second, different person, so that the search has someone to rank below.
+    await page.fill(testid('consent-subject'), OTHER);
+    await page.setInputFiles(testid('consent-evidence'), { name: 'form-b.txt', mimeType: 'text/plain', buffer: Buffer.from(`form of ${OTHER}`) });
+    await page.waitForSelector(`${testid('consent-digest')}[data-ready="true"]`);
+    await page.fill(testid('consent-expires'), '');
+    await page.click(testid('consent-submit'));
+    await page.waitForSelector(`${testid('consent-row')}[data-subject="${OTHER}"]`);
+    await page.fill(testid('enroll-subject'), OTHER);
+    await page.setInputFiles(testid('enroll-images'), p.other);
+    await page.click(testid('enroll-submit'));
+    await page.waitForSelector(`${testid('enroll-outcome')}[data-ok="true"]`);
+
+    // Search: the reason is required, by the console before the server.
+    await gotoTab('search');
+    await page.selectOption(testid('search-collection'), COLLECTION);
+    await page.setInputFiles(testid('search-image'), p.probe);
+    await page.fill(testid('search-reason'), '');
+    await page.click(testid('search-submit'));
+    await page.waitForSelector(`${testid('search-error')}:not([hidden])`);
+    assert.match(await page.textContent(testid('search-error')), /reason/i);
+    assert.equal(await page.getAttribute(testid('search-reason'), 'aria-invalid'), 'true');
+
+    await page.fill(testid('search-reason'), REASON);
+    await page.fill(testid('search-top'), '5');
+    await page.click(testid('search-submit'));
+    await page.waitForSelector(`${testid('search-result')}:not([hidden])`);
+    assert.equal(await page.isHidden(testid('search-error')), true);
+    const rows = page.locator(testid('search-match-row'));
+    assert.ok(await rows.count() >= 2, 'both enrolled subjects are ranked');
+    const top = rows.first();
+    assert.equal(await top.getAttribute('data-subject'), SUBJECT, 'the subject is the top match');
+    assert.equal(await top.getAttribute('data-match'), 'yes');
+    const second = rows.nth(1);
+    assert.equal(await second.getAttribute('data-subject'), OTHER);
+    assert.equal(await second.getAttribute('data-match'), 'no');
+    await shot('6-search');
+  });
+
+  test('(c) the audit page shows the chain verified and the enroll and search entries', async () => {
+    await gotoTab('audit');
+    await page.waitForSelector(`${testid('audit-verify')}[data-state="intact"]`);
+    assert.match(await page.textContent(testid('audit-verify-status')), /verified/i);
+    await page.waitForSelector(testid('audit-row'));
+    const ops = await page.locator(testid('audit-operation-cell')).allTextContents();
+    for (const op of ['create_collection', 'grant_consent', 'enroll', 'search']) {
+      assert.ok(ops.includes(op), `an ${op} entry is listed (got ${[...new Set(ops)].join(', ')})`);
+    }
+    const searchRow = page.locator(`${testid('audit-row')}[data-operation="search"]`).filter({ hasText: REASON });
+    assert.equal(await searchRow.count(), 1, 'the search is listed with its reason');
+    const enrollRows = page.locator(`${testid('audit-row')}[data-operation="enroll"]`).filter({ hasText: SUBJECT });
+    assert.ok(await enrollRows.count() >= 1, 'the enrollment is listed with the subject');
+    await shot('7-audit');
+
+    // Filters: only searches of this collection.
+    await page.selectOption(testid('audit-operation'), 'search');
+    await page.fill(testid('audit-collection'), COLLECTION);
+    await page.click(testid('audit-submit'));
+    await page.waitForFunction(() => {
+      const rows = [...document.querySelectorAll('[data-testid="audit-row"]')];
+      return rows.length > 0 && rows.every((r) => r.dataset.operation === 'search');
+    });
+    assert.equal(await page.locator(testid('audit-row')).count(), 1);
+  });
+
+  test('(d) no console errors, page errors or CSP violations', async () => {
+    const csp = await page.evaluate(() => window.__cspViolations || []);
+    assert.deepEqual(csp, [], `CSP violations:\n${csp.join('\n')}`);
+    assert.deepEqual(problems, [], `problems:\n${problems.join('\n')}`);
+    assert.ok(expectedRefusals.length <= 2, expectedRefusals.join('\n'));
+  });
+});

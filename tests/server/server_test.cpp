@@ -1,0 +1,524 @@
+// The REST service end to end: each fixture starts a Server in-process on an
+// ephemeral loopback port (sharing one Engine) and talks to it over HTTP.
+#include <atomic>
+#include <barrier>
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "candor/server.h"
+#include "test_support.h"
+
+namespace candor {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+std::string read_all(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary | std::ios::ate);
+  std::string out(static_cast<std::size_t>(std::max<std::streamoff>(0, in.tellg())), '\0');
+  in.seekg(0);
+  in.read(out.data(), static_cast<std::streamsize>(out.size()));
+  return out;
+}
+
+std::string sample(int i) { return read_all(test::testdata("face-api/sample" + std::to_string(i) + ".jpg")); }
+
+std::string jpeg(const cv::Mat& m) {
+  std::vector<std::uint8_t> buf;
+  cv::imencode(".jpg", m, buf, {cv::IMWRITE_JPEG_QUALITY, 95});
+  return {buf.begin(), buf.end()};
+}
+
+// One face of a sample photo, cropped with `margin` x its box around it: a portrait
+// with exactly one face. Two margins give two different images of the same face.
+std::string face_crop(int sample_no, int face_index, float margin) {
+  const cv::Mat img = cv::imread(test::testdata("face-api/sample" + std::to_string(sample_no) + ".jpg").string());
+  auto faces = test::shared_engine().detect(img);
+  std::sort(faces.begin(), faces.end(), [](const Face& a, const Face& b) { return a.box.x < b.box.x; });
+  const Face& f = faces.at(static_cast<std::size_t>(face_index));
+  const float mx = f.box.width * margin, my = f.box.height * margin;
+  cv::Rect r(cv::Point(static_cast<int>(f.box.x - mx), static_cast<int>(f.box.y - my)),
+             cv::Point(static_cast<int>(f.box.x + f.box.width + mx), static_cast<int>(f.box.y + f.box.height + my)));
+  r &= cv::Rect(0, 0, img.cols, img.rows);
+  return jpeg(img(r).clone());
+}
+
+std::string base64(const std::string& bytes) {
+  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  std::size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    const unsigned v = (static_cast<unsigned char>(bytes[i]) << 16) | (static_cast<unsigned char>(bytes[i + 1]) << 8) |
+                       static_cast<unsigned char>(bytes[i + 2]);
+    out += t[v >> 18], out += t[(v >> 12) & 63], out += t[(v >> 6) & 63], out += t[v & 63];
+  }
+  if (i + 1 == bytes.size()) {
+    const unsigned v = static_cast<unsigned char>(bytes[i]) << 16;
+    out += t[v >> 18], out += t[(v >> 12) & 63], out += "==";
+  } else if (i + 2 == bytes.size()) {
+    const unsigned v = (static_cast<unsigned char>(bytes[i]) << 16) | (static_cast<unsigned char>(bytes[i + 1]) << 8);
+    out += t[v >> 18], out += t[(v >> 12) & 63], out += t[(v >> 6) & 63], out += '=';
+  }
+  return out;
+}
+
+// A running server in its own temporary directory.
+class TestServer {
+ public:
+  explicit TestServer(const std::function<void(ServerOptions&)>& adjust = {}) {
+    static std::atomic<int> counter{0};
+    dir_ = fs::temp_directory_path() / ("candor_server_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ / "web");
+    std::ofstream(dir_ / "web" / "index.html") << "<!doctype html><title>console</title>";
+    std::ofstream(dir_ / "secret.txt") << "TOP-SECRET-OUTSIDE-WEB-ROOT";
+    ServerOptions o;
+    o.store_uri = (dir_ / "store.db").string();
+    o.port = 0;
+    o.engine = &test::shared_engine();
+    o.web_dir = dir_ / "web";
+    o.workers = 2;
+    o.queue = 8;
+    o.max_body_bytes = 4u << 20;
+    o.log_sink = [this](std::string_view line) {
+      std::lock_guard lock(log_mutex_);
+      log_ += line;
+    };
+    if (adjust) adjust(o);
+    auto created = Server::create(o);
+    if (!created) throw std::runtime_error("server: " + created.error().message);
+    server_ = std::move(*created);
+    admin_key = server_->take_bootstrap_key().value();
+    thread_ = std::thread([this] { run_status_ = server_->run().ok(); });
+    for (int i = 0; i < 500; ++i) {
+      auto r = client().Get("/readyz");
+      if (r && r->status == 200) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    throw std::runtime_error("server did not become ready");
+  }
+  ~TestServer() {
+    server_->stop();
+    thread_.join();
+    server_.reset();
+    fs::remove_all(dir_);
+  }
+
+  httplib::Client client() const {
+    httplib::Client c("127.0.0.1", server_->port());
+    c.set_read_timeout(60, 0);
+    c.set_write_timeout(60, 0);
+    return c;
+  }
+  httplib::Headers auth(const std::string& key = "") const { return {{"X-API-Key", key.empty() ? admin_key : key}}; }
+  std::string log() {
+    std::lock_guard lock(log_mutex_);
+    return log_;
+  }
+  Server& server() { return *server_; }
+  const fs::path& dir() const { return dir_; }
+  bool run_ok() const { return run_status_; }
+
+  // JSON helpers; they fail the test on transport errors.
+  httplib::Result post_json(const std::string& path, const json& body, const std::string& key = "") {
+    return client().Post(path.c_str(), auth(key), body.dump(), "application/json");
+  }
+  httplib::Result post_image(const std::string& path, const std::string& field, const std::string& bytes,
+                             const std::string& key = "", httplib::MultipartFormDataItems extra = {}) {
+    extra.push_back({field, bytes, "photo.jpg", "image/jpeg"});
+    return client().Post(path.c_str(), auth(key), extra);
+  }
+  std::string create_key(const json& spec) {
+    auto r = post_json("/v1/keys", spec);
+    EXPECT_EQ(r->status, 201) << r->body;
+    return json::parse(r->body)["key"];
+  }
+  void create_collection(const std::string& name) {
+    auto r = post_json("/v1/collections", {{"name", name}, {"purpose", "door access"}, {"retention_days", 30}});
+    ASSERT_EQ(r->status, 201) << r->body;
+  }
+  void grant(const std::string& collection, const std::string& subject) {
+    auto r = post_json("/v1/collections/" + collection + "/consents",
+                       {{"subject", subject}, {"evidence_sha256", std::string(64, 'a')}, {"collected_by", "test"}});
+    ASSERT_EQ(r->status, 201) << r->body;
+  }
+
+  std::string admin_key;
+
+ private:
+  fs::path dir_;
+  std::unique_ptr<Server> server_;
+  std::thread thread_;
+  std::atomic<bool> run_status_{false};
+  std::mutex log_mutex_;
+  std::string log_;
+};
+
+std::string error_code(const httplib::Result& r) {
+  auto j = json::parse(r->body, nullptr, false);
+  return j.is_object() && j.contains("error") ? j["error"].value("code", "") : "";
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { srv_ = new TestServer(); }
+  static void TearDownTestSuite() {
+    delete srv_;
+    srv_ = nullptr;
+  }
+  static TestServer* srv_;
+};
+TestServer* ServerTest::srv_ = nullptr;
+
+TEST_F(ServerTest, HealthAndReadiness) {
+  auto h = srv_->client().Get("/healthz");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+  EXPECT_EQ(json::parse(h->body)["status"], "ok");
+  auto r = srv_->client().Get("/readyz");
+  EXPECT_EQ(r->status, 200);
+}
+
+TEST_F(ServerTest, DetectFindsThreeFacesMultipartAndBase64) {
+  auto r = srv_->post_image("/v1/detect", "image", sample(1));
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  auto j = json::parse(r->body);
+  EXPECT_EQ(j["faces"].size(), 3u);
+  EXPECT_GT(j["width"].get<int>(), 0);
+  EXPECT_TRUE(j["faces"][0].contains("box"));
+  EXPECT_FALSE(j["faces"][0].contains("embedding"));
+  auto b = srv_->post_json("/v1/detect", {{"image", base64(sample(1))}});
+  ASSERT_EQ(b->status, 200) << b->body;
+  EXPECT_EQ(json::parse(b->body)["faces"].size(), 3u);
+}
+
+TEST_F(ServerTest, CompareSameFaceMatchesDifferentFaceDoesNot) {
+  httplib::MultipartFormDataItems same = {{"a", face_crop(1, 0, 0.3f), "a.jpg", "image/jpeg"},
+                                          {"b", face_crop(1, 0, 0.6f), "b.jpg", "image/jpeg"}};
+  auto r = srv_->client().Post("/v1/compare", srv_->auth(), same);
+  ASSERT_EQ(r->status, 200) << r->body;
+  auto j = json::parse(r->body);
+  EXPECT_TRUE(j["match"].get<bool>()) << r->body;
+  EXPECT_EQ(j["operating_point"]["name"], "fmr-1e-3");
+  EXPECT_TRUE(j["faces"].contains("a"));
+  auto d = srv_->post_json("/v1/compare", {{"a", base64(face_crop(1, 0, 0.3f))}, {"b", base64(face_crop(1, 2, 0.3f))}});
+  ASSERT_EQ(d->status, 200) << d->body;
+  EXPECT_FALSE(json::parse(d->body)["match"].get<bool>()) << d->body;
+}
+
+TEST_F(ServerTest, FullFlowConsentEnrollSearchRevoke) {
+  const std::string subject = "subject-zq7731";
+  srv_->create_collection("flow");
+  srv_->grant("flow", subject);
+  auto e = srv_->client().Post("/v1/collections/flow/subjects/" + subject + "/faces", srv_->auth(),
+                               httplib::MultipartFormDataItems{{"images", face_crop(6, 0, 0.3f), "e1.jpg", "image/jpeg"}});
+  ASSERT_EQ(e->status, 200) << e->body;
+  EXPECT_EQ(json::parse(e->body)["enrolled"], 1) << e->body;
+  // A distractor, so the search ranks.
+  srv_->grant("flow", "other-subject");
+  auto e2 = srv_->post_json("/v1/collections/flow/subjects/other-subject/faces", {{"images", {base64(face_crop(6, 1, 0.3f))}}});
+  ASSERT_EQ(e2->status, 200) << e2->body;
+
+  auto search = [&] {
+    return srv_->post_image("/v1/collections/flow/search?top=3", "image", face_crop(6, 0, 0.6f), "",
+                            {{"reason", "test: door event 17", "", ""}});
+  };
+  auto s = search();
+  ASSERT_EQ(s->status, 200) << s->body;
+  auto j = json::parse(s->body);
+  ASSERT_FALSE(j["matches"].empty());
+  EXPECT_EQ(j["matches"][0]["subject"], subject);
+  EXPECT_TRUE(j["matches"][0]["match"].get<bool>());
+
+  auto info = srv_->client().Get("/v1/collections/flow", srv_->auth());
+  EXPECT_EQ(json::parse(info->body)["faces"], 2);
+
+  auto rv = srv_->client().Delete("/v1/collections/flow/consents/" + subject, srv_->auth());
+  ASSERT_EQ(rv->status, 200) << rv->body;
+  EXPECT_EQ(json::parse(rv->body)["deleted_faces"], 1);
+  auto s2 = search();
+  ASSERT_EQ(s2->status, 200) << s2->body;
+  const json after = json::parse(s2->body);
+  for (const auto& m : after["matches"]) EXPECT_NE(m["subject"], subject);
+
+  // The search was audited with its reason.
+  auto audit = srv_->client().Get("/v1/audit?collection=flow&operation=search", srv_->auth());
+  ASSERT_EQ(audit->status, 200) << audit->body;
+  EXPECT_GE(json::parse(audit->body)["entries"].size(), 2u);
+  // Nothing identifying reached the log.
+  const std::string log = srv_->log();
+  EXPECT_EQ(log.find(subject), std::string::npos);
+  EXPECT_EQ(log.find(srv_->admin_key), std::string::npos);
+  EXPECT_NE(log.find("/v1/collections/{c}/search"), std::string::npos);
+}
+
+TEST_F(ServerTest, EnrollWithoutConsentIs409) {
+  srv_->create_collection("noconsent");
+  auto r = srv_->post_image("/v1/collections/noconsent/subjects/nobody/faces", "images", face_crop(3, 0, 0.3f));
+  EXPECT_EQ(r->status, 409) << r->body;
+  EXPECT_EQ(error_code(r), "consent_required");
+}
+
+TEST_F(ServerTest, MissingOrWrongKeyIs401) {
+  auto none = srv_->client().Get("/v1/collections");
+  EXPECT_EQ(none->status, 401);
+  EXPECT_EQ(error_code(none), "unauthenticated");
+  auto wrong = srv_->client().Get("/v1/collections", {{"X-API-Key", "cnd_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}});
+  EXPECT_EQ(wrong->status, 401);
+  auto bearer = srv_->client().Get("/v1/collections", {{"Authorization", "Bearer " + srv_->admin_key}});
+  EXPECT_EQ(bearer->status, 200);
+}
+
+TEST_F(ServerTest, ScopedKeySeesOnlyItsCollectionsAndOperations) {
+  srv_->create_collection("scope_a");
+  srv_->create_collection("scope_b");
+  const std::string key = srv_->create_key(
+      {{"name", "scoped"}, {"collections", {"scope_a"}}, {"operations", {"consents", "search"}}});
+  auto a = srv_->client().Get("/v1/collections/scope_a/consents", srv_->auth(key));
+  EXPECT_EQ(a->status, 200) << a->body;
+  auto b = srv_->client().Get("/v1/collections/scope_b/consents", srv_->auth(key));
+  auto c = srv_->client().Get("/v1/collections/scope_c/consents", srv_->auth(key));
+  EXPECT_EQ(b->status, 404);
+  EXPECT_EQ(c->status, 404);
+  EXPECT_EQ(b->body, c->body);
+  auto bi = srv_->client().Get("/v1/collections/scope_b", srv_->auth(key));
+  auto ci = srv_->client().Get("/v1/collections/scope_c", srv_->auth(key));
+  EXPECT_EQ(bi->status, 404);
+  EXPECT_EQ(bi->body, ci->body);
+  auto list = srv_->client().Get("/v1/collections", srv_->auth(key));
+  ASSERT_EQ(list->status, 200);
+  ASSERT_EQ(json::parse(list->body)["collections"].size(), 1u);
+  // No detect scope: 403.
+  auto d = srv_->post_image("/v1/detect", "image", sample(1), key);
+  EXPECT_EQ(d->status, 403);
+  EXPECT_EQ(error_code(d), "permission_denied");
+  auto keys = srv_->client().Get("/v1/keys", srv_->auth(key));
+  EXPECT_EQ(keys->status, 403);
+  // Key listings never include secrets.
+  auto all = srv_->client().Get("/v1/keys", srv_->auth());
+  ASSERT_EQ(all->status, 200);
+  EXPECT_EQ(all->body.find(key), std::string::npos);
+  EXPECT_EQ(all->body.find("cnd_"), std::string::npos);
+}
+
+TEST_F(ServerTest, SearchBudgetExceededIs429AndAudited) {
+  srv_->create_collection("budget");
+  const std::string key = srv_->create_key(
+      {{"name", "budgeted"}, {"collections", {"budget"}}, {"operations", {"search", "audit"}}, {"searches_per_minute", 2}});
+  const std::string probe = face_crop(4, 0, 0.3f);
+  httplib::MultipartFormDataItems reason = {{"reason", "budget test", "", ""}};
+  for (int i = 0; i < 2; ++i) {
+    auto r = srv_->post_image("/v1/collections/budget/search", "image", probe, key, reason);
+    EXPECT_EQ(r->status, 200) << r->body;
+  }
+  auto refused = srv_->post_image("/v1/collections/budget/search", "image", probe, key, reason);
+  EXPECT_EQ(refused->status, 429) << refused->body;
+  EXPECT_EQ(error_code(refused), "rate_limited");
+  EXPECT_TRUE(refused->has_header("Retry-After"));
+  auto audit = srv_->client().Get("/v1/audit?operation=search", srv_->auth(key));
+  ASSERT_EQ(audit->status, 200) << audit->body;
+  bool found = false;
+  const json entries = json::parse(audit->body)["entries"];
+  for (const auto& e : entries) {
+    if (e["result"] == "refused: rate_limited" && e["actor"] == "key:budgeted") found = true;
+  }
+  EXPECT_TRUE(found) << audit->body;
+  auto metrics = srv_->client().Get("/metrics");
+  EXPECT_NE(metrics->body.find("candor_search_refused_total{reason=\"rate_limited\"} 1"), std::string::npos);
+}
+
+TEST_F(ServerTest, OversizedBodyIs413) {
+  const std::string big(5u << 20, 'x');
+  auto r = srv_->client().Post("/v1/detect", srv_->auth(), big, "application/octet-stream");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 413);
+  EXPECT_EQ(error_code(r), "image_too_large") << r->body;
+}
+
+TEST_F(ServerTest, MalformedJsonIs400) {
+  auto r = srv_->client().Post("/v1/collections", srv_->auth(), "{\"name\": ", "application/json");
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(error_code(r), "invalid_argument");
+  auto d = srv_->client().Post("/v1/detect", srv_->auth(), "{not json", "application/json");
+  EXPECT_EQ(d->status, 400);
+  EXPECT_EQ(error_code(d), "invalid_argument");
+}
+
+TEST_F(ServerTest, CorruptImageIs400) {
+  std::string corrupt = sample(1).substr(0, 600);  // a JPEG header, then nothing
+  corrupt += std::string(400, '\x5a');
+  auto r = srv_->post_image("/v1/detect", "image", corrupt);
+  EXPECT_EQ(r->status, 400) << r->body;
+  EXPECT_EQ(error_code(r), "image_corrupt") << r->body;
+}
+
+TEST_F(ServerTest, ImageWithoutFaceIs422) {
+  const std::string blank = jpeg(cv::Mat(240, 320, CV_8UC3, cv::Scalar(128, 128, 128)));
+  httplib::MultipartFormDataItems items = {{"a", blank, "a.jpg", "image/jpeg"}, {"b", sample(1), "b.jpg", "image/jpeg"}};
+  auto r = srv_->client().Post("/v1/compare", srv_->auth(), items);
+  EXPECT_EQ(r->status, 422) << r->body;
+  EXPECT_EQ(error_code(r), "no_face");
+}
+
+TEST_F(ServerTest, PathTraversalNeverServesFiles) {
+  for (const char* path : {"/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/..%2f..%2fetc%2fpasswd",
+                           "/../secret.txt", "/%2e%2e/secret.txt", "/.%2e/secret.txt", "/index.html/../../secret.txt"}) {
+    auto r = srv_->client().Get(path);
+    ASSERT_TRUE(r) << path;
+    EXPECT_TRUE(r->status == 404 || r->status == 400) << path << " -> " << r->status;
+    EXPECT_EQ(r->body.find("root:"), std::string::npos) << path;
+    EXPECT_EQ(r->body.find("TOP-SECRET"), std::string::npos) << path;
+  }
+  auto index = srv_->client().Get("/");
+  ASSERT_EQ(index->status, 200);
+  EXPECT_NE(index->body.find("console"), std::string::npos);
+  EXPECT_EQ(index->get_header_value("Content-Type").rfind("text/html", 0), 0u);
+}
+
+TEST_F(ServerTest, SecurityHeadersOnEveryResponse) {
+  const std::string csp =
+      "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; object-src 'none'; "
+      "frame-ancestors 'none'";
+  for (const char* path : {"/", "/healthz", "/nope.js", "/v1/collections", "/v1/nope"}) {
+    auto r = srv_->client().Get(path);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->get_header_value("Content-Security-Policy"), csp) << path;
+    EXPECT_EQ(r->get_header_value("X-Content-Type-Options"), "nosniff") << path;
+  }
+  auto big = srv_->client().Post("/v1/detect", srv_->auth(), std::string(5u << 20, 'x'), "image/jpeg");
+  EXPECT_EQ(big->get_header_value("X-Content-Type-Options"), "nosniff");
+}
+
+TEST_F(ServerTest, MetricsCountRequestsByRouteTemplate) {
+  srv_->client().Get("/healthz");
+  auto m = srv_->client().Get("/metrics");
+  ASSERT_EQ(m->status, 200);
+  EXPECT_NE(m->body.find("candor_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"}"),
+            std::string::npos);
+  EXPECT_NE(m->body.find("candor_http_request_duration_seconds_bucket{route=\"/healthz\",le=\"+Inf\"}"),
+            std::string::npos);
+  EXPECT_NE(m->body.find("candor_inference_queue_depth"), std::string::npos);
+  EXPECT_NE(m->body.find("candor_search_refused_total"), std::string::npos);
+  EXPECT_NE(m->body.find("candor_collection_templates"), std::string::npos);
+}
+
+TEST_F(ServerTest, OpenApiListsExactlyTheRegisteredRoutes) {
+  auto r = srv_->client().Get("/v1/openapi.json");
+  ASSERT_EQ(r->status, 200);
+  auto doc = json::parse(r->body);
+  EXPECT_EQ(doc["openapi"].get<std::string>().substr(0, 2), "3.");
+  std::set<std::pair<std::string, std::string>> documented, registered;
+  for (const auto& [path, item] : doc["paths"].items()) {
+    for (const auto& [method, op] : item.items()) {
+      if (method == "parameters") continue;
+      std::string m = method;
+      std::transform(m.begin(), m.end(), m.begin(), ::toupper);
+      documented.insert({m, path});
+    }
+  }
+  for (const auto& route : srv_->server().routes()) registered.insert({route.method, route.path});
+  for (const auto& r2 : registered) EXPECT_TRUE(documented.count(r2)) << "undocumented: " << r2.first << " " << r2.second;
+  for (const auto& d : documented) EXPECT_TRUE(registered.count(d)) << "not served: " << d.first << " " << d.second;
+}
+
+TEST_F(ServerTest, LogsCarryNoKeysOrImageBytes) {
+  const std::string key = srv_->create_key({{"name", "logcheck"}, {"collections", {"*"}}, {"operations", {"detect"}}});
+  const std::string img = sample(5);
+  auto r = srv_->post_json("/v1/detect", {{"image", base64(img)}}, key);
+  ASSERT_EQ(r->status, 200);
+  const std::string log = srv_->log();
+  EXPECT_EQ(log.find(key), std::string::npos);
+  EXPECT_EQ(log.find(srv_->admin_key), std::string::npos);
+  EXPECT_EQ(log.find(base64(img).substr(100, 64)), std::string::npos);
+  EXPECT_EQ(log.find("embedding"), std::string::npos);
+  // Every line is JSON.
+  std::istringstream lines(log);
+  for (std::string line; std::getline(lines, line);) {
+    EXPECT_FALSE(json::parse(line, nullptr, false).is_discarded()) << line;
+  }
+}
+
+TEST(ServerLimits, QueueFullAnswers503) {
+  TestServer srv([](ServerOptions& o) {
+    o.workers = 1;
+    o.queue = 0;
+  });
+  const std::string img = sample(6);
+  constexpr int kClients = 6;
+  std::vector<int> statuses(kClients, 0);
+  std::barrier start(kClients);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] {
+      auto c = srv.client();
+      start.arrive_and_wait();
+      auto r = c.Post("/v1/detect", srv.auth(), httplib::MultipartFormDataItems{{"image", img, "x.jpg", "image/jpeg"}});
+      statuses[static_cast<std::size_t>(i)] = r ? r->status : -1;
+      if (r && r->status == 503) {
+        EXPECT_TRUE(r->has_header("Retry-After"));
+        EXPECT_EQ(error_code(r), "overloaded");
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_GE(std::count(statuses.begin(), statuses.end(), 200), 1);
+  EXPECT_GE(std::count(statuses.begin(), statuses.end(), 503), 1);
+}
+
+TEST(ServerLimits, FailedAuthIsThrottledPerIp) {
+  TestServer srv([](ServerOptions& o) { o.auth_failures_allowed = 5; });
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(srv.client().Get("/v1/collections", {{"X-API-Key", "cnd_wrong"}})->status, 401);
+  }
+  auto blocked = srv.client().Get("/v1/collections", srv.auth());
+  EXPECT_EQ(blocked->status, 429);
+  EXPECT_TRUE(blocked->has_header("Retry-After"));
+}
+
+TEST(ServerLimits, StopFinishesInFlightRequests) {
+  auto srv = std::make_unique<TestServer>();
+  const std::string img = sample(6);
+  std::atomic<int> status{0};
+  std::thread t([&] {
+    auto r = srv->client().Post("/v1/detect", srv->auth(), httplib::MultipartFormDataItems{{"image", img, "x.jpg", "image/jpeg"}});
+    status = r ? r->status : -1;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  srv->server().stop();
+  t.join();
+  EXPECT_EQ(status.load(), 200);
+  srv.reset();
+}
+
+TEST(ServerKeys, KeysAreRandomAndOnlyHashedAtRest) {
+  TestServer srv;
+  EXPECT_EQ(srv.admin_key.rfind("cnd_", 0), 0u);
+  EXPECT_EQ(srv.admin_key.size(), 47u);
+  const std::string other = srv.create_key({{"name", "second"}, {"collections", {"*"}}, {"operations", {"detect"}}});
+  EXPECT_NE(other, srv.admin_key);
+  std::string files;
+  for (const auto& e : fs::directory_iterator(srv.dir())) {
+    if (e.is_regular_file()) files += read_all(e.path());
+  }
+  EXPECT_EQ(files.find(srv.admin_key), std::string::npos);
+  EXPECT_EQ(files.find(other), std::string::npos);
+  EXPECT_EQ(files.find(other.substr(4)), std::string::npos);
+  // A deleted key stops working.
+  EXPECT_EQ(srv.client().Delete("/v1/keys/second", srv.auth())->status, 200);
+  EXPECT_EQ(srv.client().Get("/v1/collections", srv.auth(other))->status, 401);
+}
+
+}  // namespace
+}  // namespace candor
