@@ -19,25 +19,6 @@
 namespace candor::cli {
 namespace {
 
-// "2027-12-31" (valid through that day, UTC) or "2027-12-31T08:00:00Z".
-Result<TimePoint> parse_time(const std::string& text) {
-  std::tm tm{};
-  int y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0;
-  char tail = 0;
-  const bool date_only = std::sscanf(text.c_str(), "%d-%d-%d%c", &y, &mo, &d, &tail) == 3;
-  const bool full = !date_only && std::sscanf(text.c_str(), "%d-%d-%dT%d:%d:%dZ", &y, &mo, &d, &h, &mi, &s) == 6;
-  if (!date_only && !full) {
-    return Error{ErrorCode::kInvalidArgument, "'" + text + "' is not a date (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)"};
-  }
-  const std::chrono::year_month_day ymd{std::chrono::year{y}, std::chrono::month{static_cast<unsigned>(mo)},
-                                        std::chrono::day{static_cast<unsigned>(d)}};
-  if (!ymd.ok()) return Error{ErrorCode::kInvalidArgument, "'" + text + "' is not a valid date"};
-  (void)tm;
-  auto t = std::chrono::sys_days{ymd} + std::chrono::hours{h} + std::chrono::minutes{mi} + std::chrono::seconds{s};
-  if (date_only) t += std::chrono::days{1};  // the whole named day is included
-  return std::chrono::time_point_cast<std::chrono::milliseconds>(t);
-}
-
 struct StoreArgs {
   std::string store;
   std::string actor;
@@ -79,30 +60,6 @@ Result<Session> open_session(CliContext& ctx, const StoreArgs& args, bool with_e
 }
 
 void print_json(const nlohmann::json& j) { std::cout << j.dump(2) << "\n"; }
-
-nlohmann::json collection_json(const Collection& c) {
-  return {{"name", c.name},
-          {"purpose", c.purpose},
-          {"retention_days", c.retention_days},
-          {"match_threshold", c.match_threshold},
-          {"liveness_required", c.liveness_required},
-          {"created_at", format_time(c.created_at)}};
-}
-
-nlohmann::json consent_json(const Consent& c) {
-  nlohmann::json j = {{"collection", c.collection},           {"subject", c.subject},
-                      {"purpose", c.purpose},                 {"evidence_sha256", c.evidence_sha256},
-                      {"collected_by", c.collected_by},       {"granted_at", format_time(c.granted_at)}};
-  j["expires_at"] = c.expires_at ? nlohmann::json(format_time(*c.expires_at)) : nlohmann::json(nullptr);
-  j["revoked_at"] = c.revoked_at ? nlohmann::json(format_time(*c.revoked_at)) : nlohmann::json(nullptr);
-  return j;
-}
-
-nlohmann::json audit_json(const AuditEntry& e) {
-  return {{"seq", e.seq},        {"time", format_time(e.time)}, {"actor", e.actor},   {"operation", e.operation},
-          {"collection", e.collection}, {"subjects", e.subjects}, {"reason", e.reason}, {"result", e.result},
-          {"details", nlohmann::json::parse(e.details.empty() ? "{}" : e.details, nullptr, false)}, {"hash", e.hash}};
-}
 
 void add_store_options(CLI::App* cmd, StoreArgs& a) {
   cmd->add_option("--store", a.store, "Database file (default: $CANDOR_STORE or ./candor.db)");
@@ -157,7 +114,7 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
     c->callback(with_session(ctx, a, true, [a, spec, point](Session& s) {
       auto r = s.collections->create_collection(*spec, *point, {a->actor, ""});
       if (!r) return fail(r.error());
-      print_json(collection_json(*r));
+      print_json(collection_to_json(*r));
       return 0;
     }));
   }
@@ -169,7 +126,7 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
       auto r = s.store->list_collections();
       if (!r) return fail(r.error());
       nlohmann::json out = nlohmann::json::array();
-      for (const auto& item : *r) out.push_back(collection_json(item));
+      for (const auto& item : *r) out.push_back(collection_to_json(item));
       print_json(out);
       return 0;
     }));
@@ -185,7 +142,7 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
       if (!r) return fail(r.error());
       auto faces = s.store->load_faces(*name);
       auto consents = s.store->list_consents(*name, "");
-      nlohmann::json j = collection_json(*r);
+      nlohmann::json j = collection_to_json(*r);
       if (faces) j["faces"] = faces->size();
       if (consents) j["consents"] = consents->size();
       print_json(j);
@@ -241,7 +198,7 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
       }
       auto r = s.store->grant_consent(n, {a->actor, ""});
       if (!r) return fail(r.error());
-      print_json(consent_json(*r));
+      print_json(consent_to_json(*r));
       return 0;
     }));
   }
@@ -272,7 +229,7 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
       auto r = s.store->list_consents(*coll_name, *subject);
       if (!r) return fail(r.error());
       nlohmann::json out = nlohmann::json::array();
-      for (const auto& item : *r) out.push_back(consent_json(item));
+      for (const auto& item : *r) out.push_back(consent_to_json(item));
       print_json(out);
       return 0;
     }));
@@ -483,7 +440,7 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
       auto r = s.store->audit_list(f);
       if (!r) return fail(r.error());
       nlohmann::json out = nlohmann::json::array();
-      for (const auto& e : *r) out.push_back(audit_json(e));
+      for (const auto& e : *r) out.push_back(audit_entry_to_json(e));
       print_json(out);
       return 0;
     }));

@@ -269,9 +269,9 @@ void run_pipeline(const EngineOptions& options, const PipelineArgs& a) {
   if (!image) die(image.error().message);
 
   // The networks alone, on blobs of the shapes the pipeline feeds them.
-  auto manifest = load_manifest(opts.manifest.empty() ? std::filesystem::path(CANDOR_SOURCE_DIR) / "config/models.json" : opts.manifest);
+  auto manifest = load_manifest(resolve_manifest(opts.manifest));
   if (!manifest) die(manifest.error().message);
-  const std::filesystem::path model_dir = opts.model_dir.empty() ? std::filesystem::path(CANDOR_SOURCE_DIR) / "models" : opts.model_dir;
+  const std::filesystem::path model_dir = resolve_model_dir(opts.model_dir);
   auto net_for = [&](ModelRole role) {
     auto spec = manifest->find(role);
     if (!spec) die(spec.error().message);

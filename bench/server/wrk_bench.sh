@@ -5,7 +5,7 @@
 # after; and the engine's own time for the same requests, measured in the same run,
 # to show what the HTTP layer adds.
 #
-# Usage: bench/server/wrk_bench.sh [BUILD_DIR]   (default: build-server)
+# Usage: bench/server/wrk_bench.sh [BUILD_DIR]   (default: build)
 #   N=10000        templates in the collection (synthetic, plus one real subject)
 #   DURATION=10    seconds per wrk run (6 runs: the whole script stays within ~3 min)
 #   WORKERS=0      server inference workers (0: one per core)
@@ -13,7 +13,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-BUILD="${1:-$ROOT/build-server}"
+BUILD="${1:-$ROOT/build}"
 N="${N:-10000}"
 DURATION="${DURATION:-10}"
 WORKERS="${WORKERS:-0}"

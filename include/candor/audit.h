@@ -39,6 +39,8 @@
 #include <string_view>
 #include <vector>
 
+#include "candor/result.h"
+
 namespace candor {
 
 // Wall-clock time with millisecond resolution (Unix epoch, UTC). Stored as an
@@ -50,6 +52,10 @@ TimePoint now_ms();
 
 // ensures: e.g. "2024-05-01T12:00:00.123Z".
 std::string format_time(TimePoint t);
+
+// Parses "YYYY-MM-DD" (the whole named day included: the end of that day, UTC) or
+// "YYYY-MM-DDTHH:MM:SSZ". ensures: kInvalidArgument naming the text otherwise.
+Result<TimePoint> parse_time(std::string_view text);
 
 // 64 '0' characters: the prev_hash of the first entry.
 inline constexpr std::string_view kAuditGenesisHash =

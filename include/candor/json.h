@@ -6,6 +6,7 @@
 
 #include "candor/engine.h"
 #include "candor/result.h"
+#include "candor/store.h"
 
 namespace candor {
 
@@ -17,5 +18,11 @@ nlohmann::json face_to_json(const Face& face, bool with_embedding = false, bool 
 nlohmann::json error_to_json(const Error& error);
 
 std::string_view quality_level_name(QualityLevel level) noexcept;
+
+// The system of record's entities as the CLI prints them and the API returns them.
+// Times are ISO 8601 UTC with milliseconds.
+nlohmann::json collection_to_json(const Collection& collection);
+nlohmann::json consent_to_json(const Consent& consent);
+nlohmann::json audit_entry_to_json(const AuditEntry& entry);  // no templates or images: entries hold none
 
 }  // namespace candor

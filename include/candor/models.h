@@ -70,4 +70,9 @@ Result<std::filesystem::path> locate_model(const ModelSpec& spec, const std::fil
 
 std::string_view model_role_name(ModelRole role) noexcept;
 
+// The model directory and manifest in force: `given` when not empty, else
+// $CANDOR_MODEL_DIR / $CANDOR_MANIFEST, else where the build's set-up puts them.
+std::filesystem::path resolve_model_dir(const std::filesystem::path& given = {});
+std::filesystem::path resolve_manifest(const std::filesystem::path& given = {});
+
 }  // namespace candor

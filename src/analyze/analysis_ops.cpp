@@ -1,5 +1,7 @@
 #include "analyze/analysis_ops.h"
 
+#include "align/face_warp.h"
+
 #include <algorithm>
 #include <cmath>
 #include <numbers>
@@ -56,18 +58,11 @@ AlignedCrop aligned_crop(const cv::Mat& bgr, const Face& face) {
   if (face.landmarks[kLeftEye] == face.landmarks[kRightEye]) {
     throw std::invalid_argument("aligned_crop: landmarks must be located first");
   }
-  const auto target = arcface_template_112();
-  cv::Mat m = similarity_transform(face.landmarks, target);
-  const double scale = std::sqrt(std::abs(cv::determinant(m.colRange(0, 2))));
-  cv::Mat source = bgr;
-  if (scale < 0.5) {
-    // As Embedder::align: shrink with an area filter first so the warp does not alias.
-    const double pre = std::min(1.0, 2.0 * scale);
-    cv::resize(bgr, source, cv::Size(), pre, pre, cv::INTER_AREA);
-    m.colRange(0, 2) /= pre;
-  }
-  AlignedCrop out;
   const cv::Size size(112, 112);
+  const FaceWarp w = face_warp(bgr, face.landmarks, size);  // the recogniser's own crop
+  const cv::Mat& source = w.source;
+  const cv::Mat& m = w.transform;
+  AlignedCrop out;
   cv::warpAffine(source, out.bgr, m, size, cv::INTER_LINEAR, cv::BORDER_CONSTANT, cv::Scalar::all(0));
   cv::Mat inside(source.size(), CV_8U, cv::Scalar(255));
   cv::warpAffine(inside, out.valid, m, size, cv::INTER_NEAREST, cv::BORDER_CONSTANT, cv::Scalar(0));

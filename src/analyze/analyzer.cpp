@@ -38,11 +38,6 @@ constexpr float kLivenessScale = 2.7f;
 const cv::Scalar kImageNetMean(0.485, 0.456, 0.406);
 const cv::Scalar kImageNetStd(0.229, 0.224, 0.225);
 
-std::filesystem::path env_or(const char* name, const std::filesystem::path& fallback) {
-  const char* v = std::getenv(name);
-  return v != nullptr && *v != '\0' ? std::filesystem::path(v) : fallback;
-}
-
 std::vector<float> forward(const NetPool& pool, const cv::Mat& blob, const std::string& output) {
   cv::Mat out;
   {
@@ -184,10 +179,8 @@ class DefaultAnalyzer final : public FaceAnalyzer {
 }  // namespace
 
 Result<std::unique_ptr<FaceAnalyzer>> FaceAnalyzer::create(const AnalyzerOptions& options) {
-  const std::filesystem::path model_dir =
-      !options.model_dir.empty() ? options.model_dir : env_or("CANDOR_MODEL_DIR", CANDOR_DEFAULT_MODEL_DIR);
-  const std::filesystem::path manifest_path =
-      !options.manifest.empty() ? options.manifest : env_or("CANDOR_MANIFEST", CANDOR_DEFAULT_MANIFEST);
+  const std::filesystem::path model_dir = resolve_model_dir(options.model_dir);
+  const std::filesystem::path manifest_path = resolve_manifest(options.manifest);
   auto manifest = load_manifest(manifest_path);
   if (!manifest) return manifest.error();
   const int replicas = options.replicas > 0 ? options.replicas

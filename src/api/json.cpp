@@ -60,6 +60,37 @@ nlohmann::json face_to_json(const Face& face, bool with_embedding, bool with_lan
   return j;
 }
 
+nlohmann::json collection_to_json(const Collection& c) {
+  return {{"name", c.name},
+          {"purpose", c.purpose},
+          {"retention_days", c.retention_days},
+          {"match_threshold", c.match_threshold},
+          {"liveness_required", c.liveness_required},
+          {"created_at", format_time(c.created_at)}};
+}
+
+nlohmann::json consent_to_json(const Consent& c) {
+  nlohmann::json j = {{"collection", c.collection},     {"subject", c.subject},
+                      {"purpose", c.purpose},           {"evidence_sha256", c.evidence_sha256},
+                      {"collected_by", c.collected_by}, {"granted_at", format_time(c.granted_at)}};
+  j["expires_at"] = c.expires_at ? nlohmann::json(format_time(*c.expires_at)) : nlohmann::json(nullptr);
+  j["revoked_at"] = c.revoked_at ? nlohmann::json(format_time(*c.revoked_at)) : nlohmann::json(nullptr);
+  return j;
+}
+
+nlohmann::json audit_entry_to_json(const AuditEntry& e) {
+  return {{"seq", e.seq},
+          {"time", format_time(e.time)},
+          {"actor", e.actor},
+          {"operation", e.operation},
+          {"collection", e.collection},
+          {"subjects", e.subjects},
+          {"reason", e.reason},
+          {"result", e.result},
+          {"details", nlohmann::json::parse(e.details.empty() ? "{}" : e.details, nullptr, false)},
+          {"hash", e.hash}};
+}
+
 nlohmann::json error_to_json(const Error& error) {
   return {{"error", {{"code", error_code_name(error.code)}, {"message", error.message}}}};
 }

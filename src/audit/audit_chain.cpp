@@ -26,6 +26,25 @@ TimePoint now_ms() {
   return std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
 }
 
+Result<TimePoint> parse_time(std::string_view given) {
+  const std::string text(given);
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0;
+  char tail = 0;
+  const bool date_only = std::sscanf(text.c_str(), "%d-%d-%d%c", &y, &mo, &d, &tail) == 3;
+  const bool full = !date_only && std::sscanf(text.c_str(), "%d-%d-%dT%d:%d:%dZ", &y, &mo, &d, &h, &mi, &s) == 6;
+  if (!date_only && !full) {
+    return Error{ErrorCode::kInvalidArgument, "'" + text + "' is not a date (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)"};
+  }
+  const std::chrono::year_month_day ymd{std::chrono::year{y}, std::chrono::month{static_cast<unsigned>(mo)},
+                                        std::chrono::day{static_cast<unsigned>(d)}};
+  if (!ymd.ok() || h < 0 || h > 23 || mi < 0 || mi > 59 || s < 0 || s > 60) {
+    return Error{ErrorCode::kInvalidArgument, "'" + text + "' is not a valid date"};
+  }
+  auto t = std::chrono::sys_days{ymd} + std::chrono::hours{h} + std::chrono::minutes{mi} + std::chrono::seconds{s};
+  if (date_only) t += std::chrono::days{1};  // the whole named day is included
+  return std::chrono::time_point_cast<std::chrono::milliseconds>(t);
+}
+
 std::string format_time(TimePoint t) {
   const std::int64_t ms = t.time_since_epoch().count();
   std::int64_t secs = ms / 1000;

@@ -1,5 +1,7 @@
 #include "embed/embedder.h"
 
+#include "align/face_warp.h"
+
 #include <cmath>
 
 #include <opencv2/dnn.hpp>
@@ -11,20 +13,9 @@ Embedder::Embedder(ModelSpec spec, std::unique_ptr<NetPool> nets) : spec_(std::m
 
 cv::Mat Embedder::align(const cv::Mat& bgr, const Face& face) const {
   const cv::Size size(spec_.input.width, spec_.input.height);
-  auto target = arcface_template_112();
-  for (auto& p : target) p = {p.x * static_cast<float>(size.width) / 112.0f, p.y * static_cast<float>(size.height) / 112.0f};
-  cv::Mat m = similarity_transform(face.landmarks, target);
-  const double scale = std::sqrt(std::abs(cv::determinant(m.colRange(0, 2))));
-  cv::Mat source = bgr;
-  if (scale < 0.5) {
-    // Shrinking by more than 2x with a bilinear warp aliases; shrink the face's
-    // neighbourhood with an area filter first and fold that into the transform.
-    const double pre = std::min(1.0, 2.0 * scale);
-    cv::resize(bgr, source, cv::Size(), pre, pre, cv::INTER_AREA);
-    m.colRange(0, 2) /= pre;
-  }
+  const FaceWarp w = face_warp(bgr, face.landmarks, size);
   cv::Mat crop;
-  cv::warpAffine(source, crop, m, size, cv::INTER_LINEAR, cv::BORDER_CONSTANT, cv::Scalar::all(0));
+  cv::warpAffine(w.source, crop, w.transform, size, cv::INTER_LINEAR, cv::BORDER_CONSTANT, cv::Scalar::all(0));
   return crop;
 }
 

@@ -10,11 +10,6 @@
 namespace candor {
 namespace {
 
-std::filesystem::path env_or(const char* name, const std::filesystem::path& fallback) {
-  const char* v = std::getenv(name);
-  return v != nullptr && *v != '\0' ? std::filesystem::path(v) : fallback;
-}
-
 class DefaultEngine final : public Engine {
  public:
   DefaultEngine(std::unique_ptr<UltraFaceDetector> detector, std::unique_ptr<Landmarker> landmarker,
@@ -57,10 +52,8 @@ class DefaultEngine final : public Engine {
 }  // namespace
 
 Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& options) {
-  const std::filesystem::path model_dir =
-      !options.model_dir.empty() ? options.model_dir : env_or("CANDOR_MODEL_DIR", CANDOR_DEFAULT_MODEL_DIR);
-  const std::filesystem::path manifest_path =
-      !options.manifest.empty() ? options.manifest : env_or("CANDOR_MANIFEST", CANDOR_DEFAULT_MANIFEST);
+  const std::filesystem::path model_dir = resolve_model_dir(options.model_dir);
+  const std::filesystem::path manifest_path = resolve_manifest(options.manifest);
   auto manifest = load_manifest(manifest_path);
   if (!manifest) return manifest.error();
   const int replicas = options.replicas > 0 ? options.replicas

@@ -1,4 +1,5 @@
 #include <array>
+#include <cstdlib>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -30,6 +31,21 @@ Result<ColorOrder> parse_color(const std::string& s) {
 }
 
 }  // namespace
+
+namespace {
+std::filesystem::path env_or(const char* name, const std::filesystem::path& fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? std::filesystem::path(v) : fallback;
+}
+}  // namespace
+
+std::filesystem::path resolve_model_dir(const std::filesystem::path& given) {
+  return !given.empty() ? given : env_or("CANDOR_MODEL_DIR", CANDOR_DEFAULT_MODEL_DIR);
+}
+
+std::filesystem::path resolve_manifest(const std::filesystem::path& given) {
+  return !given.empty() ? given : env_or("CANDOR_MANIFEST", CANDOR_DEFAULT_MANIFEST);
+}
 
 std::string_view model_role_name(ModelRole role) noexcept {
   switch (role) {

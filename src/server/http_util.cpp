@@ -154,53 +154,5 @@ Result<long long> int_param(const httplib::Request& req, std::string_view name, 
   return out;
 }
 
-Result<TimePoint> parse_time(const std::string& text) {
-  int y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0;
-  char tail = 0;
-  const bool date_only = std::sscanf(text.c_str(), "%d-%d-%d%c", &y, &mo, &d, &tail) == 3;
-  const bool full = !date_only && std::sscanf(text.c_str(), "%d-%d-%dT%d:%d:%dZ", &y, &mo, &d, &h, &mi, &s) == 6;
-  if (!date_only && !full) {
-    return Error{ErrorCode::kInvalidArgument, "'" + text + "' is not a date (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)"};
-  }
-  const std::chrono::year_month_day ymd{std::chrono::year{y}, std::chrono::month{static_cast<unsigned>(mo)},
-                                        std::chrono::day{static_cast<unsigned>(d)}};
-  if (!ymd.ok() || h < 0 || h > 23 || mi < 0 || mi > 59 || s < 0 || s > 60) {
-    return Error{ErrorCode::kInvalidArgument, "'" + text + "' is not a valid date"};
-  }
-  auto t = std::chrono::sys_days{ymd} + std::chrono::hours{h} + std::chrono::minutes{mi} + std::chrono::seconds{s};
-  if (date_only) t += std::chrono::days{1};  // the whole named day is included
-  return std::chrono::time_point_cast<std::chrono::milliseconds>(t);
-}
-
-nlohmann::json collection_json(const Collection& c) {
-  return {{"name", c.name},
-          {"purpose", c.purpose},
-          {"retention_days", c.retention_days},
-          {"match_threshold", c.match_threshold},
-          {"liveness_required", c.liveness_required},
-          {"created_at", format_time(c.created_at)}};
-}
-
-nlohmann::json consent_json(const Consent& c) {
-  nlohmann::json j = {{"collection", c.collection},     {"subject", c.subject},
-                      {"purpose", c.purpose},           {"evidence_sha256", c.evidence_sha256},
-                      {"collected_by", c.collected_by}, {"granted_at", format_time(c.granted_at)}};
-  j["expires_at"] = c.expires_at ? nlohmann::json(format_time(*c.expires_at)) : nlohmann::json(nullptr);
-  j["revoked_at"] = c.revoked_at ? nlohmann::json(format_time(*c.revoked_at)) : nlohmann::json(nullptr);
-  return j;
-}
-
-nlohmann::json audit_json(const AuditEntry& e) {
-  return {{"seq", e.seq},
-          {"time", format_time(e.time)},
-          {"actor", e.actor},
-          {"operation", e.operation},
-          {"collection", e.collection},
-          {"subjects", e.subjects},
-          {"reason", e.reason},
-          {"result", e.result},
-          {"details", nlohmann::json::parse(e.details.empty() ? "{}" : e.details, nullptr, false)},
-          {"hash", e.hash}};
-}
 
 }  // namespace candor::server

@@ -46,11 +46,7 @@ Result<long long> int_param(const httplib::Request& req, std::string_view name, 
                             long long hi);
 
 // "2027-12-31" (valid through that day, UTC) or "2027-12-31T08:00:00Z".
-Result<TimePoint> parse_time(const std::string& text);
 
-nlohmann::json collection_json(const Collection& c);
-nlohmann::json consent_json(const Consent& c);
-nlohmann::json audit_json(const AuditEntry& e);
 
 // Decodes standard or URL-safe base64, with or without padding or a "data:...;base64," prefix.
 std::optional<std::vector<std::uint8_t>> decode_base64(std::string_view text);

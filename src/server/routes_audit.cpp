@@ -1,4 +1,5 @@
 // Audit, subject access (export) and retention routes.
+#include "candor/json.h"
 #include "http_util.h"
 #include "server_context.h"
 
@@ -31,7 +32,7 @@ void register_audit_routes(Router& router) {
     auto entries = ctx.store->audit_list(f);
     if (!entries) return send_error(call.res, entries.error());
     nlohmann::json out = nlohmann::json::array();
-    for (const auto& e : *entries) out.push_back(audit_json(e));
+    for (const auto& e : *entries) out.push_back(audit_entry_to_json(e));
     send_json(call.res, 200, {{"entries", out}});
   });
 

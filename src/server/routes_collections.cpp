@@ -31,7 +31,7 @@ void register_collection_routes(Router& router) {
     if (!list) return send_error(call.res, list.error());
     nlohmann::json out = nlohmann::json::array();
     for (const auto& c : *list) {
-      if (call.key->sees_collection(c.name)) out.push_back(collection_json(c));
+      if (call.key->sees_collection(c.name)) out.push_back(collection_to_json(c));
     }
     send_json(call.res, 200, {{"collections", out}});
   });
@@ -49,13 +49,13 @@ void register_collection_routes(Router& router) {
     }
     auto created = ctx.collections->create_collection(spec, point, call.audit());
     if (!created) return send_error(call.res, created.error());
-    send_json(call.res, 201, collection_json(*created));
+    send_json(call.res, 201, collection_to_json(*created));
   });
 
   router.add({"GET", "/v1/collections/{c}", Access::kAnyKey, "", false}, [](Context& ctx, Call& call) {
     auto c = ctx.store->get_collection(call.param("c"));
     if (!c) return send_error(call.res, c.error());
-    nlohmann::json out = collection_json(*c);
+    nlohmann::json out = collection_to_json(*c);
     if (ctx.loaded.load()) out["faces"] = ctx.collections->indexed_faces(c->name);
     if (auto consents = ctx.store->list_consents(c->name, "")) {
       out["consents"] = std::count_if(consents->begin(), consents->end(), [](const Consent& k) { return !k.revoked_at; });
@@ -75,7 +75,7 @@ void register_collection_routes(Router& router) {
     auto list = ctx.store->list_consents(call.param("c"), subject);
     if (!list) return send_error(call.res, list.error());
     nlohmann::json out = nlohmann::json::array();
-    for (const auto& c : *list) out.push_back(consent_json(c));
+    for (const auto& c : *list) out.push_back(consent_to_json(c));
     send_json(call.res, 200, {{"consents", out}});
   });
 
@@ -102,7 +102,7 @@ void register_collection_routes(Router& router) {
     }
     auto granted = ctx.store->grant_consent(n, call.audit());
     if (!granted) return send_error(call.res, granted.error());
-    send_json(call.res, 201, consent_json(*granted));
+    send_json(call.res, 201, consent_to_json(*granted));
   });
 
   router.add({"DELETE", "/v1/collections/{c}/consents/{s}", Access::kScoped, "consents", true},
