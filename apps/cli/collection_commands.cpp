@@ -52,6 +52,7 @@ Result<Session> open_session(CliContext& ctx, const StoreArgs& args, bool with_e
   if (with_engine) {
     CollectionsOptions options;
     options.analyzer = &ctx.analyzer();
+    options.limits = ctx.limits;
     auto collections = Collections::open(ctx.engine(), *session.store, options);
     if (!collections) return collections.error();
     session.collections = std::move(*collections);
@@ -253,7 +254,7 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
     c->add_flag("--subject-from-dirname", e->subject_from_dirname, "Batch: the sub-directory name is the subject id");
     c->add_option("--threads", e->threads, "Batch: subjects enrolled in parallel")->capture_default_str();
     add_store_options(c, *a);
-    c->callback(with_session(ctx, a, true, [a, e](Session& s) {
+    c->callback(with_session(ctx, a, true, [a, e, &ctx](Session& s) {
       // (subject, files) jobs
       std::vector<std::pair<std::string, std::vector<std::filesystem::path>>> jobs;
       if (!e->from_dir.empty()) {
@@ -283,7 +284,7 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
           std::vector<EnrollImage> images;
           std::vector<EnrollOutcome> pre_failed;
           for (const auto& f : files) {
-            auto bytes = read_file_bytes(f, ImageLimits{}.max_bytes);
+            auto bytes = read_file_bytes(f, ctx.limits.max_bytes);
             if (!bytes) pre_failed.push_back({f.string(), std::nullopt, bytes.error()});
             else blobs.push_back(std::move(*bytes)), images.push_back({f.string(), {}});
           }
@@ -335,8 +336,8 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
     c->add_option("--reason", q->reason, "Why this search is made (written to the audit log)")->required();
     c->add_option("--top", q->top, "How many subjects to return")->capture_default_str();
     add_store_options(c, *a);
-    c->callback(with_session(ctx, a, true, [a, q](Session& s) {
-      auto bytes = read_file_bytes(q->image, ImageLimits{}.max_bytes);
+    c->callback(with_session(ctx, a, true, [a, q, &ctx](Session& s) {
+      auto bytes = read_file_bytes(q->image, ctx.limits.max_bytes);
       if (!bytes) return fail({bytes.error().code, q->image + ": " + bytes.error().message});
       auto r = s.collections->search(q->collection, *bytes, q->top, {a->actor, q->reason});
       if (!r) return fail(r.error());

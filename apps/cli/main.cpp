@@ -53,8 +53,14 @@ int main(int argc, char** argv) {
   app.add_option("--models", ctx.engine_options.model_dir, "Model directory (default: $CANDOR_MODEL_DIR or ./models)");
   app.add_option("--manifest", ctx.engine_options.manifest, "Model manifest (default: config/models.json)");
   app.add_option("--threads", ctx.opencv_threads, "Threads per inference (OpenCV); 0 = all cores");
+  double max_image_mb = 20, max_megapixels = 40;
+  app.add_option("--max-image-mb", max_image_mb, "Largest image file accepted, MB")->capture_default_str();
+  app.add_option("--max-megapixels", max_megapixels, "Largest image accepted, megapixels (checked before decoding)")
+      ->capture_default_str();
   app.parse_complete_callback([&] {
     if (ctx.opencv_threads > 0) cv::setNumThreads(ctx.opencv_threads);
+    ctx.limits.max_bytes = static_cast<std::size_t>(max_image_mb * 1024 * 1024);
+    ctx.limits.max_pixels = static_cast<std::int64_t>(max_megapixels * 1e6);
   });
 
   register_engine_commands(app, ctx);

@@ -42,6 +42,7 @@ struct CollectionsOptions {
   const FaceAnalyzer* analyzer = nullptr;
   QualityLevel min_enroll_quality = QualityLevel::kMedium;
   DetectOptions detect;
+  ImageLimits limits;  // for enrollment photos and probes
 };
 
 // One image offered for enrollment: its bytes are hashed (SHA-256 kept), decoded,

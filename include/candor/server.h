@@ -59,6 +59,9 @@ struct ServerOptions {
   // Failed authentications per client IP before 429, and the window they count in.
   int auth_failures_allowed = 10;
   int auth_failure_window_s = 60;
+  // Retention terms and consent expiry are enforced at start-up and then this often
+  // (the same purge as `candor retention run`); 0 disables the schedule.
+  int retention_interval_min = 60;
   // Inference that has waited this long for a worker gives up with 503.
   int queue_timeout_ms = 30'000;
 

@@ -130,7 +130,7 @@ class CollectionsImpl final : public Collections {
       (void)store_.record_search(record);
       return e;
     };
-    auto image = decode_image(probe);
+    auto image = decode_image(probe, options_.limits);
     if (!image) return refuse(image.error());
     auto faces = engine_.analyze(*image, options_.detect);
     if (faces.empty()) return refuse({ErrorCode::kNoFace, "no face in the probe image"});
@@ -272,7 +272,7 @@ class CollectionsImpl final : public Collections {
 
   // The one face an enrollment photo contributes, with the photo's SHA-256.
   Result<std::pair<Face, std::string>> enrollable_face(const EnrollImage& image, bool liveness) const {
-    auto decoded = decode_image(image.bytes);
+    auto decoded = decode_image(image.bytes, options_.limits);
     if (!decoded) return decoded.error();
     auto faces = engine_.analyze(*decoded, options_.detect);
     if (faces.empty()) return Error{ErrorCode::kNoFace, "no face found"};

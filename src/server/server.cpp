@@ -1,5 +1,6 @@
 // Server: wiring of httplib, the shared Context and the routes; start-up, loading
 // and graceful shutdown.
+#include <condition_variable>
 #include <chrono>
 #include <cmath>
 #include <mutex>
@@ -43,6 +44,7 @@ class ServerImpl final : public Server {
   ~ServerImpl() override {
     stop();
     if (loader_.joinable()) loader_.join();
+    if (retention_.joinable()) retention_.join();
   }
 
   Status init(const ServerOptions& options) {
@@ -139,6 +141,11 @@ class ServerImpl final : public Server {
     listen_returned_ = true;
     // listen_after_bind returns after the connection threads have finished their requests.
     if (loader_.joinable()) loader_.join();
+    {
+      std::lock_guard lock(retention_mutex_);
+      retention_wakeup_.notify_all();
+    }
+    if (retention_.joinable()) retention_.join();
     ctx_.log->info("stopped");
     if (load_error_) return *load_error_;
     if (!listened && !stop_requested_) return Error{ErrorCode::kIoError, "the server stopped listening"};
@@ -147,6 +154,10 @@ class ServerImpl final : public Server {
 
   void stop() override {
     stop_requested_ = true;
+    {
+      std::lock_guard lock(retention_mutex_);
+      retention_wakeup_.notify_all();
+    }
     if (!http_) return;
     // run() may be between its stop check and httplib marking itself running.
     while (run_called_ && !listen_returned_ && !http_->is_running()) {
@@ -259,6 +270,25 @@ class ServerImpl final : public Server {
     ctx_.collections = std::move(*collections);
     ctx_.loaded = true;
     ctx_.log->info("ready");
+    if (ctx_.options.retention_interval_min > 0) retention_ = std::thread([this] { retention_schedule(); });
+  }
+
+  // Purges what is past its retention term or consent, at start-up and every
+  // retention_interval_min, until the server stops.
+  void retention_schedule() {
+    const auto interval = std::chrono::minutes(ctx_.options.retention_interval_min);
+    while (!stop_requested_) {
+      auto report = ctx_.collections->retention_run(now_ms(), {"server:retention", "retention schedule"});
+      if (report) {
+        ctx_.log->info("retention run", {{"removed_faces", report->removed.size()},
+                                         {"expired_by_age", report->expired_by_age},
+                                         {"without_consent", report->without_consent}});
+      } else {
+        ctx_.log->error("retention run failed", {{"code", error_code_name(report.error().code)}});
+      }
+      std::unique_lock lock(retention_mutex_);
+      retention_wakeup_.wait_for(lock, interval, [this] { return stop_requested_.load(); });
+    }
   }
 
   // A server that cannot load its models or collections is of no use: say why and stop.
@@ -277,6 +307,9 @@ class ServerImpl final : public Server {
   std::mutex bootstrap_mutex_;
   std::optional<std::string> bootstrap_;
   std::thread loader_;
+  std::thread retention_;
+  std::mutex retention_mutex_;
+  std::condition_variable retention_wakeup_;
   std::optional<Error> load_error_;
   std::atomic<bool> run_called_{false};
   std::atomic<bool> listen_returned_{false};

@@ -9,11 +9,13 @@
 namespace candor {
 namespace {
 
-OperatingPoint default_point() {
-  auto p = find_operating_point(test::shared_engine().recognizer_spec(), "fmr-1e-3");
+OperatingPoint point_named(const std::string& name) {
+  auto p = find_operating_point(test::shared_engine().recognizer_spec(), name);
   if (!p) throw std::runtime_error(p.error().message);
   return *p;
 }
+
+OperatingPoint default_point() { return point_named("fmr-1e-3"); }
 
 std::vector<float> template_of(const cv::Mat& image) {
   auto faces = test::shared_engine().analyze(image);
@@ -33,7 +35,10 @@ TEST(Verify, TemplatesAreUnitLength) {
 }
 
 // The same face photographed differently (smaller, rotated, darker) still matches;
-// different people in one group photo do not match each other.
+// different people in one group photo do not match each other at fmr-1e-4. (At
+// fmr-1e-3, calibrated on LFW, two of these 31 stranger pairs score 0.348 against a
+// threshold of 0.338: the impostor distribution depends on the population, which is
+// why collections default to fmr-1e-4. README "Operating points".)
 TEST(Verify, SameFaceMatchesAcrossTransformsAndStrangersDoNot) {
   auto image = read_image(test::testdata("face-api/sample6.jpg"));
   ASSERT_TRUE(image.ok()) << "run `make setup`";
@@ -46,7 +51,7 @@ TEST(Verify, SameFaceMatchesAcrossTransformsAndStrangersDoNot) {
   changed.convertTo(changed, -1, 0.7, -10);
   const auto other = template_of(changed);
   ASSERT_FALSE(other.empty());
-  EXPECT_TRUE(verify(original, other, default_point()).match) << cosine_similarity(original, other);
+  EXPECT_TRUE(verify(original, other, point_named("fmr-1e-4")).match) << cosine_similarity(original, other);
 
   // People in one group photo are different people (across photos some recur).
   std::size_t pairs = 0;
@@ -56,7 +61,7 @@ TEST(Verify, SameFaceMatchesAcrossTransformsAndStrangersDoNot) {
     const auto faces = test::shared_engine().analyze(*s);
     for (std::size_t a = 0; a < faces.size(); ++a) {
       for (std::size_t b = a + 1; b < faces.size(); ++b, ++pairs) {
-        EXPECT_FALSE(verify(faces[a].embedding, faces[b].embedding, default_point()).match)
+        EXPECT_FALSE(verify(faces[a].embedding, faces[b].embedding, point_named("fmr-1e-4")).match)
             << "sample" << i << " faces " << a << " and " << b << ": "
             << cosine_similarity(faces[a].embedding, faces[b].embedding);
       }
@@ -67,8 +72,13 @@ TEST(Verify, SameFaceMatchesAcrossTransformsAndStrangersDoNot) {
 
 TEST(Verify, OperatingPointsAreOrderedAndNamed) {
   const auto& spec = test::shared_engine().recognizer_spec();
-  ASSERT_EQ(spec.operating_points.size(), 2u);
-  EXPECT_LT(spec.operating_points[0].threshold, spec.operating_points[1].threshold);
+  ASSERT_GE(spec.operating_points.size(), 2u);
+  for (std::size_t i = 1; i < spec.operating_points.size(); ++i) {
+    EXPECT_GT(spec.operating_points[i - 1].fmr, spec.operating_points[i].fmr) << "strictest last";
+    EXPECT_LT(spec.operating_points[i - 1].threshold, spec.operating_points[i].threshold);
+  }
+  EXPECT_TRUE(find_operating_point(spec, "fmr-1e-3").ok());
+  EXPECT_TRUE(find_operating_point(spec, "fmr-1e-4").ok());
   EXPECT_FALSE(find_operating_point(spec, "fmr-0.5").ok());
   EXPECT_THROW(cosine_similarity(std::vector<float>(3), std::vector<float>(4)), std::invalid_argument);
 }
