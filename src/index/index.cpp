@@ -452,7 +452,16 @@ std::unique_ptr<Index> make_index(int dim, std::string_view spec) {
       throw bad("HNSW needs its link count, 2..512, as in HNSW32");
     return make_hnsw_index(dim, m, rest);
   }
-  throw bad("unknown index type \"" + head.name + "\" (Flat, FaissFlat, SQ8, HNSW<M>)");
+  if (head.name.starts_with("IVF")) {
+    const std::string digits = head.name.substr(3);
+    size_t nlist = 0;
+    auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), nlist);
+    if (digits.empty() || ec != std::errc() || ptr != digits.data() + digits.size() ||
+        nlist < 1 || nlist > (size_t{1} << 20))
+      throw bad("IVF needs its list count, 1..1048576, as in IVF1024,SQ8");
+    return make_ivf_index(dim, nlist, rest);
+  }
+  throw bad("unknown index type \"" + head.name + "\" (Flat, FaissFlat, SQ8, HNSW<M>, IVF<N>)");
 }
 
 }  // namespace candor

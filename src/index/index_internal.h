@@ -84,6 +84,8 @@ class IdSlots {
 };
 
 std::unique_ptr<Index> make_hnsw_index(int dim, size_t m, std::span<const SpecParam> params);
+// "IVF<nlist>,SQ8[,nprobe=P][,refine=R]"; params start after the IVF item.
+std::unique_ptr<Index> make_ivf_index(int dim, size_t nlist, std::span<const SpecParam> params);
 std::unique_ptr<Index> make_faiss_flat_index(int dim, std::span<const SpecParam> params);
 
 }  // namespace candor::index_detail

@@ -109,8 +109,11 @@ void expect_exact(const std::vector<std::vector<Neighbor>>& got,
   }
 }
 
-const std::vector<std::string> kAllSpecs = {"Flat", "FaissFlat", "SQ8", "SQ8,Refine",
-                                            "HNSW16", "HNSW32,efc=100,ef=64"};
+// IVF8 trains once it holds 8 x 40 = 320 templates, so the 300-template
+// tests run it untrained (exact) and the 4000-template ones trained.
+const std::vector<std::string> kAllSpecs = {"Flat",   "FaissFlat",           "SQ8",
+                                            "SQ8,Refine", "HNSW16", "HNSW32,efc=100,ef=64",
+                                            "IVF8,SQ8,nprobe=3"};
 
 TEST(IndexTest, ExactIndexesMatchOracle) {
   constexpr int kDim = 64;
@@ -288,7 +291,10 @@ TEST(IndexTest, FactorySpecs) {
   EXPECT_THROW(make_index(-4, "Flat"), std::invalid_argument);
   for (const char* bad : {"", ",", "Foo", "flat", "Flat,ef=3", "Flat,", "HNSW", "HNSWx", "HNSW1",
                           "HNSW32,ef=0", "HNSW32,ef=abc", "HNSW32,bogus=1", "SQ8,Bogus",
-                          "SQ8,Refine=0", "SQ8,Refine,Refine", "=Flat", "IVF1024,SQ8"}) {
+                          "SQ8,Refine=0", "SQ8,Refine,Refine", "=Flat", "IVF", "IVF0,SQ8",
+                          "IVFx,SQ8", "IVF64", "IVF64,Flat", "IVF64,SQ8=2", "IVF64,SQ8,nprobe=0",
+                          "IVF64,SQ8,nprobe=4,nprobe=5", "IVF64,SQ8,refine=x", "IVF64,SQ8,ef=3",
+                          "IVF64,SQ8,pca=9", "IVF64,SQ8,pca=0"}) {
     EXPECT_THROW(make_index(8, bad), std::invalid_argument) << '"' << bad << '"';
   }
   EXPECT_EQ(make_index(8, "Flat")->description(), "Flat");
@@ -297,6 +303,10 @@ TEST(IndexTest, FactorySpecs) {
   EXPECT_EQ(make_index(8, "SQ8,Refine=64")->description(), "SQ8,Refine=64");
   EXPECT_EQ(make_index(8, "HNSW32")->description(), "HNSW32,efc=200,ef=128");
   EXPECT_EQ(make_index(8, "HNSW16,ef=300,efc=80")->description(), "HNSW16,efc=80,ef=300");
+  EXPECT_EQ(make_index(8, "IVF1024,SQ8")->description(), "IVF1024,SQ8,nprobe=64,refine=256");
+  EXPECT_EQ(make_index(8, "IVF16,SQ8,refine=32,nprobe=4")->description(),
+            "IVF16,SQ8,nprobe=4,refine=32");
+  EXPECT_EQ(make_index(8, "IVF1,SQ8,pca=8")->description(), "IVF1,SQ8,nprobe=64,refine=256,pca=8");
 }
 
 TEST(IndexTest, SearchParameters) {
@@ -312,6 +322,124 @@ TEST(IndexTest, SearchParameters) {
   refine->set_search_parameters("refine=32");
   EXPECT_EQ(refine->description(), "SQ8,Refine=32");
   EXPECT_THROW(make_index(8, "SQ8")->set_search_parameters("refine=32"), std::invalid_argument);
+  auto ivf = make_index(8, "IVF16,SQ8");
+  ivf->set_search_parameters("nprobe=5,refine=40");
+  EXPECT_EQ(ivf->description(), "IVF16,SQ8,nprobe=5,refine=40");
+  EXPECT_THROW(ivf->set_search_parameters("nprobe=0"), std::invalid_argument);
+  EXPECT_THROW(ivf->set_search_parameters("nprobe=2,ef=3"), std::invalid_argument);
+  EXPECT_EQ(ivf->description(), "IVF16,SQ8,nprobe=5,refine=40");  // a rejected call changes nothing
+}
+
+// The IVF index on clustered data: recall against the oracle at a moderate
+// nprobe, exact (as SQ8,Refine) when every list is probed, and the same
+// answers whether the gallery arrives at once or in pieces that cross the
+// training threshold (IVF32 trains at 32 x 40 = 1280 templates).
+TEST(IndexTest, IvfRecallAgainstOracle) {
+  constexpr int kDim = 64;
+  const size_t n = 6000;
+  const auto base = structured_vectors(n, kDim, 17);
+  const auto ids = make_ids(n);
+  const auto queries = structured_vectors(100, kDim, 18);
+  const auto truth = oracle(ids, base, queries, kDim, 10);
+  auto index = make_index(kDim, "IVF32,SQ8,nprobe=8");
+  index->add(ids, base);
+  EXPECT_EQ(index->size(), n);
+  EXPECT_GE(recall(index->search(queries, 10), truth), 0.95);
+  index->set_search_parameters("nprobe=32");
+  expect_exact(index->search(queries, 10), truth, "IVF32 nprobe=32");
+  // Below the threshold it is an exact scan whatever nprobe says.
+  auto small = make_index(kDim, "IVF32,SQ8,nprobe=1");
+  const size_t n_small = 1000;
+  small->add(std::span<const int64_t>(ids.data(), n_small),
+             std::span<const float>(base.data(), n_small * kDim));
+  const std::vector<int64_t> small_ids(ids.begin(), ids.begin() + n_small);
+  const std::vector<float> small_base(base.begin(), base.begin() + n_small * kDim);
+  expect_exact(small->search(queries, 10), oracle(small_ids, small_base, queries, kDim, 10),
+               "IVF32 untrained");
+  // Then the rest in pieces: the second piece crosses the threshold.
+  for (size_t first = n_small; first < n; first += 1700) {
+    const size_t cnt = std::min<size_t>(1700, n - first);
+    small->add(std::span<const int64_t>(ids.data() + first, cnt),
+               std::span<const float>(base.data() + first * kDim, cnt * kDim));
+  }
+  EXPECT_EQ(small->size(), n);
+  small->set_search_parameters("nprobe=8");
+  EXPECT_GE(recall(small->search(queries, 10), truth), 0.95);
+  small->set_search_parameters("nprobe=32");
+  expect_exact(small->search(queries, 10), truth, "IVF32 incremental nprobe=32");
+  // The pca prefix pre-scan (32 of 64 dims here; trains at 16 x 64 = 1024),
+  // re-ranked with the float vectors: near-exact with a deep enough refine,
+  // whether the index is one list or probes them all.
+  for (const char* spec : {"IVF1,SQ8,pca=32,refine=200", "IVF16,SQ8,nprobe=16,pca=32,refine=200"}) {
+    auto pca = make_index(kDim, spec);
+    pca->add(ids, base);
+    EXPECT_GE(recall(pca->search(queries, 10), truth), 0.99) << spec;
+    const std::vector<int64_t> gone = {ids[0], ids[1], ids[2]};
+    EXPECT_EQ(pca->remove(gone), 3U);
+    for (size_t i = 0; i < 3; ++i) {
+      const auto res = pca->search(std::span<const float>(base.data() + i * kDim, kDim), 10);
+      for (const Neighbor& nb : res[0]) EXPECT_NE(nb.id, ids[i]) << spec;
+    }
+  }
+}
+
+// Trained IVF: replacing moves an id to its new vector's list, removal really
+// removes (the survivors are exactly the oracle over the rest), and
+// single-vector adds after training land where a probe finds them.
+TEST(IndexTest, IvfAddReplaceRemoveTrained) {
+  constexpr int kDim = 32;
+  const size_t n = 2000;
+  const auto base = structured_vectors(n, kDim, 19);
+  const auto ids = make_ids(n);
+  auto index = make_index(kDim, "IVF16,SQ8,nprobe=16");  // trains at 640
+  index->add(ids, base);
+  const auto probe = structured_vectors(1, kDim, 20);
+  index->add(std::vector<int64_t>{1007}, probe);
+  EXPECT_EQ(index->size(), n);
+  auto top = index->search(probe, 1)[0];
+  ASSERT_EQ(top.size(), 1U);
+  EXPECT_EQ(top[0].id, 1007);
+  EXPECT_NEAR(top[0].score, 1.0F, 1e-4F);
+  index->set_search_parameters("nprobe=1");  // the probe's own list holds it
+  EXPECT_EQ(index->search(probe, 1)[0].at(0).id, 1007);
+  index->set_search_parameters("nprobe=16");
+
+  std::vector<int64_t> keep_ids;
+  std::vector<float> keep_base;
+  std::vector<int64_t> gone;
+  for (size_t i = 0; i < n; ++i) {
+    if (i % 2 == 0 || ids[i] == 1007) {
+      if (ids[i] != 1007) gone.push_back(ids[i]);
+      else {
+        keep_ids.push_back(ids[i]);
+        keep_base.insert(keep_base.end(), probe.begin(), probe.end());
+      }
+    } else {
+      keep_ids.push_back(ids[i]);
+      keep_base.insert(keep_base.end(), base.begin() + static_cast<std::ptrdiff_t>(i * kDim),
+                       base.begin() + static_cast<std::ptrdiff_t>((i + 1) * kDim));
+    }
+  }
+  EXPECT_EQ(index->remove(gone), gone.size());
+  EXPECT_EQ(index->remove(gone), 0U);
+  EXPECT_EQ(index->size(), keep_ids.size());
+  const auto queries = structured_vectors(30, kDim, 21);
+  expect_exact(index->search(queries, 10), oracle(keep_ids, keep_base, queries, kDim, 10),
+               "IVF16 after removal");
+  const auto all = index->search(probe, 10 * n)[0];
+  EXPECT_EQ(all.size(), keep_ids.size());
+  const std::set<int64_t> gone_set(gone.begin(), gone.end());
+  for (const Neighbor& nb : all) EXPECT_EQ(gone_set.count(nb.id), 0U);
+  // Removed ids come back one by one (the per-vector assignment path).
+  for (size_t i = 0; i < 10; ++i)
+    index->add(std::vector<int64_t>{gone[i]},
+               std::span<const float>(base.data() + 2 * i * kDim, kDim));
+  EXPECT_EQ(index->size(), keep_ids.size() + 10);
+  for (size_t i = 0; i < 10; ++i) {
+    const auto r = index->search(std::span<const float>(base.data() + 2 * i * kDim, kDim), 1)[0];
+    ASSERT_EQ(r.size(), 1U);
+    EXPECT_EQ(r[0].id, gone[i]);
+  }
 }
 
 TEST(IndexTest, ConcurrentSearchesMatchSerial) {

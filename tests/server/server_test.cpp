@@ -40,18 +40,10 @@ std::string jpeg(const cv::Mat& m) {
   return {buf.begin(), buf.end()};
 }
 
-// One face of a sample photo, cropped with `margin` x its box around it: a portrait
-// with exactly one face. Two margins give two different images of the same face.
+// One face of a sample photo as a one-face portrait (test_support.h).
 std::string face_crop(int sample_no, int face_index, float margin) {
-  const cv::Mat img = cv::imread(test::testdata("face-api/sample" + std::to_string(sample_no) + ".jpg").string());
-  auto faces = test::shared_engine().detect(img);
-  std::sort(faces.begin(), faces.end(), [](const Face& a, const Face& b) { return a.box.x < b.box.x; });
-  const Face& f = faces.at(static_cast<std::size_t>(face_index));
-  const float mx = f.box.width * margin, my = f.box.height * margin;
-  cv::Rect r(cv::Point(static_cast<int>(f.box.x - mx), static_cast<int>(f.box.y - my)),
-             cv::Point(static_cast<int>(f.box.x + f.box.width + mx), static_cast<int>(f.box.y + f.box.height + my)));
-  r &= cv::Rect(0, 0, img.cols, img.rows);
-  return jpeg(img(r).clone());
+  const auto bytes = test::face_crop_jpeg(sample_no, face_index, margin);
+  return {bytes.begin(), bytes.end()};
 }
 
 std::string base64(const std::string& bytes) {
