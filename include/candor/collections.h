@@ -34,8 +34,11 @@ namespace candor {
 class FaceAnalyzer;
 
 struct CollectionsOptions {
-  // Index factory spec (candor/index.h) for each collection's in-memory index.
-  std::string index_spec = "Flat";
+  // Index factory spec (candor/index.h) for each collection's in-memory index. The
+  // default is exhaustive: int8 codes scanned with AVX2, the best 256 re-ranked in
+  // float32 — recall@10 1.0000 against float32 at 1M templates in 39 ms per query,
+  // 2.5x faster than the float scan (README "1:N search and the index").
+  std::string index_spec = "SQ8,Refine";
   // Optional analyser: when set, enrollment refuses faces below min_enroll_quality
   // (kQualityTooLow naming the figure), searches report the probe's quality, and
   // collections with liveness_required refuse faces that fail the liveness check.

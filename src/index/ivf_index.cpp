@@ -1,15 +1,26 @@
-// Candor index: "IVF<nlist>,SQ8[,nprobe=P][,refine=R]", an inverted-file
+// Candor index: "IVF<nlist>,SQ8[,nprobe=P][,refine=R][,pca=D]", an inverted-file
 // index over the SQ8 codes of index.cpp.
 //
 // A spherical k-means coarse quantiser splits the templates into nlist cells;
 // each cell keeps its members' int8 codes (one scale per template, exactly as
 // SQ8), their float32 vectors and their ids in dense parallel arrays. A query
 // is scored against the nlist centroids, the nprobe best cells are scanned
-// with the SQ8 kernel into a top-R heap, and those R are re-scored with the
+// with the SQ8 kernel into a top-R shortlist, and those R are re-scored with the
 // float32 vectors (as SQ8,Refine) to the final top-k.
 //
+// pca=D: the codes cover only the first D principal directions of the
+// training sample (an orthonormal rotation, so inner products are kept up to
+// the dropped directions' share). At 512-d on face-like data most of the
+// energy is in ~100 directions, so D = 128 scans a quarter of the bytes for a
+// small score error that the float re-ranking removes. The scan is memory
+// bound, so bytes scanned set the latency. Caveat: a mate loses the dropped
+// directions' share of its similarity in the pre-scan while impostors lose
+// only noise, so too small a D costs mates (1M synthetic, exhaustive: D = 64
+// mate@10 0.90 vs exact 0.975; D = 128 0.975).
+//
 // Training: the index stays untrained, one cell scanned exhaustively (exact
-// SQ8,Refine), while it holds fewer than kMinPointsPerList * nlist templates.
+// SQ8,Refine), while it holds fewer than kMinPointsPerList * nlist templates
+// (with pca, also fewer than kMinPcaPointsPerDim * dim).
 // The add() that brings it to that size trains the quantiser on a sample of
 // every template held at that moment and redistributes them; from then on the
 // centroids are fixed and each add() puts a template in the cell of its
@@ -18,10 +29,13 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <stdexcept>
 #include <unordered_map>
+
+#include <immintrin.h>
 
 #include "index_internal.h"
 #include "kernels.h"
@@ -85,6 +99,91 @@ struct InvList {
   }
 };
 
+// The pre-scan's top-R: candidates at or above the threshold go into a buffer
+// of up to 2R; a full buffer is cut back to its best R with nth_element. Far
+// cheaper than a heap when R is in the hundreds (perf, 100k x 512, R = 500:
+// heap pushes cost half as much as the SQ8 scan itself).
+class Shortlist {
+ public:
+  explicit Shortlist(size_t keep) : keep_(keep) { buf_.reserve(2 * keep); }
+  float threshold() const { return threshold_; }
+  void push(float score, int64_t key) {
+    buf_.push_back({score, key});
+    if (buf_.size() >= 2 * keep_) cut();
+  }
+  // ensures: the best min(R, pushed) candidates, in no particular order.
+  std::vector<Candidate> take() {
+    if (buf_.size() > keep_) cut();
+    return std::move(buf_);
+  }
+
+ private:
+  void cut() {
+    const auto by_score = [](const Candidate& a, const Candidate& b) { return better(a, b); };
+    std::nth_element(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(keep_ - 1),
+                     buf_.end(), by_score);
+    buf_.resize(keep_);
+    threshold_ = buf_.back().score;
+  }
+
+  size_t keep_;
+  float threshold_ = -std::numeric_limits<float>::infinity();
+  std::vector<Candidate> buf_;
+};
+
+// The query as int16 for the fused AVX2 list scan below: the same
+// quantisation as the SQ8 kernel (kernels_avx2.cpp), done once per query
+// instead of once per probed list.
+constexpr float kQ16Max = 16383.0F;  // as kernels_avx2.cpp: int16 madd sums cannot overflow
+constexpr size_t kFusedMaxDim = 1024;
+struct QueryInt16 {
+  alignas(32) int16_t q[kFusedMaxDim];
+  float scale = 0.0F;  // q ~ scale * q16; 0 for an all-zero query
+};
+
+void quantise_query(const float* q, size_t d, QueryInt16& out) {
+  float q_max = 0.0F;
+  for (size_t j = 0; j < d; ++j) q_max = std::max(q_max, std::fabs(q[j]));
+  if (q_max == 0.0F) {
+    std::fill(out.q, out.q + d, int16_t{0});
+    out.scale = 0.0F;
+    return;
+  }
+  const float to_int = kQ16Max / q_max;
+  for (size_t j = 0; j < d; ++j) out.q[j] = static_cast<int16_t>(std::lrint(q[j] * to_int));
+  out.scale = q_max / kQ16Max;
+}
+
+// One list of SQ8 codes against the int16 query, straight into the shortlist:
+// scores are never written out, and the threshold test sits next to the dot
+// product. Same arithmetic as the SQ8 kernel's integer path, so the scores are
+// bit-identical to it. requires: d % 32 == 0, d <= kFusedMaxDim, AVX2.
+__attribute__((target("avx2,fma"))) void scan_list_avx2(const QueryInt16& q, const int8_t* codes,
+                                                        const float* scales, size_t n, size_t d,
+                                                        int64_t key_base, Shortlist& top) {
+  float thr = top.threshold();
+  for (size_t i = 0; i < n; ++i) {
+    const int8_t* r = codes + i * d;
+    __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
+    for (size_t j = 0; j < d; j += 32) {
+      const __m256i c0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r + j)));
+      const __m256i c1 =
+          _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r + j + 16)));
+      a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(c0, _mm256_load_si256(reinterpret_cast<const __m256i*>(q.q + j))));
+      a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(c1, _mm256_load_si256(reinterpret_cast<const __m256i*>(q.q + j + 16))));
+    }
+    const __m256i sum = _mm256_add_epi32(a0, a1);
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
+    const float score = scales[i] * q.scale * static_cast<float>(_mm_cvtsi128_si32(h));
+    if (score >= thr) {
+      top.push(score, key_base | static_cast<int64_t>(i));
+      thr = top.threshold();
+    }
+  }
+}
+
 struct Loc {
   uint32_t list;
   uint32_t pos;
@@ -135,6 +234,8 @@ class IvfSq8Index final : public Index {
     std::vector<float> scores;
     const size_t cd = code_dim();
     std::vector<float> rotated(cd);
+    const bool fused = cpu_has_avx2() && cd % 32 == 0 && cd <= kFusedMaxDim;
+    auto q16 = std::make_unique<QueryInt16>();
     for (size_t qi = 0; qi < nq; ++qi) {
       const float* q = queries.data() + qi * d;
       const float* q_code = q;  // the query in the codes' space
@@ -152,27 +253,56 @@ class IvfSq8Index final : public Index {
                                    (centroid_scores[a] == centroid_scores[b] && a < b);
                           });
       }
-      TopK top(keep);
+      // The pre-scan keeps (score, packed list/position) so that re-ranking
+      // needs no id-map look-up; ties among pre-scan scores only decide which
+      // R survive, and the final order is by exact score and id.
+      Shortlist top(keep);
+      if (fused) quantise_query(q_code, cd, *q16);
       for (size_t p = 0; p < probes; ++p) {
         const InvList& list = lists_[order[p]];
         const size_t rows = list.size();
         if (rows == 0) continue;
+        if (fused) {
+          scan_list_avx2(*q16, list.codes.data(), list.scales.data(), rows, cd,
+                         static_cast<int64_t>(order[p]) << 32, top);
+          continue;
+        }
         if (scores.size() < rows) scores.resize(rows);
         kern.scan_sq8(q_code, list.codes.data(), list.scales.data(), rows, cd, scores.data());
+        const int64_t base = static_cast<int64_t>(order[p]) << 32;
         float thr = top.threshold();
         for (size_t i = 0; i < rows; ++i) {
           if (scores[i] >= thr) {
-            top.push(scores[i], list.ids[i]);
-            thr = top.threshold();
+            top.push(scores[i], base | static_cast<int64_t>(i));
+            thr = top.threshold();  // rises only when the buffer is cut
           }
         }
       }
-      // Exact scores for the candidates (as SQ8,Refine).
+      // Exact scores for the candidates (as SQ8,Refine), in memory order, with
+      // the float rows of the next candidates prefetched: the rows are
+      // scattered over gigabytes, so each is otherwise a chain of cache and
+      // TLB misses (measured: 1.5 us per candidate without, 100k x 512).
+      std::vector<Candidate> cands = top.take();
+      std::sort(cands.begin(), cands.end(),
+                [](const Candidate& a, const Candidate& b) { return a.id < b.id; });
+      const auto row_of = [&](const Candidate& c) {
+        const auto list = static_cast<size_t>(c.id >> 32);
+        const auto pos = static_cast<size_t>(c.id & 0xffffffff);
+        return std::pair<const InvList*, size_t>(&lists_[list], pos);
+      };
+      const auto prefetch = [&](const Candidate& c) {
+        const auto [list, pos] = row_of(c);
+        const char* row = reinterpret_cast<const char*>(list->vectors.data() + pos * d);
+        for (size_t off = 0; off < d * sizeof(float); off += 64) __builtin_prefetch(row + off);
+      };
+      // Candidates ahead of the one being scored: enough to cover a miss.
+      constexpr size_t kPrefetchAhead = 4;
+      for (size_t i = 0; i < std::min(kPrefetchAhead, cands.size()); ++i) prefetch(cands[i]);
       TopK exact(std::min(k, n));
-      for (const Candidate& c : top.take_sorted()) {
-        const Loc loc = loc_.at(c.id);
-        exact.push(kern.dot_f32(q, lists_[loc.list].vectors.data() + size_t{loc.pos} * d, d),
-                   c.id);
+      for (size_t i = 0; i < cands.size(); ++i) {
+        if (i + kPrefetchAhead < cands.size()) prefetch(cands[i + kPrefetchAhead]);
+        const auto [list, pos] = row_of(cands[i]);
+        exact.push(kern.dot_f32(q, list->vectors.data() + pos * d, d), list->ids[pos]);
       }
       std::vector<Candidate> best = exact.take_sorted();
       out[qi].reserve(best.size());
