@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 
 #include "candor/analyzer.h"
+#include "candor/collections.h"
 #include "candor/engine.h"
 
 namespace candor::cli {
@@ -17,6 +18,7 @@ struct CliContext {
   ImageLimits limits;
   int opencv_threads = 0;  // 0: OpenCV's default
   int exit_code = 0;       // set by a subcommand: 0 ok, 1 expected failure
+  std::string index_spec = CollectionsOptions{}.index_spec;  // 1:N index of each collection
 
   // The engine and the analyser, created on first use. On failure print the error and exit 1.
   const Engine& engine();

@@ -53,6 +53,7 @@ Result<Session> open_session(CliContext& ctx, const StoreArgs& args, bool with_e
     CollectionsOptions options;
     options.analyzer = &ctx.analyzer();
     options.limits = ctx.limits;
+    options.index_spec = ctx.index_spec;
     auto collections = Collections::open(ctx.engine(), *session.store, options);
     if (!collections) return collections.error();
     session.collections = std::move(*collections);

@@ -53,6 +53,8 @@ int main(int argc, char** argv) {
   app.add_option("--models", ctx.engine_options.model_dir, "Model directory (default: $CANDOR_MODEL_DIR or ./models)");
   app.add_option("--manifest", ctx.engine_options.manifest, "Model manifest (default: config/models.json)");
   app.add_option("--threads", ctx.opencv_threads, "Threads per inference (OpenCV); 0 = all cores");
+  app.add_option("--index", ctx.index_spec, "1:N index of each collection, a make_index spec (README)")
+      ->capture_default_str();
   double max_image_mb = 20, max_megapixels = 40;
   app.add_option("--max-image-mb", max_image_mb, "Largest image file accepted, MB")->capture_default_str();
   app.add_option("--max-megapixels", max_megapixels, "Largest image accepted, megapixels (checked before decoding)")

@@ -128,6 +128,8 @@ void register_server_commands(CLI::App& app, const EngineOptions& engine_options
     c->add_option("--tls-cert", a->options.tls_cert, "PEM certificate: serve HTTPS");
     c->add_option("--tls-key", a->options.tls_key, "PEM private key for --tls-cert");
     c->add_option("--max-body-mb", a->max_body_mb, "Largest request body in MB (413 beyond)")->capture_default_str();
+    c->add_option("--index", a->options.index_spec, "1:N index of each collection (make_index spec; README)")
+        ->capture_default_str();
     c->add_option("--retention-interval-min", a->options.retention_interval_min,
                   "Purge templates past retention or consent this often (0: only `candor retention run`)")
         ->capture_default_str();

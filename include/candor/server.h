@@ -59,6 +59,10 @@ struct ServerOptions {
   // Failed authentications per client IP before 429, and the window they count in.
   int auth_failures_allowed = 10;
   int auth_failure_window_s = 60;
+  // The in-memory 1:N index of every collection (candor/index.h make_index spec).
+  // "SQ8,Refine" is exhaustive; "IVF256,SQ8,nprobe=160,pca=128,refine=200" trades
+  // ~0.6% recall@10 for 8x faster searches at 1M templates (README).
+  std::string index_spec = "SQ8,Refine";
   // Retention terms and consent expiry are enforced at start-up and then this often
   // (the same purge as `candor retention run`); 0 disables the schedule.
   int retention_interval_min = 60;

@@ -60,12 +60,7 @@ std::vector<std::vector<cv::Point2f>> Landmarker::run(const cv::Mat& gray, const
   for (const cv::Rect& r : regions) crops.push_back(crop_resized(gray, r, in));
   cv::Mat blob = cv::dnn::blobFromImages(crops, spec_.input.scale, in, cv::Scalar::all(spec_.input.mean), false,
                                          false, CV_32F);
-  cv::Mat out;
-  {
-    auto lease = nets_->acquire();
-    lease.net().setInput(blob);
-    out = lease.net().forward(spec_.outputs.at("points"));
-  }
+  const cv::Mat out = nets_->run(blob, {spec_.outputs.at("points")}).front();
   const float* v = out.ptr<float>();  // N x 136, relative to each crop
   for (std::size_t i = 0; i < regions.size(); ++i) {
     const cv::Rect& r = regions[i];

@@ -39,13 +39,7 @@ const cv::Scalar kImageNetMean(0.485, 0.456, 0.406);
 const cv::Scalar kImageNetStd(0.229, 0.224, 0.225);
 
 std::vector<float> forward(const NetPool& pool, const cv::Mat& blob, const std::string& output) {
-  cv::Mat out;
-  {
-    auto lease = pool.acquire();
-    lease.net().setInput(blob);
-    out = lease.net().forward(output);
-  }
-  if (!out.isContinuous()) out = out.clone();
+  const cv::Mat out = pool.run(blob, {output}).front();
   return {out.ptr<float>(), out.ptr<float>() + out.total()};
 }
 
@@ -99,16 +93,8 @@ class DefaultAnalyzer final : public FaceAnalyzer {
       cv::subtract(rgb, kImageNetMean, rgb);
       cv::divide(rgb, kImageNetStd, rgb);
       const cv::Mat blob = cv::dnn::blobFromImage(rgb);
-      std::vector<cv::Mat> outs;
-      {
-        auto lease = pose_.pool->acquire();
-        lease.net().setInput(blob);
-        lease.net().forward(outs, std::vector<std::string>{pose_.spec.outputs.at("yaw"), pose_.spec.outputs.at("pitch")});
-      }
-      auto angle = [](const cv::Mat& m) {
-        cv::Mat c2 = m.isContinuous() ? m : m.clone();
-        return analysis::hopenet_angle({c2.ptr<float>(), c2.total()});
-      };
+      const std::vector<cv::Mat> outs = pose_.pool->run(blob, {pose_.spec.outputs.at("yaw"), pose_.spec.outputs.at("pitch")});
+      auto angle = [](const cv::Mat& m) { return analysis::hopenet_angle({m.ptr<float>(), m.total()}); };
       return std::pair{angle(outs[0]), angle(outs[1])};
     };
     HeadPose p;

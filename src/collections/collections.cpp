@@ -307,6 +307,11 @@ class CollectionsImpl final : public Collections {
 }  // namespace
 
 Result<std::unique_ptr<Collections>> Collections::open(const Engine& engine, Store& store, CollectionsOptions options) {
+  try {  // a spec from a user's option: a bad one is their mistake, not a bug
+    (void)make_index(engine.recognizer_spec().dim, options.index_spec);
+  } catch (const std::invalid_argument& e) {
+    return Error{ErrorCode::kInvalidArgument, std::string("index spec: ") + e.what()};
+  }
   auto c = std::make_unique<CollectionsImpl>(engine, store, std::move(options));
   if (auto loaded = c->load_all(); !loaded) return loaded.error();
   return std::unique_ptr<Collections>(std::move(c));

@@ -85,12 +85,7 @@ void UltraFaceDetector::run_tile(const cv::Mat& tile, cv::Rect valid, bool cut_l
   const InputSpec& in = spec_.input;
   cv::Mat blob = cv::dnn::blobFromImage(tile, in.scale, cv::Size(in.width, in.height),
                                         cv::Scalar::all(in.mean), in.color == ColorOrder::kRgb, false, CV_32F);
-  std::vector<cv::Mat> outs;
-  {
-    auto lease = nets_->acquire();
-    lease.net().setInput(blob);
-    lease.net().forward(outs, std::vector<std::string>{spec_.outputs.at("boxes"), spec_.outputs.at("scores")});
-  }
+  const std::vector<cv::Mat> outs = nets_->run(blob, {spec_.outputs.at("boxes"), spec_.outputs.at("scores")});
   const cv::Mat& boxes = outs[0];   // 1 x N x 4: x1, y1, x2, y2 in [0, 1]
   const cv::Mat& scores = outs[1];  // 1 x N x 2: background, face
   const int n = boxes.size[1];

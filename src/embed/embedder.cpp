@@ -28,12 +28,7 @@ std::vector<std::vector<float>> Embedder::embed_aligned(const std::vector<cv::Ma
   auto run = [&](const std::vector<cv::Mat>& batch) {
     cv::Mat blob = cv::dnn::blobFromImages(batch, in.scale, size, cv::Scalar::all(in.mean), in.color == ColorOrder::kRgb,
                                            false, CV_32F);
-    cv::Mat out;
-    {
-      auto lease = nets_->acquire();
-      lease.net().setInput(blob);
-      out = lease.net().forward(spec_.outputs.at("embedding"));
-    }
+    const cv::Mat out = nets_->run(blob, {spec_.outputs.at("embedding")}).front();
     if (out.total() != batch.size() * dim) {
       throw std::runtime_error("recogniser " + spec_.id + " returned " + std::to_string(out.total()) +
                                " values for " + std::to_string(batch.size()) + " faces; the manifest says dim " +

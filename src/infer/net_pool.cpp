@@ -33,6 +33,15 @@ NetPool::Lease NetPool::acquire() const {
   return Lease(this, index);
 }
 
+std::vector<cv::Mat> NetPool::run(const cv::Mat& blob, const std::vector<std::string>& outputs) const {
+  std::vector<cv::Mat> results;
+  auto lease = acquire();
+  lease.net().setInput(blob);
+  lease.net().forward(results, outputs);
+  for (cv::Mat& m : results) m = m.clone();
+  return results;
+}
+
 NetPool::Lease::~Lease() {
   if (pool_ == nullptr) return;
   {

@@ -36,8 +36,14 @@ class NetPool {
     std::size_t index_;
   };
 
-  // Blocks until a replica is free. Thread-safe.
+  // Blocks until a replica is free. Thread-safe. The Mats a replica's forward()
+  // returns point into the replica's own buffers: read them, or copy them, before the
+  // Lease ends, or prefer run() which does that.
   Lease acquire() const;
+
+  // One inference on a free replica: the named outputs, deep-copied (continuous)
+  // before the replica is released, so another thread's inference cannot overwrite them.
+  std::vector<cv::Mat> run(const cv::Mat& blob, const std::vector<std::string>& outputs) const;
   std::size_t replicas() const { return nets_.size(); }
   const std::vector<std::string>& output_names() const { return output_names_; }
 

@@ -265,6 +265,7 @@ class ServerImpl final : public Server {
     ctx_.engine = engine;
     CollectionsOptions collections_options;
     collections_options.analyzer = analyzer;
+    collections_options.index_spec = ctx_.options.index_spec;
     auto collections = Collections::open(*engine, *ctx_.store, collections_options);
     if (!collections) return fail_load(collections.error());
     ctx_.collections = std::move(*collections);
