@@ -6,8 +6,10 @@
 //         a face cropped out of testdata; writes OUTDIR/probe.jpg (another crop of
 //         that face) and OUTDIR/a.jpg, OUTDIR/b.jpg (a compare pair).
 //   time  STORE COLLECTION OUTDIR REPS the engine's own time for the requests the
-//         server is benchmarked with: compare = decode + analyze(a) + analyze(b);
-//         search = Collections::search over the same store. Prints JSON.
+//         server is benchmarked with, doing the same work as the server: compare =
+//         decode + analyze(a) + analyze(b) + the quality of each compared face;
+//         search = Collections::search (with the analyser, as the server runs it) over
+//         the same store. Prints JSON.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -20,6 +22,7 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include "candor/analyzer.h"
 #include "candor/collections.h"
 #include "candor/crypto.h"
 #include "candor/engine.h"
@@ -121,7 +124,11 @@ int main(int argc, char** argv) {
   if (mode == "time") {
     const std::string out = argv[4];
     const int reps = argc > 5 ? std::stoi(argv[5]) : 20;
-    auto coll = Collections::open(**engine, **store);
+    auto analyzer = FaceAnalyzer::create();
+    if (!analyzer) die(analyzer.error());
+    CollectionsOptions options;
+    options.analyzer = analyzer->get();
+    auto coll = Collections::open(**engine, **store, options);
     if (!coll) die(coll.error());
     const auto a = read_bytes(out + "/a.jpg"), b = read_bytes(out + "/b.jpg"), probe = read_bytes(out + "/probe.jpg");
     std::vector<double> compare_ms, search_ms;
@@ -129,6 +136,8 @@ int main(int argc, char** argv) {
       auto t0 = std::chrono::steady_clock::now();
       auto ma = decode_image(a), mb = decode_image(b);
       auto fa = (*engine)->analyze(*ma), fb = (*engine)->analyze(*mb);
+      (*analyzer)->analyze(*ma, std::span<Face>(fa.data(), 1));
+      (*analyzer)->analyze(*mb, std::span<Face>(fb.data(), 1));
       (void)cosine_similarity(fa.at(0).embedding, fb.at(0).embedding);
       auto t1 = std::chrono::steady_clock::now();
       auto r = (*coll)->search(collection, probe, 5, {"bench:engine", "benchmark: engine time"});
