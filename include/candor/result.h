@@ -42,6 +42,7 @@ enum class ErrorCode {
   kOverloaded,         // a bounded queue is full
   kInternal,           // anything else
   kLivenessFailed,     // a collection requires a live presentation and the check failed
+  kStoreUnavailable,   // the database cannot be reached now (connection lost); retry later
 };
 
 // "image_corrupt" etc.: the code as written in JSON and logs.

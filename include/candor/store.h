@@ -23,7 +23,12 @@
 //   no longer holds a valid consent.
 //
 // The interface is database-neutral; open_store() picks the implementation
-// from the URI. SQLite is built in; PostgreSQL will follow.
+// from the URI: SQLite (embedded, one machine) or PostgreSQL (shared by
+// several Candor nodes).
+//
+// Several nodes (or processes) over one store keep their in-memory indexes in
+// step through the change feed: changes_since() lists the faces added and
+// removed after a version, wait_for_change() blocks until there may be more.
 //
 // Thread safety: a Store is safe for concurrent use from many threads. The
 // SQLite implementation owns one connection guarded by a mutex, so calls on
@@ -32,6 +37,7 @@
 // busy timeout), readers proceed concurrently under WAL.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -140,6 +146,17 @@ struct SearchRecord {
   std::string result = "ok";           // "ok" or "refused: <code>" for searches refused upstream
 };
 
+// A credential of the HTTP service, as stored: the store keeps the server's
+// API keys so that every node sharing it accepts the same keys. The secret
+// itself is never stored, only the server's keyed hash of it (see
+// src/server/api_keys.h); the store treats hash and scopes as opaque.
+struct ApiKeyRecord {
+  std::string name;         // unique
+  std::string hash_hex;     // 64 lower-case hex digits
+  std::string scopes_json;  // collections, operations, budgets: the server's format
+  TimePoint created_at{};
+};
+
 struct AuditFilter {
   std::optional<std::string> subject;
   std::optional<std::string> collection;
@@ -152,6 +169,28 @@ struct AuditFilter {
 struct AuditHead {
   std::int64_t seq = 0;
   std::string hash;  // kAuditGenesisHash for an empty log
+};
+
+// One change to the set of templates held. Its version is the audit seq of the
+// transaction that made it: every writing transaction advances the audit head
+// under a lock (a chain-head row), so versions become visible in commit order
+// and a reader that has seen version v has seen every change up to v.
+struct FaceChange {
+  enum class Kind { kAdded, kRemoved, kCollectionDeleted };
+  std::int64_t version = 0;
+  Kind kind = Kind::kAdded;
+  std::string collection;
+  FaceId face_id = 0;  // 0 for kCollectionDeleted
+};
+
+struct ChangeBatch {
+  std::vector<FaceChange> changes;  // ascending version, at most the limit asked for
+  // Resume from here: the version of the last change returned, or the store's
+  // current version when nothing newer is held.
+  std::int64_t version = 0;
+  // `after` is older than the oldest change the store still keeps (the feed is
+  // pruned): the caller must reload everything from load_faces().
+  bool truncated = false;
 };
 
 enum class Durability {
@@ -253,6 +292,14 @@ class Store {
   // before that. The bucket holding `since` counts whole.
   virtual Result<std::int64_t> search_count(std::string_view actor, TimePoint since) = 0;
 
+  // -- API keys (audited as "key_create" / "key_delete"; the hash is not logged)
+  // ensures: kAlreadyExists for a taken name; kInvalidArgument for an empty name or a bad hash.
+  virtual Status put_api_key(const ApiKeyRecord& key, const AuditContext& ctx) { (void)key; (void)ctx; return not_yet(); }  // TODO(pg-store): pure
+  // ensures: every key, by name.
+  virtual Result<std::vector<ApiKeyRecord>> list_api_keys() { return not_yet(); }  // TODO(pg-store): pure
+  // ensures: kNotFound when there is no such key.
+  virtual Status delete_api_key(std::string_view name, const AuditContext& ctx) { (void)name; (void)ctx; return not_yet(); }  // TODO(pg-store): pure
+
   // -- audit
   virtual Result<std::vector<AuditEntry>> audit_list(const AuditFilter& filter) = 0;
   // Recomputes the whole chain. A tampered log is a value (intact == false,
@@ -262,13 +309,37 @@ class Store {
   virtual Result<AuditHead> audit_head() = 0;
 
   // Moves the write-ahead log into the database file and truncates it
-  // (backups, and tests that inspect the file).
+  // (backups, and tests that inspect the file). A no-op where the database
+  // manages its own log (PostgreSQL).
   virtual Status checkpoint() = 0;
+
+  // -- change feed (see FaceChange)
+  // ensures: changes with version > after, ascending, at most `limit`;
+  //          truncated when changes after `after` have been pruned.
+  virtual Result<ChangeBatch> changes_since(std::int64_t after, std::size_t limit) { (void)after; (void)limit; return not_yet(); }  // TODO(pg-store): pure
+  // Blocks until the store may hold changes after version `after`, or until
+  // `timeout`. May return early (spuriously); callers re-read changes_since().
+  // PostgreSQL waits on LISTEN/NOTIFY; SQLite polls the database's data version.
+  // ensures: kStoreUnavailable when the database cannot be reached.
+  virtual Status wait_for_change(std::int64_t after, std::chrono::milliseconds timeout) { (void)after; (void)timeout; return not_yet(); }  // TODO(pg-store): pure
+
+  // -- health
+  // A round trip to the database. A store that lost its connection answers
+  // kStoreUnavailable here and from every other call until it has reconnected
+  // (with backoff, on later calls); nothing committed is lost and a call that
+  // failed had no effect.
+  virtual Status ping() { return not_yet(); }  // TODO(pg-store): pure
+
+ private:
+  // TODO(pg-store): remove once both stores implement the methods above.
+  static Error not_yet() { return Error{ErrorCode::kInternal, "not implemented by this store yet"}; }
 };
 
 // Opens (creating if allowed) the store named by `uri`:
 //   "PATH" or "sqlite:PATH"   SQLite database file (WAL mode)
-//   "postgresql://..."        not built yet: kInvalidArgument
+//   "postgresql://..."        PostgreSQL (libpq connection URI); the template
+//   "postgres://..."          key comes from key_hex or CANDOR_KEY or key_file
+//                             (there is no default file beside the database)
 // Applies pending schema migrations, then resolves the template key (see StoreOptions).
 // ensures: kStoreError (unreadable / newer schema), kIoError, kIntegrityError
 // (wrong key), kNotFound (database missing and !create_if_missing, or the key

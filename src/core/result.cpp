@@ -26,6 +26,7 @@ std::string_view error_code_name(ErrorCode code) noexcept {
     case ErrorCode::kOverloaded: return "overloaded";
     case ErrorCode::kInternal: return "internal";
     case ErrorCode::kLivenessFailed: return "liveness_failed";
+    case ErrorCode::kStoreUnavailable: return "store_unavailable";
   }
   return "internal";
 }

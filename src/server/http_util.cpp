@@ -27,6 +27,7 @@ int http_status(ErrorCode code) noexcept {
     case ErrorCode::kLivenessFailed: return 422;
     case ErrorCode::kRateLimited: return 429;
     case ErrorCode::kOverloaded: return 503;
+    case ErrorCode::kStoreUnavailable: return 503;
     case ErrorCode::kIoError:
     case ErrorCode::kModelMissing:
     case ErrorCode::kModelInvalid:
