@@ -2,7 +2,11 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: setup run test test-sanitize bench-lfw clean
+FUZZ_SECONDS ?= 300
+# Extra ctest arguments for test-sanitize, e.g. CTEST_ARGS='-E LfwRegression' (CI).
+CTEST_ARGS ?=
+
+.PHONY: setup run test test-sanitize test-tsan fuzz fuzz-ci bench-lfw clean
 
 setup:            ## install Debian packages, fetch + verify models, build (idempotent)
 	@bash scripts/setup.sh
@@ -13,12 +17,23 @@ run: setup        ## start the service on 127.0.0.1:8080 with the embedded SQLit
 test: setup       ## the whole test suite (.ci/run calls exactly this)
 	@cd $(BUILD) && ctest --output-on-failure --no-tests=error -j $(JOBS)
 
-test-sanitize:    ## the suite built with AddressSanitizer + UndefinedBehaviorSanitizer
-	@CANDOR_BUILD_DIR=build-asan CANDOR_CMAKE_ARGS="-DCANDOR_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo" bash scripts/setup.sh
-	@cd build-asan && ASAN_OPTIONS=detect_leaks=0 ctest --output-on-failure --no-tests=error -j $(JOBS)
+test-sanitize:    ## the whole suite under AddressSanitizer + UBSan (preset asan, build-asan/)
+	@CANDOR_PRESET=asan bash scripts/setup.sh
+	@ctest --preset asan -j $(JOBS) $(CTEST_ARGS)
+
+test-tsan:        ## the concurrency tests under ThreadSanitizer (preset tsan, build-tsan/)
+	@CANDOR_PRESET=tsan bash scripts/setup.sh
+	@ctest --preset tsan $(CTEST_ARGS)
+	@ctest --preset tsan-index $(CTEST_ARGS)
+
+fuzz:             ## every fuzz target for FUZZ_SECONDS (300) each (preset fuzz, build-fuzz/)
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh
+
+fuzz-ci:          ## every fuzz target for 60 s (what CI runs)
+	@FUZZ_SECONDS=60 bash fuzz/run.sh
 
 bench-lfw: setup  ## LFW accuracy (needs ../shared/datasets/lfw)
 	@$(BUILD)/candor bench lfw
 
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz

@@ -23,6 +23,14 @@ fi
 
 bash scripts/fetch_models.sh
 
+# CANDOR_PRESET=asan|tsan|fuzz (the Makefile's sanitizer and fuzz targets): that
+# CMakePresets.json configure preset and its build preset's targets, instead of build/.
+if [ -n "${CANDOR_PRESET:-}" ]; then
+  cmake --preset "$CANDOR_PRESET" >/dev/null
+  cmake --build --preset "$CANDOR_PRESET" -j "$(nproc)"
+  echo "setup: done; preset $CANDOR_PRESET built"
+  exit 0
+fi
 build="${CANDOR_BUILD_DIR:-build}"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCANDOR_WERROR=ON ${CANDOR_CMAKE_ARGS:-} >/dev/null
 cmake --build "$build" -j "$(nproc)"

@@ -21,6 +21,7 @@ namespace {
 
 struct StoreArgs {
   std::string store;
+  std::string key_file;
   std::string actor;
 };
 
@@ -46,7 +47,9 @@ struct Session {
 
 Result<Session> open_session(CliContext& ctx, const StoreArgs& args, bool with_engine) {
   Session session;
-  auto store = open_store(args.store, StoreOptions{});
+  StoreOptions store_options;
+  store_options.key_file = args.key_file;  // empty: CANDOR_KEY, or the SQLite default beside the file
+  auto store = open_store(args.store, store_options);
   if (!store) return store.error();
   session.store = std::move(*store);
   if (with_engine) {
@@ -64,7 +67,9 @@ Result<Session> open_session(CliContext& ctx, const StoreArgs& args, bool with_e
 void print_json(const nlohmann::json& j) { std::cout << j.dump(2) << "\n"; }
 
 void add_store_options(CLI::App* cmd, StoreArgs& a) {
-  cmd->add_option("--store", a.store, "Database file (default: $CANDOR_STORE or ./candor.db)");
+  cmd->add_option("--store", a.store, "Database file or postgresql://... (default: $CANDOR_STORE or ./candor.db)");
+  cmd->add_option("--key-file", a.key_file,
+                  "Template key file (default: <database>.key for SQLite; PostgreSQL needs this or $CANDOR_KEY)");
   cmd->add_option("--actor", a.actor, "Who is acting, for the audit log (default: cli:$USER)");
 }
 

@@ -38,6 +38,9 @@ const FaceAnalyzer& CliContext::analyzer() {
   return *analyzer_;
 }
 
+// store_commands.cpp: candor migrate, candor store copy.
+void register_store_commands(CLI::App& app, CliContext& ctx);
+
 int fail(const Error& error) {
   std::cerr << "candor: " << error_code_name(error.code) << ": " << error.message << "\n";
   return 1;
@@ -67,6 +70,7 @@ int main(int argc, char** argv) {
 
   register_engine_commands(app, ctx);
   register_collection_commands(app, ctx);
+  register_store_commands(app, ctx);
   candor::register_server_commands(app, ctx.engine_options);
   CLI::App* bench = app.add_subcommand("bench", "Measure accuracy and speed (see README 'Measuring')");
   bench->require_subcommand(1);

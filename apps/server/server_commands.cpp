@@ -29,19 +29,49 @@ std::string default_store() {
   throw CLI::RuntimeError(1);
 }
 
-std::string store_file(const std::string& uri) {
-  constexpr std::string_view kScheme = "sqlite:";
-  return uri.rfind(kScheme, 0) == 0 ? uri.substr(kScheme.size()) : uri;
+// Where a command finds the store's secrets: --key-file (the template key) and
+// --pepper-file (the API keys' pepper); both default beside a SQLite database.
+struct SecretFiles {
+  std::string key_file;
+  std::string pepper_file;
+};
+
+void add_secret_options(CLI::App* c, SecretFiles& files) {
+  c->add_option("--key-file", files.key_file,
+                "Template key file (default: <db>.key for SQLite; for PostgreSQL $CANDOR_KEY)");
+  c->add_option("--pepper-file", files.pepper_file,
+                "API key pepper, the same file on every node (default: <db>.apikeys-pepper for SQLite; for "
+                "PostgreSQL beside --key-file)");
 }
 
-// Opens the store first (so `key` commands refuse a file that is not a Candor store
-// and create a new one properly), then its key table.
-std::unique_ptr<server::KeyStore> open_keys(const std::string& uri) {
-  auto store = open_store(uri, StoreOptions{});
+// Opens the store first (so `key` commands refuse a database that is not a Candor
+// store and create a new one properly), then its API keys. The store must outlive
+// the key store.
+struct OpenKeys {
+  std::unique_ptr<Store> store;
+  std::unique_ptr<server::KeyStore> keys;
+};
+
+OpenKeys open_keys(const std::string& uri, const SecretFiles& files, bool require_pepper = true) {
+  auto key_options = server::key_store_options(uri, files.pepper_file, files.key_file);
+  if (!key_options) fail(key_options.error());
+  key_options->require_pepper = require_pepper;
+  StoreOptions store_options;
+  store_options.key_file = files.key_file;
+  auto store = open_store(uri, store_options);
   if (!store) fail(store.error());
-  auto keys = server::KeyStore::open(store_file(uri));
+  OpenKeys out;
+  out.store = std::move(*store);
+  auto keys = server::KeyStore::open(*out.store, *key_options);
   if (!keys) fail(keys.error());
-  return std::move(*keys);
+  out.keys = std::move(*keys);
+  return out;
+}
+
+// The audit actor of key commands run from a shell.
+AuditContext cli_actor(std::string reason) {
+  const char* user = std::getenv("USER");
+  return AuditContext{std::string("cli:") + (user != nullptr && *user ? user : "unknown"), std::move(reason)};
 }
 
 volatile std::sig_atomic_t g_stop_signal = 0;
@@ -50,12 +80,21 @@ extern "C" void on_stop_signal(int signo) { g_stop_signal = signo; }
 struct ServeArgs {
   ServerOptions options;
   std::string store;
+  std::string collections;
+  SecretFiles files;
+  bool no_follow = false;
   double max_body_mb = 20;
 };
+
+std::vector<std::string> split_list(const std::string& s);
 
 void serve(ServeArgs& args, const EngineOptions& engine_options) {
   ServerOptions options = args.options;
   options.store_uri = args.store.empty() ? default_store() : args.store;
+  options.key_file = args.files.key_file;
+  options.pepper_file = args.files.pepper_file;
+  options.follow_changes = !args.no_follow;
+  options.collections = split_list(args.collections);
   options.engine_options = engine_options;
   if (args.max_body_mb <= 0 || args.max_body_mb > 1024) fail({ErrorCode::kInvalidArgument, "--max-body-mb must be in (0, 1024]"});
   options.max_body_bytes = static_cast<std::size_t>(args.max_body_mb * 1024 * 1024);
@@ -116,7 +155,13 @@ void register_server_commands(CLI::App& app, const EngineOptions& engine_options
   {
     auto a = std::make_shared<ServeArgs>();
     CLI::App* c = app.add_subcommand("serve", "Run the REST API and the web console (see docs/api.md)");
-    c->add_option("--store", a->store, "Database file (default: $CANDOR_STORE or ./candor.db)");
+    c->add_option("--store", a->store,
+                  "Database file, or postgresql://... shared by several nodes (default: $CANDOR_STORE or ./candor.db)");
+    add_secret_options(c, a->files);
+    c->add_flag("--no-follow", a->no_follow,
+                "Do not follow the store's change feed (a single node whose database no one else writes)");
+    c->add_option("--collections", a->collections,
+                  "Comma-separated collections this node holds in memory, names or prefix* (default: all)");
     c->add_option("--host", a->options.host, "Address to bind (default: loopback only)")->capture_default_str();
     c->add_option("--port", a->options.port, "TCP port")->capture_default_str();
     c->add_option("--web", a->options.web_dir, "Web console directory (default: the source tree's web/)");
@@ -136,12 +181,13 @@ void register_server_commands(CLI::App& app, const EngineOptions& engine_options
     c->callback([a, &engine_options] { serve(*a, engine_options); });
   }
 
-  CLI::App* key = app.add_subcommand("key", "Manage the API keys of `candor serve` (directly on the store file)");
+  CLI::App* key = app.add_subcommand("key", "Manage the API keys of `candor serve` (directly in the store; every node sees them)");
   key->require_subcommand(1);
   {
     struct CreateArgs {
       std::string store, name, collections = "*", operations;
       int per_minute = 60, per_day = 10'000;
+      SecretFiles files;
     };
     auto a = std::make_shared<CreateArgs>();
     CLI::App* c = key->add_subcommand("create", "Create a key and print its secret (shown once)");
@@ -152,26 +198,31 @@ void register_server_commands(CLI::App& app, const EngineOptions& engine_options
         ->required();
     c->add_option("--searches-per-minute", a->per_minute)->capture_default_str();
     c->add_option("--searches-per-day", a->per_day)->capture_default_str();
-    c->add_option("--store", a->store, "Database file (default: $CANDOR_STORE or ./candor.db)");
+    c->add_option("--store", a->store, "Database file or postgresql://... (default: $CANDOR_STORE or ./candor.db)");
+    add_secret_options(c, a->files);
     c->callback([a] {
-      auto keys = open_keys(a->store.empty() ? default_store() : a->store);
+      auto opened = open_keys(a->store.empty() ? default_store() : a->store, a->files);
+      auto& keys = opened.keys;
       server::ApiKey spec;
       spec.name = a->name;
       spec.collections = split_list(a->collections);
       spec.operations = split_list(a->operations);
       spec.searches_per_minute = a->per_minute;
       spec.searches_per_day = a->per_day;
-      auto secret = keys->create(spec);
+      auto secret = keys->create(spec, cli_actor("API key created"));
       if (!secret) fail(secret.error());
       std::cout << *secret << "\n";
     });
   }
   {
     auto store = std::make_shared<std::string>();
+    auto files = std::make_shared<SecretFiles>();
     CLI::App* c = key->add_subcommand("list", "List keys (names and scopes; secrets are not stored)");
-    c->add_option("--store", *store, "Database file (default: $CANDOR_STORE or ./candor.db)");
-    c->callback([store] {
-      auto keys = open_keys(store->empty() ? default_store() : *store);
+    c->add_option("--store", *store, "Database file or postgresql://... (default: $CANDOR_STORE or ./candor.db)");
+    add_secret_options(c, *files);
+    c->callback([store, files] {
+      auto opened = open_keys(store->empty() ? default_store() : *store, *files, false);
+      auto& keys = opened.keys;
       auto list = keys->list();
       if (!list) fail(list.error());
       nlohmann::json out = nlohmann::json::array();
@@ -189,12 +240,14 @@ void register_server_commands(CLI::App& app, const EngineOptions& engine_options
   {
     auto store = std::make_shared<std::string>();
     auto name = std::make_shared<std::string>();
-    CLI::App* c = key->add_subcommand("delete", "Delete a key (a running server stops accepting it within seconds)");
+    CLI::App* c = key->add_subcommand("delete", "Delete a key (running servers stop accepting it within seconds)");
+    auto files = std::make_shared<SecretFiles>();
     c->add_option("name", *name)->required();
-    c->add_option("--store", *store, "Database file (default: $CANDOR_STORE or ./candor.db)");
-    c->callback([store, name] {
-      auto keys = open_keys(store->empty() ? default_store() : *store);
-      if (auto st = keys->remove(*name); !st) fail(st.error());
+    c->add_option("--store", *store, "Database file or postgresql://... (default: $CANDOR_STORE or ./candor.db)");
+    add_secret_options(c, *files);
+    c->callback([store, name, files] {
+      auto opened = open_keys(store->empty() ? default_store() : *store, *files, false);
+      if (auto st = opened.keys->remove(*name, cli_actor("API key deleted")); !st) fail(st.error());
       std::cout << nlohmann::json({{"deleted", *name}}).dump(2) << "\n";
     });
   }

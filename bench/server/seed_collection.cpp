@@ -9,16 +9,29 @@
 //         server is benchmarked with, doing the same work as the server: compare =
 //         decode + analyze(a) + analyze(b) + the quality of each compared face;
 //         search = Collections::search (with the analyser, as the server runs it) over
-//         the same store. Prints JSON.
+//         the same store, opened as the server opens it (an fsync'd audit entry per
+//         search). Prints JSON.
+//   paired STORE COLLECTION OUTDIR REPS PORT KEY   what the server adds, measured so
+//         that the machine's load cancels out: REPS times, the same request done
+//         in-process and then sent to the server at 127.0.0.1:PORT (one keep-alive
+//         connection, the JSON body wrk sends), back to back. Prints the median of the
+//         per-pair differences (and the quartiles) for compare and search, as JSON.
+//   throughput STORE COLLECTION OUTDIR SECONDS THREADS   the same work on THREADS
+//         threads in this process for SECONDS per route: the engine's batch throughput
+//         on these cores, which the server's req/s is compared with. Prints JSON.
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include <httplib.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 
@@ -50,6 +63,22 @@ void write_crop(const cv::Mat& img, const Face& f, float margin, const std::stri
   cv::imwrite(path, img(r));
 }
 
+std::string base64(const std::vector<std::uint8_t>& bytes) {
+  static constexpr char kDigits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  for (std::size_t i = 0; i < bytes.size(); i += 3) {
+    const std::uint32_t v = (static_cast<std::uint32_t>(bytes[i]) << 16) |
+                            (i + 1 < bytes.size() ? static_cast<std::uint32_t>(bytes[i + 1]) << 8 : 0u) |
+                            (i + 2 < bytes.size() ? static_cast<std::uint32_t>(bytes[i + 2]) : 0u);
+    out += kDigits[v >> 18];
+    out += kDigits[(v >> 12) & 63];
+    out += i + 1 < bytes.size() ? kDigits[(v >> 6) & 63] : '=';
+    out += i + 2 < bytes.size() ? kDigits[v & 63] : '=';
+  }
+  return out;
+}
+
 double percentile(std::vector<double> v, double p) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[static_cast<std::size_t>(p * static_cast<double>(v.size() - 1))];
@@ -59,12 +88,15 @@ double percentile(std::vector<double> v, double p) {
 
 int main(int argc, char** argv) {
   if (argc < 5) {
-    std::cerr << "usage: seed STORE COLLECTION N OUTDIR | time STORE COLLECTION OUTDIR REPS\n";
+    std::cerr << "usage: seed STORE COLLECTION N OUTDIR | time STORE COLLECTION OUTDIR REPS"
+                 " | paired STORE COLLECTION OUTDIR REPS PORT KEY | throughput STORE COLLECTION OUTDIR SECONDS THREADS\n";
     return 2;
   }
   const std::string mode = argv[1], store_path = argv[2], collection = argv[3];
   StoreOptions so;
-  so.durability = Durability::kNormal;  // seeding speed; the server opens it with full durability
+  // Seeding speed; timing opens the store as the server does (full durability), so
+  // that the fsync of each search's audit entry counts as engine work on both sides.
+  so.durability = mode == "seed" ? Durability::kNormal : Durability::kFull;
   auto store = open_store(store_path, so);
   if (!store) die(store.error());
   auto engine = Engine::create();
@@ -152,6 +184,118 @@ int main(int argc, char** argv) {
                                  {"search_p99_ms", percentile(search_ms, 0.99)},
                                  {"templates", (*coll)->indexed_faces(collection)}})
                      .dump()
+              << "\n";
+    return 0;
+  }
+  if (mode == "paired") {
+    if (argc < 8) {
+      std::cerr << "usage: paired STORE COLLECTION OUTDIR REPS PORT KEY\n";
+      return 2;
+    }
+    const std::string out = argv[4];
+    const int reps = std::stoi(argv[5]);
+    const int port = std::stoi(argv[6]);
+    const std::string key = argv[7];
+    auto analyzer = FaceAnalyzer::create();
+    if (!analyzer) die(analyzer.error());
+    CollectionsOptions options;
+    options.analyzer = analyzer->get();
+    auto coll = Collections::open(**engine, **store, options);
+    if (!coll) die(coll.error());
+    const auto a = read_bytes(out + "/a.jpg"), b = read_bytes(out + "/b.jpg"), probe = read_bytes(out + "/probe.jpg");
+    const std::string compare_body = nlohmann::json({{"a", base64(a)}, {"b", base64(b)}}).dump();
+    const std::string search_body = nlohmann::json({{"image", base64(probe)}, {"reason", "load test"}}).dump();
+    httplib::Client http("127.0.0.1", port);
+    http.set_keep_alive(true);
+    http.set_tcp_nodelay(true);
+    http.set_read_timeout(60, 0);
+    const httplib::Headers headers = {{"X-API-Key", key}};
+    using Clock = std::chrono::steady_clock;
+    const auto ms = [](Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); };
+    const auto post = [&](const char* path, const std::string& body) {
+      auto r = http.Post(path, headers, body, "application/json");
+      if (!r || r->status != 200) die({ErrorCode::kInternal, std::string("the server failed ") + path});
+    };
+    std::vector<double> ce, cs, cd, se, ss, sd;
+    for (int i = -2; i < reps; ++i) {  // two warm-up pairs
+      auto t0 = Clock::now();
+      auto ma = decode_image(a), mb = decode_image(b);
+      auto fa = (*engine)->analyze(*ma), fb = (*engine)->analyze(*mb);
+      (*analyzer)->analyze(*ma, std::span<Face>(fa.data(), 1));
+      (*analyzer)->analyze(*mb, std::span<Face>(fb.data(), 1));
+      (void)cosine_similarity(fa.at(0).embedding, fb.at(0).embedding);
+      const double engine_compare = ms(t0);
+      t0 = Clock::now();
+      post("/v1/compare", compare_body);
+      const double server_compare = ms(t0);
+      t0 = Clock::now();
+      auto r = (*coll)->search(collection, probe, 5, {"bench:engine", "benchmark: engine time"});
+      if (!r) die(r.error());
+      const double engine_search = ms(t0);
+      t0 = Clock::now();
+      post("/v1/collections/bench/search", search_body);
+      const double server_search = ms(t0);
+      if (i < 0) continue;
+      ce.push_back(engine_compare), cs.push_back(server_compare), cd.push_back(server_compare - engine_compare);
+      se.push_back(engine_search), ss.push_back(server_search), sd.push_back(server_search - engine_search);
+    }
+    std::cout << nlohmann::json({{"pairs", reps},
+                                 {"compare_engine_p50_ms", percentile(ce, 0.5)},
+                                 {"compare_server_p50_ms", percentile(cs, 0.5)},
+                                 {"compare_added_p25_ms", percentile(cd, 0.25)},
+                                 {"compare_added_p50_ms", percentile(cd, 0.5)},
+                                 {"compare_added_p75_ms", percentile(cd, 0.75)},
+                                 {"search_engine_p50_ms", percentile(se, 0.5)},
+                                 {"search_server_p50_ms", percentile(ss, 0.5)},
+                                 {"search_added_p25_ms", percentile(sd, 0.25)},
+                                 {"search_added_p50_ms", percentile(sd, 0.5)},
+                                 {"search_added_p75_ms", percentile(sd, 0.75)}})
+                     .dump()
+              << "\n";
+    return 0;
+  }
+  if (mode == "throughput") {
+    const std::string out = argv[4];
+    const double seconds = argc > 5 ? std::stod(argv[5]) : 8.0;
+    const int threads = argc > 6 ? std::stoi(argv[6]) : 2;
+    auto analyzer = FaceAnalyzer::create();
+    if (!analyzer) die(analyzer.error());
+    CollectionsOptions options;
+    options.analyzer = analyzer->get();
+    auto coll = Collections::open(**engine, **store, options);
+    if (!coll) die(coll.error());
+    const auto a = read_bytes(out + "/a.jpg"), b = read_bytes(out + "/b.jpg"), probe = read_bytes(out + "/probe.jpg");
+    const auto compare_once = [&] {
+      auto ma = decode_image(a), mb = decode_image(b);
+      auto fa = (*engine)->analyze(*ma), fb = (*engine)->analyze(*mb);
+      (*analyzer)->analyze(*ma, std::span<Face>(fa.data(), 1));
+      (*analyzer)->analyze(*mb, std::span<Face>(fb.data(), 1));
+      (void)cosine_similarity(fa.at(0).embedding, fb.at(0).embedding);
+    };
+    const auto search_once = [&] {
+      auto r = (*coll)->search(collection, probe, 5, {"bench:engine", "benchmark: engine throughput"});
+      if (!r) die(r.error());
+    };
+    // Requests completed per second by `threads` threads, each doing one request after another.
+    const auto rate = [&](const std::function<void()>& once) {
+      std::atomic<long> done{0};
+      const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+      std::vector<std::thread> pool;
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int t = 0; t < threads; ++t) {
+        pool.emplace_back([&] {
+          while (std::chrono::steady_clock::now() < until) once(), ++done;
+        });
+      }
+      for (auto& t : pool) t.join();
+      return static_cast<double>(done.load()) /
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    };
+    compare_once();
+    search_once();  // warm-up
+    const double compare_rps = rate(compare_once);
+    const double search_rps = rate(search_once);
+    std::cout << nlohmann::json({{"threads", threads}, {"compare_rps", compare_rps}, {"search_rps", search_rps}}).dump()
               << "\n";
     return 0;
   }

@@ -15,10 +15,18 @@
 // - Candidates are re-checked against the store (existing_faces) before a
 //   search answers, so an index that lags the store (another process, another
 //   node) never leaks a deleted face.
+// - Several nodes over one store: each follows the store's change feed
+//   (Store::changes_since / wait_for_change, see candor/store.h) and applies the
+//   faces added and removed and the collections deleted by the others (sync(),
+//   or a background follower with CollectionsOptions::follow_changes). Applying
+//   is idempotent, so this node's own changes coming back through the feed are
+//   no-ops. Lag only delays new faces: removed ones are already filtered by the
+//   re-check above.
 //
 // Thread safety: all members may be called concurrently.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -46,6 +54,41 @@ struct CollectionsOptions {
   QualityLevel min_enroll_quality = QualityLevel::kMedium;
   DetectOptions detect;
   ImageLimits limits;  // for enrollment photos and probes
+
+  // Follow the store's change feed on a background thread owned by the
+  // Collections (stopped and joined by its destructor), so that changes made by
+  // other nodes or processes reach this node's indexes. Without it, call sync().
+  bool follow_changes = false;
+  // Longest single wait_for_change() of the follower: bounds how long the
+  // destructor waits for the thread; PostgreSQL wakes it at once on NOTIFY,
+  // SQLite polls within this period.
+  std::chrono::milliseconds follow_wait{500};
+  // After a failed sync (store unreachable) the follower retries after this
+  // delay, doubling up to follow_retry_max.
+  std::chrono::milliseconds follow_retry{100};
+  std::chrono::milliseconds follow_retry_max{5000};
+  // Changes read per changes_since() call.
+  std::size_t follow_batch = 1000;
+
+  // The collections this node holds in memory, when one node cannot hold them all
+  // (README "Several nodes"): names, or prefixes ending in '*' ("eu-*"). Empty: all.
+  // Searches and enrollments in any other collection fail with kNotFound naming
+  // the option; the store operations (consents, audit) are unaffected.
+  std::vector<std::string> served;
+};
+
+// Where this node's indexes stand against the store's change feed (metrics).
+struct FollowStatus {
+  bool following = false;            // the background follower runs
+  std::int64_t applied_version = 0;  // every change up to this version is in the indexes
+  // Seconds since the indexes were last confirmed level with the store (a sync
+  // that found nothing newer). A healthy follower keeps it under follow_wait
+  // plus the time to apply a batch; it grows while the store is unreachable.
+  double lag_seconds = 0;
+  std::uint64_t changes_applied = 0;  // feed entries applied (own changes included)
+  std::uint64_t reloads = 0;          // full reloads after a truncated feed
+  std::uint64_t sync_failures = 0;
+  std::optional<Error> last_error;    // of the last sync, cleared by a good one
 };
 
 // One image offered for enrollment: its bytes are hashed (SHA-256 kept), decoded,
@@ -115,6 +158,18 @@ class Collections {
 
   // Templates held in memory for `collection` (0 for an unknown one).
   virtual std::size_t indexed_faces(const std::string& collection) const = 0;
+
+  // Applies every change the store's feed holds after the applied version:
+  // templates of added faces are fetched (get_faces) and indexed under their
+  // subject, removed faces dropped, deleted collections dropped, collections
+  // first seen in the feed loaded whole; a truncated feed reloads everything.
+  // Idempotent: a face already indexed is skipped, an absent one ignored.
+  // ensures: on success the indexes hold every change up to a version the store
+  //          had when sync() was called; store errors (kStoreUnavailable) leave
+  //          the applied version where it was, so the next sync() resumes there.
+  // thread safety: concurrent calls are serialised.
+  virtual Status sync() = 0;
+  virtual FollowStatus follow_status() const = 0;
 };
 
 }  // namespace candor

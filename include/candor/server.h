@@ -7,7 +7,7 @@
 // limits, metrics, logs without biometric data, and the static web console.
 //
 // Life cycle:
-//   create()  validates the options, opens the store and the key table, binds the
+//   create()  validates the options, opens the store and its API keys, binds the
 //             socket (so the port is known and a busy port fails early);
 //   run()     loads the engine and the collections on a background thread
 //             (/readyz answers 503 until they are in) and serves until stop();
@@ -36,7 +36,20 @@ namespace candor {
 class FaceAnalyzer;
 
 struct ServerOptions {
-  std::string store_uri = "candor.db";  // as open_store(): "PATH" or "sqlite:PATH"
+  std::string store_uri = "candor.db";  // as open_store(): "PATH", "sqlite:PATH" or "postgresql://..."
+  // The template key file (StoreOptions::key_file); empty: the store's default
+  // ("<db>.key" for SQLite; for PostgreSQL, $CANDOR_KEY).
+  std::filesystem::path key_file;
+  // The API keys' pepper (src/server/api_keys.h), the same file on every node.
+  // Empty: "<db>.apikeys-pepper" for SQLite; for PostgreSQL, beside key_file (its
+  // extension replaced by ".apikeys-pepper"), so one of the two must be given.
+  std::filesystem::path pepper_file;
+  // Follow the store's change feed so that faces enrolled, revoked or erased by
+  // other nodes (or by the CLI on the same database) reach this node's indexes.
+  bool follow_changes = true;
+  // The collections this node holds in memory (CollectionsOptions::served): names or
+  // "prefix*"; empty: all. For splitting collections over node groups.
+  std::vector<std::string> collections;
   std::string host = "127.0.0.1";       // loopback unless the operator says otherwise
   int port = 8080;                      // 0: an ephemeral port (tests); see Server::port()
   std::filesystem::path web_dir;        // static console; empty: the compiled-in <source>/web
@@ -44,10 +57,22 @@ struct ServerOptions {
   int queue = -1;                       // inferences allowed to wait for a worker; -1: 2 x workers
   int http_threads = 0;                 // connection threads; 0: max(16, 4 x workers)
   std::size_t max_body_bytes = 20u * 1024u * 1024u;  // larger bodies get 413
-  int read_timeout_s = 10;              // slow clients are cut off after this
+  int read_timeout_s = 10;              // a read making no progress for this long ends the connection
   int write_timeout_s = 10;
-  int keep_alive_timeout_s = 5;
+  int keep_alive_timeout_s = 5;         // an idle connection waits this long for its next request
   std::size_t keep_alive_max_requests = 100;
+  // Whole-phase deadlines, so a client trickling bytes (slowloris) is cut off too:
+  // the request line and headers must arrive within header_timeout_s (else 408),
+  // the body within body_timeout_s.
+  int header_timeout_s = 10;
+  int body_timeout_s = 60;
+  std::size_t max_header_bytes = 32u * 1024u;  // request line + headers; larger: 431
+  // Accepted connections waiting for a connection thread; beyond: 503 and close.
+  int connection_queue = 64;
+  // Plain-HTTP connections idle or still sending their headers wait in one poll()
+  // thread, holding no connection thread; at most this many (httplib refuses sockets
+  // numbered past FD_SETSIZE, 1024, so this stays well below it).
+  int max_waiting_connections = 512;
   std::filesystem::path tls_cert;  // both set: HTTPS (httplib::SSLServer)
   std::filesystem::path tls_key;
 

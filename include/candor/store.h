@@ -30,11 +30,23 @@
 // step through the change feed: changes_since() lists the faces added and
 // removed after a version, wait_for_change() blocks until there may be more.
 //
-// Thread safety: a Store is safe for concurrent use from many threads. The
-// SQLite implementation owns one connection guarded by a mutex, so calls on
-// one Store run one at a time. Several processes may open the same database
-// file: writers are serialised by SQLite's write lock (BEGIN IMMEDIATE, with a
-// busy timeout), readers proceed concurrently under WAL.
+// Thread safety: a Store is safe for concurrent use from many threads. Each
+// implementation owns one connection guarded by a mutex, so calls on one
+// Store run one at a time (except wait_for_change, which waits on a
+// connection of its own and never blocks the other calls).
+// - SQLite: several processes may open the same database file: writers are
+//   serialised by SQLite's write lock (BEGIN IMMEDIATE, with a busy timeout),
+//   readers proceed concurrently under WAL.
+// - PostgreSQL: several nodes may open the same database. Every writing
+//   transaction first locks the audit chain's head row (SELECT ... FOR
+//   UPDATE), so writers on all nodes are serialised as SQLite's are: the
+//   chain never forks and the consent check in enroll sees every revocation
+//   committed before it. Reads run in a snapshot each (REPEATABLE READ).
+//   Search counters are shared, so rate limits hold across nodes. A lost
+//   connection makes calls fail with kStoreUnavailable; the Store reconnects
+//   by itself on later calls (backoff 100 ms doubling to 5 s), and a call
+//   that failed had no effect (except a COMMIT cut off in flight, whose
+//   outcome PostgreSQL alone knows: the audit log shows whether it happened).
 #pragma once
 
 #include <chrono>
@@ -182,9 +194,12 @@ struct FaceChange {
   std::string collection;
   FaceId face_id = 0;  // 0 for kCollectionDeleted
 };
+// kAdded / kRemoved: one face (enroll; revoke_consent, erase_subject,
+// retention_run). kCollectionDeleted: the collection and every face it held
+// are gone (delete_collection writes this one change, not one per face).
 
 struct ChangeBatch {
-  std::vector<FaceChange> changes;  // ascending version, at most the limit asked for
+  std::vector<FaceChange> changes;  // ascending version; see changes_since() for the limit
   // Resume from here: the version of the last change returned, or the store's
   // current version when nothing newer is held.
   std::int64_t version = 0;
@@ -196,18 +211,22 @@ struct ChangeBatch {
 enum class Durability {
   kFull,    // fsync at every commit: survives power loss (default)
   kNormal,  // survives process crashes; a power cut may lose the last commits
+            // (PostgreSQL: synchronous_commit = off for the Store's session)
 };
 
 struct StoreOptions {
   // Template key, highest priority first: key_hex; the CANDOR_KEY environment
-  // variable; key_file (default "<database path>.key"). A key file is created
-  // (mode 0600) only for a new database; an existing database whose key is
-  // missing, unreadable or wrong is refused, never re-keyed.
+  // variable; key_file (SQLite default "<database path>.key"; PostgreSQL has
+  // no default and needs one of the three). A key file is created (mode 0600)
+  // only for a new database (no key check value recorded yet); an existing
+  // database whose key is missing, unreadable or wrong is refused, never re-keyed.
   std::optional<std::string> key_hex;
   std::string key_file;
   bool use_env_key = true;  // tests switch off CANDOR_KEY
+  // SQLite: create the file. PostgreSQL: the database itself must exist (it
+  // is the DBA's to create); this allows creating the Candor schema in it.
   bool create_if_missing = true;
-  int busy_timeout_ms = 5000;
+  int busy_timeout_ms = 5000;  // SQLite only
   Durability durability = Durability::kFull;
   // The store's clock (timestamps, consent expiry at enroll). Tests inject one.
   std::function<TimePoint()> clock;
@@ -216,9 +235,12 @@ struct StoreOptions {
 // Abstract system of record. Every method returns an Error (never throws) for
 // expected failures: kInvalidArgument, kNotFound, kAlreadyExists,
 // kConsentRequired, kIntegrityError (a ciphertext does not open), kStoreError
-// (the database refused). Mutating methods take an AuditContext and append
-// their audit entry in the same transaction; a refused mutation appends a
-// "refused: <code>" entry instead and changes nothing else.
+// (the database refused), kStoreUnavailable (PostgreSQL: the server cannot be
+// reached now; retry later). PostgreSQL stores text as UTF-8 and refuses
+// other bytes with kInvalidArgument (SQLite keeps them as given). Mutating
+// methods take an AuditContext and append their audit entry in the same
+// transaction; a refused mutation appends a "refused: <code>" entry instead
+// and changes nothing else.
 class Store {
  public:
   virtual ~Store() = default;
@@ -294,11 +316,12 @@ class Store {
 
   // -- API keys (audited as "key_create" / "key_delete"; the hash is not logged)
   // ensures: kAlreadyExists for a taken name; kInvalidArgument for an empty name or a bad hash.
-  virtual Status put_api_key(const ApiKeyRecord& key, const AuditContext& ctx) { (void)key; (void)ctx; return not_yet(); }  // TODO(pg-store): pure
+  // key.created_at: kept as given; the store's clock when left at the epoch.
+  virtual Status put_api_key(const ApiKeyRecord& key, const AuditContext& ctx) = 0;
   // ensures: every key, by name.
-  virtual Result<std::vector<ApiKeyRecord>> list_api_keys() { return not_yet(); }  // TODO(pg-store): pure
+  virtual Result<std::vector<ApiKeyRecord>> list_api_keys() = 0;
   // ensures: kNotFound when there is no such key.
-  virtual Status delete_api_key(std::string_view name, const AuditContext& ctx) { (void)name; (void)ctx; return not_yet(); }  // TODO(pg-store): pure
+  virtual Status delete_api_key(std::string_view name, const AuditContext& ctx) = 0;
 
   // -- audit
   virtual Result<std::vector<AuditEntry>> audit_list(const AuditFilter& filter) = 0;
@@ -314,25 +337,28 @@ class Store {
   virtual Status checkpoint() = 0;
 
   // -- change feed (see FaceChange)
-  // ensures: changes with version > after, ascending, at most `limit`;
-  //          truncated when changes after `after` have been pruned.
-  virtual Result<ChangeBatch> changes_since(std::int64_t after, std::size_t limit) { (void)after; (void)limit; return not_yet(); }  // TODO(pg-store): pure
+  // ensures: changes with version > after, ascending, at most `limit` except
+  //          that a version is never split (one transaction's changes come
+  //          whole, so a batch may exceed `limit` by the rest of its last
+  //          version); truncated (with no changes, version = the current one)
+  //          when changes after `after` may have been pruned; limit 0 returns
+  //          nothing with version = after. Changes are kept at least 7 days
+  //          (pruned by retention_run).
+  virtual Result<ChangeBatch> changes_since(std::int64_t after, std::size_t limit) = 0;
   // Blocks until the store may hold changes after version `after`, or until
   // `timeout`. May return early (spuriously); callers re-read changes_since().
-  // PostgreSQL waits on LISTEN/NOTIFY; SQLite polls the database's data version.
+  // PostgreSQL waits on LISTEN/NOTIFY; SQLite polls the newest change version
+  // (an index lookup) every 25 ms.
   // ensures: kStoreUnavailable when the database cannot be reached.
-  virtual Status wait_for_change(std::int64_t after, std::chrono::milliseconds timeout) { (void)after; (void)timeout; return not_yet(); }  // TODO(pg-store): pure
+  // Does not hold the store's lock while waiting: other calls proceed.
+  virtual Status wait_for_change(std::int64_t after, std::chrono::milliseconds timeout) = 0;
 
   // -- health
   // A round trip to the database. A store that lost its connection answers
   // kStoreUnavailable here and from every other call until it has reconnected
   // (with backoff, on later calls); nothing committed is lost and a call that
   // failed had no effect.
-  virtual Status ping() { return not_yet(); }  // TODO(pg-store): pure
-
- private:
-  // TODO(pg-store): remove once both stores implement the methods above.
-  static Error not_yet() { return Error{ErrorCode::kInternal, "not implemented by this store yet"}; }
+  virtual Status ping() = 0;
 };
 
 // Opens (creating if allowed) the store named by `uri`:
@@ -343,8 +369,45 @@ class Store {
 // Applies pending schema migrations, then resolves the template key (see StoreOptions).
 // ensures: kStoreError (unreadable / newer schema), kIoError, kIntegrityError
 // (wrong key), kNotFound (database missing and !create_if_missing, or the key
-// of an existing database missing), each with a message saying what to do.
+// of an existing database missing), kStoreUnavailable (the PostgreSQL server
+// cannot be reached), each with a message saying what to do.
 Result<std::unique_ptr<Store>> open_store(std::string_view uri, const StoreOptions& options);
+
+// -- administration (`candor migrate`, `candor store copy`)
+
+struct SchemaVersions {
+  int before = 0;  // 0: the database held no Candor store
+  int after = 0;
+  int latest = 0;  // the newest version this build knows
+};
+
+// Applies pending schema migrations to the database at `uri` (same URI forms
+// as open_store) without opening it as a Store, so no template key is needed.
+// Idempotent; safe to run from several nodes at once.
+// ensures: kStoreError for a schema newer than this build; kStoreUnavailable
+// when the server cannot be reached.
+Result<SchemaVersions> migrate_store(std::string_view uri);
+
+struct StoreCopyReport {
+  std::int64_t collections = 0, consents = 0, faces = 0, audit_entries = 0, subject_salts = 0,
+               search_counters = 0, api_keys = 0, changes = 0;
+  bool reencrypted = false;  // the destination's key differs, so every template was re-sealed
+};
+
+// Copies everything `from` holds into `to`, which must hold nothing yet (no
+// collections, keys, salts, counters or audit entries; else kAlreadyExists):
+// collections, consents and faces with their ids (templates re-sealed under
+// the destination's key when it differs; the associated data binds each to
+// its face and collection ids, which are kept), the audit log verbatim with
+// its head (so audit verification passes on the destination), subject salts,
+// search counters, API keys, and the change feed with its version. Id
+// sequences continue from the source's, so no id is ever reused. The
+// destination is written in one transaction (all or nothing) from one read
+// snapshot of the source. Nothing is audited: the copied chain is the record.
+// Each side's key is resolved from its options as open_store does; the
+// destination is created (and keyed) if allowed.
+Result<StoreCopyReport> copy_store(std::string_view from_uri, const StoreOptions& from_options,
+                                   std::string_view to_uri, const StoreOptions& to_options);
 
 // ensures: true iff `name` matches [a-z0-9_-]{1,64}.
 bool is_valid_collection_name(std::string_view name) noexcept;

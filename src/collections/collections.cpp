@@ -2,11 +2,15 @@
 #include "candor/collections.h"
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <set>
 #include <shared_mutex>
+#include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <nlohmann/json.hpp>
 
@@ -23,6 +27,11 @@ namespace {
 // background. Otherwise the photo is ambiguous and refused.
 constexpr float kDominantFaceAreaRatio = 2.0f;
 
+// Ids this node dropped before its follower saw the removal are remembered so that a
+// follower which fetched the face just before cannot put it back; past this many the
+// set is cleared (it is an optimisation: the search re-check keeps results correct).
+constexpr std::size_t kMaxTombstones = 1'000'000;
+
 struct CollectionState {
   Collection info;
   std::unique_ptr<Index> index;
@@ -33,18 +42,51 @@ struct CollectionState {
 class CollectionsImpl final : public Collections {
  public:
   CollectionsImpl(const Engine& engine, Store& store, CollectionsOptions options)
-      : engine_(engine), store_(store), options_(std::move(options)) {}
+      : engine_(engine), store_(store), options_(std::move(options)) {
+    if (options_.follow_batch == 0) options_.follow_batch = 1;
+  }
 
+  ~CollectionsImpl() override {
+    {
+      std::lock_guard lock(stop_mutex_);
+      stopping_ = true;
+    }
+    stop_cv_.notify_all();
+    if (follower_.joinable()) follower_.join();
+  }
+
+  // Loads every collection. The feed position is read first, so the indexes hold at
+  // least every change up to it; replaying later changes over them is idempotent.
   Status load_all() {
+    auto head = store_.audit_head();
+    if (!head) return head.error();
     auto list = store_.list_collections();
     if (!list) return list.error();
-    std::unique_lock lock(registry_mutex_);
+    std::map<std::string, std::unique_ptr<CollectionState>> loaded;
     for (const Collection& c : *list) {
+      if (!serves(c.name)) continue;
       auto state = load(c);
       if (!state) return state.error();
-      collections_[c.name] = std::move(*state);
+      loaded[c.name] = std::move(*state);
     }
+    {
+      std::unique_lock lock(registry_mutex_);
+      collections_ = std::move(loaded);
+    }
+    applied_version_ = head->seq;
+    {
+      std::lock_guard lock(tombstone_mutex_);
+      tombstones_.clear();
+    }
+    std::lock_guard lock(status_mutex_);
+    level_at_ = std::chrono::steady_clock::now();
     return ok_status();
+  }
+
+  void start_following() {
+    if (!options_.follow_changes) return;
+    feed_in_use_ = true;
+    follower_ = std::thread([this] { follow(); });
   }
 
   Store& store() override { return store_; }
@@ -57,6 +99,7 @@ class CollectionsImpl final : public Collections {
     std::unique_lock lock(registry_mutex_);
     auto created = store_.create_collection(spec, ctx);
     if (!created) return created.error();
+    if (!serves(created->name)) return created;  // another node group holds it
     auto state = std::make_unique<CollectionState>();
     state->info = *created;
     state->index = make_index(engine_.recognizer_spec().dim, options_.index_spec);
@@ -221,7 +264,178 @@ class CollectionsImpl final : public Collections {
     return it->second->index->size();
   }
 
+  Status sync() override {
+    std::lock_guard guard(sync_mutex_);
+    feed_in_use_ = true;
+    bool reloaded = false;
+    std::uint64_t applied = 0;
+    for (;;) {
+      auto batch = store_.changes_since(applied_version_.load(), options_.follow_batch);
+      if (!batch) return sync_failed(batch.error());
+      if (batch->truncated) {
+        // The feed no longer reaches back to our version: start again from the store.
+        if (reloaded) return sync_failed({ErrorCode::kStoreError, "the change feed is truncated just after a reload"});
+        if (auto st = load_all(); !st) return sync_failed(st.error());
+        reloaded = true;
+        std::lock_guard lock(status_mutex_);
+        ++reloads_;
+        continue;
+      }
+      if (auto st = apply(batch->changes); !st) return sync_failed(st.error());
+      applied_version_ = std::max(applied_version_.load(), batch->version);
+      applied += batch->changes.size();
+      if (batch->changes.size() < options_.follow_batch) break;
+    }
+    std::lock_guard lock(status_mutex_);
+    changes_applied_ += applied;
+    level_at_ = std::chrono::steady_clock::now();
+    last_error_.reset();
+    return ok_status();
+  }
+
+  FollowStatus follow_status() const override {
+    FollowStatus out;
+    out.following = follower_.joinable();
+    out.applied_version = applied_version_.load();
+    std::lock_guard lock(status_mutex_);
+    out.lag_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - level_at_).count();
+    out.changes_applied = changes_applied_;
+    out.reloads = reloads_;
+    out.sync_failures = sync_failures_;
+    out.last_error = last_error_;
+    return out;
+  }
+
  private:
+  Status sync_failed(const Error& error) {
+    std::lock_guard lock(status_mutex_);
+    ++sync_failures_;
+    last_error_ = error;
+    return error;
+  }
+
+  // The follower: sync, then wait for the store to announce more; on failure retry
+  // with a doubling delay, so an unreachable database is not hammered.
+  void follow() {
+    auto retry = options_.follow_retry;
+    while (!stopping_.load()) {
+      Status st = sync();
+      if (st) st = store_.wait_for_change(applied_version_.load(), options_.follow_wait);
+      if (st) {
+        retry = options_.follow_retry;
+        continue;
+      }
+      std::unique_lock lock(stop_mutex_);
+      stop_cv_.wait_for(lock, retry, [this] { return stopping_.load(); });
+      retry = std::min(retry * 2, options_.follow_retry_max);
+    }
+  }
+
+  bool tombstoned(FaceId id) {
+    std::lock_guard lock(tombstone_mutex_);
+    return tombstones_.count(id) != 0;
+  }
+
+  // Applies one batch of the feed, in version order. Faces are handled per
+  // collection between collection deletions: within such a run an id is added at
+  // most once and removed after its addition (ids are never reused), so applying
+  // a collection's additions before its removals keeps the order's outcome.
+  Status apply(const std::vector<FaceChange>& changes) {
+    // Templates of the added faces this node does not hold yet (its own are skipped).
+    std::vector<FaceId> wanted;
+    {
+      std::shared_lock registry(registry_mutex_);
+      for (const FaceChange& c : changes) {
+        if (c.kind != FaceChange::Kind::kAdded || tombstoned(c.face_id)) continue;
+        auto it = collections_.find(c.collection);
+        if (it != collections_.end()) {
+          std::shared_lock lock(it->second->mutex);
+          if (it->second->subject_of.count(c.face_id) != 0) continue;
+        }
+        wanted.push_back(c.face_id);
+      }
+    }
+    std::unordered_map<FaceId, FaceRecord> fetched;
+    if (!wanted.empty()) {
+      std::sort(wanted.begin(), wanted.end());
+      wanted.erase(std::unique(wanted.begin(), wanted.end()), wanted.end());
+      auto records = store_.get_faces(wanted, true);  // the faces removed since are not returned
+      if (!records) return records.error();
+      for (FaceRecord& r : *records) fetched.emplace(r.id, std::move(r));
+    }
+    std::size_t i = 0;
+    while (i < changes.size()) {
+      if (changes[i].kind == FaceChange::Kind::kCollectionDeleted) {
+        if (auto st = apply_collection_deleted(changes[i].collection); !st) return st;
+        ++i;
+        continue;
+      }
+      std::map<std::string, std::pair<std::vector<FaceId>, std::vector<FaceId>>> runs;  // added, removed
+      for (; i < changes.size() && changes[i].kind != FaceChange::Kind::kCollectionDeleted; ++i) {
+        auto& run = runs[changes[i].collection];
+        (changes[i].kind == FaceChange::Kind::kAdded ? run.first : run.second).push_back(changes[i].face_id);
+      }
+      for (const auto& [name, run] : runs) {
+        if (auto st = apply_faces(name, run.first, run.second, fetched); !st) return st;
+      }
+    }
+    return ok_status();
+  }
+
+  Status apply_faces(const std::string& name, const std::vector<FaceId>& added, const std::vector<FaceId>& removed,
+                     const std::unordered_map<FaceId, FaceRecord>& fetched) {
+    {
+      std::shared_lock registry(registry_mutex_);
+      auto it = collections_.find(name);
+      if (it != collections_.end()) {
+        CollectionState& s = *it->second;
+        std::unique_lock lock(s.mutex);
+        std::vector<FaceId> ids;
+        std::vector<float> rows;
+        for (FaceId id : added) {
+          auto f = fetched.find(id);
+          if (f == fetched.end() || f->second.collection != name || s.subject_of.count(id) != 0 || tombstoned(id)) {
+            continue;  // gone since, held already, or dropped here a moment ago
+          }
+          if (static_cast<int>(f->second.embedding.size()) != engine_.recognizer_spec().dim) {
+            return Error{ErrorCode::kInvalidArgument, "face " + std::to_string(id) + " of collection " + name +
+                                                          " is a template of model " + f->second.model_id +
+                                                          ", not of the recogniser in use"};
+          }
+          ids.push_back(id);
+          rows.insert(rows.end(), f->second.embedding.begin(), f->second.embedding.end());
+        }
+        if (!ids.empty()) s.index->add(ids, rows);
+        for (FaceId id : ids) s.subject_of[id] = fetched.at(id).subject;
+        drop_from_index(s, removed);
+        std::lock_guard tomb(tombstone_mutex_);
+        for (FaceId id : removed) tombstones_.erase(id);
+        return ok_status();
+      }
+    }
+    // Removals in a collection this node does not hold change nothing here; faces
+    // added to one it has not seen mean a collection created elsewhere: load it whole.
+    if (added.empty() || !serves(name)) return ok_status();
+    auto c = store_.get_collection(name);
+    if (!c) return c.error().code == ErrorCode::kNotFound ? ok_status() : Status(c.error());
+    auto state = load(*c);
+    if (!state) return state.error();
+    std::unique_lock registry(registry_mutex_);
+    collections_.try_emplace(name, std::move(*state));  // kept if a search loaded it meanwhile
+    return ok_status();
+  }
+
+  // A collection deleted elsewhere leaves this node, unless the name already
+  // belongs to a newer collection of that name that this node has loaded.
+  Status apply_collection_deleted(const std::string& name) {
+    auto current = store_.get_collection(name);
+    if (!current && current.error().code != ErrorCode::kNotFound) return current.error();
+    std::unique_lock registry(registry_mutex_);
+    auto it = collections_.find(name);
+    if (it != collections_.end() && (!current || current->id != it->second->info.id)) collections_.erase(it);
+    return ok_status();
+  }
+
   Result<std::unique_ptr<CollectionState>> load(const Collection& c) {
     auto faces = store_.load_faces(c.name);
     if (!faces) return faces.error();
@@ -248,6 +462,9 @@ class CollectionsImpl final : public Collections {
   Result<CollectionState*> find(const std::string& name, std::shared_lock<std::shared_mutex>& registry) {
     auto it = collections_.find(name);
     if (it != collections_.end()) return it->second.get();
+    if (!serves(name)) {
+      return Error{ErrorCode::kNotFound, "collection " + name + " is not held by this node (another node group serves it)"};
+    }
     auto c = store_.get_collection(name);
     if (!c) return c.error();
     registry.unlock();
@@ -265,7 +482,24 @@ class CollectionsImpl final : public Collections {
     return it->second.get();
   }
 
-  static void drop(CollectionState& s, const std::vector<FaceId>& ids) {
+  bool serves(const std::string& name) const {
+    if (options_.served.empty()) return true;
+    return std::any_of(options_.served.begin(), options_.served.end(), [&](const std::string& pattern) {
+      if (!pattern.empty() && pattern.back() == '*') return name.compare(0, pattern.size() - 1, pattern, 0, pattern.size() - 1) == 0;
+      return name == pattern;
+    });
+  }
+
+  // Drops faces this node removed itself; the feed will report them again.
+  void drop(CollectionState& s, const std::vector<FaceId>& ids) {
+    drop_from_index(s, ids);
+    if (!feed_in_use_.load()) return;
+    std::lock_guard lock(tombstone_mutex_);
+    if (tombstones_.size() + ids.size() > kMaxTombstones) tombstones_.clear();
+    tombstones_.insert(ids.begin(), ids.end());
+  }
+
+  static void drop_from_index(CollectionState& s, const std::vector<FaceId>& ids) {
     s.index->remove(ids);
     for (FaceId id : ids) s.subject_of.erase(id);
   }
@@ -302,6 +536,23 @@ class CollectionsImpl final : public Collections {
   CollectionsOptions options_;
   mutable std::shared_mutex registry_mutex_;
   std::map<std::string, std::unique_ptr<CollectionState>> collections_;
+
+  // The change feed.
+  std::mutex sync_mutex_;                        // one sync() at a time
+  std::atomic<std::int64_t> applied_version_{0};
+  std::atomic<bool> feed_in_use_{false};         // tombstones are kept only then
+  std::mutex tombstone_mutex_;                   // innermost lock
+  std::unordered_set<FaceId> tombstones_;
+  mutable std::mutex status_mutex_;
+  std::chrono::steady_clock::time_point level_at_{std::chrono::steady_clock::now()};
+  std::uint64_t changes_applied_ = 0;
+  std::uint64_t reloads_ = 0;
+  std::uint64_t sync_failures_ = 0;
+  std::optional<Error> last_error_;
+  std::thread follower_;
+  std::mutex stop_mutex_;
+  std::condition_variable stop_cv_;
+  std::atomic<bool> stopping_{false};
 };
 
 }  // namespace
@@ -314,6 +565,7 @@ Result<std::unique_ptr<Collections>> Collections::open(const Engine& engine, Sto
   }
   auto c = std::make_unique<CollectionsImpl>(engine, store, std::move(options));
   if (auto loaded = c->load_all(); !loaded) return loaded.error();
+  c->start_following();
   return std::unique_ptr<Collections>(std::move(c));
 }
 

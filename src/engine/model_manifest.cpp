@@ -6,6 +6,7 @@
 #include <sodium.h>
 
 #include "candor/models.h"
+#include "core/json_number.h"
 
 namespace candor {
 namespace {
@@ -92,25 +93,25 @@ Result<Manifest> load_manifest(const std::filesystem::path& path) {
       m.file = j.at("file").get<std::string>();
       m.sha256 = j.value("sha256", "");
       const auto& input = j.at("input");
-      m.input.width = input.at("width").get<int>();
-      m.input.height = input.at("height").get<int>();
+      m.input.width = json_get<int>(input.at("width"));
+      m.input.height = json_get<int>(input.at("height"));
       auto color = parse_color(input.value("color", "rgb"));
       if (!color) return Error{color.error().code, path.string() + ": " + m.id + ": " + color.error().message};
       m.input.color = *color;
-      m.input.mean = input.value("mean", 0.0f);
-      m.input.scale = input.value("scale", 1.0f);
+      m.input.mean = json_value(input, "mean", 0.0f);
+      m.input.scale = json_value(input, "scale", 1.0f);
       if (m.input.width <= 0 || m.input.height <= 0 || m.input.width > 4096 || m.input.height > 4096) {
         return Error{ErrorCode::kInvalidArgument, path.string() + ": " + m.id + ": input size out of range"};
       }
       if (j.contains("outputs")) m.outputs = j.at("outputs").get<std::map<std::string, std::string>>();
-      m.dim = j.value("dim", 0);
+      m.dim = json_value(j, "dim", 0);
       m.alignment = j.value("alignment", "");
       m.batchable = j.value("batchable", false);
       m.threshold = j.value("threshold", 0.0);
       if (j.contains("operating_points")) {
         for (const auto& op : j.at("operating_points")) {
           m.operating_points.push_back(
-              {op.at("name").get<std::string>(), op.at("fmr").get<double>(), op.at("threshold").get<float>()});
+              {op.at("name").get<std::string>(), op.at("fmr").get<double>(), json_get<float>(op.at("threshold"))});
         }
       }
       if (m.role == ModelRole::kRecognizer && (m.dim <= 0 || m.dim > 4096)) {

@@ -2,15 +2,19 @@
 //
 // A key is "cnd_" followed by 32 random bytes in unpadded base64url (47 characters).
 // Only a keyed BLAKE2b hash of it is stored (crypto_generichash, 32 bytes), keyed
-// with a 32-byte server secret ("pepper") kept in a file beside the database
-// (<db>.apikeys-pepper, mode 0600), so a copy of the database alone does not
-// let anyone test guesses offline. Keys are long random strings, so a fast hash
-// suffices (no password stretching); comparisons use sodium_memcmp and scan
-// every key, so timing does not say how close a guess was.
+// with a 32-byte server secret ("pepper") kept in a 0600 file outside the
+// database, so a copy of the database alone does not let anyone test guesses
+// offline. Keys are long random strings, so a fast hash suffices (no password
+// stretching); comparisons use sodium_memcmp and scan every key, so timing does
+// not say how close a guess was.
 //
-// Storage: the table `server_api_keys` in the store's own SQLite file, through a
-// connection of this class (the Store interface knows nothing of keys). WAL mode
-// and a busy timeout let it live beside the Store's connection.
+// Storage: the Store's API-key records (Store::put_api_key and friends), so that
+// every node sharing a store accepts the same keys. Every node must therefore
+// hold the same pepper file: the store keeps a check value of the pepper (the
+// record named ".pepper-check", hidden from list()) and a node whose pepper
+// differs is refused at start-up instead of answering 401 to every key.
+// Keys from before the move (the table `server_api_keys` in a SQLite store's
+// file) are copied into the store once and the table dropped.
 //
 // Thread safety: all members may be called concurrently (one mutex).
 #pragma once
@@ -27,8 +31,7 @@
 #include <vector>
 
 #include "candor/result.h"
-
-struct sqlite3;
+#include "candor/store.h"
 
 namespace candor::server {
 
@@ -37,7 +40,7 @@ inline constexpr std::array<std::string_view, 7> kOperations = {"detect", "compa
                                                                   "consents", "audit", "admin"};
 
 struct ApiKey {
-  std::string name;                      // [A-Za-z0-9_.-]{1,64}; the audit actor is "key:<name>"
+  std::string name;                      // [A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}; the audit actor is "key:<name>"
   std::vector<std::string> collections;  // names, or {"*"}
   std::vector<std::string> operations;   // from kOperations
   int searches_per_minute = 60;
@@ -50,30 +53,45 @@ struct ApiKey {
   bool sees_collection(std::string_view collection) const;
 };
 
+struct KeyStoreOptions {
+  // The pepper. Created (mode 0600) only when missing and the store holds no key;
+  // when the store holds keys the file must be the one they were made with.
+  std::filesystem::path pepper_file;
+  // A SQLite store's file: keys of the former table `server_api_keys` there are
+  // moved into the store. Empty for other stores.
+  std::filesystem::path legacy_sqlite_file;
+  // false: open without the pepper if it is missing (list and remove work, create
+  // and verify refuse) — so the keys of a lost pepper can still be deleted.
+  bool require_pepper = true;
+};
+
 class KeyStore {
  public:
-  // Opens (creating the table and the pepper file if missing) the keys of the
-  // SQLite database at `db_path`.
-  static Result<std::unique_ptr<KeyStore>> open(const std::filesystem::path& db_path);
+  // requires: `store` outlives the KeyStore.
+  // ensures: kIntegrityError when the pepper file is not the store's; kNotFound
+  //          when it is missing while the store holds keys; store errors.
+  static Result<std::unique_ptr<KeyStore>> open(Store& store, const KeyStoreOptions& options);
   ~KeyStore();
   KeyStore(const KeyStore&) = delete;
   KeyStore& operator=(const KeyStore&) = delete;
 
   // ensures: the new key's secret (shown once, never stored); kAlreadyExists for a taken
-  //          name; kInvalidArgument for a bad name, scope or budget.
-  Result<std::string> create(const ApiKey& spec);
+  //          name; kInvalidArgument for a bad name, scope or budget. Audited as ctx.
+  Result<std::string> create(const ApiKey& spec, const AuditContext& ctx);
   Result<std::vector<ApiKey>> list();
   // ensures: kNotFound when there is no such key.
-  Status remove(std::string_view name);
+  Status remove(std::string_view name, const AuditContext& ctx);
   Result<std::size_t> count();
 
-  // The key whose secret is `secret`, or nullopt. Reads a cached copy of the table,
-  // refreshed after changes made here and at most once a second on a miss (keys
-  // created by `candor key create` while the server runs).
-  std::optional<ApiKey> verify(std::string_view secret);
+  // The key whose secret is `secret`, or nullopt. Reads a cached copy of the keys,
+  // refreshed after changes made here, every few seconds, and at most once a second
+  // on a miss (keys created on another node or by `candor key create`).
+  // ensures: kStoreUnavailable when the secret is not in the cache and the store
+  //          cannot be read to look further (the caller answers 503, not 401).
+  Result<std::optional<ApiKey>> verify(std::string_view secret);
 
  private:
-  KeyStore() = default;
+  KeyStore(Store& store) : store_(store) {}
   struct Row {
     ApiKey key;
     std::array<unsigned char, 32> hash{};
@@ -81,12 +99,20 @@ class KeyStore {
   Result<std::vector<Row>> load_rows();  // requires: mutex_ held
   std::array<unsigned char, 32> hash_of(std::string_view secret) const;
 
+  Store& store_;
   std::mutex mutex_;
-  sqlite3* db_ = nullptr;
-  std::array<unsigned char, 32> pepper_{};
+  std::optional<std::array<unsigned char, 32>> pepper_;
   std::vector<Row> cache_;
   std::chrono::steady_clock::time_point cache_loaded_{};
+  std::optional<Error> last_refresh_error_;  // of the last refresh; cleared by a good one
 };
+
+// Where the keys of the store at `store_uri` live: `pepper_file` when given; else
+// "<db>.apikeys-pepper" for SQLite (whose file may hold keys of the former table),
+// or, for PostgreSQL, `key_file` with its extension replaced by ".apikeys-pepper".
+// ensures: kInvalidArgument for a PostgreSQL store given neither file.
+Result<KeyStoreOptions> key_store_options(std::string_view store_uri, const std::filesystem::path& pepper_file,
+                                          const std::filesystem::path& key_file);
 
 // ensures: "cnd_" + 43 base64url characters from 32 random bytes.
 std::string generate_key_secret();

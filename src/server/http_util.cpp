@@ -1,9 +1,9 @@
 #include "http_util.h"
 
+#include <array>
 #include <charconv>
 #include <cstdio>
-
-#include <sodium.h>
+#include <functional>
 
 #include "candor/json.h"
 
@@ -61,27 +61,139 @@ Result<nlohmann::json> json_body(const httplib::Request& req) {
   return j;
 }
 
+namespace {
+
+// Base64 digits of both alphabets (standard and URL-safe); padding and whitespace are skipped.
+constexpr std::uint8_t kB64Skip = 64, kB64Bad = 65;
+constexpr std::array<std::uint8_t, 256> make_b64_table() {
+  std::array<std::uint8_t, 256> t{};
+  for (auto& v : t) v = kB64Bad;
+  for (int i = 0; i < 26; ++i) t['A' + i] = static_cast<std::uint8_t>(i), t['a' + i] = static_cast<std::uint8_t>(26 + i);
+  for (int i = 0; i < 10; ++i) t['0' + i] = static_cast<std::uint8_t>(52 + i);
+  t['+'] = t['-'] = 62;
+  t['/'] = t['_'] = 63;
+  t['='] = t[' '] = t['\n'] = t['\r'] = t['\t'] = kB64Skip;
+  return t;
+}
+constexpr auto kB64 = make_b64_table();
+
+// Strings at least this long, of printable ASCII and without escapes, are kept out of
+// nlohmann's lexer (which copies and checks them a character at a time, ~1 ms per
+// 100 KB of base64): such a string means exactly its bytes, so a view of them is exact.
+constexpr std::size_t kLongString = 1024;
+// What a long string is replaced with in the parsed document: "\u0000<index>".
+constexpr char kLongMarker = '\0';
+
+// A request's JSON body parsed once for all the fields a handler reads.
+struct LightJson {
+  bool valid = false;
+  nlohmann::json doc;                  // long strings replaced by markers
+  std::vector<std::string_view> longs;  // views into the request's body
+};
+
+// Parses `body` into `out`, lifting long plain strings out of the text nlohmann sees.
+void light_parse(std::string_view body, LightJson& out) {
+  std::string skeleton;
+  std::size_t copied = 0;
+  for (std::size_t i = 0; i < body.size(); ++i) {
+    if (body[i] != '"') continue;
+    std::size_t j = i + 1;
+    bool plain = true;
+    while (j < body.size() && body[j] != '"') {
+      const auto c = static_cast<unsigned char>(body[j]);
+      if (c == '\\') {
+        plain = false;
+        ++j;
+      } else if (c < 0x20 || c > 0x7e) {
+        plain = false;
+      }
+      ++j;
+    }
+    if (j >= body.size()) break;  // unterminated: nlohmann reports it
+    if (plain && j - i - 1 >= kLongString) {
+      if (skeleton.empty()) skeleton.reserve(256);
+      skeleton.append(body.substr(copied, i - copied));
+      skeleton += "\"\\u0000" + std::to_string(out.longs.size()) + "\"";
+      out.longs.push_back(body.substr(i + 1, j - i - 1));
+      copied = j + 1;
+    }
+    i = j;
+  }
+  if (out.longs.empty()) {
+    out.doc = nlohmann::json::parse(body, nullptr, false);
+  } else {
+    skeleton.append(body.substr(copied));
+    out.doc = nlohmann::json::parse(skeleton, nullptr, false);
+  }
+  out.valid = !out.doc.is_discarded();
+}
+
+// The body of the request on this thread, parsed once however many fields are read
+// (a search reads "reason" and "image", a compare "a" and "b"). Keyed by the request,
+// its body's address, size and a hash of its bytes, so a later request can never be
+// answered from an earlier one's parse.
+struct BodyCache {
+  const httplib::Request* req = nullptr;
+  const char* data = nullptr;
+  std::size_t size = 0, hash = 0;
+  LightJson parsed;
+};
+thread_local BodyCache t_body_cache;
+
+const LightJson& parsed_body(const httplib::Request& req) {
+  BodyCache& cache = t_body_cache;
+  const std::size_t hash = std::hash<std::string_view>{}(req.body);
+  if (cache.req != &req || cache.data != req.body.data() || cache.size != req.body.size() || cache.hash != hash) {
+    cache = BodyCache{&req, req.body.data(), req.body.size(), hash, {}};
+    light_parse(req.body, cache.parsed);
+  }
+  return cache.parsed;
+}
+
+// A string field's text: itself, or the long string its marker stands for.
+std::string_view field_text(const LightJson& body, const std::string& value) {
+  if (value.size() > 1 && value[0] == kLongMarker) {
+    std::size_t index = 0;
+    auto [ptr, ec] = std::from_chars(value.data() + 1, value.data() + value.size(), index);
+    if (ec == std::errc() && ptr == value.data() + value.size() && index < body.longs.size()) return body.longs[index];
+  }
+  return value;
+}
+
+}  // namespace
+
+void forget_parsed_body() { t_body_cache = BodyCache{}; }
+
 std::optional<std::vector<std::uint8_t>> decode_base64(std::string_view text) {
   if (text.rfind("data:", 0) == 0) {
     const auto comma = text.find(',');
     if (comma == std::string_view::npos) return std::nullopt;
     text.remove_prefix(comma + 1);
   }
-  std::string clean;
-  clean.reserve(text.size());
-  for (char c : text) {
-    if (c == '-') clean += '+';
-    else if (c == '_') clean += '/';
-    else if (c == '=' || c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
-    else clean += c;
+  // A table lookup per character, straight into the output: the image's bytes are
+  // copied once, not through an intermediate cleaned string.
+  std::vector<std::uint8_t> out(text.size() / 4 * 3 + 3);
+  std::size_t n = 0, digits = 0;
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (const char ch : text) {
+    const std::uint8_t v = kB64[static_cast<unsigned char>(ch)];
+    if (v < 64) {
+      acc = (acc << 6) | v;
+      bits += 6;
+      ++digits;
+      if (bits >= 8) {
+        bits -= 8;
+        out[n++] = static_cast<std::uint8_t>(acc >> bits);
+        acc &= (1u << bits) - 1u;
+      }
+    } else if (v == kB64Bad) {
+      return std::nullopt;
+    }
   }
-  std::vector<std::uint8_t> out(clean.size() * 3 / 4 + 3);
-  std::size_t len = 0;
-  if (sodium_base642bin(out.data(), out.size(), clean.data(), clean.size(), nullptr, &len, nullptr,
-                        sodium_base64_VARIANT_ORIGINAL_NO_PADDING) != 0) {
-    return std::nullopt;
-  }
-  out.resize(len);
+  // A lone digit cannot encode a byte, and the bits left over must be zero padding.
+  if (digits % 4 == 1 || acc != 0) return std::nullopt;
+  out.resize(n);
   return out;
 }
 
@@ -98,10 +210,12 @@ Result<std::vector<NamedImage>> images_from(const httplib::Request& req, std::st
       images.push_back(std::move(img));
     }
   } else if (is_json_request(req) || (!req.body.empty() && req.body.front() == '{')) {
-    auto body = json_body(req);
-    if (!body) return body.error();
-    const auto it = body->find(key);
-    if (it != body->end()) {
+    if (req.body.empty()) return Error{ErrorCode::kInvalidArgument, "missing image field '" + key + "'"};
+    const LightJson& body = parsed_body(req);
+    if (!body.valid) return Error{ErrorCode::kInvalidArgument, "the body is not valid JSON"};
+    if (!body.doc.is_object()) return Error{ErrorCode::kInvalidArgument, "the body must be a JSON object"};
+    const auto it = body.doc.find(key);
+    if (it != body.doc.end()) {
       std::vector<const nlohmann::json*> items;
       if (it->is_array() && many) {
         for (const auto& v : *it) items.push_back(&v);
@@ -110,7 +224,7 @@ Result<std::vector<NamedImage>> images_from(const httplib::Request& req, std::st
       }
       for (const auto* v : items) {
         if (!v->is_string()) return Error{ErrorCode::kInvalidArgument, key + ": expected base64 string(s)"};
-        auto bytes = decode_base64(v->get_ref<const std::string&>());
+        auto bytes = decode_base64(field_text(body, v->get_ref<const std::string&>()));
         if (!bytes) return Error{ErrorCode::kInvalidArgument, key + ": not valid base64"};
         images.push_back({key + "[" + std::to_string(images.size()) + "]", std::move(*bytes)});
       }
@@ -131,11 +245,11 @@ std::optional<std::string> text_param(const httplib::Request& req, std::string_v
     if (it != req.files.end()) return it->second.content;
     return std::nullopt;
   }
-  if (is_json_request(req) || (!req.body.empty() && req.body.front() == '{')) {
-    auto j = nlohmann::json::parse(req.body, nullptr, false);
-    if (j.is_object()) {
-      auto it = j.find(key);
-      if (it != j.end() && it->is_string()) return it->get<std::string>();
+  if (!req.body.empty() && (is_json_request(req) || req.body.front() == '{')) {
+    const LightJson& body = parsed_body(req);
+    if (body.valid && body.doc.is_object()) {
+      auto it = body.doc.find(key);
+      if (it != body.doc.end() && it->is_string()) return std::string(field_text(body, it->get_ref<const std::string&>()));
     }
   }
   return std::nullopt;

@@ -48,6 +48,10 @@ Result<long long> int_param(const httplib::Request& req, std::string_view name, 
 // "2027-12-31" (valid through that day, UTC) or "2027-12-31T08:00:00Z".
 
 
+// images_from and text_param parse a JSON body once per request and thread; the
+// server calls this as each request begins so that no parse outlives its request.
+void forget_parsed_body();
+
 // Decodes standard or URL-safe base64, with or without padding or a "data:...;base64," prefix.
 std::optional<std::vector<std::uint8_t>> decode_base64(std::string_view text);
 

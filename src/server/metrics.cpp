@@ -96,7 +96,52 @@ std::string Metrics::render(const Gauges& g) const {
   for (const auto& [name, n] : g.templates) {
     out << "candor_collection_templates{collection=\"" << label(name) << "\"} " << n << "\n";
   }
+  if (g.store_up) {
+    out << "# HELP candor_store_up 1 when the store answered its last ping (checked at most once a second).\n"
+        << "# TYPE candor_store_up gauge\n"
+        << "candor_store_up " << (*g.store_up ? 1 : 0) << "\n";
+  }
+  if (g.feed) {
+    const FollowStatus& f = *g.feed;
+    out << "# HELP candor_feed_following 1 when this node follows the store's change feed.\n"
+        << "# TYPE candor_feed_following gauge\n"
+        << "candor_feed_following " << (f.following ? 1 : 0) << "\n";
+  }
+  if (g.feed && g.feed->following) {  // without a follower the figures below would only age
+    const FollowStatus& f = *g.feed;
+    out << "# HELP candor_feed_applied_version Every change up to this store version is in this node's indexes.\n"
+        << "# TYPE candor_feed_applied_version gauge\n"
+        << "candor_feed_applied_version " << f.applied_version << "\n"
+        << "# HELP candor_feed_lag_seconds Seconds since this node last confirmed its indexes level with the store.\n"
+        << "# TYPE candor_feed_lag_seconds gauge\n"
+        << "candor_feed_lag_seconds " << f.lag_seconds << "\n"
+        << "# HELP candor_feed_changes_applied_total Change-feed entries applied (this node's own included).\n"
+        << "# TYPE candor_feed_changes_applied_total counter\n"
+        << "candor_feed_changes_applied_total " << f.changes_applied << "\n"
+        << "# HELP candor_feed_reloads_total Full reloads after the feed was pruned past this node's version.\n"
+        << "# TYPE candor_feed_reloads_total counter\n"
+        << "candor_feed_reloads_total " << f.reloads << "\n"
+        << "# HELP candor_feed_sync_failures_total Failed attempts to read the change feed.\n"
+        << "# TYPE candor_feed_sync_failures_total counter\n"
+        << "candor_feed_sync_failures_total " << f.sync_failures << "\n";
+  }
   return out.str();
+}
+
+Status StoreHealth::check(Store& store) {
+  std::lock_guard lock(mutex_);  // held across the ping: concurrent probes wait for its answer
+  const auto now = std::chrono::steady_clock::now();
+  if (!last_ || now - checked_ >= ttl_) {
+    last_ = store.ping();
+    checked_ = std::chrono::steady_clock::now();
+  }
+  return *last_;
+}
+
+std::optional<bool> StoreHealth::last() const {
+  std::lock_guard lock(mutex_);
+  if (!last_) return std::nullopt;
+  return last_->ok();
 }
 
 }  // namespace candor::server

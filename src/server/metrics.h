@@ -8,13 +8,18 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "candor/collections.h"
+#include "candor/store.h"
 
 namespace candor::server {
 
@@ -32,6 +37,8 @@ class Metrics {
     int inference_queue_capacity = 0;
     bool ready = false;
     std::vector<std::pair<std::string, std::size_t>> templates;  // per collection
+    std::optional<bool> store_up;          // the last (cached) ping; unset before the first
+    std::optional<FollowStatus> feed;      // once the collections are loaded
   };
   std::string render(const Gauges& gauges) const;
 
@@ -50,6 +57,24 @@ class Metrics {
   std::map<std::string, Histogram> latency_;                                      // route
   std::map<std::string, std::uint64_t> refused_;
   std::uint64_t auth_failures_ = 0;
+};
+
+// The store's health for /readyz and /metrics: one Store::ping() per `ttl` at
+// most, so that load balancers probing every node often cost the database little.
+// Concurrent callers share the answer of the one that pings.
+class StoreHealth {
+ public:
+  explicit StoreHealth(std::chrono::milliseconds ttl = std::chrono::seconds(1)) : ttl_(ttl) {}
+  // ensures: ok, or the ping's error (kStoreUnavailable while the database is down).
+  Status check(Store& store);
+  // The last answer without pinging; nullopt before the first check.
+  std::optional<bool> last() const;
+
+ private:
+  const std::chrono::milliseconds ttl_;
+  mutable std::mutex mutex_;
+  std::chrono::steady_clock::time_point checked_{};
+  std::optional<Status> last_;
 };
 
 }  // namespace candor::server

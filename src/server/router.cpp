@@ -72,7 +72,11 @@ void Router::add(RouteSpec spec, Handler handler) {
         return;
       }
       const std::string secret = presented_key(req);
-      if (!secret.empty()) key = ctx.keys->verify(secret);
+      if (!secret.empty()) {
+        auto verified = ctx.keys->verify(secret);
+        if (!verified) return send_error(res, verified.error(), 1);  // store unreachable: 503, not a failed login
+        key = std::move(*verified);
+      }
       if (!key) {
         ctx.throttle->record_failure(ip);
         ctx.metrics.count_auth_failure();

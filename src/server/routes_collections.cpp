@@ -4,6 +4,7 @@
 #include <map>
 
 #include "candor/json.h"
+#include "core/json_number.h"
 #include "http_util.h"
 #include "server_context.h"
 
@@ -15,10 +16,10 @@ bool get_field(const nlohmann::json& body, const char* name, T& out, Call& call)
   auto it = body.find(name);
   if (it == body.end() || it->is_null()) return true;
   try {
-    out = it->get<T>();
+    out = json_get<T>(*it);  // a number that does not fit T is refused, not cast
     return true;
   } catch (const nlohmann::json::exception&) {
-    send_error(call.res, {ErrorCode::kInvalidArgument, std::string("field '") + name + "' has the wrong type"});
+    send_error(call.res, {ErrorCode::kInvalidArgument, std::string("field '") + name + "' has the wrong type or is out of range"});
     return false;
   }
 }

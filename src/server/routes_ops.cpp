@@ -9,7 +9,9 @@ void register_ops_routes(Router& router) {
     send_json(call.res, 200, {{"status", "ok"}});
   });
 
-  // Ready = the engine and collections are loaded and the store answers a read.
+  // Ready = the engine and collections are loaded and the store answers a ping (cached
+  // for a second: load balancers probe often). A node whose database is down says so
+  // and is taken out of rotation; it comes back by itself when the store reconnects.
   router.add({"GET", "/readyz", Access::kPublic, "", false}, [](Context& ctx, Call& call) {
     if (ctx.load_failed.load()) {
       send_json(call.res, 503, {{"status", "failed"}, {"detail", "the engine or the collections failed to load"}});
@@ -19,8 +21,8 @@ void register_ops_routes(Router& router) {
       send_json(call.res, 503, {{"status", "loading"}});
       return;
     }
-    if (auto head = ctx.store->audit_head(); !head) {
-      send_json(call.res, 503, {{"status", "store_unreadable"}, {"detail", error_code_name(head.error().code)}});
+    if (auto ping = ctx.store_health.check(*ctx.store); !ping) {
+      send_json(call.res, 503, {{"status", "store_unavailable"}, {"detail", error_code_name(ping.error().code)}});
       return;
     }
     send_json(call.res, 200, {{"status", "ready"}});
@@ -33,10 +35,14 @@ void register_ops_routes(Router& router) {
     g.inference_workers = ctx.gate->workers();
     g.inference_queue_capacity = ctx.gate->queue_capacity();
     g.ready = ctx.loaded.load();
+    g.store_up = ctx.store_health.check(*ctx.store).ok();
     if (g.ready) {
-      if (auto list = ctx.store->list_collections()) {
-        for (const auto& c : *list) g.templates.emplace_back(c.name, ctx.collections->indexed_faces(c.name));
+      if (*g.store_up) {
+        if (auto list = ctx.store->list_collections()) {
+          for (const auto& c : *list) g.templates.emplace_back(c.name, ctx.collections->indexed_faces(c.name));
+        }
       }
+      g.feed = ctx.collections->follow_status();
     }
     call.res.status = 200;
     call.res.set_content(ctx.metrics.render(g), "text/plain; version=0.0.4; charset=utf-8");

@@ -1,13 +1,15 @@
 // Server: wiring of httplib, the shared Context and the routes; start-up, loading
 // and graceful shutdown.
-#include <condition_variable>
+#include <charconv>
 #include <chrono>
+#include <condition_variable>
 #include <cmath>
 #include <mutex>
 #include <thread>
 
 #include "candor/json.h"
 #include "candor/server.h"
+#include "connection_guard.h"
 #include "http_util.h"
 #include "server_context.h"
 
@@ -29,16 +31,6 @@ std::chrono::steady_clock::time_point& request_start() {
   return start;
 }
 
-// "sqlite:/x/y.db" or "/x/y.db" -> "/x/y.db"; the key table lives in the same file.
-Result<std::filesystem::path> sqlite_path(const std::string& uri) {
-  constexpr std::string_view kScheme = "sqlite:";
-  if (uri.rfind(kScheme, 0) == 0) return std::filesystem::path(uri.substr(kScheme.size()));
-  if (uri.find("://") != std::string::npos) {
-    return Error{ErrorCode::kInvalidArgument, "the server needs a SQLite store (API keys live in it): " + uri};
-  }
-  return std::filesystem::path(uri);
-}
-
 class ServerImpl final : public Server {
  public:
   ~ServerImpl() override {
@@ -57,6 +49,13 @@ class ServerImpl final : public Server {
         options.port < 0 || options.port > 65535) {
       return Error{ErrorCode::kInvalidArgument, "workers, queue, http threads, port or body limit out of range"};
     }
+    if (options.read_timeout_s <= 0 || options.write_timeout_s <= 0 || options.keep_alive_timeout_s <= 0 ||
+        options.header_timeout_s <= 0 || options.body_timeout_s <= 0 || options.max_header_bytes < 1024 ||
+        options.connection_queue < 0 || options.max_waiting_connections < 0 || options.max_waiting_connections > 768) {
+      return Error{ErrorCode::kInvalidArgument,
+                   "timeouts must be > 0, max_header_bytes >= 1024, connection_queue >= 0, "
+                   "max_waiting_connections in [0, 768]"};
+    }
     const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     const int workers = options.workers > 0 ? options.workers : cores;
     const int queue = options.queue >= 0 ? options.queue : 2 * workers;
@@ -65,12 +64,14 @@ class ServerImpl final : public Server {
     ctx_.options.queue = queue;
     ctx_.options.http_threads = threads;
 
-    auto path = sqlite_path(options.store_uri);
-    if (!path) return path.error();
-    auto store = open_store(options.store_uri, StoreOptions{});
+    auto key_options = server::key_store_options(options.store_uri, options.pepper_file, options.key_file);
+    if (!key_options) return key_options.error();
+    StoreOptions store_options;
+    store_options.key_file = options.key_file.string();
+    auto store = open_store(options.store_uri, store_options);
     if (!store) return store.error();
     ctx_.store = std::move(*store);
-    auto keys = server::KeyStore::open(*path);
+    auto keys = server::KeyStore::open(*ctx_.store, *key_options);  // API keys live in the store, shared by nodes
     if (!keys) return keys.error();
     ctx_.keys = std::move(*keys);
     auto count = ctx_.keys->count();
@@ -80,10 +81,13 @@ class ServerImpl final : public Server {
       admin.name = "admin";
       admin.collections = {"*"};
       admin.operations = {"admin"};
-      auto secret = ctx_.keys->create(admin);
-      if (!secret) return secret.error();
-      bootstrap_ = std::move(*secret);
-      ctx_.log->info("created the first admin key", {{"key_name", "admin"}});
+      auto secret = ctx_.keys->create(admin, {"server", "first admin key of a store without keys"});
+      // kAlreadyExists: another node starting on the same store made it a moment ago.
+      if (!secret && secret.error().code != ErrorCode::kAlreadyExists) return secret.error();
+      if (secret) {
+        bootstrap_ = std::move(*secret);
+        ctx_.log->info("created the first admin key", {{"key_name", "admin"}});
+      }
     }
     ctx_.throttle = std::make_unique<server::AuthThrottle>(options.auth_failures_allowed,
                                                            std::chrono::seconds(options.auth_failure_window_s));
@@ -100,12 +104,13 @@ class ServerImpl final : public Server {
     }
 
     if (!options.tls_cert.empty()) {
-      auto ssl = std::make_unique<httplib::SSLServer>(options.tls_cert.c_str(), options.tls_key.c_str());
+      auto ssl = std::make_unique<server::GuardedServer<httplib::SSLServer>>(
+          connection_limits(), options.tls_cert.c_str(), options.tls_key.c_str());
       if (!ssl->is_valid()) return Error{ErrorCode::kIoError, "cannot load the TLS certificate or key"};
       http_ = std::move(ssl);
       tls_ = true;
     } else {
-      http_ = std::make_unique<httplib::Server>();
+      http_ = std::make_unique<server::GuardedServer<httplib::Server>>(connection_limits());
     }
     configure_http(threads);
 
@@ -125,6 +130,9 @@ class ServerImpl final : public Server {
         return Error{ErrorCode::kIoError, "cannot bind " + options.host + ":" + std::to_string(options.port)};
       }
       port_ = options.port;
+    }
+    if (auto* control = dynamic_cast<server::ListenControl*>(http_.get()); control == nullptr || !control->set_backlog(256)) {
+      ctx_.log->warn("could not raise the listen backlog", {{"backlog", 256}});
     }
     return ok_status();
   }
@@ -180,11 +188,46 @@ class ServerImpl final : public Server {
   }
   bool ready() const override { return ctx_.loaded.load(); }
   std::vector<RouteInfo> routes() const override { return router_->routes(); }
+  httplib::Server& http() { return *http_; }
 
  private:
+  // What httplib does not bound itself (connection_guard.h).
+  server::ConnectionLimits connection_limits() {
+    const auto& o = ctx_.options;
+    server::ConnectionLimits l;
+    l.header_timeout = std::chrono::seconds(o.header_timeout_s);
+    l.body_timeout = std::chrono::seconds(o.body_timeout_s);
+    l.idle_timeout = std::chrono::seconds(o.read_timeout_s);
+    l.write_timeout = std::chrono::seconds(o.write_timeout_s);
+    l.keep_alive_timeout = std::chrono::seconds(o.keep_alive_timeout_s);
+    l.keep_alive_max_requests = std::max<std::size_t>(1, o.keep_alive_max_requests);
+    l.max_header_bytes = o.max_header_bytes;
+    l.max_body_bytes = o.max_body_bytes;
+    l.threads = static_cast<std::size_t>(o.http_threads);
+    l.queue = static_cast<std::size_t>(o.connection_queue);
+    l.max_waiting = static_cast<std::size_t>(o.max_waiting_connections);
+    l.default_headers = {{"Content-Security-Policy", kCsp}, {"X-Content-Type-Options", "nosniff"},
+                         {"X-Frame-Options", "DENY"},       {"Referrer-Policy", "no-referrer"},
+                         {"Cache-Control", "no-store"}};
+    l.on_refused = [this](int status, const std::string& reason, const std::string& ip) {
+      ctx_.metrics.observe_request("(refused)", "-", status, 0.0);
+      ctx_.log->warn("connection refused", {{"status", status}, {"reason", reason}, {"ip", ip}});
+    };
+    return l;
+  }
+
+  // A declared body over the limit is refused before any of it is read.
+  bool body_too_large(const httplib::Request& req) const {
+    if (!req.has_header("Content-Length")) return false;
+    const std::string v = req.get_header_value("Content-Length");
+    std::uint64_t n = 0;
+    auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    return ec == std::errc::result_out_of_range || (ec == std::errc() && n > ctx_.options.max_body_bytes);
+  }
+
   void configure_http(int threads) {
     const auto& o = ctx_.options;
-    http_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
+    (void)threads;  // the connection threads and their queue: connection_limits()
     http_->set_payload_max_length(o.max_body_bytes);
     // Responses go out as a header write and a body write; with Nagle's algorithm the
     // body waits for the client's delayed ACK (40 ms on Linux) on keep-alive connections.
@@ -198,10 +241,26 @@ class ServerImpl final : public Server {
                                 {"X-Frame-Options", "DENY"},
                                 {"Referrer-Policy", "no-referrer"},
                                 {"Cache-Control", "no-store"}});
-    http_->set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
+    // "Expect: 100-continue" with a body over the limit: 413 before the client sends it.
+    http_->set_expect_100_continue_handler([this](const httplib::Request& req, httplib::Response& res) {
+      if (!body_too_large(req)) return 100;
+      server::close_after_response();
+      res.status = 413;
+      return 413;
+    });
+    http_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       request_start() = std::chrono::steady_clock::now();
       server::current_route().clear();
       server::current_key_name().clear();
+      server::forget_parsed_body();
+      server::headers_received();
+      if (body_too_large(req)) {
+        // Answered at once; the connection closes so the unread body is never parsed.
+        server::close_after_response();
+        server::send_error(res, {ErrorCode::kImageTooLarge, "request body over the limit of " +
+                                                                std::to_string(ctx_.options.max_body_bytes) + " bytes"});
+        return httplib::Server::HandlerResponse::Handled;
+      }
       return httplib::Server::HandlerResponse::Unhandled;
     });
     // Responses httplib makes itself (404 no route, 413 body too large, 400 bad
@@ -210,7 +269,12 @@ class ServerImpl final : public Server {
                                                                           httplib::Response& res) {
       if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
       Error e{ErrorCode::kInvalidArgument, "malformed request"};
-      if (res.status == 404) e = {ErrorCode::kNotFound, "no such route"};
+      if (const auto v = server::current_violation(); v != server::Violation::kNone) {
+        // The guard stopped reading (a body over the cap or too slow): say so, not "400".
+        res.status = server::violation_status(v);
+        e = {res.status == 413 ? ErrorCode::kImageTooLarge : ErrorCode::kInvalidArgument,
+             server::violation_message(v, ctx_.options.max_body_bytes)};
+      } else if (res.status == 404) e = {ErrorCode::kNotFound, "no such route"};
       else if (res.status == 405) e = {ErrorCode::kInvalidArgument, "method not allowed"};
       else if (res.status == 413) {
         e = {ErrorCode::kImageTooLarge,
@@ -243,6 +307,7 @@ class ServerImpl final : public Server {
       ctx_.log->write(res.status >= 500 ? "error" : "info", "request", std::move(fields));
       server::current_route().clear();
       server::current_key_name().clear();
+      server::forget_parsed_body();  // a parse of a large body is not kept until this thread's next request
     });
   }
 
@@ -269,6 +334,8 @@ class ServerImpl final : public Server {
     CollectionsOptions collections_options;
     collections_options.analyzer = analyzer;
     collections_options.index_spec = ctx_.options.index_spec;
+    collections_options.follow_changes = ctx_.options.follow_changes;  // other nodes' changes reach this one
+    collections_options.served = ctx_.options.collections;
     auto collections = Collections::open(*engine, *ctx_.store, collections_options);
     if (!collections) return fail_load(collections.error());
     ctx_.collections = std::move(*collections);
@@ -321,6 +388,11 @@ class ServerImpl final : public Server {
 };
 
 }  // namespace
+
+namespace server {
+// Every Server is a ServerImpl: Server::create is the only way to make one.
+httplib::Server& http_server_of(Server& s) { return static_cast<ServerImpl&>(s).http(); }
+}  // namespace server
 
 Result<std::unique_ptr<Server>> Server::create(const ServerOptions& options) {
   auto server = std::make_unique<ServerImpl>();

@@ -39,6 +39,7 @@ struct Context {
   std::unique_ptr<SearchBudget> budget;
   std::unique_ptr<AdmissionGate> gate;
   Metrics metrics;
+  StoreHealth store_health;  // /readyz, /metrics: the store's ping, cached ~1 s
   std::unique_ptr<JsonLog> log;
   std::atomic<bool> loaded{false};      // engine + collections in place
   std::atomic<bool> load_failed{false};
@@ -113,5 +114,10 @@ void register_static_files(httplib::Server& http, Context& ctx);
 // ".", empty or hidden segments, backslashes and NULs before touching the file system,
 // then checks that the canonical path is still under the canonical root (symlinks).
 std::optional<std::filesystem::path> resolve_static_path(const std::filesystem::path& root, const std::string& path);
+
+// The httplib server behind a Server made by Server::create, so that the fuzz targets
+// (fuzz/) can hand it a whole request in process, through httplib's own parsing, the
+// limits configure_http set and the Router, without a socket.
+httplib::Server& http_server_of(Server& server);
 
 }  // namespace candor::server

@@ -10,7 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "sqlite_store.h"
+#include "store_common.h"
 
 namespace candor::store_detail {
 namespace {
@@ -90,8 +90,8 @@ SecretKey create_key_file(const std::string& path) {
 
 }  // namespace
 
-ResolvedKey resolve_key(const StoreOptions& options, const std::string& db_path, bool may_create,
-                        std::int64_t templates_held) {
+ResolvedKey resolve_key(const StoreOptions& options, const std::string& db_label,
+                        const std::string& default_key_file, bool may_create, std::int64_t templates_held) {
   if (options.key_hex) {
     return ResolvedKey{parse_or_fail(*options.key_hex, "StoreOptions::key_hex"), "StoreOptions::key_hex"};
   }
@@ -101,17 +101,45 @@ ResolvedKey resolve_key(const StoreOptions& options, const std::string& db_path,
       return ResolvedKey{parse_or_fail(env, "CANDOR_KEY"), "CANDOR_KEY"};
     }
   }
-  const std::string path = options.key_file.empty() ? db_path + ".key" : options.key_file;
+  const std::string path = options.key_file.empty() ? default_key_file : options.key_file;
+  if (path.empty()) {
+    // No default file beside a server database: a key silently minted in
+    // whatever directory the process started in would be lost with it.
+    fail(ErrorCode::kNotFound, "database " + db_label +
+                                   " needs a template key: set CANDOR_KEY (64 hex digits) or name a key file");
+  }
   std::optional<std::string> text = read_key_file(path);
   if (text) return ResolvedKey{parse_or_fail(*text, "key file " + path), path};
   if (!may_create) {
     fail(ErrorCode::kNotFound,
-         "database " + db_path + " is keyed (it holds " + std::to_string(templates_held) +
+         "database " + db_label + " is keyed (it holds " + std::to_string(templates_held) +
              " encrypted templates) but its key file " + path +
              " is missing; restore the key file or set CANDOR_KEY. Refusing to create a new key, "
              "which would make the existing templates unreadable");
   }
   return ResolvedKey{create_key_file(path), path};
+}
+
+std::unique_ptr<TemplateCipher> attach_key(const StoreOptions& options, const std::string& db_label,
+                                           const std::string& default_key_file, const KeyCheckAccess& access) {
+  const std::optional<std::string> kcv = access.read_kcv();
+  const std::int64_t templates = access.count_templates();
+  if (!kcv && templates > 0) {
+    fail(ErrorCode::kIntegrityError,
+         "database " + db_label + " holds templates but no key check value; it was tampered with");
+  }
+  ResolvedKey key = resolve_key(options, db_label, default_key_file, !kcv.has_value(), templates);
+  auto cipher = std::make_unique<TemplateCipher>(std::move(key.key));
+  const std::string mine = cipher->key_check_value();
+  if (!kcv) access.insert_kcv_if_absent(mine);
+  // Re-read: another process may have keyed the database first.
+  const std::optional<std::string> stored = access.read_kcv();
+  if (!stored || *stored != mine) {
+    fail(ErrorCode::kIntegrityError,
+         "wrong key for database " + db_label + ": the key from " + key.source +
+             " does not match the key this database was created with (key check value differs)");
+  }
+  return cipher;
 }
 
 }  // namespace candor::store_detail

@@ -131,13 +131,44 @@ CREATE TABLE search_counters (
 );
 )sql";
 
+// v2: the change feed and the HTTP service's API keys.
+// face_changes.version is the audit seq of the writing transaction; id orders
+// the changes within one version. time (ms) is when the change was written,
+// for pruning. meta 'feed_pruned_through' records the highest version pruned,
+// so changes_since() can tell a caller it missed changes.
+constexpr const char* kSchemaV2 = R"sql(
+CREATE TABLE face_changes (
+  id         INTEGER PRIMARY KEY AUTOINCREMENT,
+  version    INTEGER NOT NULL,
+  kind       TEXT NOT NULL CHECK (kind IN ('added', 'removed', 'collection_deleted')),
+  collection TEXT NOT NULL,
+  face_id    INTEGER NOT NULL,
+  time       INTEGER NOT NULL
+);
+CREATE INDEX face_changes_by_version ON face_changes(version);
+CREATE INDEX face_changes_by_time ON face_changes(time);
+
+CREATE TABLE api_keys (
+  name        TEXT PRIMARY KEY,
+  hash_hex    TEXT NOT NULL,
+  scopes_json TEXT NOT NULL,
+  created_at  INTEGER NOT NULL
+);
+)sql";
+
 constexpr std::array kMigrations = {
     Migration{1, kSchemaV1},
+    Migration{2, kSchemaV2},
 };
 
 }  // namespace
 
 int latest_schema_version() noexcept { return kMigrations.back().version; }
+
+std::int64_t schema_version(Database& db) {
+  if (!db.query_int("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'")) return 0;
+  return db.query_int("SELECT MAX(version) FROM schema_version").value_or(0);
+}
 
 void migrate(Database& db, std::int64_t now_ms) {
   Transaction txn(db);

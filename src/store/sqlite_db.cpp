@@ -4,8 +4,6 @@
 
 namespace candor::store_detail {
 
-void fail(ErrorCode code, std::string message) { throw StoreFailure{Error{code, std::move(message)}}; }
-
 // ------------------------------------------------------------------ Statement
 
 Statement::~Statement() {

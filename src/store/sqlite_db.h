@@ -19,14 +19,9 @@
 #include <vector>
 
 #include "candor/result.h"
+#include "store_common.h"
 
 namespace candor::store_detail {
-
-struct StoreFailure {
-  Error error;
-};
-
-[[noreturn]] void fail(ErrorCode code, std::string message);
 
 class Database;
 

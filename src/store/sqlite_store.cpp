@@ -11,6 +11,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 #include <sodium.h>
 
 #include "candor/crypto.h"
@@ -23,83 +24,7 @@ using json = nlohmann::json;
 // Every dump() below passes error_handler_t::replace: caller-supplied text with
 // invalid UTF-8 is written with U+FFFD instead of throwing out of a transaction.
 
-constexpr std::int64_t kMsPerMinute = 60'000;
-constexpr std::int64_t kMsPerDay = 86'400'000;
-constexpr std::int64_t kMinuteBucketHorizonMs = 48 * 3'600'000LL;  // search_count switches to day buckets beyond
-constexpr std::int64_t kDayBucketHorizonMs = 400 * kMsPerDay;
-constexpr std::size_t kMaxEmbeddingDim = 4096;
-constexpr std::size_t kMaxFacesPerEnroll = 1000;
-constexpr std::size_t kMaxDetailsBytes = 256 * 1024;
-constexpr std::size_t kMaxTextBytes = 1024;
-
-std::int64_t ms(TimePoint t) { return t.time_since_epoch().count(); }
-TimePoint from_ms(std::int64_t v) { return TimePoint(std::chrono::milliseconds(v)); }
-
-void require_text(std::string_view value, std::string_view what, std::size_t max_bytes = kMaxTextBytes) {
-  if (value.empty()) fail(ErrorCode::kInvalidArgument, std::string(what) + " must not be empty");
-  if (value.size() > max_bytes) {
-    fail(ErrorCode::kInvalidArgument, std::string(what) + " is longer than " + std::to_string(max_bytes) + " bytes");
-  }
-}
-
-void require_subject(std::string_view subject) {
-  require_text(subject, "subject", 256);
-  for (char c : subject) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7F) fail(ErrorCode::kInvalidArgument, "subject contains a control character");
-  }
-}
-
-void require_actor(const AuditContext& ctx) { require_text(ctx.actor, "actor", 256); }
-
-void require_collection_name(std::string_view name) {
-  if (!is_valid_collection_name(name)) {
-    fail(ErrorCode::kInvalidArgument, "collection name must match [a-z0-9_-]{1,64}");
-  }
-}
-
-// Validated compact JSON (what is hashed into the audit chain must be stable).
-std::string compact_json(std::string_view text, std::string_view what) {
-  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) fail(ErrorCode::kInvalidArgument, std::string(what) + " is not valid JSON");
-  std::string out = j.dump(-1, ' ', false, json::error_handler_t::replace);
-  if (out.size() > kMaxDetailsBytes) fail(ErrorCode::kInvalidArgument, std::string(what) + " is too large");
-  return out;
-}
-
-// Associated data for a template: the ciphertext only opens in the row it was
-// written for. Binding the subject too means reassigning a row to another
-// person (UPDATE faces SET subject=...) makes it undecryptable rather than a
-// silent misidentification.
-std::string template_ad(std::int64_t collection_id, std::string_view collection, FaceId id,
-                        std::string_view subject, std::string_view model_id) {
-  std::string ad = "candor-face-v1";
-  // Length-prefixed parts, so no two different rows share associated data.
-  const auto part = [&ad](std::string_view p) {
-    ad += '\x1f';
-    ad += std::to_string(p.size());
-    ad += ':';
-    ad += p;
-  };
-  part(std::to_string(collection_id));
-  part(collection);
-  part(std::to_string(id));
-  part(subject);
-  part(model_id);
-  return ad;
-}
-
-std::string refusal_result(ErrorCode code) { return "refused: " + std::string(error_code_name(code)); }
-
 json ids_json(const std::vector<FaceId>& ids) { return json(ids); }
-
-struct AuditDraft {
-  std::string operation;
-  std::string collection;
-  std::vector<std::string> subjects;
-  std::string details = "{}";
-  std::string result = "ok";
-};
 
 class SqliteStore final : public Store {
  public:
@@ -121,13 +46,7 @@ class SqliteStore final : public Store {
 
   Result<Collection> create_collection(const NewCollection& spec, const AuditContext& ctx) override {
     return write_op<Collection>(ctx, AuditDraft{"create_collection", spec.name, {}, "{}", "ok"}, [&](AuditDraft& audit) {
-      require_collection_name(spec.name);
-      require_text(spec.purpose, "purpose");
-      if (spec.retention_days < 1 || spec.retention_days > kMaxRetentionDays) {
-        fail(ErrorCode::kInvalidArgument,
-             "retention_days must be 1.." + std::to_string(kMaxRetentionDays) + " (3 years, the BIPA ceiling)");
-      }
-      if (!std::isfinite(spec.match_threshold)) fail(ErrorCode::kInvalidArgument, "match_threshold must be finite");
+      validate_new_collection(spec);
       if (find_collection(spec.name)) fail(ErrorCode::kAlreadyExists, "collection '" + spec.name + "' already exists");
       const std::int64_t now = ms(clock_());
       db_.prepare("INSERT INTO collections (name, purpose, retention_days, match_threshold, liveness_required, created_at)"
@@ -172,6 +91,8 @@ class SqliteStore final : public Store {
       db_.prepare("DELETE FROM consents WHERE collection_id = ?").bind(1, c.id).run();
       const int consents = db_.changes();
       db_.prepare("DELETE FROM collections WHERE id = ?").bind(1, c.id).run();
+      // One change stands for all the collection's faces (see FaceChange::Kind).
+      pending_changes_.push_back(PendingChange{FaceChange::Kind::kCollectionDeleted, c.name, 0});
       audit.details = json{{"collection_id", c.id}, {"faces_deleted", ids.size()}, {"consents_deleted", consents}}.dump(-1, ' ', false, json::error_handler_t::replace);
       return ids;
     });
@@ -182,17 +103,9 @@ class SqliteStore final : public Store {
   Result<Consent> grant_consent(const NewConsent& in, const AuditContext& ctx) override {
     return write_op<Consent>(ctx, AuditDraft{"grant_consent", in.collection, {in.subject}, "{}", "ok"},
                              [&](AuditDraft& audit) {
-      require_subject(in.subject);
-      require_text(in.purpose, "purpose");
-      require_text(in.collected_by, "collected_by", 256);
-      if (!is_sha256_hex(in.evidence_sha256)) {
-        fail(ErrorCode::kInvalidArgument, "evidence_sha256 must be 64 lower-case hex digits (the SHA-256 of the evidence)");
-      }
-      const Collection c = require_collection(in.collection);
       const TimePoint granted = in.granted_at.value_or(clock_());
-      if (in.expires_at && *in.expires_at <= granted) {
-        fail(ErrorCode::kInvalidArgument, "expires_at must be after granted_at");
-      }
+      validate_new_consent(in, granted);
+      const Collection c = require_collection(in.collection);
       db_.prepare("INSERT INTO consents (collection_id, subject, purpose, evidence_sha256, collected_by, granted_at, expires_at)"
                   " VALUES (?, ?, ?, ?, ?, ?, ?)")
           .bind(1, c.id)
@@ -307,6 +220,7 @@ class SqliteStore final : public Store {
         const std::vector<std::uint8_t> sealed = cipher_->seal(f.embedding, template_ad(c.id, c.name, id, subject, f.model_id));
         db_.prepare("UPDATE faces SET template = ? WHERE id = ?").bind_blob(1, sealed).bind(2, id).run();
         ids.push_back(id);
+        pending_changes_.push_back(PendingChange{FaceChange::Kind::kAdded, c.name, id});
       }
       audit.details = json{{"face_ids", ids_json(ids)},
                            {"model_id", faces.front().model_id},
@@ -473,6 +387,7 @@ class SqliteStore final : public Store {
           .bind(2, now - kDayBucketHorizonMs)
           .run();
       report.counters_pruned = db_.changes();
+      prune_change_feed(now);
       std::sort(report.removed.begin(), report.removed.end());
       audit.details = json{{"as_of", ms(now_tp)}, {"collections_purged", touched},
                            {"faces_removed", report.removed.size()},
@@ -638,6 +553,123 @@ class SqliteStore final : public Store {
     return read_op<AuditHead>([&] { return read_head(); });
   }
 
+  // --------------------------------------------------------------- API keys
+
+  Status put_api_key(const ApiKeyRecord& key, const AuditContext& ctx) override {
+    return write_op<Ok>(ctx, AuditDraft{"key_create", "", {}, "{}", "ok"}, [&](AuditDraft& audit) {
+      validate_api_key(key);
+      {
+        Statement st = db_.prepare("SELECT 1 FROM api_keys WHERE name = ?");
+        st.bind(1, key.name);
+        if (st.step()) fail(ErrorCode::kAlreadyExists, "an API key named '" + key.name + "' already exists");
+      }
+      const std::int64_t created = key.created_at == TimePoint{} ? ms(clock_()) : ms(key.created_at);
+      db_.prepare("INSERT INTO api_keys (name, hash_hex, scopes_json, created_at) VALUES (?, ?, ?, ?)")
+          .bind(1, key.name)
+          .bind(2, key.hash_hex)
+          .bind(3, key.scopes_json)
+          .bind(4, created)
+          .run();
+      audit.details = api_key_details(key);  // never the hash
+      return Ok{};
+    });
+  }
+
+  Result<std::vector<ApiKeyRecord>> list_api_keys() override {
+    return read_op<std::vector<ApiKeyRecord>>([&] {
+      std::vector<ApiKeyRecord> out;
+      Statement st = db_.prepare("SELECT name, hash_hex, scopes_json, created_at FROM api_keys ORDER BY name");
+      while (st.step()) {
+        out.push_back(ApiKeyRecord{st.column_text(0), st.column_text(1), st.column_text(2), from_ms(st.column_int(3))});
+      }
+      return out;
+    });
+  }
+
+  Status delete_api_key(std::string_view name, const AuditContext& ctx) override {
+    return write_op<Ok>(ctx, AuditDraft{"key_delete", "", {}, "{}", "ok"}, [&](AuditDraft& audit) {
+      require_text(name, "key name", 256);
+      db_.prepare("DELETE FROM api_keys WHERE name = ?").bind(1, name).run();
+      if (db_.changes() == 0) fail(ErrorCode::kNotFound, "no API key named '" + std::string(name) + "'");
+      audit.details = json{{"name", name}}.dump(-1, ' ', false, json::error_handler_t::replace);
+      return Ok{};
+    });
+  }
+
+  // ------------------------------------------------------------ change feed
+
+  Result<ChangeBatch> changes_since(std::int64_t after, std::size_t limit) override {
+    return read_op<ChangeBatch>([&] {
+      ChangeBatch batch;
+      const std::int64_t pruned =
+          db_.query_int("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'feed_pruned_through'").value_or(0);
+      const std::int64_t head = read_head().seq;
+      if (after < pruned) {
+        batch.truncated = true;
+        batch.version = head;
+        return batch;
+      }
+      if (limit == 0) {
+        batch.version = after;
+        return batch;
+      }
+      std::int64_t last_id = 0;
+      {
+        Statement st = db_.prepare(
+            "SELECT id, version, kind, collection, face_id FROM face_changes WHERE version > ? ORDER BY version, id LIMIT ?");
+        st.bind(1, after).bind(2, static_cast<std::int64_t>(std::min<std::size_t>(limit, 1'000'000)));
+        while (st.step()) {
+          last_id = st.column_int(0);
+          batch.changes.push_back(FaceChange{st.column_int(1), parse_change_kind(st.column_text(2)), st.column_text(3),
+                                             st.column_int(4)});
+        }
+      }
+      if (batch.changes.size() == limit) {
+        // Never split a version: a caller resuming from it would miss the rest.
+        Statement st = db_.prepare(
+            "SELECT version, kind, collection, face_id FROM face_changes WHERE version = ? AND id > ? ORDER BY id");
+        st.bind(1, batch.changes.back().version).bind(2, last_id);
+        while (st.step()) {
+          batch.changes.push_back(
+              FaceChange{st.column_int(0), parse_change_kind(st.column_text(1)), st.column_text(2), st.column_int(3)});
+        }
+      }
+      batch.version = batch.changes.empty() ? head : batch.changes.back().version;
+      return batch;
+    });
+  }
+
+  Status wait_for_change(std::int64_t after, std::chrono::milliseconds timeout) override {
+    // SQLite has no notifications across processes: poll the newest version,
+    // a single index lookup, every kPollInterval without holding the mutex in between.
+    constexpr std::chrono::milliseconds kPollInterval{25};
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      {
+        std::lock_guard lock(mutex_);
+        try {
+          const std::int64_t newest = db_.query_int("SELECT MAX(version) FROM face_changes").value_or(0);
+          if (newest > after) return ok_status();
+        } catch (const StoreFailure& f) {
+          return f.error;
+        }
+      }
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= deadline) return ok_status();
+      std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(kPollInterval, deadline - now));
+    }
+  }
+
+  Status ping() override {
+    std::lock_guard lock(mutex_);
+    try {
+      db_.query_int("SELECT 1");
+      return ok_status();
+    } catch (const StoreFailure& f) {
+      return f.error;
+    }
+  }
+
   Status checkpoint() override {
     std::lock_guard lock(mutex_);
     try {
@@ -684,6 +716,7 @@ class SqliteStore final : public Store {
     std::lock_guard lock(mutex_);
     Error error;
     try {
+      pending_changes_.clear();
       require_actor(ctx);
       Transaction txn(db_);
       AuditDraft audit = draft;
@@ -694,23 +727,12 @@ class SqliteStore final : public Store {
     } catch (const StoreFailure& f) {
       error = f.error;
     }
+    pending_changes_.clear();  // rolled back with the transaction
     // Audit the refusal. Names that failed validation are not recorded (they
     // may be garbage, or someone's data in the wrong field).
     try {
-      AuditDraft refusal = draft;
-      refusal.result = refusal_result(error.code);
-      json details = json::parse(draft.details, nullptr, false);
-      if (!details.is_object()) details = json::object();
-      details["error"] = error_code_name(error.code);
-      refusal.details = details.dump(-1, ' ', false, json::error_handler_t::replace);
-      if (!is_valid_collection_name(refusal.collection)) refusal.collection.clear();
-      std::erase_if(refusal.subjects, [](const std::string& s) {
-        return s.empty() || s.size() > 256 ||
-               std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7F; });
-      });
-      AuditContext who = ctx;
-      if (who.actor.empty()) who.actor = "(none)";
-      if (who.actor.size() > 256) who.actor.resize(256);
+      const AuditDraft refusal = refusal_draft(draft, error.code);
+      const AuditContext who = refusal_context(ctx);
       Transaction txn(db_);
       append_audit(who, refusal);
       txn.commit();
@@ -723,21 +745,9 @@ class SqliteStore final : public Store {
   // Appends one entry; requires an open write transaction.
   void append_audit(const AuditContext& ctx, const AuditDraft& draft) {
     const AuditHead head = read_head();
-    AuditEntry e;
-    e.seq = head.seq + 1;
-    e.time = clock_();
-    e.actor = ctx.actor;
-    e.operation = draft.operation;
-    e.collection = draft.collection;
-    std::vector<std::string> subjects = draft.subjects;
-    std::sort(subjects.begin(), subjects.end());
-    subjects.erase(std::unique(subjects.begin(), subjects.end()), subjects.end());
-    for (const std::string& s : subjects) e.subject_tags.push_back(audit_subject_tag(salt_for(s), s));
-    e.details = draft.details;
-    e.reason = ctx.reason;
-    e.result = draft.result;
-    e.prev_hash = head.hash;
-    e.hash = audit_entry_hash(e);
+    std::vector<std::string> subjects;
+    const AuditEntry e = build_audit_entry(head, clock_(), ctx, draft,
+                                           [this](const std::string& subject) { return salt_for(subject); }, subjects);
     db_.prepare("INSERT INTO audit_log (seq, time, actor, operation, collection, subject_tags, details, reason,"
                 " result, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         .bind(1, e.seq)
@@ -762,6 +772,19 @@ class SqliteStore final : public Store {
     }
     db_.prepare("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1").bind(1, e.seq).bind(2, e.hash).run();
     if (db_.changes() != 1) fail(ErrorCode::kIntegrityError, "the audit chain head is missing");
+    // The changes made since the last append take this entry's seq as their
+    // version: the head is advanced under the write lock, so versions are
+    // assigned in commit order.
+    for (const PendingChange& c : pending_changes_) {
+      db_.prepare("INSERT INTO face_changes (version, kind, collection, face_id, time) VALUES (?, ?, ?, ?, ?)")
+          .bind(1, e.seq)
+          .bind(2, change_kind_name(c.kind))
+          .bind(3, c.collection)
+          .bind(4, c.face_id)
+          .bind(5, ms(e.time))
+          .run();
+    }
+    pending_changes_.clear();
   }
 
   std::string salt_for(const std::string& subject) {
@@ -816,59 +839,39 @@ class SqliteStore final : public Store {
     return ids;
   }
 
+  // Deletes the faces and queues their removal for the change feed.
   void delete_faces(const std::vector<FaceId>& ids) {
-    for (FaceId id : ids) db_.prepare("DELETE FROM faces WHERE id = ?").bind(1, id).run();
-  }
-
-  void validate_faces(const std::vector<NewFace>& faces) {
-    if (faces.empty()) fail(ErrorCode::kInvalidArgument, "enroll needs at least one face");
-    if (faces.size() > kMaxFacesPerEnroll) {
-      fail(ErrorCode::kInvalidArgument, "at most " + std::to_string(kMaxFacesPerEnroll) + " faces per enroll");
-    }
-    for (const NewFace& f : faces) {
-      if (f.embedding.empty() || f.embedding.size() > kMaxEmbeddingDim) {
-        fail(ErrorCode::kInvalidArgument, "an embedding must have 1.." + std::to_string(kMaxEmbeddingDim) + " values");
+    for (FaceId id : ids) {
+      std::string collection;
+      {
+        Statement st = db_.prepare("SELECT k.name FROM faces f JOIN collections k ON k.id = f.collection_id WHERE f.id = ?");
+        st.bind(1, id);
+        if (!st.step()) continue;
+        collection = st.column_text(0);
       }
-      if (!std::all_of(f.embedding.begin(), f.embedding.end(), [](float v) { return std::isfinite(v); })) {
-        fail(ErrorCode::kInvalidArgument, "an embedding holds a non-finite value");
-      }
-      if (f.embedding.size() != faces.front().embedding.size() || f.model_id != faces.front().model_id) {
-        fail(ErrorCode::kInvalidArgument, "all faces of one enroll must come from the same model");
-      }
-      require_text(f.model_id, "model_id", 256);
-      if (f.quality_level.size() > 64) fail(ErrorCode::kInvalidArgument, "quality_level is too long");
-      if (!is_sha256_hex(f.image_sha256)) {
-        fail(ErrorCode::kInvalidArgument, "image_sha256 must be 64 lower-case hex digits (the image itself is never stored)");
-      }
-      if (!std::isfinite(f.detector_score) || !std::isfinite(f.box.x) || !std::isfinite(f.box.y) ||
-          !std::isfinite(f.box.w) || !std::isfinite(f.box.h)) {
-        fail(ErrorCode::kInvalidArgument, "box and detector_score must be finite");
-      }
+      db_.prepare("DELETE FROM faces WHERE id = ?").bind(1, id).run();
+      pending_changes_.push_back(PendingChange{FaceChange::Kind::kRemoved, std::move(collection), id});
     }
   }
 
-  void attach_key(const StoreOptions& options) {
-    const std::optional<std::string> kcv = db_.query_text("SELECT value FROM meta WHERE key = 'key_check'");
-    const std::int64_t templates = db_.query_int("SELECT COUNT(*) FROM faces").value_or(0);
-    if (!kcv && templates > 0) {
-      fail(ErrorCode::kIntegrityError, "database " + path_ + " holds templates but no key check value; it was tampered with");
-    }
-    ResolvedKey key = resolve_key(options, path_, !kcv.has_value(), templates);
-    cipher_ = std::make_unique<TemplateCipher>(std::move(key.key));
-    const std::string mine = cipher_->key_check_value();
-    if (!kcv) {
-      Transaction txn(db_);
-      db_.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('key_check', ?)").bind(1, mine).run();
-      txn.commit();
-    }
-    // Re-read: another process may have keyed the database first.
-    const std::optional<std::string> stored = db_.query_text("SELECT value FROM meta WHERE key = 'key_check'");
-    if (!stored || *stored != mine) {
-      fail(ErrorCode::kIntegrityError,
-           "wrong key for database " + path_ + ": the key from " + key.source +
-               " does not match the key this database was created with (key check value differs)");
-    }
+  // Drops change-feed rows older than kChangeFeedRetentionMs and remembers
+  // the newest version dropped, so changes_since() can say a caller missed some.
+  void prune_change_feed(std::int64_t now) {
+    const std::int64_t cutoff = now - kChangeFeedRetentionMs;
+    Statement st = db_.prepare("SELECT MAX(version) FROM face_changes WHERE time < ?");
+    st.bind(1, cutoff);
+    if (!st.step() || st.column_is_null(0)) return;
+    const std::int64_t newest_dropped = st.column_int(0);
+    // Whole versions only: a version is kept or dropped entirely.
+    db_.prepare("DELETE FROM face_changes WHERE version <= ?").bind(1, newest_dropped).run();
+    db_.prepare("INSERT INTO meta (key, value) VALUES ('feed_pruned_through', ?1)"
+                " ON CONFLICT (key) DO UPDATE SET value = CASE WHEN CAST(value AS INTEGER) < CAST(?1 AS INTEGER)"
+                " THEN ?1 ELSE value END")
+        .bind(1, std::to_string(newest_dropped))
+        .run();
   }
+
+  void attach_key(const StoreOptions& options) { cipher_ = sqlite_attach_key(db_, path_, options); }
 
   Collection collection_from(const Statement& st) const {
     Collection c;
@@ -930,15 +933,7 @@ class SqliteStore final : public Store {
     e.actor = st.column_text(2);
     e.operation = st.column_text(3);
     e.collection = st.column_text(4);
-    const json tags = json::parse(st.column_text(5), nullptr, false);
-    if (tags.is_array()) {
-      for (const json& t : tags) {
-        if (t.is_string()) e.subject_tags.push_back(t.get<std::string>());
-      }
-    } else {
-      // Unparseable tags still feed the hash (as an impossible tag) so the edit shows.
-      e.subject_tags.push_back(st.column_text(5));
-    }
+    e.subject_tags = parse_subject_tags(st.column_text(5));
     e.details = st.column_text(6);
     e.reason = st.column_text(7);
     e.result = st.column_text(8);
@@ -954,12 +949,25 @@ class SqliteStore final : public Store {
 
   std::string path_;
   std::mutex mutex_;
+  std::vector<PendingChange> pending_changes_;  // guarded by mutex_; written at the next append_audit
   Database db_;
   std::function<TimePoint()> clock_;
   std::unique_ptr<TemplateCipher> cipher_;
 };
 
 }  // namespace
+
+std::unique_ptr<TemplateCipher> sqlite_attach_key(Database& db, const std::string& path, const StoreOptions& options) {
+  KeyCheckAccess access;
+  access.read_kcv = [&db] { return db.query_text("SELECT value FROM meta WHERE key = 'key_check'"); };
+  access.count_templates = [&db] { return db.query_int("SELECT COUNT(*) FROM faces").value_or(0); };
+  access.insert_kcv_if_absent = [&db](const std::string& kcv) {
+    Transaction txn(db);
+    db.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('key_check', ?)").bind(1, kcv).run();
+    txn.commit();
+  };
+  return attach_key(options, path, path + ".key", access);
+}
 
 Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, const StoreOptions& options) {
   if (path.empty()) return Error{ErrorCode::kInvalidArgument, "empty database path"};

@@ -8,6 +8,7 @@
 #include "candor/crypto.h"
 #include "candor/store.h"
 #include "sqlite_db.h"
+#include "store_common.h"
 
 namespace candor::store_detail {
 
@@ -19,17 +20,12 @@ int latest_schema_version() noexcept;
 // ensures: throws StoreFailure(kStoreError) if the database is newer than this build.
 void migrate(Database& db, std::int64_t now_ms);
 
-struct ResolvedKey {
-  SecretKey key;
-  std::string source;  // "StoreOptions::key_hex", "CANDOR_KEY", or the key file path
-};
+// The schema version recorded in the database (0 for a new one).
+std::int64_t schema_version(Database& db);
 
-// Finds the template key (see StoreOptions) for the database at db_path.
-// may_create: the database is new (no key check value recorded), so a missing
-// key file may be created. Otherwise a missing key is a refusal.
-// ensures: throws StoreFailure with a message that says what to do.
-ResolvedKey resolve_key(const StoreOptions& options, const std::string& db_path, bool may_create,
-                        std::int64_t templates_held);
+// Resolves the template key of the database at `path` (see StoreOptions),
+// recording its key check value in a new database.
+std::unique_ptr<TemplateCipher> sqlite_attach_key(Database& db, const std::string& path, const StoreOptions& options);
 
 Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, const StoreOptions& options);
 

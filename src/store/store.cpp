@@ -2,6 +2,7 @@
 #include <string>
 
 #include "candor/store.h"
+#include "pg_store.h"
 #include "sqlite_store.h"
 
 namespace candor {
@@ -17,7 +18,7 @@ bool is_valid_collection_name(std::string_view name) noexcept {
 
 Result<std::unique_ptr<Store>> open_store(std::string_view uri, const StoreOptions& options) {
   if (uri.starts_with("postgresql://") || uri.starts_with("postgres://")) {
-    return Error{ErrorCode::kInvalidArgument, "the PostgreSQL store is not built yet; use a SQLite path"};
+    return store_detail::open_pg_store(std::string(uri), options);
   }
   std::string_view path = uri;
   if (path.starts_with("sqlite:")) path.remove_prefix(7);

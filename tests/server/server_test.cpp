@@ -1,5 +1,6 @@
 // The REST service end to end: each fixture starts a Server in-process on an
-// ephemeral loopback port (sharing one Engine) and talks to it over HTTP.
+// ephemeral loopback port (sharing one Engine) and talks to it over HTTP
+// (server_test_util.h). The attacker's view is in attack_test.cpp.
 #include <atomic>
 #include <barrier>
 #include <chrono>
@@ -16,7 +17,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "candor/server.h"
-#include "test_support.h"
+#include "server_test_util.h"
 
 namespace candor {
 namespace {
@@ -24,143 +25,13 @@ namespace {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-std::string read_all(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary | std::ios::ate);
-  std::string out(static_cast<std::size_t>(std::max<std::streamoff>(0, in.tellg())), '\0');
-  in.seekg(0);
-  in.read(out.data(), static_cast<std::streamsize>(out.size()));
-  return out;
-}
-
-std::string sample(int i) { return read_all(test::testdata("face-api/sample" + std::to_string(i) + ".jpg")); }
-
-std::string jpeg(const cv::Mat& m) {
-  std::vector<std::uint8_t> buf;
-  cv::imencode(".jpg", m, buf, {cv::IMWRITE_JPEG_QUALITY, 95});
-  return {buf.begin(), buf.end()};
-}
-
-// One face of a sample photo as a one-face portrait (test_support.h).
-std::string face_crop(int sample_no, int face_index, float margin) {
-  const auto bytes = test::face_crop_jpeg(sample_no, face_index, margin);
-  return {bytes.begin(), bytes.end()};
-}
-
-std::string base64(const std::string& bytes) {
-  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  std::size_t i = 0;
-  for (; i + 2 < bytes.size(); i += 3) {
-    const unsigned v = (static_cast<unsigned char>(bytes[i]) << 16) | (static_cast<unsigned char>(bytes[i + 1]) << 8) |
-                       static_cast<unsigned char>(bytes[i + 2]);
-    out += t[v >> 18], out += t[(v >> 12) & 63], out += t[(v >> 6) & 63], out += t[v & 63];
-  }
-  if (i + 1 == bytes.size()) {
-    const unsigned v = static_cast<unsigned char>(bytes[i]) << 16;
-    out += t[v >> 18], out += t[(v >> 12) & 63], out += "==";
-  } else if (i + 2 == bytes.size()) {
-    const unsigned v = (static_cast<unsigned char>(bytes[i]) << 16) | (static_cast<unsigned char>(bytes[i + 1]) << 8);
-    out += t[v >> 18], out += t[(v >> 12) & 63], out += t[(v >> 6) & 63], out += '=';
-  }
-  return out;
-}
-
-// A running server in its own temporary directory.
-class TestServer {
- public:
-  explicit TestServer(const std::function<void(ServerOptions&)>& adjust = {}) {
-    static std::atomic<int> counter{0};
-    dir_ = fs::temp_directory_path() / ("candor_server_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_ / "web");
-    std::ofstream(dir_ / "web" / "index.html") << "<!doctype html><title>console</title>";
-    std::ofstream(dir_ / "secret.txt") << "TOP-SECRET-OUTSIDE-WEB-ROOT";
-    ServerOptions o;
-    o.store_uri = (dir_ / "store.db").string();
-    o.port = 0;
-    o.engine = &test::shared_engine();
-    o.web_dir = dir_ / "web";
-    o.workers = 2;
-    o.queue = 8;
-    o.max_body_bytes = 4u << 20;
-    o.log_sink = [this](std::string_view line) {
-      std::lock_guard lock(log_mutex_);
-      log_ += line;
-    };
-    if (adjust) adjust(o);
-    auto created = Server::create(o);
-    if (!created) throw std::runtime_error("server: " + created.error().message);
-    server_ = std::move(*created);
-    admin_key = server_->take_bootstrap_key().value();
-    thread_ = std::thread([this] { run_status_ = server_->run().ok(); });
-    for (int i = 0; i < 500; ++i) {
-      auto r = client().Get("/readyz");
-      if (r && r->status == 200) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    throw std::runtime_error("server did not become ready");
-  }
-  ~TestServer() {
-    server_->stop();
-    thread_.join();
-    server_.reset();
-    fs::remove_all(dir_);
-  }
-
-  httplib::Client client() const {
-    httplib::Client c("127.0.0.1", server_->port());
-    c.set_read_timeout(60, 0);
-    c.set_write_timeout(60, 0);
-    return c;
-  }
-  httplib::Headers auth(const std::string& key = "") const { return {{"X-API-Key", key.empty() ? admin_key : key}}; }
-  std::string log() {
-    std::lock_guard lock(log_mutex_);
-    return log_;
-  }
-  Server& server() { return *server_; }
-  const fs::path& dir() const { return dir_; }
-  bool run_ok() const { return run_status_; }
-
-  // JSON helpers; they fail the test on transport errors.
-  httplib::Result post_json(const std::string& path, const json& body, const std::string& key = "") {
-    return client().Post(path.c_str(), auth(key), body.dump(), "application/json");
-  }
-  httplib::Result post_image(const std::string& path, const std::string& field, const std::string& bytes,
-                             const std::string& key = "", httplib::MultipartFormDataItems extra = {}) {
-    extra.push_back({field, bytes, "photo.jpg", "image/jpeg"});
-    return client().Post(path.c_str(), auth(key), extra);
-  }
-  std::string create_key(const json& spec) {
-    auto r = post_json("/v1/keys", spec);
-    EXPECT_EQ(r->status, 201) << r->body;
-    return json::parse(r->body)["key"];
-  }
-  void create_collection(const std::string& name) {
-    auto r = post_json("/v1/collections", {{"name", name}, {"purpose", "door access"}, {"retention_days", 30}});
-    ASSERT_EQ(r->status, 201) << r->body;
-  }
-  void grant(const std::string& collection, const std::string& subject) {
-    auto r = post_json("/v1/collections/" + collection + "/consents",
-                       {{"subject", subject}, {"evidence_sha256", std::string(64, 'a')}, {"collected_by", "test"}});
-    ASSERT_EQ(r->status, 201) << r->body;
-  }
-
-  std::string admin_key;
-
- private:
-  fs::path dir_;
-  std::unique_ptr<Server> server_;
-  std::thread thread_;
-  std::atomic<bool> run_status_{false};
-  std::mutex log_mutex_;
-  std::string log_;
-};
-
-std::string error_code(const httplib::Result& r) {
-  auto j = json::parse(r->body, nullptr, false);
-  return j.is_object() && j.contains("error") ? j["error"].value("code", "") : "";
-}
+using test::base64;
+using test::error_code;
+using test::face_crop;
+using test::jpeg;
+using test::read_all;
+using test::sample;
+using test::TestServer;
 
 class ServerTest : public ::testing::Test {
  protected:
@@ -346,6 +217,53 @@ TEST_F(ServerTest, MalformedJsonIs400) {
   auto d = srv_->client().Post("/v1/detect", srv_->auth(), "{not json", "application/json");
   EXPECT_EQ(d->status, 400);
   EXPECT_EQ(error_code(d), "invalid_argument");
+}
+
+// JSON bodies are parsed once per request with long base64 strings kept out of the
+// JSON lexer (http_util.cpp): every spelling a client may use still means the same image.
+TEST_F(ServerTest, Base64ImagesInEverySpellingDecodeTheSame) {
+  const std::string img = sample(1);
+  const std::string b64 = base64(img);
+  std::string url_safe = b64, unpadded = b64, wrapped, escaped;
+  std::replace(url_safe.begin(), url_safe.end(), '+', '-');
+  std::replace(url_safe.begin(), url_safe.end(), '/', '_');
+  unpadded.erase(unpadded.find_last_not_of('=') + 1);
+  for (std::size_t i = 0; i < b64.size(); i += 76) wrapped += b64.substr(i, 76) + "\\n";  // JSON-escaped newlines
+  for (char ch : b64) escaped += ch == '/' ? std::string("\\/") : std::string(1, ch);   // "\/" is legal JSON
+  const std::vector<std::string> bodies = {
+      json({{"image", b64}}).dump(), json({{"image", url_safe}}).dump(), json({{"image", unpadded}}).dump(),
+      json({{"image", "data:image/jpeg;base64," + b64}}).dump(), "{\"image\": \"" + wrapped + "\"}",
+      "{\"image\":\"" + escaped + "\"}", "  {\"pad\": \"" + std::string(3000, 'p') + "\", \"image\": \"" + b64 + "\"}"};
+  for (const auto& body : bodies) {
+    auto r = srv_->client().Post("/v1/detect", srv_->auth(), body, "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200) << body.substr(0, 80) << " -> " << r->body;
+    if (r->status == 200) {
+      EXPECT_EQ(json::parse(r->body)["faces"].size(), 3u);
+    }
+  }
+  // Not base64, a lone trailing digit, a truncated document, a non-object: 400, not a crash.
+  const std::vector<std::string> bad = {json({{"image", b64 + "*"}}).dump(), json({{"image", b64.substr(0, 1025) + "A"}}).dump(),
+                                        "{\"image\": \"" + b64, "[\"" + b64 + "\"]", json({{"image", 5}}).dump(),
+                                        "{\"image\": \"" + b64 + "\", }"};
+  for (const auto& body : bad) {
+    auto r = srv_->client().Post("/v1/detect", srv_->auth(), body, "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << body.substr(0, 60) << "..." << body.substr(body.size() - 20) << " -> " << r->body;
+  }
+}
+
+// A long search reason (kept out of the JSON lexer like an image) arrives whole in the audit log.
+TEST_F(ServerTest, LongJsonStringFieldsArriveWhole) {
+  srv_->create_collection("longreason");
+  const std::string reason = "investigation 4471: " + std::string(1004, 'r');  // 1024 bytes, the most allowed
+  auto s = srv_->post_json("/v1/collections/longreason/search", {{"image", base64(face_crop(4, 0, 0.3f))}, {"reason", reason}});
+  ASSERT_EQ(s->status, 200) << s->body.substr(0, 300);
+  auto audit = srv_->client().Get("/v1/audit?collection=longreason&operation=search", srv_->auth());
+  ASSERT_EQ(audit->status, 200);
+  const json entries = json::parse(audit->body)["entries"];
+  ASSERT_FALSE(entries.empty());
+  EXPECT_EQ(entries.back()["reason"], reason);
 }
 
 TEST_F(ServerTest, CorruptImageIs400) {

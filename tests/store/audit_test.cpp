@@ -1,9 +1,9 @@
 // The audit chain: hashing, and tamper detection on a real database edited
-// behind the store's back with raw SQLite.
+// behind the store's back with raw SQL (SQLite, and PostgreSQL through libpq).
 #include <nlohmann/json.hpp>
 
 #include "candor/audit.h"
-#include "store_test_util.h"
+#include "backend_fixture.h"
 
 namespace candor::test {
 namespace {
@@ -74,10 +74,11 @@ TEST(AuditChain, VerifierOnSyntheticChains) {
 }
 
 // A store with a dozen entries, closed, ready to be tampered with.
-class AuditTamperTest : public ::testing::Test {
+class AuditTamperTest : public BackendTest {
  protected:
   void SetUp() override {
-    path_ = dir_.file("candor.db");
+    BackendTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
     std::unique_ptr<Store> s = open_or_die(path_, options_with_key(&clock_));
     ASSERT_TRUE(s->create_collection(staff_collection(), who()).ok());                     // 1
     ASSERT_TRUE(s->grant_consent(consent_for("alice"), who()).ok());                      // 2
@@ -93,11 +94,10 @@ class AuditTamperTest : public ::testing::Test {
     ASSERT_EQ(s->audit_head()->seq, kEntries);
   }
 
-  // Opens the database raw with the append-only triggers dropped, as an attacker would.
-  std::unique_ptr<RawDb> raw() {
-    auto r = std::make_unique<RawDb>(path_);
-    r->exec("DROP TRIGGER IF EXISTS audit_log_no_update; DROP TRIGGER IF EXISTS audit_log_no_delete;");
-    return r;
+  // Raw access with the append-only triggers dropped, as an attacker would.
+  TestDatabase* raw() {
+    db_->drop_audit_guards();
+    return db_.get();
   }
 
   AuditVerification verify() {
@@ -108,18 +108,17 @@ class AuditTamperTest : public ::testing::Test {
   }
 
   static constexpr std::int64_t kEntries = 10;
-  TempDir dir_;
-  TestClock clock_;
-  std::string path_;
 };
 
-TEST_F(AuditTamperTest, TriggersRefuseCasualEdits) {
-  RawDb r(path_);
-  EXPECT_THROW(r.exec("UPDATE audit_log SET reason = 'x' WHERE seq = 3"), std::runtime_error);
-  EXPECT_THROW(r.exec("DELETE FROM audit_log WHERE seq = 3"), std::runtime_error);
+TEST_P(AuditTamperTest, TriggersRefuseCasualEdits) {
+  EXPECT_THROW(db_->exec("UPDATE audit_log SET reason = 'x' WHERE seq = 3"), std::runtime_error);
+  EXPECT_THROW(db_->exec("DELETE FROM audit_log WHERE seq = 3"), std::runtime_error);
+  if (is_pg()) {
+    EXPECT_THROW(db_->exec("TRUNCATE audit_log"), std::runtime_error);
+  }
 }
 
-TEST_F(AuditTamperTest, EditedRowIsNamed) {
+TEST_P(AuditTamperTest, EditedRowIsNamed) {
   raw()->exec("UPDATE audit_log SET reason = 'nothing to see' WHERE seq = 7");
   AuditVerification v = verify();
   ASSERT_FALSE(v.intact);
@@ -129,7 +128,7 @@ TEST_F(AuditTamperTest, EditedRowIsNamed) {
   EXPECT_NE(v.summary().find("seq 7"), std::string::npos) << v.summary();
 }
 
-TEST_F(AuditTamperTest, EditedTimeOrResultIsNamed) {
+TEST_P(AuditTamperTest, EditedTimeOrResultIsNamed) {
   raw()->exec("UPDATE audit_log SET result = 'ok', time = time - 5 WHERE seq = 4");
   AuditVerification v = verify();
   ASSERT_FALSE(v.intact);
@@ -137,7 +136,7 @@ TEST_F(AuditTamperTest, EditedTimeOrResultIsNamed) {
   EXPECT_EQ(v.issues[0].kind, AuditBreak::kEdited);
 }
 
-TEST_F(AuditTamperTest, RewrittenRowWithRecomputedHashBreaksTheNextLink) {
+TEST_P(AuditTamperTest, RewrittenRowWithRecomputedHashBreaksTheNextLink) {
   std::unique_ptr<Store> s = open_or_die(path_, options_with_key(&clock_));
   AuditFilter f;
   f.after_seq = 5;
@@ -153,7 +152,7 @@ TEST_F(AuditTamperTest, RewrittenRowWithRecomputedHashBreaksTheNextLink) {
   EXPECT_EQ(v.issues[0].kind, AuditBreak::kEdited);
 }
 
-TEST_F(AuditTamperTest, DeletedRowIsNamed) {
+TEST_P(AuditTamperTest, DeletedRowIsNamed) {
   raw()->exec("DELETE FROM audit_log WHERE seq = 5");
   AuditVerification v = verify();
   ASSERT_FALSE(v.intact);
@@ -162,7 +161,7 @@ TEST_F(AuditTamperTest, DeletedRowIsNamed) {
   EXPECT_NE(v.summary().find("removed"), std::string::npos) << v.summary();
 }
 
-TEST_F(AuditTamperTest, DeletedTailIsDetectedThroughTheHead) {
+TEST_P(AuditTamperTest, DeletedTailIsDetectedThroughTheHead) {
   raw()->exec("DELETE FROM audit_log WHERE seq >= 9");
   AuditVerification v = verify();
   ASSERT_FALSE(v.intact);
@@ -170,7 +169,7 @@ TEST_F(AuditTamperTest, DeletedTailIsDetectedThroughTheHead) {
   EXPECT_EQ(v.issues[0].kind, AuditBreak::kTruncated);
 }
 
-TEST_F(AuditTamperTest, SwappedRowsAreNamed) {
+TEST_P(AuditTamperTest, SwappedRowsAreNamed) {
   raw()->exec(
       "UPDATE audit_log SET seq = -1 WHERE seq = 3;"
       "UPDATE audit_log SET seq = 3 WHERE seq = 8;"
@@ -182,7 +181,7 @@ TEST_F(AuditTamperTest, SwappedRowsAreNamed) {
   EXPECT_NE(v.issues[0].message.find("written as seq 8"), std::string::npos) << v.issues[0].message;
 }
 
-TEST_F(AuditTamperTest, SwappedContentsAreNamed) {
+TEST_P(AuditTamperTest, SwappedContentsAreNamed) {
   // Same swap, done by exchanging every column but seq.
   const std::string cols = "time, actor, operation, collection, subject_tags, details, reason, result, prev_hash, hash";
   raw()->exec("CREATE TEMP TABLE t AS SELECT * FROM audit_log WHERE seq IN (4, 6);"
@@ -194,7 +193,7 @@ TEST_F(AuditTamperTest, SwappedContentsAreNamed) {
   EXPECT_EQ(v.issues[0].kind, AuditBreak::kReordered);
 }
 
-TEST_F(AuditTamperTest, EditedSubjectNameIsDetected) {
+TEST_P(AuditTamperTest, EditedSubjectNameIsDetected) {
   raw()->exec("UPDATE audit_subjects SET subject = 'mallory' WHERE seq = 4");
   AuditVerification v = verify();
   ASSERT_FALSE(v.intact);
@@ -202,7 +201,7 @@ TEST_F(AuditTamperTest, EditedSubjectNameIsDetected) {
   EXPECT_EQ(v.issues[0].kind, AuditBreak::kSubjectIndex);
 }
 
-TEST_F(AuditTamperTest, ForgedAppendWithoutHeadIsDetected) {
+TEST_P(AuditTamperTest, ForgedAppendWithoutHeadIsDetected) {
   std::unique_ptr<Store> s = open_or_die(path_, options_with_key(&clock_));
   AuditFilter f;
   f.after_seq = kEntries - 1;
@@ -223,6 +222,8 @@ TEST_F(AuditTamperTest, ForgedAppendWithoutHeadIsDetected) {
   ASSERT_FALSE(v.intact);
   EXPECT_EQ(v.issues[0].seq, kEntries + 1);
 }
+
+INSTANTIATE_TEST_SUITE_P(Store, AuditTamperTest, ::testing::Values("sqlite", "postgresql"), backend_name);
 
 }  // namespace
 }  // namespace candor::test

@@ -2,21 +2,24 @@
 // export, retention, search accounting, migrations and concurrency.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <functional>
 #include <set>
 #include <thread>
 
-#include "store_test_util.h"
+#include "backend_fixture.h"
 
 namespace candor::test {
 namespace {
 
 using json = nlohmann::json;
 
-class StoreTest : public ::testing::Test {
+// The body of the store tests; the backend comes from the test parameter.
+class StoreTestBase : public BackendTest {
  protected:
   void SetUp() override {
-    path_ = dir_.file("candor.db");
+    BackendTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
     store_ = open_or_die(path_, options_with_key(&clock_));
     ASSERT_TRUE(store_->create_collection(staff_collection(), who()).ok());
   }
@@ -37,13 +40,12 @@ class StoreTest : public ::testing::Test {
     return all->back();
   }
 
-  TempDir dir_;
-  TestClock clock_;
-  std::string path_;
   std::unique_ptr<Store> store_;
 };
 
-TEST_F(StoreTest, CollectionsAreValidatedAndUnique) {
+class StoreTest : public StoreTestBase {};
+
+TEST_P(StoreTest, CollectionsAreValidatedAndUnique) {
   EXPECT_EQ(store_->create_collection(staff_collection(), who()).error().code, ErrorCode::kAlreadyExists);
   for (const char* bad : {"", "Staff", "has space", "semi;colon", "x/y"}) {
     EXPECT_EQ(store_->create_collection(staff_collection(bad), who()).error().code, ErrorCode::kInvalidArgument) << bad;
@@ -68,7 +70,7 @@ TEST_F(StoreTest, CollectionsAreValidatedAndUnique) {
   EXPECT_EQ(store_->get_collection("nope").error().code, ErrorCode::kNotFound);
 }
 
-TEST_F(StoreTest, EnrollWithConsentStoresDecryptableFaces) {
+TEST_P(StoreTest, EnrollWithConsentStoresDecryptableFaces) {
   ASSERT_TRUE(store_->grant_consent(consent_for("alice"), who()).ok());
   std::vector<FaceId> ids = enroll_ok("alice", 2, 7);
   ASSERT_EQ(ids.size(), 2u);
@@ -100,7 +102,7 @@ TEST_F(StoreTest, EnrollWithConsentStoresDecryptableFaces) {
   EXPECT_EQ(*store_->existing_faces(probe), (std::vector<FaceId>{ids[0], ids[1]}));
 }
 
-TEST_F(StoreTest, EnrollRejectsMixedModelsAndBadInput) {
+TEST_P(StoreTest, EnrollRejectsMixedModelsAndBadInput) {
   ASSERT_TRUE(store_->grant_consent(consent_for("alice"), who()).ok());
   enroll_ok("alice", 1);
   NewFace other = synthetic_face(3, 128);
@@ -124,10 +126,21 @@ struct ConsentCase {
   std::function<void(Store&, TestClock&)> prepare;
 };
 
-class ConsentRefusalTest : public StoreTest, public ::testing::WithParamInterface<ConsentCase> {};
+class ConsentRefusalTest : public StoreTestBase {};
+
+// Parameterised by "<backend>/<case>": BackendTest reads the backend before the slash.
+const std::vector<ConsentCase>& consent_cases();
+
+const ConsentCase& consent_case(const std::string& param) {
+  const std::string name = param.substr(param.find('/') + 1);
+  for (const ConsentCase& c : consent_cases()) {
+    if (name == c.name) return c;
+  }
+  throw std::logic_error("no consent case " + name);
+}
 
 TEST_P(ConsentRefusalTest, RefusedNothingStoredRefusalAudited) {
-  GetParam().prepare(*store_, clock_);
+  consent_case(GetParam()).prepare(*store_, clock_);
   const std::int64_t seq_before = store_->audit_head()->seq;
 
   Result<std::vector<FaceId>> r = store_->enroll("staff", "alice", {synthetic_face(1), synthetic_face(2)}, who());
@@ -135,10 +148,7 @@ TEST_P(ConsentRefusalTest, RefusedNothingStoredRefusalAudited) {
   EXPECT_EQ(r.error().code, ErrorCode::kConsentRequired) << r.error().message;
 
   EXPECT_TRUE(store_->load_faces("staff")->empty());
-  {
-    RawDb raw(path_);
-    EXPECT_EQ(raw.scalar("SELECT COUNT(*) FROM faces"), 0);
-  }
+  EXPECT_EQ(db_->scalar("SELECT COUNT(*) FROM faces"), 0);
   EXPECT_EQ(store_->audit_head()->seq, seq_before + 1);
   AuditEntry e = last_audit();
   EXPECT_EQ(e.operation, "enroll");
@@ -149,9 +159,8 @@ TEST_P(ConsentRefusalTest, RefusedNothingStoredRefusalAudited) {
   EXPECT_TRUE(store_->audit_verify()->intact);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Consent, ConsentRefusalTest,
-    ::testing::Values(
+const std::vector<ConsentCase>& consent_cases() {
+  static const std::vector<ConsentCase> cases = {
         ConsentCase{"none", [](Store&, TestClock&) {}},
         ConsentCase{"other_subject",
                     [](Store& s, TestClock&) { ASSERT_TRUE(s.grant_consent(consent_for("bob"), who()).ok()); }},
@@ -180,12 +189,34 @@ INSTANTIATE_TEST_SUITE_P(
                       NewConsent c = consent_for("alice");
                       c.granted_at = clock.now() + std::chrono::days(3);
                       ASSERT_TRUE(s.grant_consent(c, who()).ok());
-                    }}),
-    [](const ::testing::TestParamInfo<ConsentCase>& param_info) { return std::string(param_info.param.name); });
+                    }}};
+  return cases;
+}
 
-TEST_F(StoreTest, InvalidUtf8IsStoredNotThrown) {
+std::vector<std::string> consent_params() {
+  std::vector<std::string> out;
+  for (const char* backend : {"sqlite", "postgresql"}) {
+    for (const ConsentCase& c : consent_cases()) out.push_back(std::string(backend) + "/" + c.name);
+  }
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Consent, ConsentRefusalTest, ::testing::ValuesIn(consent_params()),
+                         [](const ::testing::TestParamInfo<std::string>& param_info) {
+                           std::string name = param_info.param;
+                           std::replace(name.begin(), name.end(), '/', '_');
+                           return name;
+                         });
+
+TEST_P(StoreTest, InvalidUtf8IsStoredNotThrown) {
   NewCollection c = staff_collection("latin1");
   c.purpose = "caf\xe9 staff";
+  if (is_pg()) {
+    // PostgreSQL text is UTF-8: refused as an argument error, and nothing thrown.
+    EXPECT_EQ(store_->create_collection(c, who()).error().code, ErrorCode::kInvalidArgument);
+    EXPECT_TRUE(store_->audit_verify()->intact);
+    return;
+  }
   ASSERT_TRUE(store_->create_collection(c, who()).ok());
   NewConsent k = consent_for("jos\xe9", "latin1");
   k.purpose = c.purpose;
@@ -194,7 +225,7 @@ TEST_F(StoreTest, InvalidUtf8IsStoredNotThrown) {
   EXPECT_TRUE(store_->audit_verify()->intact);
 }
 
-TEST_F(StoreTest, ConsentInputIsValidated) {
+TEST_P(StoreTest, ConsentInputIsValidated) {
   NewConsent c = consent_for("alice");
   c.evidence_sha256 = "the scanned form itself";
   EXPECT_EQ(store_->grant_consent(c, who()).error().code, ErrorCode::kInvalidArgument);
@@ -208,7 +239,7 @@ TEST_F(StoreTest, ConsentInputIsValidated) {
   EXPECT_TRUE(e.subjects.empty()) << "a malformed subject is not written to the audit index";
 }
 
-TEST_F(StoreTest, RevocationDeletesFacesAtOnceAndReturnsTheirIds) {
+TEST_P(StoreTest, RevocationDeletesFacesAtOnceAndReturnsTheirIds) {
   ASSERT_TRUE(store_->grant_consent(consent_for("alice"), who()).ok());
   ASSERT_TRUE(store_->grant_consent(consent_for("bob"), who()).ok());
   std::vector<FaceId> alice = enroll_ok("alice", 3, 10);
@@ -233,7 +264,7 @@ TEST_F(StoreTest, RevocationDeletesFacesAtOnceAndReturnsTheirIds) {
   EXPECT_EQ(store_->enroll("staff", "alice", {synthetic_face(1)}, who()).error().code, ErrorCode::kConsentRequired);
 }
 
-TEST_F(StoreTest, EraseSubjectDeletesAllAndExportShowsOnlyTheErasure) {
+TEST_P(StoreTest, EraseSubjectDeletesAllAndExportShowsOnlyTheErasure) {
   NewCollection visitors = staff_collection("visitors");
   ASSERT_TRUE(store_->create_collection(visitors, who()).ok());
   ASSERT_TRUE(store_->grant_consent(consent_for("alice"), who()).ok());
@@ -283,11 +314,10 @@ TEST_F(StoreTest, EraseSubjectDeletesAllAndExportShowsOnlyTheErasure) {
   const std::vector<AuditEntry> alice_entries = *store_->audit_list(alice_filter);
   for (const AuditEntry& e : alice_entries) ops.insert(e.operation);
   EXPECT_EQ(ops, (std::set<std::string>{"erase_subject", "export_subject"}));
-  RawDb raw(path_);
-  EXPECT_EQ(raw.scalar("SELECT COUNT(*) FROM consents WHERE subject = 'alice'"), 0);
+  EXPECT_EQ(db_->scalar("SELECT COUNT(*) FROM consents WHERE subject = 'alice'"), 0);
 }
 
-TEST_F(StoreTest, EraseWithinOneCollectionLeavesTheOthers) {
+TEST_P(StoreTest, EraseWithinOneCollectionLeavesTheOthers) {
   ASSERT_TRUE(store_->create_collection(staff_collection("visitors"), who()).ok());
   ASSERT_TRUE(store_->grant_consent(consent_for("alice"), who()).ok());
   ASSERT_TRUE(store_->grant_consent(consent_for("alice", "visitors"), who()).ok());
@@ -302,20 +332,19 @@ TEST_F(StoreTest, EraseWithinOneCollectionLeavesTheOthers) {
   EXPECT_TRUE(store_->audit_verify()->intact);
 }
 
-TEST_F(StoreTest, DeleteCollectionErasesFacesAndConsents) {
+TEST_P(StoreTest, DeleteCollectionErasesFacesAndConsents) {
   ASSERT_TRUE(store_->grant_consent(consent_for("alice"), who()).ok());
   std::vector<FaceId> ids = enroll_ok("alice", 2);
   Result<std::vector<FaceId>> deleted = store_->delete_collection("staff", who("programme ended"));
   ASSERT_TRUE(deleted.ok());
   EXPECT_EQ(*deleted, ids);
   EXPECT_EQ(store_->get_collection("staff").error().code, ErrorCode::kNotFound);
-  RawDb raw(path_);
-  EXPECT_EQ(raw.scalar("SELECT COUNT(*) FROM faces"), 0);
-  EXPECT_EQ(raw.scalar("SELECT COUNT(*) FROM consents"), 0);
+  EXPECT_EQ(db_->scalar("SELECT COUNT(*) FROM faces"), 0);
+  EXPECT_EQ(db_->scalar("SELECT COUNT(*) FROM consents"), 0);
   EXPECT_EQ(last_audit().operation, "delete_collection");
 }
 
-TEST_F(StoreTest, RetentionPurgesOldFacesAndFacesWithoutConsent) {
+TEST_P(StoreTest, RetentionPurgesOldFacesAndFacesWithoutConsent) {
   ASSERT_TRUE(store_->grant_consent(consent_for("alice"), who()).ok());
   ASSERT_TRUE(store_->grant_consent(consent_for("bob"), who()).ok());
   NewConsent carol = consent_for("carol");
@@ -355,7 +384,7 @@ TEST_F(StoreTest, RetentionPurgesOldFacesAndFacesWithoutConsent) {
   EXPECT_EQ(last_audit().operation, "retention_run");
 }
 
-TEST_F(StoreTest, SearchesAreAuditedAndCounted) {
+TEST_P(StoreTest, SearchesAreAuditedAndCounted) {
   const TimePoint t0 = clock_.now();
   SearchRecord s{AuditContext{"gate-3", "door unlock"}, "staff", {}, R"({"face_ids":[],"scores":[]})", "ok"};
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(store_->record_search(s).ok());
@@ -389,7 +418,7 @@ TEST_F(StoreTest, SearchesAreAuditedAndCounted) {
   EXPECT_EQ(*store_->search_count("gate-3", t0 - std::chrono::days(1)), 4);
 }
 
-TEST_F(StoreTest, AuditListFilters) {
+TEST_P(StoreTest, AuditListFilters) {
   ASSERT_TRUE(store_->grant_consent(consent_for("alice"), who()).ok());
   enroll_ok("alice", 1);
   ASSERT_TRUE(store_->create_collection(staff_collection("other"), who()).ok());
@@ -410,7 +439,7 @@ TEST_F(StoreTest, AuditListFilters) {
   EXPECT_TRUE(store_->audit_list(f)->empty());
 }
 
-TEST_F(StoreTest, MigrationsAreIdempotentAndDataPersists) {
+TEST_P(StoreTest, MigrationsAreIdempotentAndDataPersists) {
   ASSERT_TRUE(store_->grant_consent(consent_for("alice"), who()).ok());
   std::vector<FaceId> ids = enroll_ok("alice", 2);
   store_.reset();
@@ -419,34 +448,44 @@ TEST_F(StoreTest, MigrationsAreIdempotentAndDataPersists) {
     EXPECT_EQ(again->load_faces("staff")->size(), 2u);
     EXPECT_TRUE(again->audit_verify()->intact);
   }
-  RawDb raw(path_);
-  EXPECT_EQ(raw.scalar("SELECT COUNT(*) FROM schema_version"), 1);
+  EXPECT_EQ(db_->scalar("SELECT COUNT(*) FROM schema_version"), 2);
 }
 
-TEST_F(StoreTest, NewerSchemaIsRefused) {
+TEST_P(StoreTest, NewerSchemaIsRefused) {
   store_.reset();
-  {
-    RawDb raw(path_);
-    raw.exec("INSERT INTO schema_version (version, applied_at) VALUES (999, 0)");
-  }
+  db_->exec("INSERT INTO schema_version (version, applied_at) VALUES (999, 0)");
   Result<std::unique_ptr<Store>> s = open_store(path_, options_with_key());
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error().code, ErrorCode::kStoreError);
   EXPECT_NE(s.error().message.find("newer"), std::string::npos);
 }
 
-TEST_F(StoreTest, UriForms) {
+TEST_P(StoreTest, UriForms) {
   store_.reset();
-  EXPECT_TRUE(open_store("sqlite:" + path_, options_with_key()).ok());
-  Result<std::unique_ptr<Store>> pg = open_store("postgresql://db/candor", options_with_key());
-  ASSERT_FALSE(pg.ok());
-  EXPECT_NE(pg.error().message.find("not built yet"), std::string::npos);
   StoreOptions no_create = options_with_key();
   no_create.create_if_missing = false;
-  EXPECT_EQ(open_store(dir_.file("missing.db"), no_create).error().code, ErrorCode::kNotFound);
+  if (!is_pg()) {
+    EXPECT_TRUE(open_store("sqlite:" + path_, options_with_key()).ok());
+    EXPECT_EQ(open_store(key_dir_file("missing.db"), no_create).error().code, ErrorCode::kNotFound);
+    return;
+  }
+  // postgres:// is the same as postgresql://.
+  ASSERT_EQ(path_.rfind("postgresql://", 0), 0u);
+  Result<std::unique_ptr<Store>> alias = open_store("postgres://" + path_.substr(13), options_with_key());
+  EXPECT_TRUE(alias.ok()) << alias.error().message;
+  EXPECT_TRUE(open_store(path_, no_create).ok()) << "the schema exists";
+  PgTestDatabase empty(pg_->server_uri());
+  Result<std::unique_ptr<Store>> none = open_store(empty.uri(), no_create);
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.error().code, ErrorCode::kNotFound);
+  // A server that is not there: unavailable, not a generic store error.
+  Result<std::unique_ptr<Store>> gone =
+      open_store("postgresql:///candor?host=" + key_dir_.path().string() + "&port=1", options_with_key());
+  ASSERT_FALSE(gone.ok());
+  EXPECT_EQ(gone.error().code, ErrorCode::kStoreUnavailable) << gone.error().message;
 }
 
-TEST_F(StoreTest, ConcurrentWritersKeepOneChain) {
+TEST_P(StoreTest, ConcurrentWritersKeepOneChain) {
   // Two Store objects (two connections, as two processes would have) and two
   // threads on each.
   std::unique_ptr<Store> second = open_or_die(path_, options_with_key(&clock_));
@@ -474,6 +513,8 @@ TEST_F(StoreTest, ConcurrentWritersKeepOneChain) {
   EXPECT_TRUE(v->intact) << v->summary();
   EXPECT_EQ(v->entries, 1 + 4 + 60 + 60);
 }
+
+INSTANTIATE_TEST_SUITE_P(Store, StoreTest, ::testing::Values("sqlite", "postgresql"), backend_name);
 
 }  // namespace
 }  // namespace candor::test

@@ -1,0 +1,293 @@
+// fuzz_make_seeds OUT_DIR SOURCE_DIR: writes the seed corpus of every fuzz target, made
+// by the project rather than committed as binaries (fuzz/run.sh calls it before fuzzing):
+//   OUT_DIR/fuzz_image      tiny valid JPEG (baseline, progressive, EXIF-rotated), PNG
+//                           (8-bit, grey, alpha, 16-bit), BMP and WebP (lossy, lossless)
+//                           images, and face crops from testdata/ found by the engine;
+//   OUT_DIR/fuzz_json       a valid request for every route (harness.h's format);
+//   OUT_DIR/fuzz_multipart  the multipart forms of the routes that take images;
+//   OUT_DIR/fuzz_manifest   config/models.json and smaller valid manifests.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "candor/engine.h"
+#include "candor/image.h"
+#include "harness.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using Blob = std::vector<std::uint8_t>;
+
+void write_file(const fs::path& path, std::string_view bytes) {
+  fs::create_directories(path.parent_path());
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!out) throw std::runtime_error("cannot write " + path.string());
+}
+
+std::string as_string(const Blob& b) { return {b.begin(), b.end()}; }
+
+Blob encode(const std::string& ext, const cv::Mat& image, const std::vector<int>& params = {}) {
+  Blob out;
+  if (!cv::imencode(ext, image, out, params)) throw std::runtime_error("OpenCV cannot write " + ext);
+  return out;
+}
+
+std::string base64(const Blob& bytes) {
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  std::size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    const unsigned v = (bytes[i] << 16) | (bytes[i + 1] << 8) | bytes[i + 2];
+    out += {kAlphabet[v >> 18], kAlphabet[(v >> 12) & 63], kAlphabet[(v >> 6) & 63], kAlphabet[v & 63]};
+  }
+  if (i + 1 == bytes.size()) {
+    const unsigned v = bytes[i] << 16;
+    out += {kAlphabet[v >> 18], kAlphabet[(v >> 12) & 63], '=', '='};
+  } else if (i + 2 == bytes.size()) {
+    const unsigned v = (bytes[i] << 16) | (bytes[i + 1] << 8);
+    out += {kAlphabet[v >> 18], kAlphabet[(v >> 12) & 63], kAlphabet[(v >> 6) & 63], '='};
+  }
+  return out;
+}
+
+// A small picture with edges and colour, so that every codec has something to encode.
+cv::Mat synthetic(int size) {
+  cv::Mat image(size, size, CV_8UC3);
+  for (int y = 0; y < size; ++y) {
+    for (int x = 0; x < size; ++x) {
+      image.at<cv::Vec3b>(y, x) = cv::Vec3b(static_cast<std::uint8_t>(x * 255 / size),
+                                            static_cast<std::uint8_t>(y * 255 / size), 128);
+    }
+  }
+  cv::circle(image, {size / 2, size / 2}, size / 4, cv::Scalar(30, 60, 220), -1);
+  return image;
+}
+
+// The JPEG with an APP1 Exif segment saying "rotate 90° clockwise" (orientation 6),
+// which decode_image must apply: OpenCV writes no EXIF, so the segment is spliced in.
+Blob with_exif_orientation(const Blob& jpeg) {
+  const Blob tiff = {'I', 'I', 42, 0, 8, 0, 0, 0,          // little-endian TIFF, IFD at 8
+                     1, 0,                                 // one entry
+                     0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0,  // Orientation, SHORT, 1, value 6
+                     0, 0, 0, 0};                          // no next IFD
+  Blob app1 = {0xFF, 0xE1, 0, 0, 'E', 'x', 'i', 'f', 0, 0};
+  app1.insert(app1.end(), tiff.begin(), tiff.end());
+  const std::size_t length = app1.size() - 2;
+  app1[2] = static_cast<std::uint8_t>(length >> 8);
+  app1[3] = static_cast<std::uint8_t>(length & 0xFF);
+  Blob out(jpeg.begin(), jpeg.begin() + 2);  // SOI
+  out.insert(out.end(), app1.begin(), app1.end());
+  out.insert(out.end(), jpeg.begin() + 2, jpeg.end());
+  return out;
+}
+
+// Square crops around the largest face of each test photo, small enough to keep the
+// fuzzed requests under the harness's body limit yet with a face the detector finds.
+std::vector<Blob> face_crops(const fs::path& testdata) {
+  std::vector<Blob> crops;
+  if (!fs::is_directory(testdata)) return crops;
+  auto engine = candor::Engine::create();
+  if (!engine) {
+    std::fprintf(stderr, "fuzz_make_seeds: no engine (%s); no face seeds\n", engine.error().message.c_str());
+    return crops;
+  }
+  std::set<fs::path> photos;
+  for (const auto& entry : fs::recursive_directory_iterator(testdata)) {
+    if (entry.is_regular_file() && entry.path().extension() == ".jpg") photos.insert(entry.path());
+  }
+  for (const fs::path& photo : photos) {
+    auto image = candor::read_image(photo);
+    if (!image) continue;
+    const auto faces = (*engine)->detect(*image);
+    if (faces.empty()) continue;
+    const candor::Face& face = faces.front();
+    const float side = 2.0f * std::max(face.box.width, face.box.height);
+    const cv::Point2f c = face.box.center();
+    cv::Rect rect(static_cast<int>(c.x - side / 2), static_cast<int>(c.y - side / 2), static_cast<int>(side),
+                  static_cast<int>(side));
+    rect &= cv::Rect(0, 0, image->cols, image->rows);
+    if (rect.width < 32 || rect.height < 32) continue;
+    cv::Mat crop;
+    cv::resize((*image)(rect), crop, {96, 96}, 0, 0, cv::INTER_AREA);
+    crops.push_back(encode(".jpg", crop, {cv::IMWRITE_JPEG_QUALITY, 80}));
+    if (crops.size() == 3) break;
+  }
+  return crops;
+}
+
+struct Part {
+  std::string name;
+  std::string filename;  // empty: a text field
+  std::string content;
+};
+
+constexpr const char* kBoundary = "candor-fuzz-7f3a";
+
+std::string multipart(const std::string& line, const std::vector<Part>& parts) {
+  std::string out = line + "\n" + kBoundary + "\n";
+  for (const Part& p : parts) {
+    out += std::string("--") + kBoundary + "\r\nContent-Disposition: form-data; name=\"" + p.name + "\"";
+    if (!p.filename.empty()) out += "; filename=\"" + p.filename + "\"\r\nContent-Type: image/jpeg";
+    out += "\r\n\r\n" + p.content + "\r\n";
+  }
+  return out + "--" + kBoundary + "--\r\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 3) {
+    std::fprintf(stderr, "usage: fuzz_make_seeds OUT_DIR SOURCE_DIR\n");
+    return 2;
+  }
+  const fs::path out = argv[1];
+  const fs::path source = argv[2];
+  try {
+    // fuzz_image
+    const fs::path images = out / "fuzz_image";
+    const cv::Mat picture = synthetic(48);
+    cv::Mat grey, rgba, deep;
+    cv::cvtColor(picture, grey, cv::COLOR_BGR2GRAY);
+    cv::cvtColor(picture, rgba, cv::COLOR_BGR2BGRA);
+    for (int y = 0; y < rgba.rows; ++y) rgba.at<cv::Vec4b>(y, y)[3] = 0;  // some transparency
+    picture.convertTo(deep, CV_16UC3, 257.0);
+    const Blob jpeg = encode(".jpg", picture, {cv::IMWRITE_JPEG_QUALITY, 75});
+    write_file(images / "baseline.jpg", as_string(jpeg));
+    write_file(images / "progressive.jpg",
+               as_string(encode(".jpg", picture, {cv::IMWRITE_JPEG_PROGRESSIVE, 1, cv::IMWRITE_JPEG_QUALITY, 60})));
+    write_file(images / "exif_rotated.jpg", as_string(with_exif_orientation(jpeg)));
+    write_file(images / "grey.jpg", as_string(encode(".jpg", grey)));
+    write_file(images / "colour.png", as_string(encode(".png", picture, {cv::IMWRITE_PNG_COMPRESSION, 9})));
+    write_file(images / "grey.png", as_string(encode(".png", grey)));
+    write_file(images / "alpha.png", as_string(encode(".png", rgba)));
+    write_file(images / "16bit.png", as_string(encode(".png", deep)));
+    write_file(images / "colour.bmp", as_string(encode(".bmp", synthetic(24))));
+    write_file(images / "grey.bmp", as_string(encode(".bmp", grey)));
+    if (cv::haveImageWriter(".webp")) {
+      write_file(images / "lossy.webp", as_string(encode(".webp", picture, {cv::IMWRITE_WEBP_QUALITY, 60})));
+      write_file(images / "lossless.webp", as_string(encode(".webp", picture, {cv::IMWRITE_WEBP_QUALITY, 101})));
+    }
+    const std::vector<Blob> faces = face_crops(source / "testdata");
+    for (std::size_t i = 0; i < faces.size(); ++i) {
+      write_file(images / ("face" + std::to_string(i) + ".jpg"), as_string(faces[i]));
+    }
+    const Blob face_a = faces.empty() ? jpeg : faces[0];
+    const Blob face_b = faces.size() < 2 ? face_a : faces[1];
+
+    // fuzz_json: one request per route ("<METHOD> <target>\n<body>").
+    const fs::path json_dir = out / "fuzz_json";
+    using nlohmann::json;
+    const std::string sha(64, 'c');
+    const std::vector<std::pair<std::string, std::string>> requests = {
+        {"POST /v1/detect?min_face=24&max_faces=10&threshold=0.7&quality=true&liveness=true",
+         json{{"image", base64(face_a)}}.dump()},
+        {"POST /v1/detect", json{{"image", "data:image/jpeg;base64," + base64(jpeg)}}.dump()},
+        {"POST /v1/compare?operating_point=fmr-1e-4", json{{"a", base64(face_a)}, {"b", base64(face_b)}}.dump()},
+        {"GET /v1/collections", ""},
+        {"POST /v1/collections", json{{"name", "visitors"}, {"purpose", "visitor check-in"}, {"retention_days", 30},
+                                      {"operating_point", "fmr-1e-3"}, {"liveness_required", true}}.dump()},
+        {"GET /v1/collections/staff", ""},
+        {"DELETE /v1/collections/staff?reason=closing", ""},
+        {"GET /v1/collections/staff/consents?subject=emp-1", ""},
+        {"POST /v1/collections/staff/consents",
+         json{{"subject", "emp-2"}, {"evidence_sha256", sha}, {"collected_by", "hr desk"},
+              {"purpose", "building access"}, {"expires_at", "2027-12-31"}}.dump()},
+        {"POST /v1/collections/staff/consents",
+         json{{"subject", "emp-3"}, {"evidence_sha256", sha}, {"collected_by", "hr"},
+              {"expires_at", "2027-12-31T08:00:00Z"}}.dump()},
+        {"DELETE /v1/collections/staff/consents/emp-1", ""},
+        {"POST /v1/collections/staff/subjects/emp-1/faces", json{{"images", {base64(face_a), base64(face_b)}}}.dump()},
+        {"GET /v1/collections/staff/subjects", ""},
+        {"DELETE /v1/collections/staff/subjects/emp-1?reason=erasure%20request", ""},
+        {"POST /v1/collections/staff/search?top=5", json{{"image", base64(face_a)}, {"reason", "door 3 entry"}}.dump()},
+        {"GET /v1/audit?limit=10&after_seq=1&subject=emp-1&operation=enroll&collection=staff", ""},
+        {"GET /v1/audit/verify", ""},
+        {"GET /v1/subjects/emp-1/export", ""},
+        {"POST /v1/retention/run", ""},
+        {"POST /v1/keys", json{{"name", "door-3"}, {"collections", {"staff"}}, {"operations", {"search", "detect"}},
+                               {"searches_per_minute", 30}, {"searches_per_day", 1000}}.dump()},
+        {"GET /v1/keys", ""},
+        {"DELETE /v1/keys/door-3", ""},
+        {"GET /healthz", ""},
+        {"GET /readyz", ""},
+        {"GET /metrics", ""},
+        {"GET /v1/openapi.json", ""},
+    };
+    std::set<std::string> covered;
+    int n = 0;
+    for (const auto& [line, body] : requests) {
+      write_file(json_dir / ("route" + std::to_string(n++)), line + "\n" + body);
+      covered.insert(line.substr(0, line.find('?')));
+    }
+    // Routes added to the OpenAPI document after this list was written still get a seed.
+    std::ifstream openapi_file(source / "src/server/openapi.json");
+    const json openapi = json::parse(openapi_file, nullptr, false);
+    if (openapi.is_object() && openapi.contains("paths")) {
+      for (const auto& [path, operations] : openapi["paths"].items()) {
+        for (const auto& [method, operation] : operations.items()) {
+          if (method == "parameters" || method == "summary" || method == "description") continue;
+          std::string target = path;
+          for (std::size_t at; (at = target.find('{')) != std::string::npos;) {
+            const std::size_t end = target.find('}', at);
+            const std::string name = target.substr(at + 1, end - at - 1);
+            target.replace(at, end - at + 1, name == "c" ? "staff" : "emp-1");
+          }
+          std::string verb;
+          for (char ch : method) verb += static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+          if (covered.insert(verb + " " + target).second) {
+            write_file(json_dir / ("route" + std::to_string(n++)), verb + " " + target + "\n{}");
+          }
+        }
+      }
+    }
+
+    // fuzz_multipart ("<METHOD> <target>\n<boundary>\n<body>").
+    const fs::path mp = out / "fuzz_multipart";
+    const std::string a = as_string(face_a), b = as_string(face_b);
+    write_file(mp / "detect", multipart("POST /v1/detect?quality=false", {{"image", "face.jpg", a}}));
+    write_file(mp / "detect_png", multipart("POST /v1/detect", {{"image", "", as_string(encode(".png", grey))}}));
+    write_file(mp / "compare", multipart("POST /v1/compare", {{"a", "a.jpg", a}, {"b", "b.jpg", b}}));
+    write_file(mp / "enroll", multipart("POST /v1/collections/staff/subjects/emp-1/faces",
+                                        {{"images", "1.jpg", a}, {"images", "2.jpg", b}}));
+    write_file(mp / "enroll_image", multipart("POST /v1/collections/staff/subjects/emp-1/faces", {{"image", "1.jpg", a}}));
+    write_file(mp / "search", multipart("POST /v1/collections/staff/search",
+                                        {{"image", "probe.jpg", a}, {"reason", "", "door 3 entry"}}));
+    write_file(mp / "empty_part", multipart("POST /v1/detect", {{"image", "empty.jpg", ""}}));
+    write_file(mp / "text_fields", multipart("POST /v1/collections", {{"name", "", "visitors"}, {"purpose", "", "check-in"}}));
+
+    // fuzz_manifest
+    const fs::path manifests = out / "fuzz_manifest";
+    std::ifstream real(source / "config/models.json", std::ios::binary);
+    const std::string real_manifest((std::istreambuf_iterator<char>(real)), std::istreambuf_iterator<char>());
+    write_file(manifests / "models.json", real_manifest);
+    write_file(manifests / "detector.json",
+               json{{"models", {{{"id", "d"}, {"role", "detector"}, {"type", "ultraface"}, {"file", "d.onnx"},
+                                 {"sha256", sha}, {"threshold", 0.7},
+                                 {"input", {{"width", 320}, {"height", 240}, {"color", "rgb"}, {"mean", 127.0},
+                                            {"scale", 0.0078125}}},
+                                 {"outputs", {{"scores", "scores"}, {"boxes", "boxes"}}}}}}}
+                   .dump(2));
+    write_file(manifests / "recognizer.json",
+               json{{"models", {{{"id", "r"}, {"role", "recognizer"}, {"type", "embedding"}, {"file", "/r.onnx"},
+                                 {"input", {{"width", 112}, {"height", 112}, {"color", "bgr"}}},
+                                 {"dim", 512}, {"alignment", "arcface112"}, {"batchable", true},
+                                 {"operating_points", {{{"name", "fmr-1e-3"}, {"fmr", 1e-3}, {"threshold", 0.33}},
+                                                       {{"name", "fmr-1e-4"}, {"fmr", 1e-4}, {"threshold", 0.41}}}}}}}}
+                   .dump());
+    write_file(manifests / "empty.json", R"({"models":[]})");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "fuzz_make_seeds: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,204 @@
+// Rules both stores enforce alike (see store_common.h).
+#include "store_common.h"
+
+#include <algorithm>
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+namespace candor::store_detail {
+
+using json = nlohmann::json;
+
+void fail(ErrorCode code, std::string message) { throw StoreFailure{Error{code, std::move(message)}}; }
+
+void require_text(std::string_view value, std::string_view what, std::size_t max_bytes) {
+  if (value.empty()) fail(ErrorCode::kInvalidArgument, std::string(what) + " must not be empty");
+  if (value.size() > max_bytes) {
+    fail(ErrorCode::kInvalidArgument, std::string(what) + " is longer than " + std::to_string(max_bytes) + " bytes");
+  }
+}
+
+namespace {
+bool has_control_char(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7F;
+  });
+}
+}  // namespace
+
+void require_subject(std::string_view subject) {
+  require_text(subject, "subject", 256);
+  if (has_control_char(subject)) fail(ErrorCode::kInvalidArgument, "subject contains a control character");
+}
+
+void require_actor(const AuditContext& ctx) { require_text(ctx.actor, "actor", 256); }
+
+void require_collection_name(std::string_view name) {
+  if (!is_valid_collection_name(name)) {
+    fail(ErrorCode::kInvalidArgument, "collection name must match [a-z0-9_-]{1,64}");
+  }
+}
+
+void validate_faces(const std::vector<NewFace>& faces) {
+  if (faces.empty()) fail(ErrorCode::kInvalidArgument, "enroll needs at least one face");
+  if (faces.size() > kMaxFacesPerEnroll) {
+    fail(ErrorCode::kInvalidArgument, "at most " + std::to_string(kMaxFacesPerEnroll) + " faces per enroll");
+  }
+  for (const NewFace& f : faces) {
+    if (f.embedding.empty() || f.embedding.size() > kMaxEmbeddingDim) {
+      fail(ErrorCode::kInvalidArgument, "an embedding must have 1.." + std::to_string(kMaxEmbeddingDim) + " values");
+    }
+    if (!std::all_of(f.embedding.begin(), f.embedding.end(), [](float v) { return std::isfinite(v); })) {
+      fail(ErrorCode::kInvalidArgument, "an embedding holds a non-finite value");
+    }
+    if (f.embedding.size() != faces.front().embedding.size() || f.model_id != faces.front().model_id) {
+      fail(ErrorCode::kInvalidArgument, "all faces of one enroll must come from the same model");
+    }
+    require_text(f.model_id, "model_id", 256);
+    if (f.quality_level.size() > 64) fail(ErrorCode::kInvalidArgument, "quality_level is too long");
+    if (!is_sha256_hex(f.image_sha256)) {
+      fail(ErrorCode::kInvalidArgument, "image_sha256 must be 64 lower-case hex digits (the image itself is never stored)");
+    }
+    if (!std::isfinite(f.detector_score) || !std::isfinite(f.box.x) || !std::isfinite(f.box.y) ||
+        !std::isfinite(f.box.w) || !std::isfinite(f.box.h)) {
+      fail(ErrorCode::kInvalidArgument, "box and detector_score must be finite");
+    }
+  }
+}
+
+void validate_api_key(const ApiKeyRecord& key) {
+  require_text(key.name, "key name", 256);
+  if (has_control_char(key.name)) fail(ErrorCode::kInvalidArgument, "key name contains a control character");
+  if (!is_sha256_hex(key.hash_hex)) fail(ErrorCode::kInvalidArgument, "key hash must be 64 lower-case hex digits");
+  if (key.scopes_json.size() > kMaxDetailsBytes) fail(ErrorCode::kInvalidArgument, "key scopes are too large");
+}
+
+void validate_new_collection(const NewCollection& spec) {
+  require_collection_name(spec.name);
+  require_text(spec.purpose, "purpose");
+  if (spec.retention_days < 1 || spec.retention_days > kMaxRetentionDays) {
+    fail(ErrorCode::kInvalidArgument,
+         "retention_days must be 1.." + std::to_string(kMaxRetentionDays) + " (3 years, the BIPA ceiling)");
+  }
+  if (!std::isfinite(spec.match_threshold)) fail(ErrorCode::kInvalidArgument, "match_threshold must be finite");
+}
+
+void validate_new_consent(const NewConsent& in, TimePoint granted) {
+  require_subject(in.subject);
+  require_text(in.purpose, "purpose");
+  require_text(in.collected_by, "collected_by", 256);
+  if (!is_sha256_hex(in.evidence_sha256)) {
+    fail(ErrorCode::kInvalidArgument, "evidence_sha256 must be 64 lower-case hex digits (the SHA-256 of the evidence)");
+  }
+  if (in.expires_at && *in.expires_at <= granted) {
+    fail(ErrorCode::kInvalidArgument, "expires_at must be after granted_at");
+  }
+}
+
+std::string compact_json(std::string_view text, std::string_view what) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) fail(ErrorCode::kInvalidArgument, std::string(what) + " is not valid JSON");
+  std::string out = j.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (out.size() > kMaxDetailsBytes) fail(ErrorCode::kInvalidArgument, std::string(what) + " is too large");
+  return out;
+}
+
+std::string template_ad(std::int64_t collection_id, std::string_view collection, FaceId id,
+                        std::string_view subject, std::string_view model_id) {
+  std::string ad = "candor-face-v1";
+  // Length-prefixed parts, so no two different rows share associated data.
+  const auto part = [&ad](std::string_view p) {
+    ad += '\x1f';
+    ad += std::to_string(p.size());
+    ad += ':';
+    ad += p;
+  };
+  part(std::to_string(collection_id));
+  part(collection);
+  part(std::to_string(id));
+  part(subject);
+  part(model_id);
+  return ad;
+}
+
+std::string refusal_result(ErrorCode code) { return "refused: " + std::string(error_code_name(code)); }
+
+std::string api_key_details(const ApiKeyRecord& key) {
+  json scopes = json::parse(key.scopes_json, nullptr, false);
+  if (scopes.is_discarded()) scopes = key.scopes_json;
+  return json{{"name", key.name}, {"scopes", scopes}}.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+AuditDraft refusal_draft(const AuditDraft& draft, ErrorCode code) {
+  AuditDraft refusal = draft;
+  refusal.result = refusal_result(code);
+  json details = json::parse(draft.details, nullptr, false);
+  if (!details.is_object()) details = json::object();
+  details["error"] = error_code_name(code);
+  refusal.details = details.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (!is_valid_collection_name(refusal.collection)) refusal.collection.clear();
+  std::erase_if(refusal.subjects,
+                [](const std::string& s) { return s.empty() || s.size() > 256 || has_control_char(s); });
+  return refusal;
+}
+
+AuditContext refusal_context(const AuditContext& ctx) {
+  AuditContext who = ctx;
+  if (who.actor.empty()) who.actor = "(none)";
+  if (who.actor.size() > 256) who.actor.resize(256);
+  return who;
+}
+
+AuditEntry build_audit_entry(const AuditHead& head, TimePoint now, const AuditContext& ctx,
+                             const AuditDraft& draft,
+                             const std::function<std::string(const std::string&)>& salt_for,
+                             std::vector<std::string>& subjects_out) {
+  AuditEntry e;
+  e.seq = head.seq + 1;
+  e.time = now;
+  e.actor = ctx.actor;
+  e.operation = draft.operation;
+  e.collection = draft.collection;
+  subjects_out = draft.subjects;
+  std::sort(subjects_out.begin(), subjects_out.end());
+  subjects_out.erase(std::unique(subjects_out.begin(), subjects_out.end()), subjects_out.end());
+  for (const std::string& s : subjects_out) e.subject_tags.push_back(audit_subject_tag(salt_for(s), s));
+  e.details = draft.details;
+  e.reason = ctx.reason;
+  e.result = draft.result;
+  e.prev_hash = head.hash;
+  e.hash = audit_entry_hash(e);
+  return e;
+}
+
+std::vector<std::string> parse_subject_tags(const std::string& text) {
+  std::vector<std::string> out;
+  const json tags = json::parse(text, nullptr, false);
+  if (tags.is_array()) {
+    for (const json& t : tags) {
+      if (t.is_string()) out.push_back(t.get<std::string>());
+    }
+  } else {
+    out.push_back(text);
+  }
+  return out;
+}
+
+std::string_view change_kind_name(FaceChange::Kind kind) noexcept {
+  switch (kind) {
+    case FaceChange::Kind::kAdded: return "added";
+    case FaceChange::Kind::kRemoved: return "removed";
+    case FaceChange::Kind::kCollectionDeleted: return "collection_deleted";
+  }
+  return "added";
+}
+
+FaceChange::Kind parse_change_kind(std::string_view name) {
+  if (name == "added") return FaceChange::Kind::kAdded;
+  if (name == "removed") return FaceChange::Kind::kRemoved;
+  if (name == "collection_deleted") return FaceChange::Kind::kCollectionDeleted;
+  fail(ErrorCode::kIntegrityError, "unknown change kind '" + std::string(name) + "' in the change feed");
+}
+
+}  // namespace candor::store_detail

@@ -1,0 +1,147 @@
+// Internal: what the SQLite and PostgreSQL stores share, so the two enforce
+// the same rules with the same code: input validation, the associated data
+// that binds a ciphertext to its row, audit drafts and refusals, change-feed
+// kinds, and where the template key comes from (key_source.cpp).
+//
+// Failures inside an operation throw StoreFailure (an expected Error); each
+// store's operation boundary catches it, rolls back and returns the Error.
+// Nothing outside src/store sees this header or the exception.
+//
+// Thread safety: pure functions, except resolve_key/attach_key which touch
+// the file system (safe to call concurrently; creation races are resolved by
+// O_EXCL).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "candor/crypto.h"
+#include "candor/result.h"
+#include "candor/store.h"
+
+namespace candor::store_detail {
+
+struct StoreFailure {
+  Error error;
+};
+
+[[noreturn]] void fail(ErrorCode code, std::string message);
+
+inline constexpr std::int64_t kMsPerMinute = 60'000;
+inline constexpr std::int64_t kMsPerDay = 86'400'000;
+// search_count switches from minute to day buckets beyond this.
+inline constexpr std::int64_t kMinuteBucketHorizonMs = 48 * 3'600'000LL;
+inline constexpr std::int64_t kDayBucketHorizonMs = 400 * kMsPerDay;
+// The change feed keeps a week: a follower offline longer reloads from load_faces().
+inline constexpr std::int64_t kChangeFeedRetentionMs = 7 * kMsPerDay;
+inline constexpr std::size_t kMaxEmbeddingDim = 4096;
+inline constexpr std::size_t kMaxFacesPerEnroll = 1000;
+inline constexpr std::size_t kMaxDetailsBytes = 256 * 1024;
+inline constexpr std::size_t kMaxTextBytes = 1024;
+
+inline std::int64_t ms(TimePoint t) { return t.time_since_epoch().count(); }
+inline TimePoint from_ms(std::int64_t v) { return TimePoint(std::chrono::milliseconds(v)); }
+
+// Each throws StoreFailure(kInvalidArgument) naming what is wrong.
+void require_text(std::string_view value, std::string_view what, std::size_t max_bytes = kMaxTextBytes);
+void require_subject(std::string_view subject);
+void require_actor(const AuditContext& ctx);
+void require_collection_name(std::string_view name);
+void validate_faces(const std::vector<NewFace>& faces);
+void validate_api_key(const ApiKeyRecord& key);
+void validate_new_collection(const NewCollection& spec);
+void validate_new_consent(const NewConsent& consent, TimePoint granted);
+
+// Validated compact JSON (what is hashed into the audit chain must be stable).
+std::string compact_json(std::string_view text, std::string_view what);
+
+// Associated data for a template: the ciphertext only opens in the row it was
+// written for. Binding the subject too means reassigning a row to another
+// person (UPDATE faces SET subject=...) makes it undecryptable rather than a
+// silent misidentification. Both stores use exactly this, so `candor store
+// copy` moves ciphertexts between them unchanged when the key is the same.
+std::string template_ad(std::int64_t collection_id, std::string_view collection, FaceId id,
+                        std::string_view subject, std::string_view model_id);
+
+// Sealed size of a template of `dim` floats (nonce + ciphertext + tag).
+inline std::size_t sealed_size(std::size_t dim) { return 24 + dim * 4 + 16; }
+
+std::string refusal_result(ErrorCode code);
+
+// The details of a "key_create" entry: name and scopes, never the hash.
+std::string api_key_details(const ApiKeyRecord& key);
+
+struct AuditDraft {
+  std::string operation;
+  std::string collection;
+  std::vector<std::string> subjects;
+  std::string details = "{}";
+  std::string result = "ok";
+};
+
+// The entry that records a refused operation: the draft as it was before the
+// operation ran, with the error code added. Names that failed validation are
+// dropped (they may be garbage, or someone's data in the wrong field).
+AuditDraft refusal_draft(const AuditDraft& draft, ErrorCode code);
+AuditContext refusal_context(const AuditContext& ctx);
+
+// Builds the entry to append after `head`: tags from the subjects' salts
+// (salt_for is called once per distinct subject, sorted), hash computed.
+// ensures: the entry and its sorted, distinct subjects (parallel to subject_tags).
+AuditEntry build_audit_entry(const AuditHead& head, TimePoint now, const AuditContext& ctx,
+                             const AuditDraft& draft,
+                             const std::function<std::string(const std::string&)>& salt_for,
+                             std::vector<std::string>& subjects_out);
+
+// Parses the stored subject_tags column; unparseable text still feeds the
+// hash (as an impossible tag) so the edit shows at verification.
+std::vector<std::string> parse_subject_tags(const std::string& text);
+
+// A change waiting for the audit entry of its transaction (its version).
+struct PendingChange {
+  FaceChange::Kind kind = FaceChange::Kind::kAdded;
+  std::string collection;
+  FaceId face_id = 0;
+};
+std::string_view change_kind_name(FaceChange::Kind kind) noexcept;
+// ensures: throws StoreFailure(kIntegrityError) for an unknown name.
+FaceChange::Kind parse_change_kind(std::string_view name);
+
+// ---- the template key (key_source.cpp)
+
+struct ResolvedKey {
+  SecretKey key;
+  std::string source;  // "StoreOptions::key_hex", "CANDOR_KEY", or the key file path
+};
+
+// Finds the template key (see StoreOptions) for the database `db_label`.
+// default_key_file: the file used when options.key_file is empty (SQLite:
+// "<path>.key"); empty means there is no default and a key must be given.
+// may_create: the database is new (no key check value recorded), so a missing
+// key file may be created. Otherwise a missing key is a refusal.
+// ensures: throws StoreFailure with a message that says what to do.
+ResolvedKey resolve_key(const StoreOptions& options, const std::string& db_label,
+                        const std::string& default_key_file, bool may_create, std::int64_t templates_held);
+
+// How a store reads and records its key check value.
+struct KeyCheckAccess {
+  std::function<std::optional<std::string>()> read_kcv;
+  std::function<std::int64_t()> count_templates;
+  // Records `kcv` unless a value is already there (another node keyed the database first).
+  std::function<void(const std::string& kcv)> insert_kcv_if_absent;
+};
+
+// Resolves the key and checks it against the database's key check value,
+// recording one for a new database. The rules: a database holding templates
+// but no key check value was tampered with; a wrong key is refused; a key
+// file is created only for a database with no key check value yet.
+// ensures: the cipher, or throws StoreFailure (kIntegrityError / kNotFound / kIoError / kInvalidArgument).
+std::unique_ptr<TemplateCipher> attach_key(const StoreOptions& options, const std::string& db_label,
+                                           const std::string& default_key_file, const KeyCheckAccess& access);
+
+}  // namespace candor::store_detail
