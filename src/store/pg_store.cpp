@@ -337,58 +337,29 @@ class PgStore final : public Store {
     return write_op<std::string>(ctx, AuditDraft{"export_subject", "", {std::string(subject)}, "{}", "ok"},
                                  [&](AuditDraft& audit) {
       require_subject(subject);
-      json out{{"subject", subject}, {"exported_at", format_time(clock_())}};
-      json consents = json::array();
+      std::vector<Consent> consents;
+      std::vector<FaceRecord> faces;
+      std::vector<AuditEntry> entries;
       {
         PgResult r = db_.exec(
             "SELECT c.id, c.subject, c.purpose, c.evidence_sha256, c.collected_by, c.granted_at, c.expires_at,"
             " c.revoked_at, k.name FROM consents c JOIN collections k ON k.id = c.collection_id"
             " WHERE c.subject = $1 ORDER BY c.id",
             PgParams().add(subject));
-        for (int i = 0; i < r.rows(); ++i) {
-          const Consent c = consent_from(r, i, r.text(i, 8));
-          json j{{"id", c.id}, {"collection", c.collection}, {"purpose", c.purpose},
-                 {"evidence_sha256", c.evidence_sha256}, {"collected_by", c.collected_by},
-                 {"granted_at", format_time(c.granted_at)}};
-          j["expires_at"] = c.expires_at ? json(format_time(*c.expires_at)) : json(nullptr);
-          j["revoked_at"] = c.revoked_at ? json(format_time(*c.revoked_at)) : json(nullptr);
-          consents.push_back(std::move(j));
-        }
+        for (int i = 0; i < r.rows(); ++i) consents.push_back(consent_from(r, i, r.text(i, 8)));
       }
-      json faces = json::array();
       {
         PgResult r = db_.exec(std::string(kFaceColumns) + " WHERE f.subject = $1 ORDER BY f.id", PgParams().add(subject));
-        for (int i = 0; i < r.rows(); ++i) {
-          const FaceRecord f = face_from(r, i, false);
-          faces.push_back(json{{"id", f.id}, {"collection", f.collection},
-                               {"box", {f.box.x, f.box.y, f.box.w, f.box.h}},
-                               {"detector_score", f.detector_score}, {"quality_level", f.quality_level},
-                               {"quality", json::parse(f.quality_json, nullptr, false)},
-                               {"image_sha256", f.image_sha256}, {"model_id", f.model_id},
-                               {"created_at", format_time(f.created_at)},
-                               {"template", "held encrypted; not exported"}});
-        }
+        for (int i = 0; i < r.rows(); ++i) faces.push_back(face_from(r, i, false));
       }
-      json entries = json::array();
       {
         PgResult r = db_.exec(std::string(kAuditColumns) +
                                   " WHERE seq IN (SELECT seq FROM audit_subjects WHERE subject = $1) ORDER BY seq",
                               PgParams().add(subject));
-        for (int i = 0; i < r.rows(); ++i) {
-          const AuditEntry e = audit_from(r, i);
-          entries.push_back(json{{"seq", e.seq}, {"time", format_time(e.time)}, {"actor", e.actor},
-                                 {"operation", e.operation}, {"collection", e.collection},
-                                 {"other_subjects", e.subject_tags.size() - 1},
-                                 {"details", json::parse(e.details, nullptr, false)},
-                                 {"reason", e.reason}, {"result", e.result}, {"hash", e.hash}});
-        }
+        for (int i = 0; i < r.rows(); ++i) entries.push_back(audit_from(r, i));
       }
-      out["consents"] = std::move(consents);
-      out["faces"] = std::move(faces);
-      out["audit"] = std::move(entries);
-      audit.details = dump(json{{"consents", out["consents"].size()}, {"faces", out["faces"].size()},
-                                {"audit_entries", out["audit"].size()}});
-      return out.dump(2, ' ', false, json::error_handler_t::replace);
+      audit.details = subject_export_details(consents.size(), faces.size(), entries.size());
+      return subject_export_json(subject, clock_(), consents, faces, entries);
     });
   }
 
@@ -739,15 +710,6 @@ class PgStore final : public Store {
   }
 
  private:
-  static constexpr std::string_view kCollectionColumns =
-      "SELECT id, name, purpose, retention_days, match_threshold, liveness_required, created_at FROM collections";
-  static constexpr std::string_view kFaceColumns =
-      "SELECT f.id, k.name, f.subject, f.dim, f.template, f.box_x, f.box_y, f.box_w, f.box_h, f.detector_score,"
-      " f.quality_level, f.quality_json, f.image_sha256, f.model_id, f.created_at, k.id"
-      " FROM faces f JOIN collections k ON k.id = f.collection_id";
-  static constexpr std::string_view kAuditColumns =
-      "SELECT seq, time, actor, operation, collection, subject_tags, details, reason, result, prev_hash, hash"
-      " FROM audit_log";
 
   // Runs `first` (which begins the transaction); if the connection turns out
   // to be dead before anything was done, reconnects once and runs it again.

@@ -271,62 +271,30 @@ class SqliteStore final : public Store {
     return write_op<std::string>(ctx, AuditDraft{"export_subject", "", {std::string(subject)}, "{}", "ok"},
                                  [&](AuditDraft& audit) {
       require_subject(subject);
-      json out{{"subject", subject}, {"exported_at", format_time(clock_())}};
-      json consents = json::array();
+      std::vector<Consent> consents;
+      std::vector<FaceRecord> faces;
+      std::vector<AuditEntry> entries;
       {
         Statement st = db_.prepare(
             "SELECT c.id, c.subject, c.purpose, c.evidence_sha256, c.collected_by, c.granted_at, c.expires_at,"
             " c.revoked_at, k.name FROM consents c JOIN collections k ON k.id = c.collection_id"
             " WHERE c.subject = ? ORDER BY c.id");
         st.bind(1, subject);
-        while (st.step()) {
-          const Consent c = consent_from(st, st.column_text(8));
-          json j{{"id", c.id}, {"collection", c.collection}, {"purpose", c.purpose},
-                 {"evidence_sha256", c.evidence_sha256}, {"collected_by", c.collected_by},
-                 {"granted_at", format_time(c.granted_at)}};
-          j["expires_at"] = c.expires_at ? json(format_time(*c.expires_at)) : json(nullptr);
-          j["revoked_at"] = c.revoked_at ? json(format_time(*c.revoked_at)) : json(nullptr);
-          consents.push_back(std::move(j));
-        }
+        while (st.step()) consents.push_back(consent_from(st, st.column_text(8)));
       }
-      json faces = json::array();
       {
         Statement st = db_.prepare(std::string(kFaceColumns) + " WHERE f.subject = ? ORDER BY f.id");
         st.bind(1, subject);
-        while (st.step()) {
-          const FaceRecord f = face_from(st, false);
-          faces.push_back(json{{"id", f.id}, {"collection", f.collection},
-                               {"box", {f.box.x, f.box.y, f.box.w, f.box.h}},
-                               {"detector_score", f.detector_score}, {"quality_level", f.quality_level},
-                               {"quality", json::parse(f.quality_json, nullptr, false)},
-                               {"image_sha256", f.image_sha256}, {"model_id", f.model_id},
-                               {"created_at", format_time(f.created_at)},
-                               {"template", "held encrypted; not exported"}});
-        }
+        while (st.step()) faces.push_back(face_from(st, false));
       }
-      json entries = json::array();
       {
         Statement st = db_.prepare(std::string(kAuditColumns) +
                                    " WHERE seq IN (SELECT seq FROM audit_subjects WHERE subject = ?) ORDER BY seq");
         st.bind(1, subject);
-        while (st.step()) {
-          const AuditEntry e = audit_from(st, false);
-          // Other people named in the same entry (e.g. other matches of a
-          // search) are their data, not this subject's: count them only.
-          entries.push_back(json{{"seq", e.seq}, {"time", format_time(e.time)}, {"actor", e.actor},
-                                 {"operation", e.operation}, {"collection", e.collection},
-                                 {"other_subjects", e.subject_tags.size() - 1},
-                                 {"details", json::parse(e.details, nullptr, false)},
-                                 {"reason", e.reason}, {"result", e.result}, {"hash", e.hash}});
-        }
+        while (st.step()) entries.push_back(audit_from(st, false));
       }
-      out["consents"] = std::move(consents);
-      out["faces"] = std::move(faces);
-      out["audit"] = std::move(entries);
-      audit.details = json{{"consents", out["consents"].size()}, {"faces", out["faces"].size()},
-                           {"audit_entries", out["audit"].size()}}
-                          .dump(-1, ' ', false, json::error_handler_t::replace);
-      return out.dump(2, ' ', false, json::error_handler_t::replace);
+      audit.details = subject_export_details(consents.size(), faces.size(), entries.size());
+      return subject_export_json(subject, clock_(), consents, faces, entries);
     });
   }
 
@@ -684,15 +652,6 @@ class SqliteStore final : public Store {
   }
 
  private:
-  static constexpr std::string_view kCollectionColumns =
-      "SELECT id, name, purpose, retention_days, match_threshold, liveness_required, created_at FROM collections";
-  static constexpr std::string_view kFaceColumns =
-      "SELECT f.id, k.name, f.subject, f.dim, f.template, f.box_x, f.box_y, f.box_w, f.box_h, f.detector_score,"
-      " f.quality_level, f.quality_json, f.image_sha256, f.model_id, f.created_at, k.id"
-      " FROM faces f JOIN collections k ON k.id = f.collection_id";
-  static constexpr std::string_view kAuditColumns =
-      "SELECT seq, time, actor, operation, collection, subject_tags, details, reason, result, prev_hash, hash"
-      " FROM audit_log";
 
   // Runs `fn` under the mutex in a read snapshot.
   template <typename T, typename Fn>

@@ -201,4 +201,44 @@ FaceChange::Kind parse_change_kind(std::string_view name) {
   fail(ErrorCode::kIntegrityError, "unknown change kind '" + std::string(name) + "' in the change feed");
 }
 
+std::string subject_export_json(std::string_view subject, TimePoint exported_at,
+                                const std::vector<Consent>& consents, const std::vector<FaceRecord>& faces,
+                                const std::vector<AuditEntry>& entries) {
+  const auto time_or_null = [](const std::optional<TimePoint>& t) { return t ? json(format_time(*t)) : json(nullptr); };
+  json out{{"subject", subject}, {"exported_at", format_time(exported_at)}};
+  json consent_list = json::array();
+  for (const Consent& c : consents) {
+    consent_list.push_back(json{{"id", c.id}, {"collection", c.collection}, {"purpose", c.purpose},
+                                {"evidence_sha256", c.evidence_sha256}, {"collected_by", c.collected_by},
+                                {"granted_at", format_time(c.granted_at)}, {"expires_at", time_or_null(c.expires_at)},
+                                {"revoked_at", time_or_null(c.revoked_at)}});
+  }
+  json face_list = json::array();
+  for (const FaceRecord& f : faces) {
+    face_list.push_back(json{{"id", f.id}, {"collection", f.collection},
+                             {"box", {f.box.x, f.box.y, f.box.w, f.box.h}},
+                             {"detector_score", f.detector_score}, {"quality_level", f.quality_level},
+                             {"quality", json::parse(f.quality_json, nullptr, false)},
+                             {"image_sha256", f.image_sha256}, {"model_id", f.model_id},
+                             {"created_at", format_time(f.created_at)},
+                             {"template", "held encrypted; not exported"}});
+  }
+  json entry_list = json::array();
+  for (const AuditEntry& e : entries) {
+    entry_list.push_back(json{{"seq", e.seq}, {"time", format_time(e.time)}, {"actor", e.actor},
+                              {"operation", e.operation}, {"collection", e.collection},
+                              {"other_subjects", e.subject_tags.size() - 1},
+                              {"details", json::parse(e.details, nullptr, false)},
+                              {"reason", e.reason}, {"result", e.result}, {"hash", e.hash}});
+  }
+  out["consents"] = std::move(consent_list);
+  out["faces"] = std::move(face_list);
+  out["audit"] = std::move(entry_list);
+  return out.dump(2, ' ', false, json::error_handler_t::replace);
+}
+
+std::string subject_export_details(std::size_t consents, std::size_t faces, std::size_t audit_entries) {
+  return json{{"consents", consents}, {"faces", faces}, {"audit_entries", audit_entries}}.dump();
+}
+
 }  // namespace candor::store_detail

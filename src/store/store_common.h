@@ -44,6 +44,18 @@ inline constexpr std::size_t kMaxFacesPerEnroll = 1000;
 inline constexpr std::size_t kMaxDetailsBytes = 256 * 1024;
 inline constexpr std::size_t kMaxTextBytes = 1024;
 
+// The column lists every row reader of both stores expects (consent_from, face_from,
+// audit_from read columns by these positions). The SQL is the same in both dialects.
+inline constexpr std::string_view kCollectionColumns =
+    "SELECT id, name, purpose, retention_days, match_threshold, liveness_required, created_at FROM collections";
+inline constexpr std::string_view kFaceColumns =
+    "SELECT f.id, k.name, f.subject, f.dim, f.template, f.box_x, f.box_y, f.box_w, f.box_h, f.detector_score,"
+    " f.quality_level, f.quality_json, f.image_sha256, f.model_id, f.created_at, k.id"
+    " FROM faces f JOIN collections k ON k.id = f.collection_id";
+inline constexpr std::string_view kAuditColumns =
+    "SELECT seq, time, actor, operation, collection, subject_tags, details, reason, result, prev_hash, hash"
+    " FROM audit_log";
+
 inline std::int64_t ms(TimePoint t) { return t.time_since_epoch().count(); }
 inline TimePoint from_ms(std::int64_t v) { return TimePoint(std::chrono::milliseconds(v)); }
 
@@ -70,6 +82,16 @@ std::string template_ad(std::int64_t collection_id, std::string_view collection,
 
 // Sealed size of a template of `dim` floats (nonce + ciphertext + tag).
 inline std::size_t sealed_size(std::size_t dim) { return 24 + dim * 4 + 16; }
+
+// export_subject's document (GDPR Art. 15), one format for both stores:
+// {"subject", "exported_at", "consents", "faces" (metadata, no template), "audit"}.
+// Other people named in an audit entry (other matches of a search) are their
+// data, not this subject's: they are counted, not named.
+std::string subject_export_json(std::string_view subject, TimePoint exported_at,
+                                const std::vector<Consent>& consents, const std::vector<FaceRecord>& faces,
+                                const std::vector<AuditEntry>& entries);
+// The export's audit details: how much was disclosed, never what.
+std::string subject_export_details(std::size_t consents, std::size_t faces, std::size_t audit_entries);
 
 std::string refusal_result(ErrorCode code);
 
