@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 
 FUZZ_SECONDS ?= 300
-# Extra ctest arguments for test-sanitize, e.g. CTEST_ARGS='-E LfwRegression' (CI).
+# Extra ctest arguments for test-sanitize and test-tsan, e.g. CTEST_ARGS='-R Server'.
 CTEST_ARGS ?=
 
 .PHONY: setup run test test-sanitize test-tsan fuzz fuzz-ci bench-lfw clean
@@ -17,7 +17,7 @@ run: setup        ## start the service on 127.0.0.1:8080 with the embedded SQLit
 test: setup       ## the whole test suite (.ci/run calls exactly this)
 	@cd $(BUILD) && ctest --output-on-failure --no-tests=error -j $(JOBS)
 
-test-sanitize:    ## the whole suite under AddressSanitizer + UBSan (preset asan, build-asan/)
+test-sanitize:    ## the whole suite under AddressSanitizer + UBSan (preset asan, clang, build-asan/)
 	@CANDOR_PRESET=asan bash scripts/setup.sh
 	@ctest --preset asan -j $(JOBS) $(CTEST_ARGS)
 
@@ -26,7 +26,7 @@ test-tsan:        ## the concurrency tests under ThreadSanitizer (preset tsan, b
 	@ctest --preset tsan $(CTEST_ARGS)
 	@ctest --preset tsan-index $(CTEST_ARGS)
 
-fuzz:             ## every fuzz target for FUZZ_SECONDS (300) each (preset fuzz, build-fuzz/)
+fuzz:             ## every fuzz target for FUZZ_SECONDS (300) each (build preset fuzz, build-asan/)
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh
 
 fuzz-ci:          ## every fuzz target for 60 s (what CI runs)
@@ -36,4 +36,4 @@ bench-lfw: setup  ## LFW accuracy (needs ../shared/datasets/lfw)
 	@$(BUILD)/candor bench lfw
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan build-fuzz
+	rm -rf $(BUILD) build-asan build-tsan

@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # make fuzz (FUZZ_SECONDS=300 per target) and make fuzz-ci (60 s): builds the `fuzz`
-# preset, writes the seed corpus (fuzz_make_seeds), runs each libFuzzer target for a
-# bounded time and prints what it did. Exits 1 when any target crashed, leaked, timed
-# out or ran out of memory; the input is in build-fuzz/artifacts/<target>/ (fix the bug,
+# build preset (the fuzz targets of the clang ASan+UBSan tree, build-asan/), writes the
+# seed corpus (fuzz_make_seeds), runs each libFuzzer target for a bounded time and prints
+# what it did. Exits 1 when any target crashed, leaked, timed
+# out or ran out of memory; the input is in build-asan/artifacts/<target>/ (fix the bug,
 # then commit the input under fuzz/regressions/<target>/: tests/fuzz_regression replays it).
 #
-# The corpus each run grows is kept in build-fuzz/corpus/<target>/ (not committed), so
+# The corpus each run grows is kept in build-asan/corpus/<target>/ (not committed), so
 # successive runs on one machine continue where the last stopped.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 seconds="${FUZZ_SECONDS:-300}"
 targets="${FUZZ_TARGETS:-fuzz_image fuzz_json fuzz_multipart fuzz_manifest}"
-build=build-fuzz
+build=build-asan
 
-CANDOR_PRESET=fuzz bash scripts/setup.sh
+CANDOR_PRESET=fuzz CANDOR_CONFIGURE_PRESET=asan bash scripts/setup.sh
 
 # Leaks at exit of the generator are of no interest; it is not what is being fuzzed.
 rm -rf "$build/seeds"

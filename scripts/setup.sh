@@ -24,9 +24,10 @@ fi
 bash scripts/fetch_models.sh
 
 # CANDOR_PRESET=asan|tsan|fuzz (the Makefile's sanitizer and fuzz targets): that
-# CMakePresets.json configure preset and its build preset's targets, instead of build/.
+# CMakePresets.json build preset instead of build/, configured by the configure preset
+# CANDOR_CONFIGURE_PRESET (default: the same name; the fuzz targets live in the asan tree).
 if [ -n "${CANDOR_PRESET:-}" ]; then
-  cmake --preset "$CANDOR_PRESET" >/dev/null
+  cmake --preset "${CANDOR_CONFIGURE_PRESET:-$CANDOR_PRESET}" >/dev/null
   cmake --build --preset "$CANDOR_PRESET" -j "$(nproc)"
   echo "setup: done; preset $CANDOR_PRESET built"
   exit 0

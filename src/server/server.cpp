@@ -288,8 +288,12 @@ class ServerImpl final : public Server {
       ctx_.log->error("unhandled exception", {{"route", server::current_route()}});
       server::send_error(res, {ErrorCode::kInternal, "internal error"});
     });
-    // Access log and request metrics: route templates only, never raw paths or bodies.
-    http_->set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+    // Access log and request metrics: route templates only, never raw paths or bodies. This runs as
+    // httplib's post-routing handler, i.e. after the error handler and before the response is written,
+    // so a request is counted before its client can see the answer (the logger hook runs after the
+    // write, which let a client's next request race its own metrics). The duration therefore ends
+    // when the response is ready, not when its last byte has left.
+    http_->set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       const std::string route = server::current_route().empty() ? "(unmatched)" : server::current_route();
       auto& start = request_start();
       const double secs = start == std::chrono::steady_clock::time_point{}
