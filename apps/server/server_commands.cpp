@@ -84,6 +84,8 @@ struct ServeArgs {
   SecretFiles files;
   bool no_follow = false;
   double max_body_mb = 20;
+  // A node started with its database (or before it) waits for it; see ServerOptions.
+  int store_wait_s = 60;
 };
 
 std::vector<std::string> split_list(const std::string& s);
@@ -98,9 +100,17 @@ void serve(ServeArgs& args, const EngineOptions& engine_options) {
   options.engine_options = engine_options;
   if (args.max_body_mb <= 0 || args.max_body_mb > 1024) fail({ErrorCode::kInvalidArgument, "--max-body-mb must be in (0, 1024]"});
   options.max_body_bytes = static_cast<std::size_t>(args.max_body_mb * 1024 * 1024);
+  if (args.store_wait_s < 0) fail({ErrorCode::kInvalidArgument, "--store-wait must be >= 0"});
+  options.store_wait_s = args.store_wait_s;
 
-  // SIGINT/SIGTERM only set a flag (async-signal-safe); a waiter thread sees it and
-  // asks the server to stop, so in-flight requests finish. A handler rather than a
+  // Until the server exists (which may include waiting for the store), SIGINT/SIGTERM
+  // keep their default action: nothing is in flight, so ending the process is right.
+  auto created = Server::create(options);
+  if (!created) fail(created.error());
+  Server& server = **created;
+
+  // From here SIGINT/SIGTERM only set a flag (async-signal-safe); a waiter thread sees it
+  // and asks the server to stop, so in-flight requests finish. A handler rather than a
   // blocked mask + sigwait: libraries (OpenBLAS) start threads before main() whose
   // masks we do not control, and the kernel may deliver the signal to any of them.
   g_stop_signal = 0;
@@ -109,10 +119,6 @@ void serve(ServeArgs& args, const EngineOptions& engine_options) {
   sigemptyset(&action.sa_mask);
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
-
-  auto created = Server::create(options);
-  if (!created) fail(created.error());
-  Server& server = **created;
   if (auto key = server.take_bootstrap_key()) {
     // Printed once, to stdout only: the log never carries key secrets.
     std::cout << "Created the first admin API key (shown only now; keep it safe):\n  " << *key << "\n"
@@ -174,6 +180,23 @@ void register_server_commands(CLI::App& app, const EngineOptions& engine_options
     c->add_option("--tls-key", a->options.tls_key, "PEM private key for --tls-cert");
     c->add_option("--max-body-mb", a->max_body_mb, "Largest request body in MB (413 beyond)")->capture_default_str();
     c->add_option("--index", a->options.index_spec, "1:N index of each collection (make_index spec; README)")
+        ->capture_default_str();
+    c->add_option("--store-wait", a->store_wait_s,
+                  "Seconds to keep trying an unreachable store at start-up (0: fail at once)")
+        ->capture_default_str();
+    c->add_option("--header-timeout", a->options.header_timeout_s,
+                  "Seconds a client has to send its request line and headers (408 beyond)")
+        ->capture_default_str();
+    c->add_option("--body-timeout", a->options.body_timeout_s, "Seconds a client has to send its body")
+        ->capture_default_str();
+    c->add_option("--keep-alive-timeout", a->options.keep_alive_timeout_s,
+                  "Seconds an idle connection waits for its next request")
+        ->capture_default_str();
+    c->add_option("--connection-queue", a->options.connection_queue,
+                  "Accepted connections that may wait for a connection thread (503 beyond)")
+        ->capture_default_str();
+    c->add_option("--max-waiting-connections", a->options.max_waiting_connections,
+                  "Idle or header-sending plain-HTTP connections held at once (at most 768)")
         ->capture_default_str();
     c->add_option("--retention-interval-min", a->options.retention_interval_min,
                   "Purge templates past retention or consent this often (0: only `candor retention run`)")

@@ -44,6 +44,12 @@ struct ServerOptions {
   // Empty: "<db>.apikeys-pepper" for SQLite; for PostgreSQL, beside key_file (its
   // extension replaced by ".apikeys-pepper"), so one of the two must be given.
   std::filesystem::path pepper_file;
+  // A node may start before its database does (a host booting, an orchestrator starting
+  // both at once): while open_store answers kStoreUnavailable, Server::create tries again
+  // with backoff (0.1 s doubling to 5 s) for up to this long, logging each attempt.
+  // 0: fail at once. Other store errors (no such database, a refused login, a wrong
+  // key) never get better by waiting and are returned at once.
+  int store_wait_s = 0;
   // Follow the store's change feed so that faces enrolled, revoked or erased by
   // other nodes (or by the CLI on the same database) reach this node's indexes.
   bool follow_changes = true;
@@ -109,7 +115,8 @@ class Server {
  public:
   // ensures: kInvalidArgument (bad options: half a TLS pair, workers < 0 ...),
   //          kIoError (the port cannot be bound, TLS files unreadable),
-  //          the store's errors (open_store).
+  //          the store's errors (open_store); kStoreUnavailable only once
+  //          options.store_wait_s has passed without reaching the store.
   //          When the store holds no API key, an admin key is created; see bootstrap_key().
   static Result<std::unique_ptr<Server>> create(const ServerOptions& options);
 

@@ -39,6 +39,24 @@ class ServerImpl final : public Server {
     if (retention_.joinable()) retention_.join();
   }
 
+  // open_store, tried again while the store is unreachable, for up to store_wait_s.
+  Result<std::unique_ptr<Store>> open_store_waiting(const ServerOptions& options, const StoreOptions& store_options) {
+    // The schedule of the PostgreSQL store's own reconnection (pg_store.cpp).
+    constexpr std::chrono::milliseconds kFirstRetry{100};
+    constexpr std::chrono::milliseconds kMaxRetry{5000};
+    using Clock = std::chrono::steady_clock;
+    const auto deadline = Clock::now() + std::chrono::seconds(std::max(0, options.store_wait_s));
+    auto delay = kFirstRetry;
+    for (int attempt = 1;; ++attempt) {
+      auto store = open_store(options.store_uri, store_options);
+      if (store || store.error().code != ErrorCode::kStoreUnavailable || Clock::now() + delay > deadline) return store;
+      ctx_.log->warn("the store is unreachable; trying again",
+                     {{"attempt", attempt}, {"retry_in_ms", delay.count()}, {"detail", store.error().message}});
+      std::this_thread::sleep_for(delay);
+      delay = std::min(delay * 2, kMaxRetry);
+    }
+  }
+
   Status init(const ServerOptions& options) {
     ctx_.options = options;
     ctx_.log = std::make_unique<server::JsonLog>(options.log_sink);
@@ -68,7 +86,7 @@ class ServerImpl final : public Server {
     if (!key_options) return key_options.error();
     StoreOptions store_options;
     store_options.key_file = options.key_file.string();
-    auto store = open_store(options.store_uri, store_options);
+    auto store = open_store_waiting(options, store_options);
     if (!store) return store.error();
     ctx_.store = std::move(*store);
     auto keys = server::KeyStore::open(*ctx_.store, *key_options);  // API keys live in the store, shared by nodes

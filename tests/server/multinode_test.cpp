@@ -3,12 +3,15 @@
 // node work on the other, faces enrolled on one are found by the other, a revoked
 // subject is answered by neither; a node with another pepper is refused; keys of the
 // former server_api_keys table move into the store; a database outage answers 503
-// and the node recovers by itself.
+// and the node recovers by itself; a node started before its database waits for it.
 #include <sqlite3.h>
 #include <sodium.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <memory>
+#include <mutex>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -30,29 +33,31 @@ std::string face_crop(int sample_no, int face_index, float margin) {
   return {bytes.begin(), bytes.end()};
 }
 
-// One node: a Server over `uri` with the given secret files.
+// The options of a test node over `uri` with the secret files in `dir`.
+// default_pepper: no --pepper-file (a SQLite store's "<db>.apikeys-pepper").
+ServerOptions node_options(const std::string& uri, const std::filesystem::path& dir, bool default_pepper = false) {
+  ServerOptions o;
+  o.store_uri = uri;
+  o.key_file = dir / "template.key";
+  if (!default_pepper) o.pepper_file = dir / "apikeys-pepper";
+  o.port = 0;
+  o.engine = &test::shared_engine();
+  o.workers = 2;
+  o.retention_interval_min = 0;
+  o.auth_failures_allowed = 1000;  // the tests poll with keys that are not valid yet or any more
+  o.log_sink = [](std::string_view) {};
+  return o;
+}
+
+// One node: a Server over `uri` with the given secret files, serving until destroyed.
 class Node {
  public:
-  // default_pepper: no --pepper-file (a SQLite store's "<db>.apikeys-pepper").
   Node(const std::string& uri, const std::filesystem::path& dir, bool default_pepper = false) {
-    ServerOptions o;
-    o.store_uri = uri;
-    o.key_file = dir / "template.key";
-    if (!default_pepper) o.pepper_file = dir / "apikeys-pepper";
-    o.port = 0;
-    o.engine = &test::shared_engine();
-    o.workers = 2;
-    o.retention_interval_min = 0;
-    o.auth_failures_allowed = 1000;  // the tests poll with keys that are not valid yet or any more
-    o.log_sink = [](std::string_view) {};
-    auto created = Server::create(o);
+    auto created = Server::create(node_options(uri, dir, default_pepper));
     if (!created) throw std::runtime_error("server: " + created.error().message);
-    server_ = std::move(*created);
-    bootstrap_key = server_->take_bootstrap_key().value_or("");
-    thread_ = std::thread([this] { (void)server_->run(); });
-    for (int i = 0; i < 500 && readyz() != 200; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    if (readyz() != 200) throw std::runtime_error("node did not become ready");
+    start(std::move(*created));
   }
+  explicit Node(std::unique_ptr<Server> server) { start(std::move(server)); }
   ~Node() {
     server_->stop();
     thread_.join();
@@ -96,6 +101,14 @@ class Node {
   mutable std::string last_body;  // of the last search
 
  private:
+  void start(std::unique_ptr<Server> server) {
+    server_ = std::move(server);
+    bootstrap_key = server_->take_bootstrap_key().value_or("");
+    thread_ = std::thread([this] { (void)server_->run(); });
+    for (int i = 0; i < 500 && readyz() != 200; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (readyz() != 200) throw std::runtime_error("node did not become ready");
+  }
+
   std::unique_ptr<Server> server_;
   std::thread thread_;
 };
@@ -236,6 +249,52 @@ TEST_P(MultiNodeTest, AStoreOutageAnswers503AndTheNodeRecovers) {
   while (a.readyz() != 200 && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_EQ(a.readyz(), 200) << "the node recovers by itself";
   EXPECT_EQ(a.get("/v1/collections", admin)->status, 200);
+}
+
+// A node started while its database refuses connections fails at once with
+// store_unavailable when told not to wait, and otherwise waits (ServerOptions::store_wait_s,
+// `candor serve --store-wait`) and serves once the database is back.
+TEST_P(MultiNodeTest, ANodeStartedBeforeItsDatabaseWaitsForIt) {
+  if (!is_pg()) GTEST_SKIP() << "an unreachable store is a PostgreSQL matter (SQLite is a local file)";
+  test::RawPg admin_conn(pg_->server_uri());
+  admin_conn.exec("ALTER DATABASE " + pg_->name() + " ALLOW_CONNECTIONS false");
+  pg_->terminate_connections();
+
+  ServerOptions o = node_options(path_, secrets());
+  o.store_wait_s = 0;
+  auto started = Clock::now();
+  auto refused = Server::create(o);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kStoreUnavailable) << refused.error().message;
+  EXPECT_LT(Clock::now() - started, std::chrono::seconds(3)) << "no wait asked, none done";
+
+  auto log = std::make_shared<std::vector<std::string>>();
+  auto log_mutex = std::make_shared<std::mutex>();
+  o.log_sink = [log, log_mutex](std::string_view line) {
+    std::lock_guard lock(*log_mutex);
+    log->emplace_back(line);
+  };
+  o.store_wait_s = 30;
+  const auto back_after = std::chrono::milliseconds(1500);
+  std::thread reopen([&] {
+    std::this_thread::sleep_for(back_after);
+    admin_conn.exec("ALTER DATABASE " + pg_->name() + " ALLOW_CONNECTIONS true");
+  });
+  started = Clock::now();
+  auto waited = Server::create(o);
+  const auto took = Clock::now() - started;
+  reopen.join();
+  ASSERT_TRUE(waited) << waited.error().message;
+  EXPECT_GE(took, back_after);
+  EXPECT_LT(took, back_after + std::chrono::seconds(6)) << "retries are at most 5 s apart";
+  Node a(std::move(*waited));
+  EXPECT_FALSE(a.bootstrap_key.empty()) << "the first admin key of the empty store";
+  EXPECT_EQ(a.get("/v1/collections", a.bootstrap_key)->status, 200);
+  std::lock_guard lock(*log_mutex);
+  const auto retries = std::count_if(log->begin(), log->end(), [](const std::string& line) {
+    return line.find("the store is unreachable; trying again") != std::string::npos;
+  });
+  EXPECT_GE(retries, 2) << "each attempt is logged";
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, MultiNodeTest, ::testing::Values("sqlite", "postgresql"), test::backend_name);

@@ -56,25 +56,13 @@ class EncryptionTest : public ::testing::Test {
  protected:
   void SetUp() override { path_ = dir_.file("candor.db"); }
 
-  std::vector<std::vector<float>> populate(Store& s, int faces) {
-    EXPECT_TRUE(s.create_collection(staff_collection(), who()).ok());
-    EXPECT_TRUE(s.grant_consent(consent_for("alice"), who()).ok());
-    std::vector<std::vector<float>> out;
-    for (int i = 0; i < faces; ++i) {
-      NewFace f = synthetic_face(static_cast<std::uint32_t>(100 + i));
-      out.push_back(f.embedding);
-      EXPECT_TRUE(s.enroll("staff", "alice", {f}, who()).ok());
-    }
-    return out;
-  }
-
   TempDir dir_;
   std::string path_;
 };
 
 TEST_F(EncryptionTest, TemplatesNeverAppearInTheFiles) {
   std::unique_ptr<Store> s = open_or_die(path_, options_with_key());
-  std::vector<std::vector<float>> templates = populate(*s, 8);
+  std::vector<std::vector<float>> templates = enroll_alice(*s, 8);
   // Erase some, so freed pages would hold plaintext if it had ever been written.
   ASSERT_TRUE(s->erase_subject("", "nobody", who("check")).ok());
   for (const char* suffix : {"", "-wal", "-shm"}) {
@@ -95,7 +83,7 @@ TEST_F(EncryptionTest, TemplatesNeverAppearInTheFiles) {
 TEST_F(EncryptionTest, CiphertextMovedOrReassignedFailsToDecrypt) {
   {
     std::unique_ptr<Store> s = open_or_die(path_, options_with_key());
-    populate(*s, 2);
+    enroll_alice(*s, 2);
   }
   {
     RawDb raw(path_);
@@ -122,7 +110,7 @@ TEST_F(EncryptionTest, CiphertextMovedOrReassignedFailsToDecrypt) {
 TEST_F(EncryptionTest, WrongKeyIsRefusedAtOpen) {
   {
     std::unique_ptr<Store> s = open_or_die(path_, options_with_key());
-    populate(*s, 1);
+    enroll_alice(*s, 1);
   }
   StoreOptions wrong = options_with_key();
   wrong.key_hex = SecretKey::generate().to_hex();
@@ -140,7 +128,7 @@ TEST_F(EncryptionTest, KeyFileIsCreatedPrivateOnlyForANewDatabase) {
   std::vector<std::vector<float>> templates;
   {
     std::unique_ptr<Store> s = open_or_die(path_, o);
-    templates = populate(*s, 2);
+    templates = enroll_alice(*s, 2);
   }
   struct stat st {};
   ASSERT_EQ(::stat(key_path.c_str(), &st), 0);
@@ -176,7 +164,7 @@ TEST_F(EncryptionTest, KeyFromEnvironmentCreatesNoFile) {
   {
     Result<std::unique_ptr<Store>> s = open_store(path_, o);
     ASSERT_TRUE(s.ok()) << s.error().message;
-    populate(**s, 1);
+    enroll_alice(**s, 1);
   }
   EXPECT_FALSE(std::filesystem::exists(path_ + ".key"));
   ::unsetenv("CANDOR_KEY");

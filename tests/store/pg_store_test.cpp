@@ -16,22 +16,7 @@
 namespace candor::test {
 namespace {
 
-class PgStoreTest : public BackendTest {
- protected:
-  void SetUp() override { BackendTest::SetUp(); }
-
-  std::vector<std::vector<float>> populate(Store& s, int faces) {
-    EXPECT_TRUE(s.create_collection(staff_collection(), who()).ok());
-    EXPECT_TRUE(s.grant_consent(consent_for("alice"), who()).ok());
-    std::vector<std::vector<float>> out;
-    for (int i = 0; i < faces; ++i) {
-      NewFace f = synthetic_face(static_cast<std::uint32_t>(100 + i));
-      out.push_back(f.embedding);
-      EXPECT_TRUE(s.enroll("staff", "alice", {f}, who()).ok());
-    }
-    return out;
-  }
-};
+class PgStoreTest : public BackendTest {};
 
 TEST_P(PgStoreTest, KeyMustBeNamedAndAFileIsCreatedOnlyForANewDatabase) {
   StoreOptions o;
@@ -45,7 +30,7 @@ TEST_P(PgStoreTest, KeyMustBeNamedAndAFileIsCreatedOnlyForANewDatabase) {
   std::vector<std::vector<float>> templates;
   {
     std::unique_ptr<Store> s = open_or_die(path_, o);
-    templates = populate(*s, 2);
+    templates = enroll_alice(*s, 2);
   }
   struct stat st {};
   ASSERT_EQ(::stat(o.key_file.c_str(), &st), 0);
@@ -75,7 +60,7 @@ TEST_P(PgStoreTest, TemplatesAreSealedToTheirRows) {
   std::vector<std::vector<float>> templates;
   {
     std::unique_ptr<Store> s = open_or_die(path_, options_with_key());
-    templates = populate(*s, 2);
+    templates = enroll_alice(*s, 2);
   }
   // The stored bytes are the sealed size, not the floats.
   EXPECT_EQ(db_->scalar("SELECT MIN(length(template)) FROM faces"), 24 + 512 * 4 + 16);
@@ -136,7 +121,7 @@ TEST_P(PgStoreTest, TwoNodesAppendingAtOnceKeepOneChainAndShareRateCounts) {
 
 TEST_P(PgStoreTest, ATerminatedConnectionIsReplacedWithoutReopening) {
   std::unique_ptr<Store> s = open_or_die(path_, options_with_key(&clock_));
-  populate(*s, 1);
+  enroll_alice(*s, 1);
   ASSERT_TRUE(s->wait_for_change(0, std::chrono::milliseconds(0)).ok());  // opens the LISTEN connection
   for (int round = 0; round < 2; ++round) {
     pg_->terminate_connections();
@@ -192,7 +177,7 @@ class PrivateCluster {
 TEST_P(PgStoreTest, ALostServerMakesCallsUnavailableUntilItReturns) {
   PrivateCluster cluster;
   std::unique_ptr<Store> s = open_or_die(cluster.uri(), options_with_key(&clock_));
-  populate(*s, 1);
+  enroll_alice(*s, 1);
   const std::int64_t head = s->audit_head()->seq;
   ASSERT_TRUE(s->wait_for_change(0, std::chrono::milliseconds(0)).ok());
 

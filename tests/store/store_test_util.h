@@ -108,6 +108,20 @@ inline NewConsent consent_for(std::string subject, std::string collection = "sta
   return c;
 }
 
+// Creates the "staff" collection, grants "alice" consent and enrolls `faces` synthetic
+// faces for her, one per call; returns their templates in enrollment order.
+inline std::vector<std::vector<float>> enroll_alice(Store& s, int faces) {
+  EXPECT_TRUE(s.create_collection(staff_collection(), who()).ok());
+  EXPECT_TRUE(s.grant_consent(consent_for("alice"), who()).ok());
+  std::vector<std::vector<float>> out;
+  for (int i = 0; i < faces; ++i) {
+    NewFace f = synthetic_face(static_cast<std::uint32_t>(100 + i));
+    out.push_back(f.embedding);
+    EXPECT_TRUE(s.enroll("staff", "alice", {f}, who()).ok());
+  }
+  return out;
+}
+
 // Raw access for tampering, bypassing the Store.
 class RawDb {
  public:
