@@ -18,6 +18,8 @@
 #   PAIRS=20
 #   WORKERS=0      server inference workers (0: one per core)
 #   OVERLOAD=1     also run 16 connections (0: skip)
+#   SOAK=0         then this many seconds of mixed compare/search at 4 connections, with
+#                  resident memory sampled every 30 s (SOAK=600: the 10-minute run)
 # Needs: wrk (scripts/deps.txt), curl, the targets candor-server and candor_server_bench_seed.
 set -euo pipefail
 
@@ -29,6 +31,7 @@ REPEATS="${REPEATS:-3}"
 PAIRS="${PAIRS:-20}"
 WORKERS="${WORKERS:-0}"
 OVERLOAD="${OVERLOAD:-1}"
+SOAK="${SOAK:-0}"
 PORT="${PORT:-18431}"
 SERVER="${SERVER:-$BUILD/candor-server}"  # SERVER=... compares another build's server
 SEED="$BUILD/candor_server_bench_seed"
@@ -87,17 +90,20 @@ curl -sf -H "X-API-Key: $KEY" -H 'Content-Type: application/json' --data-binary 
   "http://127.0.0.1:$PORT/v1/collections/bench/search" <<<"{\"image\":\"$P64\",\"reason\":\"load test\"}" >/dev/null
 
 # wrk's --latency output -> "ok_rps p50 p99 non2xx": ok_rps counts 2xx answers only.
+wrk_summary() {
+  awk '
+    function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+    / requests in / { total = $1; d = $4; secs = d + 0; if (d ~ /m,?$/) secs *= 60; else if (d ~ /h,?$/) secs *= 3600 }
+    /^ +50%/ { p50 = ms($2) }
+    /^ +99%/ { p99 = ms($2) }
+    /Non-2xx/ { bad = $NF }
+    END { printf "%.2f %.1f %.1f %d\n", (total - bad) / secs, p50, p99, bad + 0 }' "$1"
+}
 run_wrk() {
   local script="$1" path="$2" conns="$3" threads=$(( $3 < 2 ? $3 : 2 ))
   wrk -t"$threads" -c"$conns" -d"${DURATION}s" --timeout 30s --latency -s "$WORK/$script" \
     "http://127.0.0.1:$PORT$path" >"$WORK/wrk.txt"
-  awk '
-    function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
-    / requests in / { total = $1; secs = $4 + 0 }
-    /^ +50%/ { p50 = ms($2) }
-    /^ +99%/ { p99 = ms($2) }
-    /Non-2xx/ { bad = $NF }
-    END { printf "%.2f %.1f %.1f %d\n", (total - bad) / secs, p50, p99, bad + 0 }' "$WORK/wrk.txt"
+  wrk_summary "$WORK/wrk.txt"
 }
 route_path() { if [[ $1 == compare ]]; then echo /v1/compare; else echo /v1/collections/bench/search; fi; }
 json_num() { sed -E "s/.*\"$2\":([0-9.e+-]+).*/\1/" <<<"$1"; }
@@ -148,6 +154,42 @@ if [[ "$OVERLOAD" == 1 ]]; then
   drain
 fi
 RSS_AFTER="$(rss_kb)"
+
+if (( SOAK > 0 )); then
+  # Compare and search alternate on every connection, so both routes' buffers stay in use.
+  cat >"$WORK/mixed.lua" <<LUA
+local n = 0
+local headers = { ["Content-Type"] = "application/json", ["X-API-Key"] = "$KEY" }
+local compare = '{"a":"$A64","b":"$B64"}'
+local search = '{"image":"$P64","reason":"soak"}'
+request = function()
+  n = n + 1
+  if n % 2 == 0 then return wrk.format("POST", "/v1/compare", headers, compare) end
+  return wrk.format("POST", "/v1/collections/bench/search", headers, search)
+end
+LUA
+  echo
+  echo "== soak: ${SOAK}s of alternating compare and search at 4 connections; resident memory every 30 s"
+  drain  # the requests the last wrk run left behind, or the soak starts with 503s
+  SOAK_START_KB="$(rss_kb)"
+  SOAK_MAX_KB="$SOAK_START_KB"
+  wrk -t2 -c4 -d"${SOAK}s" --timeout 30s --latency -s "$WORK/mixed.lua" "http://127.0.0.1:$PORT/" >"$WORK/soak.txt" &
+  WRK_PID=$!
+  started=$SECONDS
+  while kill -0 "$WRK_PID" 2>/dev/null; do
+    sleep 30
+    kb="$(rss_kb)"
+    (( kb > SOAK_MAX_KB )) && SOAK_MAX_KB="$kb"
+    kill -0 "$WRK_PID" 2>/dev/null && echo "  t=$((SECONDS - started)) s: $((kb / 1024)) MB"
+  done
+  wait "$WRK_PID"
+  read -r rps p50 p99 bad < <(wrk_summary "$WORK/soak.txt")
+  requests="$(awk '/ requests in / { print $1 }' "$WORK/soak.txt")"
+  SOAK_END_KB="$(rss_kb)"
+  echo "soak: $requests requests, $rps 2xx/s, p50 $p50 ms, p99 $p99 ms, non-2xx $bad;" \
+       "resident memory $((SOAK_START_KB / 1024)) MB at its start, $((SOAK_END_KB / 1024)) MB at its end," \
+       "$((SOAK_MAX_KB / 1024)) MB at most"
+fi
 
 echo
 echo "resident memory: before $((RSS_BEFORE / 1024)) MB, after $((RSS_AFTER / 1024)) MB"

@@ -1,33 +1,21 @@
 // The `candor` binary on bad input: a clear error naming the reason, exit status 1,
 // never a crash. Runs the real binary built next to the tests.
-#include <array>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <random>
-#include <sys/wait.h>
 
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
 
+#include "../common/run_command.h"
+
 namespace {
 
-struct CommandRun {
-  int status = -1;
-  std::string output;  // stdout and stderr
-};
+using candor::test::CommandRun;
+using candor::test::run_command;
 
-CommandRun run(const std::string& args) {
-  CommandRun r;
-  const std::string cmd = std::string(CANDOR_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  std::array<char, 4096> buf{};
-  for (std::size_t n; (n = fread(buf.data(), 1, buf.size(), p)) > 0;) r.output.append(buf.data(), n);
-  const int status = pclose(p);
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
+CommandRun run(const std::string& args) { return run_command(std::string(CANDOR_BINARY) + " " + args); }
 
 class CliBadInput : public ::testing::Test {
  protected:

@@ -3,9 +3,7 @@
 // under another key on the way back); both copies hold the same records, the
 // audit chain verifies on each, and a search still finds the enrolled person.
 #include <sys/stat.h>
-#include <sys/wait.h>
 
-#include <array>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -14,26 +12,14 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include "../common/run_command.h"
 #include "../store/backend_fixture.h"
 
 namespace candor::test {
 namespace {
 
-struct CommandRun {
-  int status = -1;
-  std::string output;  // stdout and stderr
-};
-
 CommandRun run(const std::string& env, const std::string& args) {
-  CommandRun r;
-  const std::string cmd = env + " " + std::string(CANDOR_BINARY) + " --models " + CANDOR_MODEL_DIR + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  std::array<char, 4096> buf{};
-  for (std::size_t n; (n = fread(buf.data(), 1, buf.size(), p)) > 0;) r.output.append(buf.data(), n);
-  const int status = pclose(p);
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
+  return run_command(env + " " + std::string(CANDOR_BINARY) + " --models " + CANDOR_MODEL_DIR + " " + args);
 }
 
 std::string quoted(const std::string& s) { return "'" + s + "'"; }

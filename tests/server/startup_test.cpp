@@ -2,9 +2,7 @@
 // the refusals that protect the encrypted templates (a missing or unusable key
 // file stops `candor serve` with a clear message instead of minting a new key).
 #include <sys/stat.h>
-#include <sys/wait.h>
 
-#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -17,6 +15,7 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include "../common/run_command.h"
 #include "candor/store.h"
 #include "server_test_util.h"
 
@@ -26,17 +25,6 @@ namespace {
 namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 
-// Runs a shell command; ensures: its exit status and what it printed (stdout and stderr).
-std::pair<int, std::string> run(const std::string& command) {
-  std::string out;
-  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
-  if (p == nullptr) return {-1, ""};
-  std::array<char, 4096> buf{};
-  for (std::size_t n; (n = std::fread(buf.data(), 1, buf.size(), p)) > 0;) out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
 class TlsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -44,7 +32,7 @@ class TlsTest : public ::testing::Test {
     fs::create_directories(*dir_);
     // A self-signed certificate for 127.0.0.1, made now (nothing secret is committed).
     const auto [status, out] =
-        run("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 "
+        run_command("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 "
             "-keyout " + (*dir_ / "key.pem").string() + " -out " + (*dir_ / "cert.pem").string());
     openssl_ok_ = status == 0;
     if (!openssl_ok_) std::cerr << out;
@@ -98,7 +86,7 @@ TEST_F(TlsTest, HttpsRequestsSucceedWithTheCertificateVerified) {
   c.set_keep_alive(true);
   for (int i = 0; i < 5; ++i) EXPECT_EQ(c.Get("/healthz")->status, 200);
   // curl agrees, with its own TLS stack and the certificate as the only CA.
-  const auto [status, out] = run("curl -sS --max-time 20 --cacert " + cert().string() + " https://127.0.0.1:" +
+  const auto [status, out] = run_command("curl -sS --max-time 20 --cacert " + cert().string() + " https://127.0.0.1:" +
                                  std::to_string(srv.port()) + "/healthz");
   if (status != 127) {  // 127: curl is not installed
     EXPECT_EQ(status, 0) << out;
@@ -214,14 +202,14 @@ TEST(StartupKeyFile, MissingOrUnusableKeyFileStopsTheServerWithoutANewKey) {
 
 #ifdef CANDOR_BINARY
   // The command line says the same on stderr and exits 1, before loading any model.
-  const auto [status, out] = run(std::string(CANDOR_BINARY) + " serve --port 0 --store " + db);
+  const auto [status, out] = run_command(std::string(CANDOR_BINARY) + " serve --port 0 --store " + db);
   EXPECT_EQ(status, 1) << out;
   EXPECT_NE(out.find("candor: not_found:"), std::string::npos) << out;
   EXPECT_NE(out.find("restore the key file or set CANDOR_KEY"), std::string::npos) << out;
   EXPECT_FALSE(fs::exists(key_file)) << "a new key was minted";
   // A directory where the key file should be is refused too.
   fs::create_directory(key_file);
-  const auto [status2, out2] = run(std::string(CANDOR_BINARY) + " serve --port 0 --store " + db);
+  const auto [status2, out2] = run_command(std::string(CANDOR_BINARY) + " serve --port 0 --store " + db);
   EXPECT_EQ(status2, 1) << out2;
   EXPECT_NE(out2.find("not a regular file"), std::string::npos) << out2;
   fs::remove(key_file);

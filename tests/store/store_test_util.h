@@ -11,8 +11,11 @@
 #include <filesystem>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "candor/crypto.h"
 #include "candor/store.h"
@@ -119,6 +122,43 @@ inline std::vector<std::vector<float>> enroll_alice(Store& s, int faces) {
     out.push_back(f.embedding);
     EXPECT_TRUE(s.enroll("staff", "alice", {f}, who()).ok());
   }
+  return out;
+}
+
+// A store reopened after a crash or a failure, and the faces of "staff" it holds.
+struct ReopenedStore {
+  std::unique_ptr<Store> store;
+  std::set<FaceId> stored;
+};
+
+// Reopens the store at `path` and checks what must hold whatever happened to it before:
+// the audit chain verifies, every face of "staff" decrypts to a `dim`-d template, and
+// the faces stored are exactly those that successful enroll entries of the audit name.
+inline ReopenedStore reopen_and_check(const std::string& path, std::size_t dim) {
+  ReopenedStore out{open_or_die(path, options_with_key()), {}};
+  Result<AuditVerification> v = out.store->audit_verify();
+  EXPECT_TRUE(v.ok() && v->intact) << (v.ok() ? v->summary() : v.error().message);
+  Result<std::vector<FaceRecord>> faces = out.store->load_faces("staff");
+  EXPECT_TRUE(faces.ok()) << faces.error().message;  // every stored template decrypts
+  if (faces.ok()) {
+    for (const FaceRecord& f : *faces) {
+      out.stored.insert(f.id);
+      EXPECT_EQ(f.embedding.size(), dim);
+    }
+  }
+  AuditFilter filter;
+  filter.operation = "enroll";
+  Result<std::vector<AuditEntry>> entries = out.store->audit_list(filter);
+  EXPECT_TRUE(entries.ok());
+  std::set<FaceId> audited;
+  if (entries.ok()) {
+    for (const AuditEntry& e : *entries) {
+      if (e.result != "ok") continue;
+      const nlohmann::json details = nlohmann::json::parse(e.details);  // named: the loop must not outlive it
+      for (const auto& x : details.at("face_ids")) audited.insert(x.get<FaceId>());
+    }
+  }
+  EXPECT_EQ(out.stored, audited) << "a face without its audit entry, or an entry without its face";
   return out;
 }
 
