@@ -231,47 +231,42 @@ class RawConn {
   }
   // Everything until the peer closes, or until `timeout` passes (then closed() is false).
   std::string read_until_close(std::chrono::milliseconds timeout) {
-    std::string out;
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    char buf[16384];
-    for (;;) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0 || !readable(left)) return out;
-      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n <= 0) {
-        closed_ = true;
-        return out;
-      }
-      out.append(buf, static_cast<std::size_t>(n));
-    }
+    return read_while(timeout, [](const std::string&) { return true; });
   }
   // One response: the headers and a Content-Length body (or what arrived before `timeout`).
   std::string read_response(std::chrono::milliseconds timeout) {
-    std::string out;
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    char buf[16384];
-    for (;;) {
+    return read_while(timeout, [](const std::string& out) {
       const auto end = out.find("\r\n\r\n");
-      if (end != std::string::npos) {
-        std::size_t length = 0;
-        const auto cl = out.find("Content-Length: ");
-        if (cl != std::string::npos && cl < end) length = std::stoul(out.substr(cl + 16));
-        if (out.size() >= end + 4 + length) return out;
-      }
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0 || !readable(left)) return out;
-      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n <= 0) {
-        closed_ = true;
-        return out;
-      }
-      out.append(buf, static_cast<std::size_t>(n));
-    }
+      if (end == std::string::npos) return true;
+      std::size_t length = 0;
+      const auto cl = out.find("Content-Length: ");
+      if (cl != std::string::npos && cl < end) length = std::stoul(out.substr(cl + 16));
+      return out.size() < end + 4 + length;
+    });
   }
   bool closed() const { return closed_; }
   int fd() const { return fd_; }
 
  private:
+  // Reads while `more(what arrived so far)` holds, the peer is open and `timeout` has not passed.
+  template <typename More>
+  std::string read_while(std::chrono::milliseconds timeout, More more) {
+    std::string out;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    char buf[16384];
+    while (more(out)) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0 || !readable(left)) return out;
+      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) {
+        closed_ = true;
+        return out;
+      }
+      out.append(buf, static_cast<std::size_t>(n));
+    }
+    return out;
+  }
+
   int fd_ = -1;
   bool closed_ = false;
 };

@@ -198,4 +198,17 @@ class BackendTest : public ::testing::TestWithParam<std::string> {
   std::string path_;              // the store URI
 };
 
+// A store of the parameter's backend on the test clock, holding the "staff" collection.
+class StaffStoreTest : public BackendTest {
+ protected:
+  void SetUp() override {
+    BackendTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    store_ = open_or_die(path_, options_with_key(&clock_));
+    ASSERT_TRUE(store_->create_collection(staff_collection(), who()).ok());
+  }
+
+  std::unique_ptr<Store> store_;
+};
+
 }  // namespace candor::test

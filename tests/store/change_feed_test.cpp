@@ -14,15 +14,8 @@ namespace {
 using json = nlohmann::json;
 using Kind = FaceChange::Kind;
 
-class ChangeFeedTest : public BackendTest {
+class ChangeFeedTest : public StaffStoreTest {
  protected:
-  void SetUp() override {
-    BackendTest::SetUp();
-    if (IsSkipped() || HasFatalFailure()) return;
-    store_ = open_or_die(path_, options_with_key(&clock_));
-    ASSERT_TRUE(store_->create_collection(staff_collection(), who()).ok());
-  }
-
   std::vector<FaceId> enroll(const std::string& subject, int n, std::uint32_t seed, Store* s = nullptr) {
     if (s == nullptr) s = store_.get();
     std::vector<NewFace> faces;
@@ -41,7 +34,6 @@ class ChangeFeedTest : public BackendTest {
     return r.ok() && !r->empty() ? r->front() : AuditEntry{};
   }
 
-  std::unique_ptr<Store> store_;
 };
 
 TEST_P(ChangeFeedTest, FreshStoreHasAnEmptyFeedThatIsNotTruncated) {

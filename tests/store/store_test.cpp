@@ -15,15 +15,8 @@ namespace {
 using json = nlohmann::json;
 
 // The body of the store tests; the backend comes from the test parameter.
-class StoreTestBase : public BackendTest {
+class StoreTestBase : public StaffStoreTest {
  protected:
-  void SetUp() override {
-    BackendTest::SetUp();
-    if (IsSkipped() || HasFatalFailure()) return;
-    store_ = open_or_die(path_, options_with_key(&clock_));
-    ASSERT_TRUE(store_->create_collection(staff_collection(), who()).ok());
-  }
-
   std::vector<FaceId> enroll_ok(const std::string& subject, int n, std::uint32_t seed = 1,
                                 const std::string& collection = "staff") {
     std::vector<NewFace> faces;
@@ -40,7 +33,6 @@ class StoreTestBase : public BackendTest {
     return all->back();
   }
 
-  std::unique_ptr<Store> store_;
 };
 
 class StoreTest : public StoreTestBase {};
