@@ -295,7 +295,14 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
             else blobs.push_back(std::move(*bytes)), images.push_back({f.string(), {}});
           }
           for (std::size_t k = 0; k < images.size(); ++k) images[k].bytes = blobs[k];
-          auto r = s.collections->enroll(e->collection, subject, images, {a->actor, ""});
+          // A folder may hold more photos than one enroll() takes: in batches of kMaxEnrollImages.
+          Result<std::vector<EnrollOutcome>> r = std::vector<EnrollOutcome>{};
+          for (std::size_t from = 0; r && from < images.size(); from += kMaxEnrollImages) {
+            const auto batch = std::span<const EnrollImage>(images).subspan(from, std::min(kMaxEnrollImages, images.size() - from));
+            auto part = s.collections->enroll(e->collection, subject, batch, {a->actor, ""});
+            if (!part) r = part.error();
+            else r->insert(r->end(), part->begin(), part->end());
+          }
           std::lock_guard lock(out_mutex);
           nlohmann::json j = {{"subject", subject}};
           if (!r) {
@@ -333,6 +340,7 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
     struct SearchArgs {
       std::string collection, image, reason;
       std::size_t top = 5;
+      bool candidates = false;
     };
     auto a = std::make_shared<StoreArgs>();
     auto q = std::make_shared<SearchArgs>();
@@ -341,19 +349,15 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
     c->add_option("image", q->image, "Probe photo (the largest face is searched)")->required();
     c->add_option("--reason", q->reason, "Why this search is made (written to the audit log)")->required();
     c->add_option("--top", q->top, "How many subjects to return")->capture_default_str();
+    c->add_flag("--candidates", q->candidates,
+                "Also list the most similar subjects below the threshold (audited as a candidate search)");
     add_store_options(c, *a);
     c->callback(with_session(ctx, a, true, [a, q, &ctx](Session& s) {
       auto bytes = read_file_bytes(q->image, ctx.limits.max_bytes);
       if (!bytes) return fail({bytes.error().code, q->image + ": " + bytes.error().message});
-      auto r = s.collections->search(q->collection, *bytes, q->top, {a->actor, q->reason});
+      auto r = s.collections->search(q->collection, *bytes, SearchOptions{q->top, q->candidates}, {a->actor, q->reason});
       if (!r) return fail(r.error());
-      nlohmann::json j = {{"collection", q->collection}, {"threshold", r->threshold}, {"faces_in_image", r->faces_in_image},
-                          {"probe", face_to_json(r->probe)}, {"matches", nlohmann::json::array()}};
-      for (const auto& m : r->matches) {
-        j["matches"].push_back({{"subject", m.subject}, {"similarity", std::round(static_cast<double>(m.similarity) * 10000) / 10000},
-                                {"match", m.match}, {"face_id", m.face_id}});
-      }
-      print_json(j);
+      print_json(search_result_to_json(q->collection, *r));
       return 0;
     }));
   }

@@ -53,8 +53,11 @@ TimePoint now_ms();
 // ensures: e.g. "2024-05-01T12:00:00.123Z".
 std::string format_time(TimePoint t);
 
-// Parses "YYYY-MM-DD" (the whole named day included: the end of that day, UTC) or
-// "YYYY-MM-DDTHH:MM:SSZ". ensures: kInvalidArgument naming the text otherwise.
+// Parses "YYYY-MM-DD" (the whole named day included: the end of that day, UTC) or an
+// RFC 3339 date-time, "YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)" ('T' and 'Z' in
+// either case), converted to UTC by its offset (a fraction is kept to the millisecond).
+// ensures: kInvalidArgument naming the text for anything else: no zone, trailing text,
+//          out-of-range fields (a leap second, :60, is read as :59.999).
 Result<TimePoint> parse_time(std::string_view text);
 
 // 64 '0' characters: the prev_hash of the first entry.

@@ -93,6 +93,11 @@ struct FollowStatus {
 
 // One image offered for enrollment: its bytes are hashed (SHA-256 kept), decoded,
 // and dropped; only the template is stored.
+// The most photos one enroll() call takes: a subject is enrolled from a few good photos,
+// and each one costs an inference (~30 ms), so a larger batch is refused before any
+// work (Azure Face keeps at most 248 faces per person across all calls).
+inline constexpr std::size_t kMaxEnrollImages = 64;
+
 struct EnrollImage {
   std::string name;                   // for messages: a file name
   std::span<const std::uint8_t> bytes;
@@ -111,8 +116,19 @@ struct SubjectMatch {
   bool match = false;    // similarity >= the collection's threshold
 };
 
+struct SearchOptions {
+  std::size_t top_k = 5;  // 1..100 subjects
+  // Also return the best subjects below the collection's threshold (match == false).
+  // Off by default: a search answers who matched, not who in the collection looks
+  // most like a stranger. The audit entry records that candidates were asked for;
+  // its subject index still names only the matches.
+  bool include_candidates = false;
+};
+
 struct SearchResult {
-  std::vector<SubjectMatch> matches;  // best first, one per subject, at most top_k
+  // Best first, one per subject, at most top_k: the subjects at or above the threshold,
+  // and below it too when SearchOptions::include_candidates.
+  std::vector<SubjectMatch> matches;
   Face probe;                         // the probe face (box, landmarks, quality); no template
   std::size_t faces_in_image = 0;
   float threshold = 0;
@@ -138,16 +154,28 @@ class Collections {
   // Enrolls one face per image for `subject`. Images are processed independently;
   // those that fail (no face, several faces, low quality) are reported and skipped.
   // The faces that pass are stored in one transaction.
-  // ensures: kConsentRequired (nothing stored) when the subject lacks consent;
+  // The subject's consent is checked before any image is decoded (Store::
+  // check_enroll_consent), so no template of a person without consent is ever
+  // computed, and again at commit. No lock that revocation, erasure or collection
+  // changes need is held while the images are decoded and embedded.
+  // ensures: kConsentRequired (nothing decoded, nothing stored) when the subject lacks
+  //          consent; kInvalidArgument for more than kMaxEnrollImages images;
   //          kNotFound for an unknown collection; otherwise one outcome per image.
   virtual Result<std::vector<EnrollOutcome>> enroll(const std::string& collection, const std::string& subject,
                                                     std::span<const EnrollImage> images, const AuditContext& ctx) = 0;
 
-  // 1:N: the top_k subjects most similar to the largest face in `probe`.
-  // requires: ctx.reason non-empty (else kInvalidArgument: every search states why).
-  // ensures: kNoFace when the probe has none; the search is audited either way.
+  // 1:N: the subjects matching the largest face in `probe` (see SearchOptions).
+  // The audit context (reason non-empty, within kMaxReasonBytes) and the options are
+  // checked before the probe is decoded; inference holds no collection lock.
+  // ensures: kInvalidArgument for a bad context or options (nothing run, nothing
+  //          audited); kNoFace when the probe has none; once the probe is read, the
+  //          search is audited whatever its outcome.
   virtual Result<SearchResult> search(const std::string& collection, std::span<const std::uint8_t> probe,
-                                      std::size_t top_k, const AuditContext& ctx) = 0;
+                                      const SearchOptions& options, const AuditContext& ctx) = 0;
+  Result<SearchResult> search(const std::string& collection, std::span<const std::uint8_t> probe, std::size_t top_k,
+                              const AuditContext& ctx) {
+    return search(collection, probe, SearchOptions{top_k, false}, ctx);
+  }
 
   // As the store's, and the faces leave the index before the call returns.
   virtual Result<std::vector<FaceId>> revoke_consent(const std::string& collection, const std::string& subject,

@@ -92,7 +92,8 @@ struct Verification {
 // Compares two templates at an operating point of the recogniser that made them.
 Verification verify(std::span<const float> a, std::span<const float> b, const OperatingPoint& point);
 
-// The operating point named `name` (e.g. "fmr-1e-3"), or kNotFound listing the names there are.
+// The operating point named `name` (e.g. "fmr-1e-3"), or kInvalidArgument listing the names
+// there are (a name is an option the caller gave, not a resource that may be missing).
 Result<OperatingPoint> find_operating_point(const ModelSpec& recognizer, const std::string& name);
 
 // The standard ArcFace 112x112 five-point template (insightface), Landmark5 order.

@@ -23,6 +23,11 @@ std::string_view quality_level_name(QualityLevel level) noexcept;
 // Times are ISO 8601 UTC with milliseconds.
 nlohmann::json collection_to_json(const Collection& collection);
 nlohmann::json consent_to_json(const Consent& consent);
-nlohmann::json audit_entry_to_json(const AuditEntry& entry);  // no templates or images: entries hold none
+nlohmann::json audit_entry_to_json(const AuditEntry& entry);
+struct SearchResult;  // candor/collections.h
+// The answer to a 1:N search, one shape for the CLI and the server: collection, threshold,
+// faces_in_image, probe (face_to_json) and matches [{subject, similarity, match, face_id}],
+// similarities rounded to 4 decimals like every score Candor prints.
+nlohmann::json search_result_to_json(const std::string& collection, const SearchResult& result);  // no templates or images: entries hold none
 
 }  // namespace candor

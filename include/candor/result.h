@@ -43,6 +43,7 @@ enum class ErrorCode {
   kInternal,           // anything else
   kLivenessFailed,     // a collection requires a live presentation and the check failed
   kStoreUnavailable,   // the database cannot be reached now (connection lost); retry later
+  kUnsupportedMediaType,  // a body sent with a Content-Type the route does not read (JSON as text/plain)
 };
 
 // "image_corrupt" etc.: the code as written in JSON and logs.

@@ -68,9 +68,27 @@ using FaceId = std::int64_t;  // never reused, even after deletion
 
 // Who is acting and why; written to every audit entry the operation appends.
 struct AuditContext {
-  std::string actor;   // required: non-empty (API key name, CLI user)
-  std::string reason;  // required for searches and erasures; free text elsewhere
+  std::string actor;   // required: non-empty, at most kMaxActorBytes (API key name, CLI user)
+  std::string reason;  // required for searches and erasures; free text elsewhere; at most kMaxReasonBytes
 };
+
+// The audit log is append-only and never pruned, so every text a caller puts in it is
+// bounded, and checked before any work or write (a reason is a sentence, not a payload:
+// a base64 photo must not fit).
+inline constexpr std::size_t kMaxActorBytes = 256;
+inline constexpr std::size_t kMaxReasonBytes = 1024;
+
+// The check every store operation makes of its AuditContext, for callers that must make it
+// before they spend work (a search checks it before inference).
+// ensures: kInvalidArgument naming the field when the actor is empty or over kMaxActorBytes,
+//          the reason over kMaxReasonBytes, or (reason_required) the reason empty.
+Status check_audit_context(const AuditContext& ctx, bool reason_required);
+
+// Subject identifiers are also path segments of the HTTP routes (/subjects/{s}), so only
+// identifiers those routes can address are accepted wherever a subject is created: 1..256
+// bytes, no control character, no '/', not "." or "..".
+// ensures: kInvalidArgument naming the rule that `subject` breaks.
+Status check_subject_id(std::string_view subject);
 
 struct Collection {
   std::int64_t id = 0;
@@ -156,6 +174,18 @@ struct SearchRecord {
   std::vector<std::string> subjects;   // subjects returned as matches (for access requests)
   std::string details_json = "{}";     // result face ids, scores, timings; no subject ids, no templates
   std::string result = "ok";           // "ok" or "refused: <code>" for searches refused upstream
+  // Whether the search counts against the actor's rate windows (search_count). A search
+  // refused before it ran because the budget was spent is recorded but not charged:
+  // otherwise each refusal would push the next allowed search a bucket further away.
+  bool charged = true;
+};
+
+// A subject of a collection as the store holds it: the faces enrolled and the consent.
+struct SubjectSummary {
+  std::string subject;
+  std::int64_t faces = 0;
+  bool consent_active = false;           // an active, unexpired consent for the collection's purpose
+  std::optional<TimePoint> consent_expires_at;  // of the active consent that lasts longest (none: open-ended)
 };
 
 // A credential of the HTTP service, as stored: the store keeps the server's
@@ -266,6 +296,19 @@ class Store {
   // ensures: consents of `subject` (all subjects if empty) in `collection`, oldest first.
   virtual Result<std::vector<Consent>> list_consents(std::string_view collection,
                                                      std::string_view subject) = 0;
+  // The subjects of `collection` that hold faces or an active consent, by name, with
+  // their face counts; no template is read or decrypted.
+  // ensures: kNotFound for an unknown collection.
+  virtual Result<std::vector<SubjectSummary>> list_subjects(std::string_view collection) = 0;
+  // The consent check enroll() makes inside its transaction, made up front so that a
+  // caller spends no inference on the photos of a subject who has not consented.
+  // ensures: ok when `subject` holds an active, unexpired consent for the collection's
+  //          purpose now; otherwise kConsentRequired (kNotFound / kInvalidArgument for an
+  //          unknown collection or a bad subject), audited exactly as enroll() audits
+  //          that refusal ("enroll", "refused: <code>", faces_offered). Nothing is
+  //          written when the subject may be enrolled (enroll() checks again at commit).
+  virtual Status check_enroll_consent(std::string_view collection, std::string_view subject,
+                                      std::size_t faces_offered, const AuditContext& ctx) = 0;
 
   // -- faces
   // ensures: on success, the new face ids in the order of `faces`, all
@@ -301,15 +344,18 @@ class Store {
   // decrypted only if with_embeddings.
   virtual Result<std::vector<FaceRecord>> get_faces(std::span<const FaceId> ids,
                                                     bool with_embeddings) = 0;
-  // ensures: the subset of `ids` that still exists, ascending. The search path
-  // re-checks candidates with it so a face deleted a moment ago is never returned.
+  // ensures: the subset of `ids` that still exists and may still be identified, ascending:
+  // each face's subject holds an active consent for its collection's purpose that has
+  // not expired by the store's clock now. The search path re-checks candidates with it,
+  // so a face deleted a moment ago, or whose consent expired a moment ago (before the
+  // next retention run deletes it), is never returned, on any node.
   virtual Result<std::vector<FaceId>> existing_faces(std::span<const FaceId> ids) = 0;
 
   // -- searches
   // Appends a "search" entry and counts it for the actor's rate windows.
   // requires: non-empty actor and reason, existing collection (else kInvalidArgument / kNotFound).
   virtual Status record_search(const SearchRecord& search) = 0;
-  // ensures: searches recorded for `actor` since `since`, counted in whole
+  // ensures: charged searches recorded for `actor` since `since`, counted in whole
   // buckets: per minute when `since` is within the last 48 hours, per day
   // before that. The bucket holding `since` counts whole.
   virtual Result<std::int64_t> search_count(std::string_view actor, TimePoint since) = 0;
@@ -327,7 +373,8 @@ class Store {
   virtual Result<std::vector<AuditEntry>> audit_list(const AuditFilter& filter) = 0;
   // Recomputes the whole chain. A tampered log is a value (intact == false,
   // issues name the seq and the kind of break); an Error means the database
-  // itself could not be read.
+  // itself could not be read. Reads on a connection of its own, in pages, so a
+  // long log does not hold up the store's other calls meanwhile.
   virtual Result<AuditVerification> audit_verify() = 0;
   virtual Result<AuditHead> audit_head() = 0;
 

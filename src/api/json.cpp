@@ -1,5 +1,7 @@
 #include "candor/json.h"
 
+#include "candor/collections.h"
+
 #include <cmath>
 
 namespace candor {
@@ -93,6 +95,21 @@ nlohmann::json audit_entry_to_json(const AuditEntry& e) {
 
 nlohmann::json error_to_json(const Error& error) {
   return {{"error", {{"code", error_code_name(error.code)}, {"message", error.message}}}};
+}
+
+nlohmann::json search_result_to_json(const std::string& collection, const SearchResult& result) {
+  nlohmann::json out = {{"collection", collection},
+                        {"threshold", std::round(static_cast<double>(result.threshold) * 10000.0) / 10000.0},
+                        {"faces_in_image", result.faces_in_image},
+                        {"probe", face_to_json(result.probe)},
+                        {"matches", nlohmann::json::array()}};
+  for (const SubjectMatch& m : result.matches) {
+    out["matches"].push_back({{"subject", m.subject},
+                              {"similarity", std::round(static_cast<double>(m.similarity) * 10000.0) / 10000.0},
+                              {"match", m.match},
+                              {"face_id", m.face_id}});
+  }
+  return out;
 }
 
 }  // namespace candor

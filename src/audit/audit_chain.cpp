@@ -1,6 +1,7 @@
 #include "candor/audit.h"
 
 #include <cstdio>
+#include <string>
 #include <ctime>
 #include <stdexcept>
 
@@ -26,22 +27,75 @@ TimePoint now_ms() {
   return std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
 }
 
-Result<TimePoint> parse_time(std::string_view given) {
-  const std::string text(given);
-  int y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0;
-  char tail = 0;
-  const bool date_only = std::sscanf(text.c_str(), "%d-%d-%d%c", &y, &mo, &d, &tail) == 3;
-  const bool full = !date_only && std::sscanf(text.c_str(), "%d-%d-%dT%d:%d:%dZ", &y, &mo, &d, &h, &mi, &s) == 6;
-  if (!date_only && !full) {
-    return Error{ErrorCode::kInvalidArgument, "'" + text + "' is not a date (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)"};
+namespace {
+
+// Reads exactly `n` decimal digits at text[at...]; false if any is not a digit.
+bool digits(std::string_view text, std::size_t at, std::size_t n, int& out) {
+  if (at + n > text.size()) return false;
+  out = 0;
+  for (std::size_t i = at; i < at + n; ++i) {
+    if (text[i] < '0' || text[i] > '9') return false;
+    out = out * 10 + (text[i] - '0');
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<TimePoint> parse_time(std::string_view text) {
+  const auto refuse = [&](std::string_view why) {
+    // Appended piecewise: GCC 12 warns (-Wrestrict, a false positive) on a chain of operator+.
+    std::string message = "'";
+    message.append(text.substr(0, 64));
+    message.append("' is not a date (YYYY-MM-DD) or RFC 3339 date-time (YYYY-MM-DDTHH:MM:SSZ, or +01:00 for Z): ");
+    message.append(why);
+    return Error{ErrorCode::kInvalidArgument, std::move(message)};
+  };
+  // RFC 3339 section 5.6: full-date "T" partial-time time-offset.
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0, ms = 0, off_h = 0, off_m = 0;
+  if (!digits(text, 0, 4, y) || text.size() < 10 || text[4] != '-' || !digits(text, 5, 2, mo) || text[7] != '-' ||
+      !digits(text, 8, 2, d)) {
+    return refuse("the date must be YYYY-MM-DD");
   }
   const std::chrono::year_month_day ymd{std::chrono::year{y}, std::chrono::month{static_cast<unsigned>(mo)},
                                         std::chrono::day{static_cast<unsigned>(d)}};
-  if (!ymd.ok() || h < 0 || h > 23 || mi < 0 || mi > 59 || s < 0 || s > 60) {
-    return Error{ErrorCode::kInvalidArgument, "'" + text + "' is not a valid date"};
+  if (!ymd.ok()) return refuse("no such day");
+  if (text.size() == 10) {  // the whole named day is included
+    return std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::sys_days{ymd} + std::chrono::days{1});
   }
-  auto t = std::chrono::sys_days{ymd} + std::chrono::hours{h} + std::chrono::minutes{mi} + std::chrono::seconds{s};
-  if (date_only) t += std::chrono::days{1};  // the whole named day is included
+  if ((text[10] != 'T' && text[10] != 't') || !digits(text, 11, 2, h) || text.size() < 19 || text[13] != ':' ||
+      !digits(text, 14, 2, mi) || text[16] != ':' || !digits(text, 17, 2, s)) {
+    return refuse("the time must be THH:MM:SS");
+  }
+  if (h > 23 || mi > 59 || s > 60) return refuse("hour, minute or second out of range");
+  std::size_t at = 19;
+  if (at < text.size() && text[at] == '.') {
+    std::size_t n = 0;
+    for (++at; at < text.size() && text[at] >= '0' && text[at] <= '9'; ++at, ++n) {
+      if (n < 3) ms = ms * 10 + (text[at] - '0');
+    }
+    if (n == 0) return refuse("a '.' must be followed by digits");
+    for (; n < 3; ++n) ms *= 10;
+  }
+  int sign = 0;
+  if (at < text.size() && (text[at] == 'Z' || text[at] == 'z')) {
+    ++at;
+  } else if (at < text.size() && (text[at] == '+' || text[at] == '-')) {
+    sign = text[at] == '+' ? 1 : -1;
+    if (!digits(text, at + 1, 2, off_h) || at + 3 >= text.size() || text[at + 3] != ':' ||
+        !digits(text, at + 4, 2, off_m) || off_h > 23 || off_m > 59) {
+      return refuse("the offset must be +HH:MM or -HH:MM");
+    }
+    at += 6;
+  } else {
+    return refuse("a time zone is required (Z or +HH:MM)");
+  }
+  if (at != text.size()) return refuse("unexpected text after the time zone");
+  if (s == 60) s = 59, ms = 999;  // a leap second: the last instant of its minute
+  auto t = std::chrono::sys_days{ymd} + std::chrono::hours{h} + std::chrono::minutes{mi} + std::chrono::seconds{s} +
+           std::chrono::milliseconds{ms};
+  // Local time = UTC + offset, so UTC = local - offset.
+  t -= sign * (std::chrono::hours{off_h} + std::chrono::minutes{off_m});
   return std::chrono::time_point_cast<std::chrono::milliseconds>(t);
 }
 

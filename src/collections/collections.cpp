@@ -116,15 +116,24 @@ class CollectionsImpl final : public Collections {
 
   Result<std::vector<EnrollOutcome>> enroll(const std::string& collection, const std::string& subject,
                                             std::span<const EnrollImage> images, const AuditContext& ctx) override {
-    std::shared_lock registry(registry_mutex_);
-    auto state = find(collection, registry);
-    if (!state) return state.error();
+    if (images.size() > kMaxEnrollImages) {
+      return Error{ErrorCode::kInvalidArgument, std::to_string(images.size()) + " images in one enrollment; at most " +
+                                                    std::to_string(kMaxEnrollImages) + " are taken per call"};
+    }
+    // Consent first: no photo of a person who has not consented is decoded or embedded.
+    if (auto consented = store_.check_enroll_consent(collection, subject, images.size(), ctx); !consented) {
+      return consented.error();
+    }
+    auto info = collection_info(collection);
+    if (!info) return info.error();
+    // Inference runs without any collection lock, so revocation, erasure and collection
+    // changes never wait for it (a flood of enrollments once held them for 34 s).
     std::vector<EnrollOutcome> outcomes;
     std::vector<NewFace> faces;
     std::vector<std::size_t> face_outcome;  // faces[i] belongs to outcomes[face_outcome[i]]
     for (const EnrollImage& image : images) {
       EnrollOutcome outcome{image.name, std::nullopt, std::nullopt};
-      auto face = enrollable_face(image, (*state)->info.liveness_required);
+      auto face = enrollable_face(image, info->liveness_required);
       if (!face) {
         outcome.error = face.error();
       } else {
@@ -143,6 +152,9 @@ class CollectionsImpl final : public Collections {
       outcomes.push_back(std::move(outcome));
     }
     if (faces.empty()) return outcomes;
+    std::shared_lock registry(registry_mutex_);
+    auto state = find(collection, registry);  // again: it may have been deleted meanwhile
+    if (!state) return state.error();
     // Exclusive from the commit until the index holds the faces, so a revocation
     // cannot slip between them and leave deleted faces in the index.
     std::unique_lock lock((*state)->mutex);
@@ -159,20 +171,20 @@ class CollectionsImpl final : public Collections {
     return outcomes;
   }
 
-  Result<SearchResult> search(const std::string& collection, std::span<const std::uint8_t> probe, std::size_t top_k,
-                              const AuditContext& ctx) override {
-    if (ctx.reason.empty()) {
-      return Error{ErrorCode::kInvalidArgument, "a search must state its reason"};
-    }
-    if (top_k == 0 || top_k > 100) return Error{ErrorCode::kInvalidArgument, "top_k must be 1..100"};
-    std::shared_lock registry(registry_mutex_);
-    auto state = find(collection, registry);
-    if (!state) return state.error();
+  Result<SearchResult> search(const std::string& collection, std::span<const std::uint8_t> probe,
+                              const SearchOptions& options, const AuditContext& ctx) override {
+    // Everything the caller controls is checked before any work: a reason over the
+    // limit costs no inference and writes nothing.
+    if (auto ok = check_audit_context(ctx, true); !ok) return ok.error();
+    if (options.top_k == 0 || options.top_k > 100) return Error{ErrorCode::kInvalidArgument, "top_k must be 1..100"};
+    auto info = collection_info(collection);
+    if (!info) return info.error();
     auto refuse = [&](const Error& e) -> Error {
       SearchRecord record{ctx, collection, {}, "{}", "refused: " + std::string(error_code_name(e.code))};
       (void)store_.record_search(record);
       return e;
     };
+    // Decoding, detection and analysis hold no collection lock.
     auto image = decode_image(probe, options_.limits);
     if (!image) return refuse(image.error());
     auto faces = engine_.analyze(*image, options_.detect);
@@ -184,16 +196,20 @@ class CollectionsImpl final : public Collections {
     result.probe = *largest;
     if (options_.analyzer != nullptr) {
       AnalysisRequest request;
-      request.liveness = (*state)->info.liveness_required;
+      request.liveness = info->liveness_required;
       options_.analyzer->analyze(*image, std::span<Face>(&result.probe, 1), request);
       if (request.liveness && result.probe.liveness && !result.probe.liveness->live) {
         return refuse({ErrorCode::kLivenessFailed, "the probe failed the liveness check this collection requires"});
       }
     }
 
+    std::shared_lock registry(registry_mutex_);
+    auto state = find(collection, registry);
+    if (!state) return state.error();
     std::shared_lock lock((*state)->mutex);
     const CollectionState& s = **state;
     result.threshold = s.info.match_threshold;
+    const std::size_t top_k = options.top_k;
     // Faces, not subjects, come out of the index: ask for more until top_k distinct
     // subjects are found or the index is exhausted.
     std::vector<Neighbor> neighbors;
@@ -202,26 +218,32 @@ class CollectionsImpl final : public Collections {
       std::set<std::string> distinct;
       for (const Neighbor& n : neighbors) distinct.insert(s.subject_of.at(n.id));
       if (distinct.size() >= top_k || k >= s.index->size()) break;
+      // Without candidates only the matches are wanted: once the k-th face is below the
+      // threshold, no further face can be a match.
+      if (!options.include_candidates && !neighbors.empty() && neighbors.back().score < s.info.match_threshold) break;
     }
     std::vector<FaceId> ids;
     for (const Neighbor& n : neighbors) ids.push_back(n.id);
-    auto existing = store_.existing_faces(ids);
+    auto existing = store_.existing_faces(ids);  // deleted, revoked or expired a moment ago: dropped
     if (!existing) return existing.error();
     const std::set<FaceId> live(existing->begin(), existing->end());
     std::set<std::string> seen;
     nlohmann::json details = {{"top_k", top_k}, {"results", nlohmann::json::array()}};
-    std::vector<std::string> subjects;
+    if (options.include_candidates) details["candidates"] = true;
+    std::vector<std::string> matched;  // the audit's subject index names only these
     for (const Neighbor& n : neighbors) {
       if (!live.count(n.id)) continue;
       const std::string& subject = s.subject_of.at(n.id);
       if (!seen.insert(subject).second) continue;
-      result.matches.push_back({subject, n.score, n.id, n.score >= s.info.match_threshold});
-      details["results"].push_back({{"face_id", n.id}, {"score", std::round(static_cast<double>(n.score) * 10000) / 10000}, {"match", n.score >= s.info.match_threshold}});
-      subjects.push_back(subject);
+      const bool match = n.score >= s.info.match_threshold;
+      if (!match && !options.include_candidates) break;  // neighbours are best first
+      result.matches.push_back({subject, n.score, n.id, match});
+      details["results"].push_back({{"face_id", n.id}, {"score", std::round(static_cast<double>(n.score) * 10000) / 10000}, {"match", match}});
+      if (match) matched.push_back(subject);
       if (result.matches.size() == top_k) break;
     }
     result.probe.embedding.clear();  // templates do not leave the engine
-    SearchRecord record{ctx, collection, subjects, details.dump(), "ok"};
+    SearchRecord record{ctx, collection, matched, details.dump(), "ok"};
     if (auto recorded = store_.record_search(record); !recorded) return recorded.error();
     return result;
   }
@@ -456,6 +478,16 @@ class CollectionsImpl final : public Collections {
     }
     if (!ids.empty()) state->index->add(ids, rows);
     return state;
+  }
+
+  // The collection's record as this node holds it (loading it on first use), copied so
+  // that the caller can work without holding any lock.
+  Result<Collection> collection_info(const std::string& name) {
+    std::shared_lock registry(registry_mutex_);
+    auto state = find(name, registry);
+    if (!state) return state.error();
+    std::shared_lock lock((*state)->mutex);
+    return (*state)->info;
   }
 
   // The state of `name`; a collection created by another process is loaded on first use.

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -38,11 +39,21 @@ bool json_number_fits(const nlohmann::json& v) {
   }
 }
 
-// v.get<T>(), refusing a number that does not fit T.
+// v.get<T>(), refusing a number that does not fit T, and refusing what get<T>() would
+// convert silently: a boolean or a fraction read as an integer (true as 1, 1.9 as 1), a
+// boolean read as a number. A JSON integer is written without a fraction or exponent.
 template <typename T>
 T json_get(const nlohmann::json& v) {
-  if constexpr (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) {
-    if (v.is_number() && !json_number_fits<T>(v)) {
+  if constexpr (std::is_same_v<T, bool>) {
+    if (!v.is_boolean()) throw nlohmann::json::type_error::create(302, "expected true or false, got " + v.dump(), nullptr);
+  } else if constexpr (std::is_arithmetic_v<T>) {
+    const bool kind_ok = std::is_integral_v<T> ? v.is_number_integer() : v.is_number();
+    if (!kind_ok) {
+      throw nlohmann::json::type_error::create(
+          302, std::string(std::is_integral_v<T> ? "expected an integer" : "expected a number") + ", got " + v.dump(),
+          nullptr);
+    }
+    if (!json_number_fits<T>(v)) {
       throw nlohmann::json::out_of_range::create(406, "number " + v.dump() + " is out of range", nullptr);
     }
   }

@@ -27,6 +27,7 @@ std::string_view error_code_name(ErrorCode code) noexcept {
     case ErrorCode::kInternal: return "internal";
     case ErrorCode::kLivenessFailed: return "liveness_failed";
     case ErrorCode::kStoreUnavailable: return "store_unavailable";
+    case ErrorCode::kUnsupportedMediaType: return "unsupported_media_type";
   }
   return "internal";
 }

@@ -116,7 +116,7 @@ Result<OperatingPoint> find_operating_point(const ModelSpec& recognizer, const s
     if (p.name == name) return p;
     names += (names.empty() ? "" : ", ") + p.name;
   }
-  return Error{ErrorCode::kNotFound, "no operating point '" + name + "' for " + recognizer.id + " (there are: " + names + ")"};
+  return Error{ErrorCode::kInvalidArgument, "no operating point '" + name + "' for " + recognizer.id + " (there are: " + names + ")"};
 }
 
 }  // namespace candor

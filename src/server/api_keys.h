@@ -36,8 +36,9 @@
 namespace candor::server {
 
 // The operations a key may be granted (docs/api.md "Scopes").
-inline constexpr std::array<std::string_view, 7> kOperations = {"detect", "compare", "enroll", "search",
-                                                                  "consents", "audit", "admin"};
+// "candidates": a search may also return the subjects below the threshold (routes_collections.cpp).
+inline constexpr std::array<std::string_view, 8> kOperations = {"detect", "compare", "enroll", "search",
+                                                                  "consents", "audit", "admin", "candidates"};
 
 struct ApiKey {
   std::string name;                      // [A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}; the audit actor is "key:<name>"

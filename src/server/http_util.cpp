@@ -3,7 +3,11 @@
 #include <array>
 #include <charconv>
 #include <cstdio>
+#include <algorithm>
+#include <cctype>
 #include <functional>
+#include <iterator>
+#include <set>
 
 #include "candor/json.h"
 
@@ -22,6 +26,7 @@ int http_status(ErrorCode code) noexcept {
     case ErrorCode::kAlreadyExists:
     case ErrorCode::kConsentRequired: return 409;
     case ErrorCode::kImageTooLarge: return 413;
+    case ErrorCode::kUnsupportedMediaType: return 415;
     case ErrorCode::kNoFace:
     case ErrorCode::kQualityTooLow:
     case ErrorCode::kLivenessFailed: return 422;
@@ -49,14 +54,70 @@ void send_error(httplib::Response& res, const Error& error, int retry_after_s) {
 }
 
 bool is_json_request(const httplib::Request& req) {
-  const std::string type = req.get_header_value("Content-Type");
-  return type.rfind("application/json", 0) == 0;
+  // "application/json", any case, with or without parameters ("; charset=utf-8").
+  std::string type = req.get_header_value("Content-Type");
+  type = type.substr(0, type.find(';'));
+  while (!type.empty() && type.back() == ' ') type.pop_back();
+  std::transform(type.begin(), type.end(), type.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return type == "application/json";
 }
+
+namespace {
+
+// A JSON body is read only when it says it is JSON: a text/plain or form-encoded body
+// that happens to parse is a client bug (or a cross-site form post) and is refused.
+Error not_json_media_type() {
+  return {ErrorCode::kUnsupportedMediaType,
+          "send JSON with Content-Type: application/json (or images as multipart/form-data)"};
+}
+
+// nlohmann keeps the last of duplicate keys; a request whose meaning depends on which
+// copy a parser keeps ({"reason":"a","reason":"b"}) is refused instead. A NUL in a key or
+// string is refused too: no field means anything with one, and it is what tells the
+// long-string markers of light_parse (below) apart from user text. `markers`: how many
+// marker strings ("\0<index>", each index once) the text holds by construction.
+nlohmann::json parse_strict(std::string_view text, std::size_t markers = 0) {
+  std::vector<std::set<std::string>> keys;  // one set per open object or array
+  std::vector<bool> marker_seen(markers, false);
+  std::size_t nul_strings = 0;
+  bool bad = false;
+  nlohmann::json::parser_callback_t check = [&](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    using Event = nlohmann::json::parse_event_t;
+    if (event == Event::object_start || event == Event::array_start) {
+      keys.emplace_back();
+    } else if (event == Event::object_end || event == Event::array_end) {
+      if (!keys.empty()) keys.pop_back();
+    } else if (event == Event::key) {
+      const auto& key = parsed.get_ref<const std::string&>();
+      if (key.find('\0') != std::string::npos || keys.empty() || !keys.back().insert(key).second) bad = true;
+    } else if (event == Event::value && parsed.is_string()) {
+      const auto& value = parsed.get_ref<const std::string&>();
+      if (value.find('\0') != std::string::npos) {
+        ++nul_strings;
+        std::size_t index = 0;
+        auto [ptr, ec] = std::from_chars(value.data() + 1, value.data() + value.size(), index);
+        const bool marker = value[0] == '\0' && value.size() > 1 && ec == std::errc() &&
+                            ptr == value.data() + value.size() && index < markers && !marker_seen[index];
+        if (marker) marker_seen[index] = true;
+        else bad = true;
+      }
+    }
+    return true;
+  };
+  nlohmann::json out = nlohmann::json::parse(text, check, false);
+  if (bad || nul_strings != markers) return nlohmann::json(nlohmann::json::value_t::discarded);
+  return out;
+}
+
+}  // namespace
 
 Result<nlohmann::json> json_body(const httplib::Request& req) {
   if (req.body.empty()) return nlohmann::json::object();
-  auto j = nlohmann::json::parse(req.body, nullptr, false);
-  if (j.is_discarded()) return Error{ErrorCode::kInvalidArgument, "the body is not valid JSON"};
+  if (!is_json_request(req)) return not_json_media_type();
+  auto j = parse_strict(req.body);
+  if (j.is_discarded()) {
+    return Error{ErrorCode::kInvalidArgument, "the body is not valid JSON (or repeats a key, or holds a \\u0000)"};
+  }
   if (!j.is_object()) return Error{ErrorCode::kInvalidArgument, "the body must be a JSON object"};
   return j;
 }
@@ -120,10 +181,12 @@ void light_parse(std::string_view body, LightJson& out) {
     i = j;
   }
   if (out.longs.empty()) {
-    out.doc = nlohmann::json::parse(body, nullptr, false);
+    out.doc = parse_strict(body);
   } else {
     skeleton.append(body.substr(copied));
-    out.doc = nlohmann::json::parse(skeleton, nullptr, false);
+    // Exactly the markers put in may hold a NUL: a user's "\u00000" would otherwise stand
+    // for the first long string (compare {"a": <photo>, "b": "\u00000"} compared a with a).
+    out.doc = parse_strict(skeleton, out.longs.size());
   }
   out.valid = !out.doc.is_discarded();
 }
@@ -197,11 +260,17 @@ std::optional<std::vector<std::uint8_t>> decode_base64(std::string_view text) {
   return out;
 }
 
-Result<std::vector<NamedImage>> images_from(const httplib::Request& req, std::string_view field, bool many) {
+Result<std::vector<NamedImage>> images_from(const httplib::Request& req, std::string_view field, bool many,
+                                            std::size_t max_images) {
   std::vector<NamedImage> images;
   const std::string key(field);
+  const auto too_many = [&](std::size_t n) {
+    return Error{ErrorCode::kInvalidArgument, std::to_string(n) + " images in '" + key + "'; at most " +
+                                                  std::to_string(max_images) + " per request"};
+  };
   if (req.is_multipart_form_data()) {
     auto [begin, end] = req.files.equal_range(key);
+    if (const auto n = static_cast<std::size_t>(std::distance(begin, end)); many && n > max_images) return too_many(n);
     for (auto it = begin; it != end; ++it) {
       const auto& part = it->second;
       NamedImage img;
@@ -209,7 +278,7 @@ Result<std::vector<NamedImage>> images_from(const httplib::Request& req, std::st
       img.bytes.assign(part.content.begin(), part.content.end());
       images.push_back(std::move(img));
     }
-  } else if (is_json_request(req) || (!req.body.empty() && req.body.front() == '{')) {
+  } else if (is_json_request(req)) {
     if (req.body.empty()) return Error{ErrorCode::kInvalidArgument, "missing image field '" + key + "'"};
     const LightJson& body = parsed_body(req);
     if (!body.valid) return Error{ErrorCode::kInvalidArgument, "the body is not valid JSON"};
@@ -218,6 +287,7 @@ Result<std::vector<NamedImage>> images_from(const httplib::Request& req, std::st
     if (it != body.doc.end()) {
       std::vector<const nlohmann::json*> items;
       if (it->is_array() && many) {
+        if (it->size() > max_images) return too_many(it->size());  // counted before any is decoded
         for (const auto& v : *it) items.push_back(&v);
       } else {
         items.push_back(&*it);
@@ -229,6 +299,8 @@ Result<std::vector<NamedImage>> images_from(const httplib::Request& req, std::st
         images.push_back({key + "[" + std::to_string(images.size()) + "]", std::move(*bytes)});
       }
     }
+  } else if (!req.body.empty()) {
+    return not_json_media_type();
   } else {
     return Error{ErrorCode::kInvalidArgument, "send the image as multipart/form-data or as base64 in a JSON body"};
   }
@@ -245,7 +317,7 @@ std::optional<std::string> text_param(const httplib::Request& req, std::string_v
     if (it != req.files.end()) return it->second.content;
     return std::nullopt;
   }
-  if (!req.body.empty() && (is_json_request(req) || req.body.front() == '{')) {
+  if (!req.body.empty() && is_json_request(req)) {
     const LightJson& body = parsed_body(req);
     if (body.valid && body.doc.is_object()) {
       auto it = body.doc.find(key);
@@ -253,6 +325,28 @@ std::optional<std::string> text_param(const httplib::Request& req, std::string_v
     }
   }
   return std::nullopt;
+}
+
+Result<bool> bool_param(const httplib::Request& req, std::string_view name) {
+  const std::string key(name);
+  std::optional<std::string> text;
+  if (req.has_param(key)) {
+    text = req.get_param_value(key);
+  } else if (req.is_multipart_form_data()) {
+    if (auto it = req.files.find(key); it != req.files.end()) text = it->second.content;
+  } else if (!req.body.empty() && is_json_request(req)) {
+    const LightJson& body = parsed_body(req);
+    if (body.valid && body.doc.is_object()) {
+      auto it = body.doc.find(key);
+      if (it != body.doc.end() && !it->is_null()) {
+        if (!it->is_boolean()) return Error{ErrorCode::kInvalidArgument, key + " must be true or false"};
+        return it->get<bool>();
+      }
+    }
+  }
+  if (!text || *text == "false" || *text == "0") return false;
+  if (*text == "true" || *text == "1") return true;
+  return Error{ErrorCode::kInvalidArgument, key + " must be true or false"};
 }
 
 Result<long long> int_param(const httplib::Request& req, std::string_view name, long long fallback, long long lo,

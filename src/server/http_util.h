@@ -24,7 +24,9 @@ void send_json(httplib::Response& res, int status, const nlohmann::json& body);
 // {"error":{"code","message"}} with http_status(error.code); Retry-After when retry_after_s > 0.
 void send_error(httplib::Response& res, const Error& error, int retry_after_s = 0);
 
-// ensures: the body as a JSON object; kInvalidArgument if it is not one.
+// ensures: the body as a JSON object ({} for an empty body); kUnsupportedMediaType when it is
+//          not sent as application/json; kInvalidArgument when it is not a JSON object,
+//          repeats a key within an object, or holds a NUL (\u0000) in a key or string.
 Result<nlohmann::json> json_body(const httplib::Request& req);
 bool is_json_request(const httplib::Request& req);
 
@@ -37,7 +39,10 @@ struct NamedImage {
 // body under `field` (a string or, when `many`, an array of strings).
 // ensures: kInvalidArgument when there is none or the body is neither multipart nor JSON,
 //          or a base64 string does not decode; kImageEmpty for an empty part.
-Result<std::vector<NamedImage>> images_from(const httplib::Request& req, std::string_view field, bool many);
+// ensures also: kInvalidArgument when `many` and more than max_images are sent (counted
+//          before any is decoded); kUnsupportedMediaType for a body that is neither.
+Result<std::vector<NamedImage>> images_from(const httplib::Request& req, std::string_view field, bool many,
+                                            std::size_t max_images = 64);
 
 // A text value from the query string, a multipart text part, or the JSON body (in that order).
 std::optional<std::string> text_param(const httplib::Request& req, std::string_view name);
@@ -45,7 +50,9 @@ std::optional<std::string> text_param(const httplib::Request& req, std::string_v
 Result<long long> int_param(const httplib::Request& req, std::string_view name, long long fallback, long long lo,
                             long long hi);
 
-// "2027-12-31" (valid through that day, UTC) or "2027-12-31T08:00:00Z".
+// A boolean from the query string ("true"/"false"/"1"/"0"), a multipart text part, or a
+// JSON boolean. ensures: false when absent; kInvalidArgument for anything else.
+Result<bool> bool_param(const httplib::Request& req, std::string_view name);
 
 
 // images_from and text_param parse a JSON body once per request and thread; the

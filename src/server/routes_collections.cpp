@@ -115,8 +115,9 @@ void register_collection_routes(Router& router) {
 
   router.add({"POST", "/v1/collections/{c}/subjects/{s}/faces", Access::kScoped, "enroll", true},
              [](Context& ctx, Call& call) {
-               auto images = images_from(call.req, "images", true);
-               if (!images && call.req.is_multipart_form_data()) images = images_from(call.req, "image", true);
+               // Counted before any is decoded; the consent is checked before any inference.
+               auto images = images_from(call.req, "images", true, kMaxEnrollImages);
+               if (!images && call.req.is_multipart_form_data()) images = images_from(call.req, "image", true, kMaxEnrollImages);
                if (!images) return send_error(call.res, images.error());
                std::vector<EnrollImage> batch;
                for (const auto& img : *images) batch.push_back({img.name, img.bytes});
@@ -136,18 +137,17 @@ void register_collection_routes(Router& router) {
              });
 
   router.add({"GET", "/v1/collections/{c}/subjects", Access::kScoped, "consents", false}, [](Context& ctx, Call& call) {
-    // Subjects with an active consent or with faces, and how many faces each holds.
-    std::map<std::string, std::size_t> faces;
-    auto consents = ctx.store->list_consents(call.param("c"), "");
-    if (!consents) return send_error(call.res, consents.error());
-    for (const auto& k : *consents) {
-      if (!k.revoked_at) faces.try_emplace(k.subject, 0);
-    }
-    auto records = ctx.store->load_faces(call.param("c"));
-    if (!records) return send_error(call.res, records.error());
-    for (const auto& r : *records) ++faces[r.subject];
+    // Subjects with an active consent or with faces: counted by the store, no template decrypted.
+    auto subjects = ctx.store->list_subjects(call.param("c"));
+    if (!subjects) return send_error(call.res, subjects.error());
     nlohmann::json out = nlohmann::json::array();
-    for (const auto& [subject, n] : faces) out.push_back({{"subject", subject}, {"faces", n}});
+    for (const auto& k : *subjects) {
+      out.push_back({{"subject", k.subject},
+                     {"faces", k.faces},
+                     {"consent_active", k.consent_active},
+                     {"consent_expires_at", k.consent_expires_at ? nlohmann::json(format_time(*k.consent_expires_at))
+                                                                 : nlohmann::json(nullptr)}});
+    }
     send_json(call.res, 200, {{"subjects", out}});
   });
 
@@ -160,15 +160,27 @@ void register_collection_routes(Router& router) {
                send_json(call.res, 200, {{"erased", call.param("s")}, {"deleted_faces", deleted->size()}});
              });
 
-  // 1:N search. Order of refusals: bad request (400) before the budget (429, audited),
-  // the budget before the worker queue (503), so a refused request costs no inference.
+  // 1:N search. Order of refusals: bad request (400: reason, top, candidates scope,
+  // image) before the budget (429, audited as rate_limited, not charged), the budget
+  // before the worker queue (503), so a refused request costs no inference.
   router.add({"POST", "/v1/collections/{c}/search", Access::kScoped, "search", true}, [](Context& ctx, Call& call) {
     const std::string collection = call.param("c");
+    const AuditContext audit = call.audit(text_param(call.req, "reason").value_or(""));
+    if (auto ok = check_audit_context(audit, true); !ok) {
+      return send_error(call.res, {ErrorCode::kInvalidArgument, ok.error().message +
+                                                                    " (form field, query or JSON 'reason')"});
+    }
     auto top = int_param(call.req, "top", 5, 1, 100);
     if (!top) return send_error(call.res, top.error());
-    const std::string reason = text_param(call.req, "reason").value_or("");
-    if (reason.empty()) {
-      return send_error(call.res, {ErrorCode::kInvalidArgument, "every search states a reason (form field, query or JSON 'reason')"});
+    SearchOptions options{static_cast<std::size_t>(*top), false};
+    if (auto asked = bool_param(call.req, "candidates"); !asked) {
+      return send_error(call.res, asked.error());
+    } else if (*asked) {
+      if (!call.key->allows("candidates")) {
+        return send_error(call.res, {ErrorCode::kPermissionDenied,
+                                     "below-threshold candidates need a key with the 'candidates' scope"});
+      }
+      options.include_candidates = true;
     }
     auto images = images_from(call.req, "image", false);
     if (!images) return send_error(call.res, images.error());
@@ -177,10 +189,11 @@ void register_collection_routes(Router& router) {
     if (!decision) return send_error(call.res, decision.error());
     if (!decision->allowed) {
       SearchRecord refused;
-      refused.context = call.audit(reason);
+      refused.context = audit;
       refused.collection = collection;
       refused.details_json = nlohmann::json({{"window", decision->window}}).dump();
       refused.result = "refused: rate_limited";
+      refused.charged = false;  // it never ran: the budget is for searches made
       if (auto st = ctx.store->record_search(refused); !st) {
         ctx.log->error("could not audit a refused search", {{"code", error_code_name(st.error().code)}});
       }
@@ -200,21 +213,9 @@ void register_collection_routes(Router& router) {
       ctx.metrics.count_refused_search("overloaded");
       return send_error(call.res, {ErrorCode::kOverloaded, "inference queue full; retry shortly"}, 1);
     }
-    auto found = ctx.collections->search(collection, (*images)[0].bytes, static_cast<std::size_t>(*top),
-                                         call.audit(reason));
+    auto found = ctx.collections->search(collection, (*images)[0].bytes, options, audit);
     if (!found) return send_error(call.res, found.error());
-    nlohmann::json out = {{"collection", collection},
-                          {"threshold", found->threshold},
-                          {"faces_in_image", found->faces_in_image},
-                          {"probe", face_to_json(found->probe)},
-                          {"matches", nlohmann::json::array()}};
-    for (const auto& m : found->matches) {
-      out["matches"].push_back({{"subject", m.subject},
-                                {"similarity", std::round(m.similarity * 10000.0) / 10000.0},
-                                {"match", m.match},
-                                {"face_id", m.face_id}});
-    }
-    send_json(call.res, 200, out);
+    send_json(call.res, 200, search_result_to_json(collection, *found));
   });
 }
 

@@ -95,7 +95,7 @@ class Reconnector {
 class PgStore final : public Store {
  public:
   PgStore(const std::string& uri, const StoreOptions& options)
-      : db_(uri), listen_(uri), clock_(options.clock) {
+      : uri_(uri), db_(uri), listen_(uri), clock_(options.clock) {
     if (!clock_) clock_ = now_ms;
     const bool relaxed = options.durability == Durability::kNormal;
     // Async commit survives a crash of this process or of PostgreSQL (the WAL
@@ -233,21 +233,55 @@ class PgStore final : public Store {
 
   // ------------------------------------------------------------------ faces
 
+  Result<std::vector<SubjectSummary>> list_subjects(std::string_view collection) override {
+    return read_op<std::vector<SubjectSummary>>([&] {
+      const Collection c = require_collection(collection);
+      const std::int64_t now = ms(clock_());
+      // One pass over the subject index of faces and consents; no template is read.
+      PgResult r = db_.exec(
+          "SELECT subject, SUM(faces), BOOL_OR(valid), MAX(CASE WHEN valid THEN COALESCE(expires_at, $3) END) FROM ("
+          " SELECT subject, 1 AS faces, false AS valid, NULL::bigint AS expires_at FROM faces WHERE collection_id = $1"
+          " UNION ALL SELECT subject, 0, (purpose = $2 AND granted_at <= $4"
+          " AND (expires_at IS NULL OR expires_at > $4)), expires_at FROM consents"
+          " WHERE collection_id = $1 AND revoked_at IS NULL) s"
+          " GROUP BY subject ORDER BY subject",
+          PgParams().add(c.id).add(c.purpose).add(INT64_MAX).add(now));
+      std::vector<SubjectSummary> out;
+      for (int i = 0; i < r.rows(); ++i) {
+        SubjectSummary summary{r.text(i, 0), r.int64(i, 1), r.boolean(i, 2), std::nullopt};
+        if (!r.is_null(i, 3) && r.int64(i, 3) != INT64_MAX) summary.consent_expires_at = from_ms(r.int64(i, 3));
+        out.push_back(std::move(summary));
+      }
+      return out;
+    });
+  }
+
+  Status check_enroll_consent(std::string_view collection, std::string_view subject, std::size_t faces_offered,
+                              const AuditContext& ctx) override {
+    const AuditDraft draft = enroll_draft(collection, subject, faces_offered);
+    auto valid = read_op<bool>([&] {
+      require_actor(ctx);
+      require_subject(subject);
+      const Collection c = require_collection(collection);
+      if (!has_valid_consent(c, subject, ms(clock_()))) fail(ErrorCode::kConsentRequired, no_consent_message(c));
+      return true;
+    });
+    if (valid) return ok_status();
+    if (valid.error().code == ErrorCode::kStoreUnavailable) return valid.error();
+    std::lock_guard lock(mutex_);
+    return audit_refusal(draft, valid.error(), ctx);
+  }
+
   Result<std::vector<FaceId>> enroll(std::string_view collection, std::string_view subject,
                                      const std::vector<NewFace>& faces, const AuditContext& ctx) override {
-    AuditDraft draft{"enroll", std::string(collection), {std::string(subject)}, "{}", "ok"};
-    draft.details = dump(json{{"faces_offered", faces.size()}});
-    return write_op<std::vector<FaceId>>(ctx, std::move(draft), [&](AuditDraft& audit) {
+    return write_op<std::vector<FaceId>>(ctx, enroll_draft(collection, subject, faces.size()), [&](AuditDraft& audit) {
       require_subject(subject);
       validate_faces(faces);
       const Collection c = require_collection(collection);
       const std::int64_t now = ms(clock_());
       // Checked after the head lock: a revocation committed a moment ago (on
       // any node) is seen, and none can commit before our inserts do.
-      if (!has_valid_consent(c, subject, now)) {
-        fail(ErrorCode::kConsentRequired,
-             "the subject holds no active, unexpired consent for the purpose of collection '" + c.name + "'");
-      }
+      if (!has_valid_consent(c, subject, now)) fail(ErrorCode::kConsentRequired, no_consent_message(c));
       {
         PgResult r = db_.exec("SELECT model_id, dim FROM faces WHERE collection_id = $1 LIMIT 1", PgParams().add(c.id));
         if (r.rows() > 0) {
@@ -462,8 +496,13 @@ class PgStore final : public Store {
   Result<std::vector<FaceId>> existing_faces(std::span<const FaceId> ids) override {
     return read_op<std::vector<FaceId>>([&] {
       if (ids.empty()) return std::vector<FaceId>{};
-      return ids_of(db_.exec("SELECT id FROM faces WHERE id = ANY($1::bigint[]) ORDER BY id",
-                             PgParams().add(id_array(ids))));
+      // The face exists and its subject may still be identified: has_valid_consent's rule.
+      return ids_of(db_.exec(
+          "SELECT f.id FROM faces f JOIN collections k ON k.id = f.collection_id WHERE f.id = ANY($1::bigint[])"
+          " AND EXISTS (SELECT 1 FROM consents c WHERE c.collection_id = f.collection_id AND c.subject = f.subject"
+          " AND c.purpose = k.purpose AND c.revoked_at IS NULL AND c.granted_at <= $2"
+          " AND (c.expires_at IS NULL OR c.expires_at > $2)) ORDER BY f.id",
+          PgParams().add(id_array(ids)).add(ms(clock_()))));
     });
   }
 
@@ -481,6 +520,7 @@ class PgStore final : public Store {
       audit.details = compact_json(s.details_json, "details_json");
       const std::int64_t now = ms(clock_());
       for (auto [unit, width] : {std::pair{"m", kMsPerMinute}, std::pair{"d", kMsPerDay}}) {
+        if (!s.charged) break;
         db_.exec("INSERT INTO search_counters (actor, unit, bucket_start, count) VALUES ($1, $2, $3, 1)"
                  " ON CONFLICT (actor, unit, bucket_start) DO UPDATE SET count = search_counters.count + 1",
                  PgParams().add(s.context.actor).add(unit).add(now - (now % width)));
@@ -583,22 +623,38 @@ class PgStore final : public Store {
   }
 
   Result<AuditVerification> audit_verify() override {
-    return read_op<AuditVerification>([&] {
-      AuditChainVerifier verifier([this](std::string_view hash) -> std::optional<std::int64_t> {
-        return db_.query_int("SELECT seq FROM audit_log WHERE hash = $1 ORDER BY seq LIMIT 1", PgParams().add(hash));
+    // On a connection of its own, without mutex_: the whole log is read and rehashed, and
+    // the store's other calls (searches, enrollments, revocations) must not wait for it.
+    try {
+      PgConnection db(uri_);
+      db.connect();
+      PgTransaction txn(db, PgTransaction::Kind::kRead);
+      AuditVerification result = verify_chain(db);
+      txn.commit();
+      return result;
+    } catch (const StoreFailure& f) {
+      return f.error;
+    }
+  }
+
+  // requires: a read transaction open on `db`.
+  AuditVerification verify_chain(PgConnection& db) {
+    {
+      AuditChainVerifier verifier([&db](std::string_view hash) -> std::optional<std::int64_t> {
+        return db.query_int("SELECT seq FROM audit_log WHERE hash = $1 ORDER BY seq LIMIT 1", PgParams().add(hash));
       });
       // In pages, so a long log is never held in memory at once.
       constexpr std::int64_t kPage = 10'000;
       std::optional<std::int64_t> after;
       for (;;) {
-        PgResult r = after ? db_.exec(std::string(kAuditColumns) + " WHERE seq > $1 ORDER BY seq LIMIT $2",
+        PgResult r = after ? db.exec(std::string(kAuditColumns) + " WHERE seq > $1 ORDER BY seq LIMIT $2",
                                       PgParams().add(*after).add(kPage))
-                           : db_.exec(std::string(kAuditColumns) + " ORDER BY seq LIMIT $1", PgParams().add(kPage));
+                           : db.exec(std::string(kAuditColumns) + " ORDER BY seq LIMIT $1", PgParams().add(kPage));
         for (int i = 0; i < r.rows(); ++i) verifier.add(audit_from(r, i));
         if (r.rows() < kPage) break;
         after = r.int64(r.rows() - 1, 0);
       }
-      const AuditHead head = read_head(false);
+      const AuditHead head = read_head(db, false);
       AuditVerification result = verifier.finish(head.seq, head.hash);
       const auto flag = [&result](std::int64_t seq, std::string message) {
         result.intact = false;
@@ -606,7 +662,7 @@ class PgStore final : public Store {
           result.issues.push_back(AuditIssue{seq, AuditBreak::kSubjectIndex, std::move(message)});
         }
       };
-      PgResult r = db_.exec(
+      PgResult r = db.exec(
           "SELECT s.seq, s.tag, s.subject, a.subject_tags, k.salt FROM audit_subjects s"
           " LEFT JOIN audit_log a ON a.seq = s.seq LEFT JOIN subject_salts k ON k.subject = s.subject ORDER BY s.seq");
       for (int i = 0; i < r.rows(); ++i) {
@@ -625,7 +681,7 @@ class PgStore final : public Store {
         }
       }
       return result;
-    });
+    }
   }
 
   Result<AuditHead> audit_head() override {
@@ -765,6 +821,12 @@ class PgStore final : public Store {
     pending_changes_.clear();  // rolled back with the transaction
     // Without a connection there is nothing to audit into; the operation had no effect.
     if (error.code == ErrorCode::kStoreUnavailable) return error;
+    return audit_refusal(draft, std::move(error), ctx);
+  }
+
+  // Audits a refused operation in a transaction of its own; returns `error`.
+  // requires: mutex_ held, no transaction open.
+  Error audit_refusal(const AuditDraft& draft, Error error, const AuditContext& ctx) {
     try {
       const AuditDraft refusal = refusal_draft(draft, error.code);
       const AuditContext who = refusal_context(ctx);
@@ -830,8 +892,9 @@ class PgStore final : public Store {
   }
 
   // lock: take the head row lock (first statement of every writing transaction).
-  AuditHead read_head(bool lock) {
-    PgResult r = db_.exec(lock ? "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE"
+  AuditHead read_head(bool lock) { return read_head(db_, lock); }
+  static AuditHead read_head(PgConnection& db, bool lock) {
+    PgResult r = db.exec(lock ? "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE"
                                : "SELECT seq, hash FROM audit_head WHERE id = 1");
     if (r.rows() != 1) fail(ErrorCode::kIntegrityError, "the audit chain head is missing");
     return AuditHead{r.int64(0, 0), r.text(0, 1)};
@@ -988,6 +1051,7 @@ class PgStore final : public Store {
   }
 
   std::mutex mutex_;  // guards db_, reconnect_, pending_changes_
+  std::string uri_;  // for the connections audit_verify opens
   PgConnection db_;
   Reconnector reconnect_;
   std::vector<PendingChange> pending_changes_;

@@ -29,7 +29,8 @@ json ids_json(const std::vector<FaceId>& ids) { return json(ids); }
 class SqliteStore final : public Store {
  public:
   SqliteStore(std::string path, const StoreOptions& options)
-      : path_(std::move(path)), db_(path_, options.create_if_missing), clock_(options.clock) {
+      : path_(std::move(path)), db_(path_, options.create_if_missing), clock_(options.clock),
+        busy_timeout_ms_(std::max(0, options.busy_timeout_ms)) {
     if (!clock_) clock_ = now_ms;
     db_.exec("PRAGMA busy_timeout = " + std::to_string(std::max(0, options.busy_timeout_ms)));
     const std::optional<std::string> mode = db_.query_text("PRAGMA journal_mode = WAL");
@@ -163,24 +164,58 @@ class SqliteStore final : public Store {
     });
   }
 
+  Result<std::vector<SubjectSummary>> list_subjects(std::string_view collection) override {
+    return read_op<std::vector<SubjectSummary>>([&] {
+      const Collection c = require_collection(collection);
+      const std::int64_t now = ms(clock_());
+      // One pass over the subject index of faces and consents; no template is read.
+      // A valid consent with no expiry sorts as the longest (expires_at NULL -> max).
+      Statement st = db_.prepare(
+          "SELECT subject, SUM(faces), MAX(valid), MAX(CASE WHEN valid = 1 THEN COALESCE(expires_at, ?3) END) FROM ("
+          " SELECT subject, 1 AS faces, 0 AS valid, NULL AS expires_at FROM faces WHERE collection_id = ?1"
+          " UNION ALL SELECT subject, 0, (purpose = ?2 AND revoked_at IS NULL AND granted_at <= ?4"
+          " AND (expires_at IS NULL OR expires_at > ?4)), expires_at FROM consents"
+          " WHERE collection_id = ?1 AND revoked_at IS NULL)"
+          " GROUP BY subject ORDER BY subject");
+      st.bind(1, c.id).bind(2, c.purpose).bind(3, INT64_MAX).bind(4, now);
+      std::vector<SubjectSummary> out;
+      while (st.step()) {
+        SubjectSummary summary{st.column_text(0), st.column_int(1), st.column_int(2) != 0, std::nullopt};
+        if (!st.column_is_null(3) && st.column_int(3) != INT64_MAX) summary.consent_expires_at = from_ms(st.column_int(3));
+        out.push_back(std::move(summary));
+      }
+      return out;
+    });
+  }
+
+  Status check_enroll_consent(std::string_view collection, std::string_view subject, std::size_t faces_offered,
+                              const AuditContext& ctx) override {
+    const AuditDraft draft = enroll_draft(collection, subject, faces_offered);
+    std::lock_guard lock(mutex_);
+    try {
+      require_actor(ctx);
+      require_subject(subject);
+      Transaction txn(db_, Transaction::Kind::kRead);
+      const Collection c = require_collection(collection);
+      if (has_valid_consent(c, subject, ms(clock_()))) return ok_status();
+      fail(ErrorCode::kConsentRequired, no_consent_message(c));
+    } catch (const StoreFailure& f) {
+      return audit_refusal(draft, f.error, ctx);
+    }
+  }
+
   // ------------------------------------------------------------------ faces
 
   Result<std::vector<FaceId>> enroll(std::string_view collection, std::string_view subject,
                                      const std::vector<NewFace>& faces, const AuditContext& ctx) override {
-    AuditDraft draft{"enroll", std::string(collection), {std::string(subject)}, "{}", "ok"};
-    // The refusal entry says how many faces were offered, never what they were.
-    draft.details = json{{"faces_offered", faces.size()}}.dump(-1, ' ', false, json::error_handler_t::replace);
-    return write_op<std::vector<FaceId>>(ctx, std::move(draft), [&](AuditDraft& audit) {
+    return write_op<std::vector<FaceId>>(ctx, enroll_draft(collection, subject, faces.size()), [&](AuditDraft& audit) {
       require_subject(subject);
       validate_faces(faces);
       const Collection c = require_collection(collection);
       const std::int64_t now = ms(clock_());
       // Checked inside the write transaction: a revocation committed a moment
       // ago is seen, and none can commit between this check and our inserts.
-      if (!has_valid_consent(c, subject, now)) {
-        fail(ErrorCode::kConsentRequired,
-             "the subject holds no active, unexpired consent for the purpose of collection '" + c.name + "'");
-      }
+      if (!has_valid_consent(c, subject, now)) fail(ErrorCode::kConsentRequired, no_consent_message(c));
       {
         Statement st = db_.prepare("SELECT model_id, dim FROM faces WHERE collection_id = ? LIMIT 1");
         st.bind(1, c.id);
@@ -399,9 +434,15 @@ class SqliteStore final : public Store {
       std::sort(sorted.begin(), sorted.end());
       sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
       std::vector<FaceId> out;
+      const std::int64_t now = ms(clock_());
       for (FaceId id : sorted) {
-        Statement st = db_.prepare("SELECT 1 FROM faces WHERE id = ?");
-        st.bind(1, id);
+        // The face exists and its subject may still be identified: has_valid_consent's rule.
+        Statement st = db_.prepare(
+            "SELECT 1 FROM faces f JOIN collections k ON k.id = f.collection_id WHERE f.id = ?1 AND EXISTS ("
+            "SELECT 1 FROM consents c WHERE c.collection_id = f.collection_id AND c.subject = f.subject"
+            " AND c.purpose = k.purpose AND c.revoked_at IS NULL AND c.granted_at <= ?2"
+            " AND (c.expires_at IS NULL OR c.expires_at > ?2))");
+        st.bind(1, id).bind(2, now);
         if (st.step()) out.push_back(id);
       }
       return out;
@@ -422,6 +463,7 @@ class SqliteStore final : public Store {
       audit.details = compact_json(s.details_json, "details_json");
       const std::int64_t now = ms(clock_());
       for (auto [unit, width] : {std::pair{"m", kMsPerMinute}, std::pair{"d", kMsPerDay}}) {
+        if (!s.charged) break;
         db_.prepare("INSERT INTO search_counters (actor, unit, bucket_start, count) VALUES (?, ?, ?, 1)"
                     " ON CONFLICT (actor, unit, bucket_start) DO UPDATE SET count = count + 1")
             .bind(1, s.context.actor)
@@ -473,18 +515,35 @@ class SqliteStore final : public Store {
   }
 
   Result<AuditVerification> audit_verify() override {
-    return read_op<AuditVerification>([&] {
-      AuditChainVerifier verifier([this](std::string_view hash) -> std::optional<std::int64_t> {
-        Statement st = db_.prepare("SELECT seq FROM audit_log WHERE hash = ? ORDER BY seq LIMIT 1");
+    // On a connection of its own, without mutex_: the whole log is read and rehashed, and
+    // under WAL a reader holds up neither the writers nor the other readers, so the
+    // store's other calls (searches, enrollments, revocations) go on meanwhile.
+    try {
+      Database db(path_, false);
+      db.exec("PRAGMA busy_timeout = " + std::to_string(busy_timeout_ms_));
+      Transaction txn(db, Transaction::Kind::kRead);
+      AuditVerification result = verify_chain(db);
+      txn.commit();
+      return result;
+    } catch (const StoreFailure& f) {
+      return f.error;
+    }
+  }
+
+  // requires: a read transaction open on `db`.
+  AuditVerification verify_chain(Database& db) {
+    {
+      AuditChainVerifier verifier([&db](std::string_view hash) -> std::optional<std::int64_t> {
+        Statement st = db.prepare("SELECT seq FROM audit_log WHERE hash = ? ORDER BY seq LIMIT 1");
         st.bind(1, hash);
         if (!st.step()) return std::nullopt;
         return st.column_int(0);
       });
       {
-        Statement st = db_.prepare(std::string(kAuditColumns) + " ORDER BY seq");
+        Statement st = db.prepare(std::string(kAuditColumns) + " ORDER BY seq");
         while (st.step()) verifier.add(audit_from(st, false));
       }
-      const AuditHead head = read_head();
+      const AuditHead head = read_head(db);
       AuditVerification result = verifier.finish(head.seq, head.hash);
       // The unhashed name index must agree with the hashed tags. Checked after
       // the chain so a deleted entry is reported as such, not as a dangling name.
@@ -494,7 +553,7 @@ class SqliteStore final : public Store {
           result.issues.push_back(AuditIssue{seq, AuditBreak::kSubjectIndex, std::move(message)});
         }
       };
-      Statement st = db_.prepare(
+      Statement st = db.prepare(
           "SELECT s.seq, s.tag, s.subject, a.subject_tags, k.salt FROM audit_subjects s"
           " LEFT JOIN audit_log a ON a.seq = s.seq LEFT JOIN subject_salts k ON k.subject = s.subject ORDER BY s.seq");
       while (st.step()) {
@@ -514,7 +573,7 @@ class SqliteStore final : public Store {
         }
       }
       return result;
-    });
+    }
   }
 
   Result<AuditHead> audit_head() override {
@@ -687,8 +746,13 @@ class SqliteStore final : public Store {
       error = f.error;
     }
     pending_changes_.clear();  // rolled back with the transaction
-    // Audit the refusal. Names that failed validation are not recorded (they
-    // may be garbage, or someone's data in the wrong field).
+    return audit_refusal(draft, std::move(error), ctx);
+  }
+
+  // Audits a refused operation in a transaction of its own; returns `error`. Names that
+  // failed validation are not recorded (they may be garbage, or someone's data in the
+  // wrong field). requires: mutex_ held, no transaction open.
+  Error audit_refusal(const AuditDraft& draft, Error error, const AuditContext& ctx) {
     try {
       const AuditDraft refusal = refusal_draft(draft, error.code);
       const AuditContext who = refusal_context(ctx);
@@ -759,8 +823,9 @@ class SqliteStore final : public Store {
     return salt;
   }
 
-  AuditHead read_head() {
-    Statement st = db_.prepare("SELECT seq, hash FROM audit_head WHERE id = 1");
+  AuditHead read_head() { return read_head(db_); }
+  static AuditHead read_head(Database& db) {
+    Statement st = db.prepare("SELECT seq, hash FROM audit_head WHERE id = 1");
     if (!st.step()) fail(ErrorCode::kIntegrityError, "the audit chain head is missing");
     return AuditHead{st.column_int(0), st.column_text(1)};
   }
@@ -911,6 +976,7 @@ class SqliteStore final : public Store {
   std::vector<PendingChange> pending_changes_;  // guarded by mutex_; written at the next append_audit
   Database db_;
   std::function<TimePoint()> clock_;
+  int busy_timeout_ms_ = 5000;  // for the connections audit_verify opens
   std::unique_ptr<TemplateCipher> cipher_;
 };
 

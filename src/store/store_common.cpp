@@ -28,11 +28,14 @@ bool has_control_char(std::string_view s) {
 }  // namespace
 
 void require_subject(std::string_view subject) {
-  require_text(subject, "subject", 256);
-  if (has_control_char(subject)) fail(ErrorCode::kInvalidArgument, "subject contains a control character");
+  if (auto ok = check_subject_id(subject); !ok) throw StoreFailure{ok.error()};
 }
 
-void require_actor(const AuditContext& ctx) { require_text(ctx.actor, "actor", 256); }
+void require_actor(const AuditContext& ctx) { require_text(ctx.actor, "actor", kMaxActorBytes); }
+
+void require_audit_context(const AuditContext& ctx, bool reason_required) {
+  if (auto ok = check_audit_context(ctx, reason_required); !ok) throw StoreFailure{ok.error()};
+}
 
 void require_collection_name(std::string_view name) {
   if (!is_valid_collection_name(name)) {
@@ -143,10 +146,26 @@ AuditDraft refusal_draft(const AuditDraft& draft, ErrorCode code) {
   return refusal;
 }
 
+AuditDraft enroll_draft(std::string_view collection, std::string_view subject, std::size_t faces_offered) {
+  return AuditDraft{"enroll", std::string(collection), {std::string(subject)},
+                    json{{"faces_offered", faces_offered}}.dump(-1, ' ', false, json::error_handler_t::replace), "ok"};
+}
+
+std::string no_consent_message(const Collection& c) {
+  return "the subject holds no active, unexpired consent for the purpose of collection '" + c.name + "' (" +
+         c.purpose + ")";
+}
+
 AuditContext refusal_context(const AuditContext& ctx) {
   AuditContext who = ctx;
   if (who.actor.empty()) who.actor = "(none)";
-  if (who.actor.size() > 256) who.actor.resize(256);
+  if (who.actor.size() > kMaxActorBytes) who.actor.resize(kMaxActorBytes);
+  // An over-long reason is what was refused: its length is recorded, not its text (it
+  // may be anything, a base64 photo included, and the log is never pruned).
+  if (who.reason.size() > kMaxReasonBytes) {
+    who.reason = "(a reason of " + std::to_string(ctx.reason.size()) + " bytes, over the " +
+                 std::to_string(kMaxReasonBytes) + "-byte limit, not recorded)";
+  }
   return who;
 }
 
@@ -154,6 +173,13 @@ AuditEntry build_audit_entry(const AuditHead& head, TimePoint now, const AuditCo
                              const AuditDraft& draft,
                              const std::function<std::string(const std::string&)>& salt_for,
                              std::vector<std::string>& subjects_out) {
+  // The last guard before the append-only log: whatever path built the entry, no field
+  // is written over its limit (the callers' own checks name the field to the user).
+  require_audit_context(ctx, false);
+  if (draft.details.size() > kMaxDetailsBytes) fail(ErrorCode::kInvalidArgument, "audit details are too large");
+  if (draft.operation.size() > 64 || draft.collection.size() > 64 || draft.result.size() > 128) {
+    fail(ErrorCode::kInvalidArgument, "audit operation, collection or result is too long");
+  }
   AuditEntry e;
   e.seq = head.seq + 1;
   e.time = now;
@@ -242,3 +268,35 @@ std::string subject_export_details(std::size_t consents, std::size_t faces, std:
 }
 
 }  // namespace candor::store_detail
+
+namespace candor {
+
+Status check_audit_context(const AuditContext& ctx, bool reason_required) {
+  if (ctx.actor.empty()) return Error{ErrorCode::kInvalidArgument, "actor must not be empty"};
+  if (ctx.actor.size() > kMaxActorBytes) {
+    return Error{ErrorCode::kInvalidArgument, "actor is longer than " + std::to_string(kMaxActorBytes) + " bytes"};
+  }
+  if (reason_required && ctx.reason.empty()) {
+    return Error{ErrorCode::kInvalidArgument, "a reason is required (every search and erasure states why)"};
+  }
+  if (ctx.reason.size() > kMaxReasonBytes) {
+    return Error{ErrorCode::kInvalidArgument, "the reason is " + std::to_string(ctx.reason.size()) +
+                                                  " bytes; at most " + std::to_string(kMaxReasonBytes) + " are kept"};
+  }
+  return ok_status();
+}
+
+Status check_subject_id(std::string_view subject) {
+  if (subject.empty()) return Error{ErrorCode::kInvalidArgument, "subject must not be empty"};
+  if (subject.size() > 256) return Error{ErrorCode::kInvalidArgument, "subject is longer than 256 bytes"};
+  if (store_detail::has_control_char(subject)) {
+    return Error{ErrorCode::kInvalidArgument, "subject contains a control character"};
+  }
+  if (subject.find('/') != std::string_view::npos || subject == "." || subject == "..") {
+    return Error{ErrorCode::kInvalidArgument,
+                 "subject may not contain '/' or be '.' or '..': it must be addressable as /subjects/{subject}"};
+  }
+  return ok_status();
+}
+
+}  // namespace candor

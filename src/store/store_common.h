@@ -63,6 +63,8 @@ inline TimePoint from_ms(std::int64_t v) { return TimePoint(std::chrono::millise
 void require_text(std::string_view value, std::string_view what, std::size_t max_bytes = kMaxTextBytes);
 void require_subject(std::string_view subject);
 void require_actor(const AuditContext& ctx);
+// check_audit_context (candor/store.h), thrown as a StoreFailure.
+void require_audit_context(const AuditContext& ctx, bool reason_required);
 void require_collection_name(std::string_view name);
 void validate_faces(const std::vector<NewFace>& faces);
 void validate_api_key(const ApiKeyRecord& key);
@@ -110,6 +112,12 @@ struct AuditDraft {
 // operation ran, with the error code added. Names that failed validation are
 // dropped (they may be garbage, or someone's data in the wrong field).
 AuditDraft refusal_draft(const AuditDraft& draft, ErrorCode code);
+
+// enroll()'s draft (and check_enroll_consent()'s): a refusal entry says how many faces
+// were offered, never what they were.
+AuditDraft enroll_draft(std::string_view collection, std::string_view subject, std::size_t faces_offered);
+// kConsentRequired's message, the same from enroll() and check_enroll_consent().
+std::string no_consent_message(const Collection& c);
 AuditContext refusal_context(const AuditContext& ctx);
 
 // Builds the entry to append after `head`: tags from the subjects' salts

@@ -54,6 +54,26 @@ AuditVerification verify_entries(const std::vector<AuditEntry>& entries, std::in
   return v.finish(head_seq, head_hash);
 }
 
+// Issue 16 (#8): expires_at and the like are read as RFC 3339 with their offset;
+// what is not RFC 3339 (no zone, trailing text) is refused, not read as UTC.
+TEST(AuditTime, ParsesRfc3339WithOffsetsAndRefusesTheRest) {
+  const auto at = [](std::string_view text) { return parse_time(text).value().time_since_epoch().count(); };
+  const std::int64_t utc = at("2030-01-01T00:00:00Z");
+  EXPECT_EQ(at("2030-01-01T00:00:00+08:00"), utc - 8 * 3'600'000LL);
+  EXPECT_EQ(at("2030-01-01T00:00:00-08:00"), utc + 8 * 3'600'000LL);
+  EXPECT_EQ(at("2030-01-01T05:30:00+05:30"), utc);
+  EXPECT_EQ(at("2030-01-01t00:00:00z"), utc);
+  EXPECT_EQ(at("2030-01-01T00:00:00.25Z"), utc + 250);
+  EXPECT_EQ(at("2030-01-01T00:00:00.123456789Z"), utc + 123);
+  EXPECT_EQ(at("2029-12-31"), utc) << "a date is the whole day: valid until its end";
+  EXPECT_EQ(format_time(parse_time("2030-01-01T00:00:00+08:00").value()), "2029-12-31T16:00:00.000Z");
+  for (const char* bad : {"2030-01-01T00:00:00Zjunk", "2030-01-01T00:00:00", "2030-01-01T00:00Z", "2030-1-1",
+                          "2030-02-30", "2030-01-01T24:00:00Z", "2030-01-01T00:00:00+8:00", "2030-01-01T00:00:00.Z",
+                          "2030-01-01 00:00:00Z", "", "20300101", "2030-01-01T00:00:00+08:00x"}) {
+    EXPECT_EQ(parse_time(bad).error().code, ErrorCode::kInvalidArgument) << bad;
+  }
+}
+
 TEST(AuditChain, VerifierOnSyntheticChains) {
   std::vector<AuditEntry> chain = synthetic_chain(6);
   EXPECT_TRUE(verify_entries(chain, 6, chain.back().hash).intact);

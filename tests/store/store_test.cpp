@@ -506,6 +506,122 @@ TEST_P(StoreTest, ConcurrentWritersKeepOneChain) {
   EXPECT_EQ(v->entries, 1 + 4 + 60 + 60);
 }
 
+// Issue 16 (#7): a face whose consent has expired is not identifiable from the instant the
+// consent names, although it stays stored until the next retention run deletes it.
+TEST_P(StoreTest, FacesWhoseConsentExpiredAreNoLongerIdentifiable) {
+  NewConsent c = consent_for("alice");
+  c.expires_at = clock_.now() + std::chrono::seconds(10);
+  ASSERT_TRUE(store_->grant_consent(c, who()).ok());
+  ASSERT_TRUE(store_->grant_consent(consent_for("bob"), who()).ok());
+  const std::vector<FaceId> alice = enroll_ok("alice", 2, 1);
+  const std::vector<FaceId> bob = enroll_ok("bob", 1, 9);
+  std::vector<FaceId> all = alice;
+  all.insert(all.end(), bob.begin(), bob.end());
+  EXPECT_EQ(store_->existing_faces(all)->size(), 3u);
+  *clock_.ms += 10'000;  // the instant of expiry
+  EXPECT_EQ(*store_->existing_faces(all), bob);
+  EXPECT_EQ(store_->load_faces("staff")->size(), 3u) << "still stored: retention deletes it";
+  // A revoked-then-regranted subject for another purpose is not identifiable either.
+  NewConsent other = consent_for("alice");
+  other.purpose = "marketing";
+  ASSERT_TRUE(store_->grant_consent(other, who()).ok());
+  EXPECT_EQ(*store_->existing_faces(all), bob);
+}
+
+// Issue 16 (#6): nothing over its limit reaches the append-only log, on any path: an
+// over-long reason is refused, and its refusal records the length, not the text.
+TEST_P(StoreTest, AuditFieldsAreBoundedOnRefusalsToo) {
+  const std::string huge(100'000, 'x');
+  SearchRecord s{AuditContext{"gate-3", huge}, "staff", {}, "{}", "refused: rate_limited"};
+  EXPECT_EQ(store_->record_search(s).error().code, ErrorCode::kInvalidArgument);
+  const Result<std::vector<AuditEntry>> entries = store_->audit_list(AuditFilter{});
+  ASSERT_TRUE(entries.ok());
+  for (const AuditEntry& e : *entries) {
+    EXPECT_LE(e.reason.size(), kMaxReasonBytes) << e.operation;
+    EXPECT_LE(e.actor.size(), kMaxActorBytes);
+  }
+  EXPECT_NE(last_audit().reason.find("100000 bytes"), std::string::npos) << last_audit().reason;
+  EXPECT_EQ(store_->erase_subject("staff", "alice", AuditContext{"tester", huge}).error().code,
+            ErrorCode::kInvalidArgument);
+  EXPECT_LE(last_audit().reason.size(), kMaxReasonBytes);
+  EXPECT_EQ(store_->erase_subject("staff", "alice", AuditContext{std::string(300, 'a'), "gdpr"}).error().code,
+            ErrorCode::kInvalidArgument);
+  EXPECT_LE(last_audit().actor.size(), kMaxActorBytes);
+  EXPECT_EQ(check_audit_context({"a", std::string(kMaxReasonBytes, 'r')}, true).ok(), true);
+  EXPECT_EQ(check_audit_context({"a", std::string(kMaxReasonBytes + 1, 'r')}, true).error().code,
+            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(check_audit_context({"a", ""}, true).error().code, ErrorCode::kInvalidArgument);
+  EXPECT_TRUE(store_->audit_verify()->intact);
+}
+
+// Issue 16 (#12): a search refused because the budget was spent is audited but not
+// charged, so the next window's count starts from the searches that ran.
+TEST_P(StoreTest, RefusedSearchesAreAuditedButNotCharged) {
+  const TimePoint t0 = clock_.now();
+  SearchRecord ran{AuditContext{"key:door", "door unlock"}, "staff", {}, "{}", "ok"};
+  ASSERT_TRUE(store_->record_search(ran).ok());
+  SearchRecord refused = ran;
+  refused.result = "refused: rate_limited";
+  refused.charged = false;
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(store_->record_search(refused).ok());
+  EXPECT_EQ(*store_->search_count("key:door", t0), 1);
+  EXPECT_EQ(last_audit().result, "refused: rate_limited");
+}
+
+// Issue 16 (#5): consent is checked before a caller spends inference, and a refusal is
+// audited as enroll's own refusal; a subject who may be enrolled leaves no entry.
+TEST_P(StoreTest, EnrollConsentIsCheckedUpFrontAndRefusalsAudited) {
+  const std::int64_t before = store_->audit_head()->seq;
+  EXPECT_EQ(store_->check_enroll_consent("staff", "alice", 250, who()).error().code, ErrorCode::kConsentRequired);
+  const AuditEntry e = last_audit();
+  EXPECT_EQ(e.operation, "enroll");
+  EXPECT_EQ(e.result, "refused: consent_required");
+  EXPECT_EQ(json::parse(e.details)["faces_offered"], 250);
+  EXPECT_EQ(store_->audit_head()->seq, before + 1);
+  ASSERT_TRUE(store_->grant_consent(consent_for("alice"), who()).ok());
+  const std::int64_t granted = store_->audit_head()->seq;
+  EXPECT_TRUE(store_->check_enroll_consent("staff", "alice", 3, who()).ok());
+  EXPECT_EQ(store_->audit_head()->seq, granted) << "an allowed check writes nothing";
+  EXPECT_EQ(store_->check_enroll_consent("nope", "alice", 1, who()).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(db_->scalar("SELECT COUNT(*) FROM faces"), 0);
+}
+
+// Issue 16 (#13): a subject the routes cannot address (/subjects/{s}) is never created.
+TEST_P(StoreTest, SubjectsMustBeAddressable) {
+  for (const char* bad : {"a/b", "/", ".", "..", "x\ny"}) {
+    EXPECT_EQ(store_->grant_consent(consent_for(bad), who()).error().code, ErrorCode::kInvalidArgument) << bad;
+  }
+  for (const char* good : {"a.b", "...", "Zoë Müller", "id:42", "a b"}) {
+    EXPECT_TRUE(store_->grant_consent(consent_for(good), who()).ok()) << good;
+  }
+}
+
+// The subjects list counts faces and reports consent without reading a template.
+TEST_P(StoreTest, ListSubjectsCountsFacesAndConsent) {
+  NewConsent dated = consent_for("alice");
+  dated.expires_at = clock_.now() + std::chrono::hours(24);
+  ASSERT_TRUE(store_->grant_consent(dated, who()).ok());
+  ASSERT_TRUE(store_->grant_consent(consent_for("bob"), who()).ok());
+  ASSERT_TRUE(store_->grant_consent(consent_for("carol"), who()).ok());
+  enroll_ok("alice", 3, 1);
+  enroll_ok("bob", 1, 9);
+  *clock_.ms += 25 * 3'600'000LL;  // alice's consent has expired; her faces remain until retention
+  auto list = store_->list_subjects("staff");
+  ASSERT_TRUE(list.ok()) << list.error().message;
+  ASSERT_EQ(list->size(), 3u);
+  EXPECT_EQ((*list)[0].subject, "alice");
+  EXPECT_EQ((*list)[0].faces, 3);
+  EXPECT_FALSE((*list)[0].consent_active);
+  EXPECT_EQ((*list)[1].subject, "bob");
+  EXPECT_EQ((*list)[1].faces, 1);
+  EXPECT_TRUE((*list)[1].consent_active);
+  EXPECT_FALSE((*list)[1].consent_expires_at.has_value());
+  EXPECT_EQ((*list)[2].subject, "carol");
+  EXPECT_EQ((*list)[2].faces, 0);
+  EXPECT_TRUE((*list)[2].consent_active);
+  EXPECT_EQ(store_->list_subjects("nope").error().code, ErrorCode::kNotFound);
+}
+
 INSTANTIATE_TEST_SUITE_P(Store, StoreTest, ::testing::Values("sqlite", "postgresql"), backend_name);
 
 }  // namespace
