@@ -306,7 +306,9 @@ class Store {
   virtual Result<std::vector<FaceId>> existing_faces(std::span<const FaceId> ids) = 0;
 
   // -- searches
-  // Appends a "search" entry and counts it for the actor's rate windows.
+  // Appends a "search" entry and counts it for the actor's rate windows, except a
+  // refusal by the rate limit itself (result "refused: rate_limited"): it ran nothing,
+  // and counting it would let each early retry push the window forward (issue 16).
   // requires: non-empty actor and reason, existing collection (else kInvalidArgument / kNotFound).
   virtual Status record_search(const SearchRecord& search) = 0;
   // ensures: searches recorded for `actor` since `since`, counted in whole

@@ -420,6 +420,7 @@ class SqliteStore final : public Store {
       for (const std::string& subject : s.subjects) require_subject(subject);
       require_collection(s.collection);
       audit.details = compact_json(s.details_json, "details_json");
+      if (!counts_toward_budget(s.result)) return Ok{};
       const std::int64_t now = ms(clock_());
       for (auto [unit, width] : {std::pair{"m", kMsPerMinute}, std::pair{"d", kMsPerDay}}) {
         db_.prepare("INSERT INTO search_counters (actor, unit, bucket_start, count) VALUES (?, ?, ?, 1)"

@@ -32,6 +32,10 @@ struct StoreFailure {
 
 [[noreturn]] void fail(ErrorCode code, std::string message);
 
+// Whether record_search counts a search for the actor's rate windows: everything
+// but a refusal by the rate limit itself (store.h).
+inline bool counts_toward_budget(std::string_view result) { return result != "refused: rate_limited"; }
+
 inline constexpr std::int64_t kMsPerMinute = 60'000;
 inline constexpr std::int64_t kMsPerDay = 86'400'000;
 // search_count switches from minute to day buckets beyond this.
