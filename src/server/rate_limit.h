@@ -18,7 +18,8 @@
 
 namespace candor::server {
 
-// Counts failed authentications per client IP in a sliding window. An IP with
+// Counts failed authentications per client IP in a sliding window (the address of
+// client_address(): behind a trusted proxy, the client it names). An IP with
 // `allowed` failures in the window is refused (429) before its key is even
 // checked, so guessing keys costs a minute per ten guesses. Memory is bounded:
 // at most kMaxTrackedIps addresses are tracked (the oldest are dropped).

@@ -24,7 +24,7 @@
 #include "client_address.h"
 #include "rate_limit.h"
 #include "server_test_util.h"
-#include "store_test_util.h"
+#include "backend_fixture.h"
 
 namespace candor::test {
 namespace {
@@ -212,10 +212,13 @@ struct MinuteClock {
   void at(double offset_s) { *clock.ms = m + static_cast<std::int64_t>(offset_s * 1000); }
 };
 
-class BudgetTest : public ::testing::Test {
+// On both stores: each counts searches itself (Store::record_search, search_count).
+class BudgetTest : public BackendTest {
  protected:
   void SetUp() override {
-    store_ = open_or_die(dir_.file("budget.db"), options_with_key(&t_.clock));
+    BackendTest::SetUp();
+    if (IsSkipped() || HasFailure()) return;
+    store_ = open_or_die(path_, options_with_key(&t_.clock));
     NewCollection c;
     c.name = "gate";
     c.purpose = std::string(kPurpose);
@@ -238,14 +241,13 @@ class BudgetTest : public ::testing::Test {
     return *d;
   }
 
-  TempDir dir_;
   MinuteClock t_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<server::SearchBudget> budget_;
 };
 
 // The probe: one search a minute; a client that waits Retry-After was refused forever.
-TEST_F(BudgetTest, WaitingRetryAfterIsServedAndRefusalsCostNothing) {
+TEST_P(BudgetTest, WaitingRetryAfterIsServedAndRefusalsCostNothing) {
   const ApiKey key = key_of({"gate"}, {"search"}, 1, 1000);
   t_.at(10);
   EXPECT_TRUE(search(key).allowed);
@@ -266,7 +268,7 @@ TEST_F(BudgetTest, WaitingRetryAfterIsServedAndRefusalsCostNothing) {
   EXPECT_TRUE(search(key).allowed);
 }
 
-TEST_F(BudgetTest, DayRetryAfterIsExact) {
+TEST_P(BudgetTest, DayRetryAfterIsExact) {
   const ApiKey key = key_of({"gate"}, {"search"}, 1000, 3);
   for (double at : {10.0, 300.0, 600.0}) {  // M+10 s, M+5 min, M+10 min
     t_.at(at);
@@ -285,7 +287,7 @@ TEST_F(BudgetTest, DayRetryAfterIsExact) {
   EXPECT_TRUE(search(key).allowed);
 }
 
-TEST_F(BudgetTest, SearchesInFlightCount) {
+TEST_P(BudgetTest, SearchesInFlightCount) {
   const ApiKey key = key_of({"gate"}, {"search"}, 2, 1000);
   t_.at(5);
   EXPECT_TRUE(budget_->admit(key, "key:k")->allowed);
@@ -298,6 +300,8 @@ TEST_F(BudgetTest, SearchesInFlightCount) {
   budget_->finish("key:k");
   EXPECT_TRUE(budget_->admit(key, "key:k")->allowed);
 }
+
+INSTANTIATE_TEST_SUITE_P(Store, BudgetTest, ::testing::Values("sqlite", "postgresql"), backend_name);
 
 // The same through HTTP: the 429's Retry-After, waited exactly, gets a 200.
 TEST(SecurityBudget, HttpClientWaitingRetryAfterIsServed) {
@@ -368,13 +372,17 @@ std::string get_collections(int port, const char* from, const std::string& forwa
   return c.read_until_close(std::chrono::seconds(10));
 }
 
+// A server behind the trusted proxy 127.0.0.2 that throttles after 3 failed logins.
+void behind_proxy(ServerOptions& o) {
+  o.auth_failures_allowed = 3;
+  o.trusted_proxies = {"127.0.0.2"};
+}
+const std::string kWrongKey = "cnd_" + std::string(43, 'x');
+
 // Two clients behind one proxy (127.0.0.2): one's failed logins do not lock out the other.
 TEST(TrustedProxies, ClientsBehindOneProxyAreThrottledApart) {
-  TestServer srv([](ServerOptions& o) {
-    o.auth_failures_allowed = 3;
-    o.trusted_proxies = {"127.0.0.2"};
-  });
-  const std::string wrong = "cnd_" + std::string(43, 'x');
+  TestServer srv(behind_proxy);
+  const std::string& wrong = kWrongKey;
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(raw_status(get_collections(srv.port(), "127.0.0.2", "203.0.113.1", wrong)), 401);
   }
@@ -388,11 +396,8 @@ TEST(TrustedProxies, ClientsBehindOneProxyAreThrottledApart) {
 
 // A peer that is not a trusted proxy cannot pick its bucket with X-Forwarded-For.
 TEST(TrustedProxies, UntrustedPeersForwardedForIsIgnored) {
-  TestServer srv([](ServerOptions& o) {
-    o.auth_failures_allowed = 3;
-    o.trusted_proxies = {"127.0.0.2"};
-  });
-  const std::string wrong = "cnd_" + std::string(43, 'x');
+  TestServer srv(behind_proxy);
+  const std::string& wrong = kWrongKey;
   for (int i = 0; i < 3; ++i) {
     const std::string spoof = "203.0.113." + std::to_string(10 + i);
     EXPECT_EQ(raw_status(get_collections(srv.port(), "127.0.0.3", spoof, wrong)), 401);
