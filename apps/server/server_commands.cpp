@@ -198,6 +198,10 @@ void register_server_commands(CLI::App& app, const EngineOptions& engine_options
     c->add_option("--max-waiting-connections", a->options.max_waiting_connections,
                   "Idle or header-sending plain-HTTP connections held at once (at most 768)")
         ->capture_default_str();
+    c->add_option("--trusted-proxy", a->options.trusted_proxies,
+                  "A reverse proxy or load balancer in front of this server, as an address or CIDR (repeat for "
+                  "more, or comma-separated): from it, X-Forwarded-For names the client whose failed logins are throttled")
+        ->delimiter(',');
     c->add_option("--retention-interval-min", a->options.retention_interval_min,
                   "Purge templates past retention or consent this often (0: only `candor retention run`)")
         ->capture_default_str();
@@ -216,9 +220,9 @@ void register_server_commands(CLI::App& app, const EngineOptions& engine_options
     CLI::App* c = key->add_subcommand("create", "Create a key and print its secret (shown once)");
     c->add_option("name", a->name, "Key name: [A-Za-z0-9_.-]{1,64}; audit actor key:<name>")->required();
     c->add_option("--collections", a->collections, "Comma-separated collection names, or *")->capture_default_str();
-    c->add_option("--operations", a->operations,
-                  "Comma-separated: detect,compare,enroll,search,consents,audit,admin")
-        ->required();
+    std::string known;
+    for (std::string_view op : server::kOperations) known.append(known.empty() ? "" : ",").append(op);
+    c->add_option("--operations", a->operations, "Comma-separated: " + known)->required();
     c->add_option("--searches-per-minute", a->per_minute)->capture_default_str();
     c->add_option("--searches-per-day", a->per_day)->capture_default_str();
     c->add_option("--store", a->store, "Database file or postgresql://... (default: $CANDOR_STORE or ./candor.db)");
@@ -232,7 +236,9 @@ void register_server_commands(CLI::App& app, const EngineOptions& engine_options
       spec.operations = split_list(a->operations);
       spec.searches_per_minute = a->per_minute;
       spec.searches_per_day = a->per_day;
-      auto secret = keys->create(spec, cli_actor("API key created"));
+      // The operator at a shell is not limited by any key's scope (nullptr): who can read
+      // the pepper file and write the store can make any key already.
+      auto secret = keys->create(spec, nullptr, cli_actor("API key created"));
       if (!secret) fail(secret.error());
       std::cout << *secret << "\n";
     });
@@ -246,17 +252,10 @@ void register_server_commands(CLI::App& app, const EngineOptions& engine_options
     c->callback([store, files] {
       auto opened = open_keys(store->empty() ? default_store() : *store, *files, false);
       auto& keys = opened.keys;
-      auto list = keys->list();
+      auto list = keys->list(nullptr);
       if (!list) fail(list.error());
       nlohmann::json out = nlohmann::json::array();
-      for (const auto& k : *list) {
-        out.push_back({{"name", k.name},
-                       {"collections", k.collections},
-                       {"operations", k.operations},
-                       {"searches_per_minute", k.searches_per_minute},
-                       {"searches_per_day", k.searches_per_day},
-                       {"created_at", format_time(TimePoint(std::chrono::milliseconds(k.created_at_ms)))}});
-      }
+      for (const auto& k : *list) out.push_back(server::api_key_to_json(k));
       std::cout << out.dump(2) << "\n";
     });
   }
@@ -270,7 +269,7 @@ void register_server_commands(CLI::App& app, const EngineOptions& engine_options
     add_secret_options(c, *files);
     c->callback([store, name, files] {
       auto opened = open_keys(store->empty() ? default_store() : *store, *files, false);
-      if (auto st = opened.keys->remove(*name, cli_actor("API key deleted")); !st) fail(st.error());
+      if (auto st = opened.keys->remove(*name, nullptr, cli_actor("API key deleted")); !st) fail(st.error());
       std::cout << nlohmann::json({{"deleted", *name}}).dump(2) << "\n";
     });
   }

@@ -37,8 +37,9 @@ def multipart(field, filename, data):
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def templates(base, collection):
-    _, text = request(base + "/metrics")
+def templates(base, collection, key):
+    # Collection series are in /metrics only for a key that sees the collection.
+    _, text = request(base + "/metrics", key)
     m = re.search(r'candor_collection_templates\{collection="%s"\} (\d+)' % re.escape(collection), text.decode())
     return int(m.group(1)) if m else 0
 
@@ -85,7 +86,7 @@ def main():
             continue
         t0 = time.monotonic()
         held += 1
-        while templates(a.b, a.collection) < held:
+        while templates(a.b, a.collection, a.key) < held:
             if time.monotonic() - t0 > 10:
                 sys.exit("node B did not see a template within 10 s")
         delays.append((time.monotonic() - t0) * 1000)

@@ -28,6 +28,7 @@
 #include <string_view>
 #include <vector>
 
+#include "candor/audit.h"
 #include "candor/engine.h"
 #include "candor/result.h"
 
@@ -90,6 +91,14 @@ struct ServerOptions {
   // Failed authentications per client IP before 429, and the window they count in.
   int auth_failures_allowed = 10;
   int auth_failure_window_s = 60;
+  // The reverse proxies / load balancers in front of this server, as addresses or
+  // CIDR ranges ("10.0.0.0/8", "fd00::/8"; `candor serve --trusted-proxy`). From these
+  // peers only, the client address (for the throttle above and the access log) is the
+  // right-most X-Forwarded-For entry that is not itself a trusted proxy, so clients
+  // behind one proxy are throttled apart. From any other peer the header is ignored
+  // (a client cannot pick its own address). Empty: the peer address is the client.
+  // A malformed entry makes create() fail with kInvalidArgument.
+  std::vector<std::string> trusted_proxies;
   // The in-memory 1:N index of every collection (candor/index.h make_index spec).
   // "SQ8,Refine" is exhaustive; "IVF256,SQ8,nprobe=160,pca=128,refine=200" trades
   // ~0.6% recall@10 for 8x faster searches at 1M templates (README).
@@ -99,6 +108,10 @@ struct ServerOptions {
   int retention_interval_min = 60;
   // Inference that has waited this long for a worker gives up with 503.
   int queue_timeout_ms = 30'000;
+
+  // The clock of the store and of the search budgets; empty: the system clock (now_ms).
+  // Tests inject one to cross minute and day windows without waiting.
+  std::function<TimePoint()> clock;
 
   // One JSON object per line; default: stderr. Tests capture it.
   std::function<void(std::string_view line)> log_sink;

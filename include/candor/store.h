@@ -352,7 +352,9 @@ class Store {
   virtual Result<std::vector<FaceId>> existing_faces(std::span<const FaceId> ids) = 0;
 
   // -- searches
-  // Appends a "search" entry and counts it for the actor's rate windows.
+  // Appends a "search" entry and, when search.charged, counts it for the actor's rate
+  // windows (a refusal by the rate limit itself is recorded uncharged: it ran nothing,
+  // and counting it would let each early retry push the window forward).
   // requires: non-empty actor and reason, existing collection (else kInvalidArgument / kNotFound).
   virtual Status record_search(const SearchRecord& search) = 0;
   // ensures: charged searches recorded for `actor` since `since`, counted in whole

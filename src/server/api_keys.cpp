@@ -7,9 +7,10 @@
 #include <algorithm>
 #include <fstream>
 
-#include <nlohmann/json.hpp>
 #include <sodium.h>
 #include <sqlite3.h>
+
+#include "candor/audit.h"
 
 namespace candor::server {
 namespace {
@@ -163,6 +164,32 @@ bool ApiKey::sees_collection(std::string_view collection) const {
   return all_collections() || std::find(collections.begin(), collections.end(), collection) != collections.end();
 }
 
+bool ApiKey::full_admin() const { return all_collections() && allows("admin"); }
+
+bool ApiKey::within_scope(const ApiKey& other) const {
+  if (all_collections()) return true;
+  if (other.all_collections()) return false;
+  return std::all_of(other.collections.begin(), other.collections.end(),
+                     [&](const std::string& c) { return sees_collection(c); });
+}
+
+bool ApiKey::covers(const ApiKey& other) const {
+  if (full_admin()) return true;
+  return within_scope(other) &&
+         std::all_of(other.operations.begin(), other.operations.end(),
+                     [&](const std::string& op) { return allows(op); }) &&
+         other.searches_per_minute <= searches_per_minute && other.searches_per_day <= searches_per_day;
+}
+
+nlohmann::json api_key_to_json(const ApiKey& k) {
+  return {{"name", k.name},
+          {"collections", k.collections},
+          {"operations", k.operations},
+          {"searches_per_minute", k.searches_per_minute},
+          {"searches_per_day", k.searches_per_day},
+          {"created_at", format_time(TimePoint(std::chrono::milliseconds(k.created_at_ms)))}};
+}
+
 std::string generate_key_secret() {
   std::array<unsigned char, 32> raw{};
   randombytes_buf(raw.data(), raw.size());
@@ -295,7 +322,7 @@ Result<std::vector<KeyStore::Row>> KeyStore::load_rows() {
   return rows;
 }
 
-Result<std::string> KeyStore::create(const ApiKey& spec, const AuditContext& ctx) {
+Result<std::string> KeyStore::create(const ApiKey& spec, const ApiKey* by, const AuditContext& ctx) {
   if (!valid_key_name(spec.name)) {
     return Error{ErrorCode::kInvalidArgument, "key name must match [A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}"};
   }
@@ -303,12 +330,17 @@ Result<std::string> KeyStore::create(const ApiKey& spec, const AuditContext& ctx
   if (spec.operations.empty()) return Error{ErrorCode::kInvalidArgument, "operations: give at least one"};
   for (const auto& op : spec.operations) {
     if (std::find(kOperations.begin(), kOperations.end(), op) == kOperations.end()) {
-      return Error{ErrorCode::kInvalidArgument, "unknown operation '" + op +
-                                                    "' (detect, compare, enroll, search, consents, audit, admin)"};
+      std::string known;
+      for (std::string_view k : kOperations) known.append(known.empty() ? "" : ", ").append(k);
+      return Error{ErrorCode::kInvalidArgument, "unknown operation '" + op + "' (" + known + ")"};
     }
   }
   if (spec.searches_per_minute < 0 || spec.searches_per_day < 0) {
     return Error{ErrorCode::kInvalidArgument, "search budgets must be >= 0"};
+  }
+  if (by != nullptr && !by->covers(spec)) {
+    return Error{ErrorCode::kPermissionDenied,
+                 "a key may create only a key within its own collections, operations and search budgets"};
   }
   if (!pepper_) return Error{ErrorCode::kNotFound, "the API key pepper file is missing: keys cannot be created"};
   std::string secret = generate_key_secret();
@@ -320,24 +352,34 @@ Result<std::string> KeyStore::create(const ApiKey& spec, const AuditContext& ctx
   return secret;
 }
 
-Result<std::vector<ApiKey>> KeyStore::list() {
+Result<std::vector<ApiKey>> KeyStore::list(const ApiKey* by) {
   std::lock_guard lock(mutex_);
   auto rows = load_rows();
   if (!rows) return rows.error();
   std::vector<ApiKey> keys;
-  for (auto& r : *rows) keys.push_back(std::move(r.key));
+  for (auto& r : *rows) {
+    if (by == nullptr || by->within_scope(r.key)) keys.push_back(std::move(r.key));
+  }
   return keys;
 }
 
 Result<std::size_t> KeyStore::count() {
-  auto keys = list();
+  auto keys = list(nullptr);
   if (!keys) return keys.error();
   return keys->size();
 }
 
-Status KeyStore::remove(std::string_view name, const AuditContext& ctx) {
-  if (name == kPepperCheckName) return Error{ErrorCode::kNotFound, "no key named '" + std::string(name) + "'"};
+Status KeyStore::remove(std::string_view name, const ApiKey* by, const AuditContext& ctx) {
+  // One message for a missing key and one outside `by`'s scope (the store's own wording).
+  const Error missing{ErrorCode::kNotFound, "no API key named '" + std::string(name) + "'"};
+  if (name == kPepperCheckName) return missing;
   std::lock_guard lock(mutex_);
+  if (by != nullptr) {
+    auto rows = load_rows();
+    if (!rows) return rows.error();
+    const auto it = std::find_if(rows->begin(), rows->end(), [&](const Row& r) { return r.key.name == name; });
+    if (it == rows->end() || !by->within_scope(it->key)) return missing;
+  }
   if (auto st = store_.delete_api_key(name, ctx); !st) return st.error();
   auto rows = load_rows();
   if (rows) cache_ = std::move(*rows), cache_loaded_ = std::chrono::steady_clock::now();

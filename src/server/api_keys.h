@@ -16,6 +16,12 @@
 // Keys from before the move (the table `server_api_keys` in a SQLite store's
 // file) are copied into the store once and the table dropped.
 //
+// Delegation (issue 16): a key acting through the API may issue only a key it
+// covers (ApiKey::covers), and may list or delete only keys whose collections lie
+// within its own (ApiKey::within_scope). KeyStore::create/list/remove apply both
+// rules themselves, given the acting key, so no route can forget them; the
+// operator at a shell (`candor key ...`, `by` = nullptr) is not limited.
+//
 // Thread safety: all members may be called concurrently (one mutex).
 #pragma once
 
@@ -30,15 +36,19 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "candor/result.h"
 #include "candor/store.h"
 
 namespace candor::server {
 
-// The operations a key may be granted (docs/api.md "Scopes").
-// "candidates": a search may also return the subjects below the threshold (routes_collections.cpp).
-inline constexpr std::array<std::string_view, 8> kOperations = {"detect", "compare", "enroll", "search",
-                                                                  "consents", "audit", "admin", "candidates"};
+// The operations a key may be granted (docs/api.md "Scopes"). "metrics" reads the
+// per-collection series of /metrics for the key's collections; "candidates": a search may
+// also return the subjects below the threshold (routes_collections.cpp).
+inline constexpr std::array<std::string_view, 9> kOperations = {"detect", "compare", "enroll", "search",
+                                                                  "consents", "audit", "metrics", "admin",
+                                                                  "candidates"};
 
 struct ApiKey {
   std::string name;                      // [A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}; the audit actor is "key:<name>"
@@ -48,11 +58,27 @@ struct ApiKey {
   int searches_per_day = 10'000;
   std::int64_t created_at_ms = 0;
 
-  // admin implies every operation.
+  // admin implies every operation (on the key's collections only).
   bool allows(std::string_view operation) const;
   bool all_collections() const;
   bool sees_collection(std::string_view collection) const;
+  // admin over "*": the root of delegation, equal to the operator's `candor key`.
+  bool full_admin() const;
+  // Whether every collection of `other` is one of this key's ("*" only within "*").
+  // A key lists and deletes only keys within its scope.
+  bool within_scope(const ApiKey& other) const;
+  // Whether this key may issue `other`: a full admin may issue any key; any other key
+  // only one within its scope, whose operations it holds itself (admin implies all,
+  // but only within its collections, which within_scope ensures) and whose budgets
+  // are no larger than its own (else a key could mint itself a bigger budget). The
+  // full admin is exempt from the budget ceiling: it can already replace every key,
+  // so a ceiling would protect nothing, and its own budget is for its own searches.
+  bool covers(const ApiKey& other) const;
 };
+
+// {name, collections, operations, searches_per_minute, searches_per_day, created_at}:
+// one shape for GET /v1/keys and `candor key list` (never the secret).
+nlohmann::json api_key_to_json(const ApiKey& key);
 
 struct KeyStoreOptions {
   // The pepper. Created (mode 0600) only when missing and the store holds no key;
@@ -76,12 +102,16 @@ class KeyStore {
   KeyStore(const KeyStore&) = delete;
   KeyStore& operator=(const KeyStore&) = delete;
 
+  // `by`: the key acting (through the API), or nullptr for the operator (CLI, bootstrap).
   // ensures: the new key's secret (shown once, never stored); kAlreadyExists for a taken
-  //          name; kInvalidArgument for a bad name, scope or budget. Audited as ctx.
-  Result<std::string> create(const ApiKey& spec, const AuditContext& ctx);
-  Result<std::vector<ApiKey>> list();
-  // ensures: kNotFound when there is no such key.
-  Status remove(std::string_view name, const AuditContext& ctx);
+  //          name; kInvalidArgument for a bad name, scope or budget; kPermissionDenied
+  //          when `by` does not cover the new key (ApiKey::covers). Audited as ctx.
+  Result<std::string> create(const ApiKey& spec, const ApiKey* by, const AuditContext& ctx);
+  // ensures: every key (nullptr), or those within `by`'s scope.
+  Result<std::vector<ApiKey>> list(const ApiKey* by);
+  // ensures: kNotFound when there is no such key, and (with the same message) when it
+  //          is outside `by`'s scope, so a scoped key cannot probe for other keys' names.
+  Status remove(std::string_view name, const ApiKey* by, const AuditContext& ctx);
   Result<std::size_t> count();
 
   // The key whose secret is `secret`, or nullopt. Reads a cached copy of the keys,

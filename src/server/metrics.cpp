@@ -90,11 +90,13 @@ std::string Metrics::render(const Gauges& g) const {
       << "candor_inference_queue_capacity " << g.inference_queue_capacity << "\n"
       << "# HELP candor_ready 1 when the engine and collections are loaded.\n"
       << "# TYPE candor_ready gauge\n"
-      << "candor_ready " << (g.ready ? 1 : 0) << "\n"
-      << "# HELP candor_collection_templates Templates held in memory per collection.\n"
-      << "# TYPE candor_collection_templates gauge\n";
-  for (const auto& [name, n] : g.templates) {
-    out << "candor_collection_templates{collection=\"" << label(name) << "\"} " << n << "\n";
+      << "candor_ready " << (g.ready ? 1 : 0) << "\n";
+  if (g.templates) {
+    out << "# HELP candor_collection_templates Templates held in memory per collection.\n"
+        << "# TYPE candor_collection_templates gauge\n";
+    for (const auto& [name, n] : *g.templates) {
+      out << "candor_collection_templates{collection=\"" << label(name) << "\"} " << n << "\n";
+    }
   }
   if (g.store_up) {
     out << "# HELP candor_store_up 1 when the store answered its last ping (checked at most once a second).\n"

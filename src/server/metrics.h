@@ -2,7 +2,10 @@
 //
 // Labels are route templates ("/v1/collections/{c}/search"), never raw paths, so
 // neither subject ids nor collection names from URLs multiply the series; the
-// per-collection template gauge is the one place collection names appear.
+// per-collection template gauge is the one place collection names appear, and it is
+// rendered only for a scrape with a key holding "metrics", over the collections that
+// key sees (routes_ops.cpp): an anonymous scrape would otherwise name every
+// collection, and a hidden collection must look missing (issue 16).
 //
 // Thread safety: all members may be called concurrently.
 #pragma once
@@ -36,7 +39,8 @@ class Metrics {
     int inference_workers = 0;
     int inference_queue_capacity = 0;
     bool ready = false;
-    std::vector<std::pair<std::string, std::size_t>> templates;  // per collection
+    // Per collection; nullopt: the family is left out (an anonymous scrape).
+    std::optional<std::vector<std::pair<std::string, std::size_t>>> templates;
     std::optional<bool> store_up;          // the last (cached) ping; unset before the first
     std::optional<FollowStatus> feed;      // once the collections are loaded
   };

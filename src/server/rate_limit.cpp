@@ -42,23 +42,54 @@ void AuthThrottle::record_failure(const std::string& ip) {
   while (static_cast<int>(q.size()) > allowed_) q.pop_front();
 }
 
+Result<std::int64_t> SearchBudget::ms_until_below(const std::string& actor, TimePoint now,
+                                                   std::chrono::milliseconds length, std::int64_t limit,
+                                                   std::int64_t pending) {
+  using std::chrono::minutes;
+  // At time t the window counts the buckets from floor(t - length) on; so the window
+  // starting at bucket boundary s is the one of time s + length. Search the first
+  // boundary s (after the current window's first) whose count is under the limit:
+  // counts only fall as s grows, and the bucket after the current one is empty.
+  // Searches in flight land in the current bucket (or later), so they count until it.
+  const auto floor_minute = [](TimePoint t) { return std::chrono::floor<minutes>(t); };
+  const TimePoint current = floor_minute(now);
+  std::int64_t lo = 1;                                                    // in minutes after floor(now - length)
+  std::int64_t hi = std::chrono::duration_cast<minutes>(current - floor_minute(now - length)).count() + 1;
+  const TimePoint first = floor_minute(now - length);
+  while (lo < hi) {
+    const std::int64_t mid = lo + (hi - lo) / 2;
+    const TimePoint s = first + minutes(mid);
+    auto n = store_.search_count(actor, s);
+    if (!n) return n.error();
+    if (*n + (s <= current ? pending : 0) < limit) hi = mid;
+    else lo = mid + 1;
+  }
+  const TimePoint served = first + minutes(lo) + length;
+  return std::chrono::duration_cast<std::chrono::milliseconds>(served - now).count();
+}
+
 Result<SearchBudget::Decision> SearchBudget::admit(const ApiKey& key, const std::string& actor) {
-  const TimePoint now = now_ms();
+  const TimePoint now = clock_ ? clock_() : now_ms();
   // One mutex across count + reserve: two requests of one key cannot both take the last slot.
   std::lock_guard lock(mutex_);
-  const int pending = in_flight_[actor];
-  auto minute = store_.search_count(actor, now - std::chrono::minutes(1));
-  if (!minute) return minute.error();
-  if (*minute + pending >= key.searches_per_minute) {
-    // Minute buckets: the oldest counted bucket drops out at the next minute boundary.
-    const auto secs = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
-    return Decision{false, static_cast<int>(60 - secs % 60), "minute"};
-  }
-  auto day = store_.search_count(actor, now - std::chrono::hours(24));
-  if (!day) return day.error();
-  if (*day + pending >= key.searches_per_day) {
-    const auto secs = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
-    return Decision{false, static_cast<int>(3600 - secs % 3600), "day"};
+  const auto it = in_flight_.find(actor);
+  const int pending = it == in_flight_.end() ? 0 : it->second;
+  struct Window {
+    const char* name;
+    std::chrono::milliseconds length;
+    int limit;
+  };
+  for (const Window w : {Window{"minute", std::chrono::minutes(1), key.searches_per_minute},
+                         Window{"day", std::chrono::hours(24), key.searches_per_day}}) {
+    auto n = store_.search_count(actor, now - w.length);
+    if (!n) return n.error();
+    if (*n + pending < w.limit) continue;
+    // A budget of 0 never admits: the window's length is as good an answer as any.
+    auto wait_ms = w.limit > 0 ? ms_until_below(actor, now, w.length, w.limit, pending)
+                               : Result<std::int64_t>(std::chrono::milliseconds(w.length).count());
+    if (!wait_ms) return wait_ms.error();
+    const std::int64_t seconds = std::max<std::int64_t>(1, (*wait_ms + 999) / 1000);
+    return Decision{false, static_cast<int>(seconds), w.name};
   }
   ++in_flight_[actor];
   return Decision{};

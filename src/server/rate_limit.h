@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -17,7 +18,8 @@
 
 namespace candor::server {
 
-// Counts failed authentications per client IP in a sliding window. An IP with
+// Counts failed authentications per client IP in a sliding window (the address of
+// client_address(): behind a trusted proxy, the client it names). An IP with
 // `allowed` failures in the window is refused (429) before its key is even
 // checked, so guessing keys costs a minute per ten guesses. Memory is bounded:
 // at most kMaxTrackedIps addresses are tracked (the oldest are dropped).
@@ -43,15 +45,24 @@ class AuthThrottle {
 // store (Store::search_count over the "key:<name>" actor's audited searches), so
 // the budget holds across restarts and across server processes on one database.
 // Searches admitted but not yet recorded are counted too (in_flight), so a burst
-// of concurrent requests cannot all slip under the limit.
+// of concurrent requests cannot all slip under the limit. Refusals by this budget
+// are audited but not counted (Store::record_search), so a client retrying too
+// early does not push its own window forward.
+//
+// The windows are the store's minute buckets: at time t a window of length W holds
+// every bucket from the one containing t - W onwards (so up to W + 1 minute of
+// searches). A refusal's Retry-After is exact for that rule: the first moment the
+// window holds fewer searches than the budget, found from the same counts
+// (issue 16: a client that waits what it is told gets served).
 class SearchBudget {
  public:
-  explicit SearchBudget(Store& store) : store_(store) {}
+  // `clock`: the store's clock (ServerOptions::clock; tests inject one).
+  SearchBudget(Store& store, std::function<TimePoint()> clock) : store_(store), clock_(std::move(clock)) {}
 
   struct Decision {
     bool allowed = true;
-    int retry_after_s = 0;
-    std::string window;  // "minute" or "day" when refused
+    int retry_after_s = 0;  // when refused: whole seconds, rounded up, >= 1
+    std::string window;     // "minute" or "day" when refused
   };
 
   // On `allowed`, the caller must call finish(actor) once the search is recorded or failed.
@@ -59,7 +70,13 @@ class SearchBudget {
   void finish(const std::string& actor);
 
  private:
+  // ms from `now` until the window of `length` holds fewer than `limit` searches.
+  // requires: mutex_ held.
+  Result<std::int64_t> ms_until_below(const std::string& actor, TimePoint now, std::chrono::milliseconds length,
+                                      std::int64_t limit, std::int64_t pending);
+
   Store& store_;
+  const std::function<TimePoint()> clock_;
   std::mutex mutex_;
   std::map<std::string, int> in_flight_;
 };

@@ -1,5 +1,6 @@
 // Router::add: authentication, scope checks and collection visibility, applied to
 // every route before its handler runs.
+#include <algorithm>
 #include <exception>
 #include <regex>
 
@@ -42,6 +43,18 @@ std::string template_to_regex(const std::string& path, std::vector<std::string>&
 
 Error collection_not_found() { return Error{ErrorCode::kNotFound, "no such collection"}; }
 
+std::string client_address(const Context& ctx, const httplib::Request& req) {
+  if (ctx.proxies.empty()) return req.remote_addr;
+  // Every X-Forwarded-For header, in order: a proxy may append a header rather than extend one.
+  std::string forwarded;
+  const std::size_t n = req.get_header_value_count("X-Forwarded-For");
+  for (std::size_t i = 0; i < n; ++i) {
+    if (i > 0) forwarded += ',';
+    forwarded += req.get_header_value("X-Forwarded-For", i);
+  }
+  return ctx.proxies.client_address(req.remote_addr, forwarded);
+}
+
 std::string& current_route() {
   thread_local std::string route;
   return route;
@@ -56,22 +69,26 @@ void Router::add(RouteSpec spec, Handler handler) {
   routes_.push_back({spec.method, spec.path});
   std::vector<std::string> names;
   const std::string pattern = template_to_regex(spec.path, names);
+  const bool names_collection = std::find(names.begin(), names.end(), "c") != names.end();
+  const Span span = spec.span != Span::kAuto ? spec.span
+                    : spec.operation == "admin" && !names_collection ? Span::kAllCollections
+                                                                     : Span::kOwnCollections;
   Context& ctx = ctx_;
-  auto wrapped = [&ctx, spec, names, handler = std::move(handler)](const httplib::Request& req,
-                                                                   httplib::Response& res) {
+  auto wrapped = [&ctx, spec, span, names, handler = std::move(handler)](const httplib::Request& req,
+                                                                         httplib::Response& res) {
     current_route() = spec.path;
     Call call{req, res, nullptr, {}, {}};
     for (std::size_t i = 0; i < names.size() && i + 1 < req.matches.size(); ++i) {
       call.params[names[i]] = req.matches[i + 1].str();
     }
     std::optional<ApiKey> key;
-    if (spec.access != Access::kPublic) {
-      const std::string& ip = req.remote_addr;
+    const std::string secret = spec.access == Access::kPublic ? std::string() : presented_key(req);
+    if (spec.access != Access::kPublic && !(spec.access == Access::kOptional && secret.empty())) {
+      const std::string ip = client_address(ctx, req);
       if (const int wait = ctx.throttle->blocked_for(ip); wait > 0) {
         send_error(res, {ErrorCode::kRateLimited, "too many failed authentications from this address"}, wait);
         return;
       }
-      const std::string secret = presented_key(req);
       if (!secret.empty()) {
         auto verified = ctx.keys->verify(secret);
         if (!verified) return send_error(res, verified.error(), 1);  // store unreachable: 503, not a failed login
@@ -89,8 +106,16 @@ void Router::add(RouteSpec spec, Handler handler) {
       call.key = &*key;
       call.actor = "key:" + key->name;
       current_key_name() = key->name;
-      if (spec.access == Access::kScoped && !key->allows(spec.operation)) {
+      if ((spec.access == Access::kScoped || spec.access == Access::kOptional) && !key->allows(spec.operation)) {
         send_error(res, {ErrorCode::kPermissionDenied, "this key lacks the '" + spec.operation + "' scope"});
+        return;
+      }
+      // The one place a key's reach is checked (issue 16: an admin key scoped to one
+      // collection ran the global retention and created keys for "*"): a route over
+      // every collection needs a key that sees every collection.
+      if (span == Span::kAllCollections && !key->all_collections()) {
+        send_error(res, {ErrorCode::kPermissionDenied,
+                         "this request acts on every collection: it needs a key scoped to \"*\""});
         return;
       }
     }

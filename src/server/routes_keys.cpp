@@ -1,25 +1,15 @@
 // API key management (admin). The secret is in the 201 answer and nowhere else.
+// An admin key scoped to some collections manages keys within them only: KeyStore
+// applies the delegation rules (api_keys.h) given the acting key, so these routes
+// declare Span::kOwnCollections rather than needing a key scoped to "*".
 #include "core/json_number.h"
 #include "http_util.h"
 #include "server_context.h"
 
 namespace candor::server {
 
-namespace {
-
-nlohmann::json key_json(const ApiKey& k) {
-  return {{"name", k.name},
-          {"collections", k.collections},
-          {"operations", k.operations},
-          {"searches_per_minute", k.searches_per_minute},
-          {"searches_per_day", k.searches_per_day},
-          {"created_at", format_time(TimePoint(std::chrono::milliseconds(k.created_at_ms)))}};
-}
-
-}  // namespace
-
 void register_key_routes(Router& router) {
-  router.add({"POST", "/v1/keys", Access::kScoped, "admin", false}, [](Context& ctx, Call& call) {
+  router.add({"POST", "/v1/keys", Access::kScoped, "admin", false, Span::kOwnCollections}, [](Context& ctx, Call& call) {
     auto body = json_body(call.req);
     if (!body) return send_error(call.res, body.error());
     ApiKey spec;
@@ -34,22 +24,23 @@ void register_key_routes(Router& router) {
       return send_error(call.res, {ErrorCode::kInvalidArgument,
                                    "expected {name, collections:[..], operations:[..], searches_per_minute, searches_per_day}"});
     }
-    auto secret = ctx.keys->create(spec, call.audit("API key created"));
+    auto secret = ctx.keys->create(spec, call.key, call.audit("API key created"));
     if (!secret) return send_error(call.res, secret.error());
     ctx.log->info("api key created", {{"key_name", spec.name}, {"by", call.key->name}});
     send_json(call.res, 201, {{"name", spec.name}, {"key", *secret}});
   });
 
-  router.add({"GET", "/v1/keys", Access::kScoped, "admin", false}, [](Context& ctx, Call& call) {
-    auto keys = ctx.keys->list();
+  router.add({"GET", "/v1/keys", Access::kScoped, "admin", false, Span::kOwnCollections}, [](Context& ctx, Call& call) {
+    auto keys = ctx.keys->list(call.key);
     if (!keys) return send_error(call.res, keys.error());
     nlohmann::json out = nlohmann::json::array();
-    for (const auto& k : *keys) out.push_back(key_json(k));
+    for (const auto& k : *keys) out.push_back(api_key_to_json(k));
     send_json(call.res, 200, {{"keys", out}});
   });
 
-  router.add({"DELETE", "/v1/keys/{name}", Access::kScoped, "admin", false}, [](Context& ctx, Call& call) {
-    auto st = ctx.keys->remove(call.param("name"), call.audit("API key deleted"));
+  router.add({"DELETE", "/v1/keys/{name}", Access::kScoped, "admin", false, Span::kOwnCollections},
+             [](Context& ctx, Call& call) {
+    auto st = ctx.keys->remove(call.param("name"), call.key, call.audit("API key deleted"));
     if (!st) return send_error(call.res, st.error());
     ctx.log->info("api key deleted", {{"key_name", call.param("name")}, {"by", call.key->name}});
     send_json(call.res, 200, {{"deleted", call.param("name")}});

@@ -28,7 +28,10 @@ void register_ops_routes(Router& router) {
     send_json(call.res, 200, {{"status", "ready"}});
   });
 
-  router.add({"GET", "/metrics", Access::kPublic, "", false}, [](Context& ctx, Call& call) {
+  // Without a key: the server's own series only. With a key holding "metrics" (a
+  // Prometheus bearer token, docs/api.md): also the templates of each collection the
+  // key sees; the others stay invisible, as everywhere else.
+  router.add({"GET", "/metrics", Access::kOptional, "metrics", false}, [](Context& ctx, Call& call) {
     Metrics::Gauges g;
     g.inference_active = ctx.gate->active();
     g.inference_waiting = ctx.gate->waiting();
@@ -37,9 +40,12 @@ void register_ops_routes(Router& router) {
     g.ready = ctx.loaded.load();
     g.store_up = ctx.store_health.check(*ctx.store).ok();
     if (g.ready) {
-      if (*g.store_up) {
+      if (*g.store_up && call.key != nullptr) {
+        g.templates.emplace();
         if (auto list = ctx.store->list_collections()) {
-          for (const auto& c : *list) g.templates.emplace_back(c.name, ctx.collections->indexed_faces(c.name));
+          for (const auto& c : *list) {
+            if (call.key->sees_collection(c.name)) g.templates->emplace_back(c.name, ctx.collections->indexed_faces(c.name));
+          }
         }
       }
       g.feed = ctx.collections->follow_status();

@@ -74,6 +74,9 @@ class ServerImpl final : public Server {
                    "timeouts must be > 0, max_header_bytes >= 1024, connection_queue >= 0, "
                    "max_waiting_connections in [0, 768]"};
     }
+    auto proxies = server::TrustedProxies::parse(options.trusted_proxies);
+    if (!proxies) return proxies.error();
+    ctx_.proxies = std::move(*proxies);
     const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     const int workers = options.workers > 0 ? options.workers : cores;
     const int queue = options.queue >= 0 ? options.queue : 2 * workers;
@@ -86,6 +89,7 @@ class ServerImpl final : public Server {
     if (!key_options) return key_options.error();
     StoreOptions store_options;
     store_options.key_file = options.key_file.string();
+    store_options.clock = options.clock;
     auto store = open_store_waiting(options, store_options);
     if (!store) return store.error();
     ctx_.store = std::move(*store);
@@ -99,7 +103,7 @@ class ServerImpl final : public Server {
       admin.name = "admin";
       admin.collections = {"*"};
       admin.operations = {"admin"};
-      auto secret = ctx_.keys->create(admin, {"server", "first admin key of a store without keys"});
+      auto secret = ctx_.keys->create(admin, nullptr, {"server", "first admin key of a store without keys"});
       // kAlreadyExists: another node starting on the same store made it a moment ago.
       if (!secret && secret.error().code != ErrorCode::kAlreadyExists) return secret.error();
       if (secret) {
@@ -109,7 +113,7 @@ class ServerImpl final : public Server {
     }
     ctx_.throttle = std::make_unique<server::AuthThrottle>(options.auth_failures_allowed,
                                                            std::chrono::seconds(options.auth_failure_window_s));
-    ctx_.budget = std::make_unique<server::SearchBudget>(*ctx_.store);
+    ctx_.budget = std::make_unique<server::SearchBudget>(*ctx_.store, options.clock);
     ctx_.gate = std::make_unique<server::AdmissionGate>(workers, queue,
                                                         std::chrono::milliseconds(options.queue_timeout_ms));
 
@@ -320,7 +324,8 @@ class ServerImpl final : public Server {
       start = {};
       ctx_.metrics.observe_request(route, req.method, res.status, secs);
       nlohmann::json fields = {{"method", req.method},  {"route", route},        {"status", res.status},
-                               {"ms", std::round(secs * 1e4) / 10.0}, {"ip", req.remote_addr}};
+                               {"ms", std::round(secs * 1e4) / 10.0}, {"ip", server::client_address(ctx_, req)}};
+      if (!ctx_.proxies.empty() && fields["ip"] != req.remote_addr) fields["peer"] = req.remote_addr;
       if (!server::current_key_name().empty()) fields["key_name"] = server::current_key_name();
       if (res.status >= 400) {
         auto body = nlohmann::json::parse(res.body, nullptr, false);
@@ -371,7 +376,7 @@ class ServerImpl final : public Server {
   void retention_schedule() {
     const auto interval = std::chrono::minutes(ctx_.options.retention_interval_min);
     while (!stop_requested_) {
-      auto report = ctx_.collections->retention_run(now_ms(), {"server:retention", "retention schedule"});
+      auto report = ctx_.collections->retention_run(ctx_.now(), {"server:retention", "retention schedule"});
       if (report) {
         ctx_.log->info("retention run", {{"removed_faces", report->removed.size()},
                                          {"expired_by_age", report->expired_by_age},

@@ -20,6 +20,7 @@
 #include "candor/analyzer.h"
 #include "candor/collections.h"
 #include "candor/server.h"
+#include "client_address.h"
 #include "json_log.h"
 #include "metrics.h"
 #include "rate_limit.h"
@@ -35,6 +36,7 @@ struct Context {
   std::unique_ptr<Store> store;
   std::unique_ptr<Collections> collections;  // set once by the loader before `loaded`
   std::unique_ptr<KeyStore> keys;
+  TrustedProxies proxies;  // from options.trusted_proxies
   std::unique_ptr<AuthThrottle> throttle;
   std::unique_ptr<SearchBudget> budget;
   std::unique_ptr<AdmissionGate> gate;
@@ -44,13 +46,16 @@ struct Context {
   std::atomic<bool> loaded{false};      // engine + collections in place
   std::atomic<bool> load_failed{false};
   std::filesystem::path web_root;       // canonical
+
+  // options.clock, else the system clock: the store's and the budgets' time.
+  TimePoint now() const { return options.clock ? options.clock() : now_ms(); }
 };
 
 // One authenticated request: the key, its audit actor, and the path parameters.
 struct Call {
   const httplib::Request& req;
   httplib::Response& res;
-  const ApiKey* key = nullptr;  // null on routes without auth
+  const ApiKey* key = nullptr;  // null on kPublic routes, and on kOptional ones called without a key
   std::string actor;            // "key:<name>"
   std::map<std::string, std::string> params;
 
@@ -59,17 +64,33 @@ struct Call {
 };
 
 enum class Access {
-  kPublic,  // no key: health, metrics, openapi
-  kAnyKey,  // any valid key
-  kScoped,  // a key holding `operation` (admin implies all)
+  kPublic,    // no key: health, readiness, openapi
+  kAnyKey,    // any valid key
+  kScoped,    // a key holding `operation` (admin implies all)
+  kOptional,  // no key, or a valid key holding `operation` (/metrics: more series with a key)
+};
+
+// How much of the server a route acts on, beyond its operation (issue 16).
+enum class Span {
+  // kAllCollections for an "admin" route without a {c} parameter (it acts on the whole
+  // server: retention over every collection, creating a collection, whose name all
+  // keys share), else kOwnCollections. Safe by default: a new global admin route needs
+  // a key scoped to "*" unless it says otherwise.
+  kAuto,
+  // The key's own collections: {c} must be one of them (else 404); a handler without
+  // {c} limits itself (GET /v1/collections lists the visible ones, KeyStore the keys).
+  kOwnCollections,
+  // Every collection: only a key scoped to "*" (else 403), e.g. a subject export.
+  kAllCollections,
 };
 
 struct RouteSpec {
   std::string method;     // GET, POST, DELETE
   std::string path;       // template: "/v1/collections/{c}/search"
   Access access = Access::kScoped;
-  std::string operation;  // for kScoped
+  std::string operation;  // for kScoped and kOptional
   bool needs_engine = false;  // 503 until the engine and collections are loaded
+  Span span = Span::kAuto;
 };
 
 using Handler = std::function<void(Context&, Call&)>;
@@ -77,9 +98,11 @@ using Handler = std::function<void(Context&, Call&)>;
 class Router {
  public:
   Router(httplib::Server& http, Context& ctx) : http_(http), ctx_(ctx) {}
-  // Registers the route with httplib. A {c} parameter is checked against the key's
-  // collections and the store before the handler runs: a collection the key may not
-  // see and one that does not exist get the same 404 body.
+  // Registers the route with httplib. Before the handler runs: the key (X-API-Key or
+  // Bearer) is verified, with failures throttled per client address (client_address());
+  // its operation and span are checked; a {c} parameter is checked against the key's
+  // collections and the store: a collection the key may not see and one that does not
+  // exist get the same 404 body.
   void add(RouteSpec spec, Handler handler);
   const std::vector<RouteInfo>& routes() const { return routes_; }
 
@@ -88,6 +111,10 @@ class Router {
   Context& ctx_;
   std::vector<RouteInfo> routes_;
 };
+
+// The address `req` counts against (throttle, access log): the peer, or the client a
+// trusted proxy names in X-Forwarded-For (client_address.h).
+std::string client_address(const Context& ctx, const httplib::Request& req);
 
 // The body every hidden-or-missing collection gets (identical on purpose).
 Error collection_not_found();

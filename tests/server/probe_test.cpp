@@ -198,6 +198,22 @@ TEST_F(ProbeTest, JsonIsReadStrictly) {
   EXPECT_EQ(ok->status, 201) << ok->body;
 }
 
+// The audit chain spans every collection: before the fix a key scoped to one collection
+// read the whole log's entry count, head hash and issues from /v1/audit/verify.
+TEST_F(ProbeTest, OnlyAKeyForEveryCollectionVerifiesTheWholeChain) {
+  srv_->create_collection("pverify");
+  const std::string scoped =
+      srv_->create_key({{"name", "pverify-audit"}, {"collections", {"pverify"}}, {"operations", {"audit"}}});
+  auto denied = srv_->client().Get("/v1/audit/verify", srv_->auth(scoped));
+  EXPECT_EQ(denied->status, 403) << denied->body;
+  EXPECT_EQ(denied->body.find("head_hash"), std::string::npos);
+  auto own = srv_->client().Get("/v1/audit?collection=pverify", srv_->auth(scoped));
+  EXPECT_EQ(own->status, 200) << own->body;
+  auto full = srv_->client().Get("/v1/audit/verify", srv_->auth());
+  ASSERT_EQ(full->status, 200) << full->body;
+  EXPECT_TRUE(json::parse(full->body)["intact"].get<bool>());
+}
+
 // The subjects of a collection are listed from the store's counts with their consent
 // state; no template is decrypted (it once decrypted every one under the store's lock).
 TEST_F(ProbeTest, SubjectsListShowsFacesAndConsent) {
