@@ -7,6 +7,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "../tests/common/image_surgery.h"
 #include "candor/image.h"
 #include "harness.h"
 #include "harness_internal.h"
@@ -60,50 +61,6 @@ Blob with_exif_orientation(const Blob& jpeg) {
   return out;
 }
 
-// The JPEG with its last scan repeated `extra` times before the end-of-image marker
-// (issue 16: each copy makes libjpeg walk every block again).
-Blob with_last_scan_repeated(const Blob& jpeg, int extra) {
-  std::size_t last = 0;
-  for (std::size_t i = 0; i + 1 < jpeg.size(); ++i) {
-    if (jpeg[i] == 0xFF && jpeg[i + 1] == 0xDA) last = i;
-  }
-  const auto scan_begin = jpeg.begin() + static_cast<std::ptrdiff_t>(last), eoi = jpeg.end() - 2;
-  Blob out(jpeg.begin(), eoi);
-  for (int i = 0; i < extra; ++i) out.insert(out.end(), scan_begin, eoi);
-  out.insert(out.end(), {0xFF, 0xD9});
-  return out;
-}
-
-std::size_t be32_at(const Blob& b, std::size_t at) {
-  return (std::size_t{b[at]} << 24) | (std::size_t{b[at + 1]} << 16) | (std::size_t{b[at + 2]} << 8) | b[at + 3];
-}
-
-// The PNG with `copies` zTXt chunks after IHDR whose text is the zlib stream of
-// `source`'s pixels (its IDAT data): PNG spec 11.3.4.4 (keyword, NUL, method 0, zlib
-// data), CRC-32 as in Annex D. libpng would inflate and keep every copy.
-Blob with_text_chunks(const Blob& png, const Blob& source, int copies) {
-  Blob chunk = {0, 0, 0, 0, 'z', 'T', 'X', 't', 'C', 'o', 'm', 'm', 'e', 'n', 't', 0, 0};
-  for (std::size_t at = 8; at + 8 <= source.size(); at += 12 + be32_at(source, at)) {
-    if (source[at + 4] == 'I' && source[at + 5] == 'D' && source[at + 6] == 'A' && source[at + 7] == 'T') {
-      chunk.insert(chunk.end(), source.begin() + static_cast<std::ptrdiff_t>(at + 8),
-                   source.begin() + static_cast<std::ptrdiff_t>(at + 8 + be32_at(source, at)));
-    }
-  }
-  const std::size_t length = chunk.size() - 8;
-  for (int i = 0; i < 4; ++i) chunk[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(length >> (24 - 8 * i));
-  std::uint32_t crc = 0xFFFFFFFFu;
-  for (std::size_t i = 4; i < chunk.size(); ++i) {
-    crc ^= chunk[i];
-    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
-  }
-  for (int i = 0; i < 4; ++i) chunk.push_back(static_cast<std::uint8_t>(~crc >> (24 - 8 * i)));
-  const std::size_t after_ihdr = 33;  // 8 signature + 25 IHDR
-  Blob out(png.begin(), png.begin() + static_cast<std::ptrdiff_t>(after_ihdr));
-  for (int i = 0; i < copies; ++i) out.insert(out.end(), chunk.begin(), chunk.end());
-  out.insert(out.end(), png.begin() + static_cast<std::ptrdiff_t>(after_ihdr), png.end());
-  return out;
-}
-
 }  // namespace
 
 std::vector<std::pair<std::string, std::vector<std::uint8_t>>> image_seeds() {
@@ -120,6 +77,10 @@ std::vector<std::pair<std::string, std::vector<std::uint8_t>>> image_seeds() {
   grey.convertTo(deep_grey, CV_16UC1, 257.0);
   const Blob jpeg = encode(".jpg", picture, {cv::IMWRITE_JPEG_QUALITY, 75});
   const Blob progressive = encode(".jpg", picture, {cv::IMWRITE_JPEG_PROGRESSIVE, 1, cv::IMWRITE_JPEG_QUALITY, 60});
+  const Blob ztxt = test::png_ztxt_chunk(test::png_idat_stream(
+      encode(".png", cv::Mat(2800, 2800, CV_8UC1, cv::Scalar(0)), {cv::IMWRITE_PNG_COMPRESSION, 9})));
+  Blob text_chunks;
+  for (int i = 0; i < 4; ++i) text_chunks.insert(text_chunks.end(), ztxt.begin(), ztxt.end());
   std::vector<std::pair<std::string, Blob>> seeds = {
       {"baseline.jpg", jpeg},
       {"progressive.jpg", progressive},
@@ -137,10 +98,9 @@ std::vector<std::pair<std::string, std::vector<std::uint8_t>>> image_seeds() {
       {"ascii.ppm", encode(".ppm", picture, {cv::IMWRITE_PXM_BINARY, 0})},
       {"16bit.pgm", encode(".pgm", deep_grey)},
       // Over max_scans (32): refused after the scans are counted.
-      {"repeated_scans.jpg", with_last_scan_repeated(progressive, 30)},
+      {"repeated_scans.jpg", test::with_last_scan_repeated(progressive, 30)},
       // Text chunks that never reach libpng: 4 of 7.8 MB each inflated, in 31 KB.
-      {"text_chunks.png", with_text_chunks(encode(".png", grey), encode(".png", cv::Mat(2800, 2800, CV_8UC1, cv::Scalar(0)),
-                                                                        {cv::IMWRITE_PNG_COMPRESSION, 9}), 4)},
+      {"text_chunks.png", test::with_chunks_after_ihdr(encode(".png", grey), text_chunks)},
   };
   if (cv::haveImageWriter(".webp")) {
     seeds.emplace_back("lossy.webp", encode(".webp", picture, {cv::IMWRITE_WEBP_QUALITY, 60}));

@@ -6,6 +6,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "../common/cost.h"
+#include "../common/image_surgery.h"
 #include "candor/image.h"
 #include "test_support.h"
 
@@ -44,44 +45,6 @@ cv::Mat smooth(int w, int h, int type = CV_8UC3) {
   if (CV_MAT_CN(type) == 1) cv::cvtColor(m, m, cv::COLOR_BGR2GRAY);
   if (CV_MAT_DEPTH(type) == CV_16U) m.convertTo(m, type, 257.0);
   return m;
-}
-
-// PNG chunks (PNG spec 5.3): length, type, data, CRC-32 of type and data (Annex D).
-std::uint32_t crc32(const std::uint8_t* p, std::size_t n) {
-  std::uint32_t crc = 0xFFFFFFFFu;
-  for (std::size_t i = 0; i < n; ++i) {
-    crc ^= p[i];
-    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
-  }
-  return ~crc;
-}
-
-std::vector<std::uint8_t> png_chunk(const std::string& type, const std::vector<std::uint8_t>& data) {
-  std::vector<std::uint8_t> c(12 + data.size());
-  auto put32 = [&](std::size_t at, std::uint32_t v) {
-    for (int i = 0; i < 4; ++i) c[at + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(v >> (24 - 8 * i));
-  };
-  put32(0, static_cast<std::uint32_t>(data.size()));
-  std::copy(type.begin(), type.end(), c.begin() + 4);
-  std::copy(data.begin(), data.end(), c.begin() + 8);
-  put32(8 + data.size(), crc32(c.data() + 4, 4 + data.size()));
-  return c;
-}
-
-// The offset of each chunk of a PNG, in order.
-std::vector<std::size_t> png_chunk_offsets(const std::vector<std::uint8_t>& png) {
-  std::vector<std::size_t> at;
-  for (std::size_t i = 8; i + 8 <= png.size();) {
-    at.push_back(i);
-    i += 12 + ((std::size_t{png[i]} << 24) | (std::size_t{png[i + 1]} << 16) | (std::size_t{png[i + 2]} << 8) | png[i + 3]);
-  }
-  return at;
-}
-
-// `chunks` inserted right after IHDR.
-std::vector<std::uint8_t> with_chunks_after_ihdr(std::vector<std::uint8_t> png, const std::vector<std::uint8_t>& chunks) {
-  png.insert(png.begin() + 33, chunks.begin(), chunks.end());  // 8 signature + 25 IHDR
-  return png;
 }
 
 TEST(ImageIo, EmptyInputIsImageEmpty) {
@@ -240,28 +203,13 @@ TEST(ImageIo, ReadsTheNpmSampleImages) {
 
 // --- Decoding limits (README "Decoding and detection limits") ---
 
-// The progressive JPEG OpenCV writes (libjpeg's script: 10 scans for colour) with its
-// last scan repeated `extra` times before the end-of-image marker, as the probe of
-// issue 16 built it: every copy makes libjpeg walk all blocks of the image again.
-std::vector<std::uint8_t> with_last_scan_repeated(const std::vector<std::uint8_t>& jpeg, int extra) {
-  std::size_t last_sos = 0;
-  for (std::size_t i = 0; i + 1 < jpeg.size(); ++i) {
-    if (jpeg[i] == 0xFF && jpeg[i + 1] == 0xDA) last_sos = i;  // entropy data stuffs 0xFF as FF 00
-  }
-  const std::size_t eoi = jpeg.size() - 2;
-  std::vector<std::uint8_t> out(jpeg.begin(), jpeg.begin() + static_cast<std::ptrdiff_t>(eoi));
-  for (int i = 0; i < extra; ++i) out.insert(out.end(), jpeg.begin() + static_cast<std::ptrdiff_t>(last_sos), jpeg.begin() + static_cast<std::ptrdiff_t>(eoi));
-  out.insert(out.end(), {0xFF, 0xD9});
-  return out;
-}
-
 TEST(ImageLimits, RepeatedJpegScansAreRefusedBeforeDecoding) {
   const auto jpeg = encode(smooth(2400, 1800), ".jpg", {cv::IMWRITE_JPEG_PROGRESSIVE, 1});
   auto info = probe_image(jpeg);
   ASSERT_TRUE(info.ok());
   EXPECT_EQ(info->scans, 10);
   ASSERT_TRUE(decode_image(jpeg).ok());
-  const auto hostile = with_last_scan_repeated(jpeg, 600);
+  const auto hostile = test::with_last_scan_repeated(jpeg, 600);
   info = probe_image(hostile);
   ASSERT_TRUE(info.ok());
   EXPECT_EQ(info->scans, 610);
@@ -290,7 +238,7 @@ TEST(ImageLimits, ScanCountIsNotFooledBySegmentContents) {
   EXPECT_EQ(info->scans, 10);
   EXPECT_TRUE(decode_image(padded).ok());
   // ... and stray bytes between segments, which libjpeg skips to the next marker, hide no scan.
-  auto hostile = with_last_scan_repeated(jpeg, 40);
+  auto hostile = test::with_last_scan_repeated(jpeg, 40);
   std::vector<std::uint8_t> strayed;
   for (std::size_t i = 0; i < hostile.size(); ++i) {
     if (i > 2 && i + 1 < hostile.size() && hostile[i] == 0xFF && hostile[i + 1] == 0xDA) strayed.insert(strayed.end(), {0x12, 0x34});
@@ -357,19 +305,11 @@ TEST(ImageLimits, SixteenBitRgbaOverTheDecodeBudgetIsRefusedByItsHeader) {
 TEST(ImageLimits, PngTextChunksDoNotReachTheDecoder) {
   // The zlib stream of a uniform 2800x2800 grey image: 7.8 MB inflated from a few KB.
   const auto big = encode(cv::Mat(2800, 2800, CV_8UC1, cv::Scalar(0)), ".png", {cv::IMWRITE_PNG_COMPRESSION, 9});
-  std::vector<std::uint8_t> text = {'C', 'o', 'm', 'm', 'e', 'n', 't', 0, 0};  // keyword, NUL, method 0 (zlib)
-  for (std::size_t at : png_chunk_offsets(big)) {
-    if (std::equal(big.begin() + static_cast<std::ptrdiff_t>(at + 4), big.begin() + static_cast<std::ptrdiff_t>(at + 8), "IDAT")) {
-      const std::size_t n = (std::size_t{big[at]} << 24) | (std::size_t{big[at + 1]} << 16) |
-                            (std::size_t{big[at + 2]} << 8) | big[at + 3];
-      text.insert(text.end(), big.begin() + static_cast<std::ptrdiff_t>(at + 8), big.begin() + static_cast<std::ptrdiff_t>(at + 8 + n));
-    }
-  }
+  const auto ztxt = test::png_ztxt_chunk(test::png_idat_stream(big));
   std::vector<std::uint8_t> chunks;
-  const auto ztxt = png_chunk("zTXt", text);
   for (int i = 0; i < 100; ++i) chunks.insert(chunks.end(), ztxt.begin(), ztxt.end());
   const cv::Mat small = gradient(64, 64);
-  const auto hostile = with_chunks_after_ihdr(encode(small, ".png"), chunks);
+  const auto hostile = test::with_chunks_after_ihdr(encode(small, ".png"), chunks);
   ASSERT_LT(hostile.size(), 2u << 20);
   Result<cv::Mat> r = Error{};
   const test::Cost cost = test::measure_cost([&] { r = decode_image(hostile); });
@@ -384,7 +324,7 @@ TEST(ImageLimits, PngTransparencyChunkStillApplies) {
   cv::Mat src(40, 40, CV_8UC3, cv::Scalar(10, 20, 30));
   src(cv::Rect(0, 0, 20, 40)).setTo(cv::Scalar(200, 100, 50));
   // tRNS for colour type 2 (PNG spec 11.3.2.1): the 16-bit R, G, B that is transparent.
-  const auto png = with_chunks_after_ihdr(encode(src, ".png"), png_chunk("tRNS", {0, 30, 0, 20, 0, 10}));
+  const auto png = test::with_chunks_after_ihdr(encode(src, ".png"), test::png_chunk("tRNS", {0, 30, 0, 20, 0, 10}));
   auto r = decode_image(png);
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(r->at<cv::Vec3b>(5, 5), cv::Vec3b(200, 100, 50));

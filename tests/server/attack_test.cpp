@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include "../common/image_surgery.h"
 #include "candor/image.h"
 #include "server_test_util.h"
 
@@ -391,14 +392,8 @@ TEST_F(AttackTest, CostlyImagesAreRefusedFromTheirHeaders) {
   std::vector<std::uint8_t> jpeg;
   ASSERT_TRUE(cv::imencode(".jpg", cv::Mat(5470, 7300, CV_8UC3, cv::Scalar(90, 120, 150)), jpeg,
                            {cv::IMWRITE_JPEG_PROGRESSIVE, 1}));
-  std::size_t last_scan = 0;
-  for (std::size_t i = 0; i + 1 < jpeg.size(); ++i) {
-    if (jpeg[i] == 0xFF && jpeg[i + 1] == 0xDA) last_scan = i;
-  }
-  std::string repeated(jpeg.begin(), jpeg.end() - 2);
-  const std::string scan(jpeg.begin() + static_cast<std::ptrdiff_t>(last_scan), jpeg.end() - 2);
-  for (int i = 0; i < 600; ++i) repeated += scan;
-  repeated += "\xFF\xD9";
+  const auto hostile = with_last_scan_repeated(jpeg, 600);
+  const std::string repeated(hostile.begin(), hostile.end());
   ASSERT_LT(repeated.size(), kMaxBody);
   auto t0 = Clock::now();
   auto r = srv_->post_image("/v1/detect", "image", repeated);
