@@ -67,7 +67,11 @@ TEST(FuzzCost, EveryImageSeedAndRegressionStaysWithinItsBudget) {
     SCOPED_TRACE(name);
     const test::Cost harness = test::measure_cost([&] { (void)image_input(bytes); });
     EXPECT_LT(harness.seconds, kHarnessSeconds * test::kSanitizerSlack);
-    EXPECT_LT(harness.peak_bytes, static_cast<std::int64_t>(kHarnessPeakBytes * test::kSanitizerSlack));
+    // Under ASan freed memory waits in quarantine (256 MB) instead of being reused, so the
+    // peak of a whole detect path counts every allocation it made: checked without it.
+    if (test::kSanitizerSlack == 1.0) {
+      EXPECT_LT(harness.peak_bytes, kHarnessPeakBytes);
+    }
     auto info = probe_image(bytes);
     Result<cv::Mat> decoded = Error{};
     const test::Cost decode = test::measure_cost([&] { decoded = decode_image(bytes); });
