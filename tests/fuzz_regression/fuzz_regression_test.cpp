@@ -63,8 +63,9 @@ TEST(FuzzCost, EveryImageSeedAndRegressionStaysWithinItsBudget) {
   for (const fs::path& file : regressions("fuzz_image")) inputs.emplace_back(file.string(), read_all(file));
   ASSERT_GE(inputs.size(), 17u);
   (void)image_input(inputs.front().second);  // loads the networks before anything is measured
-  for (const auto& [name, bytes] : inputs) {
-    SCOPED_TRACE(name);
+  for (const auto& input : inputs) {
+    SCOPED_TRACE(input.first);
+    const std::vector<std::uint8_t>& bytes = input.second;  // not a structured binding: clang 14 cannot capture one
     const test::Cost harness = test::measure_cost([&] { (void)image_input(bytes); });
     EXPECT_LT(harness.seconds, kHarnessSeconds * test::kSanitizerSlack);
     // Under ASan freed memory waits in quarantine (256 MB) instead of being reused, so the
