@@ -19,7 +19,10 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace candor::fuzz {
 
@@ -39,6 +42,15 @@ Outcome json_input(Bytes data);
 Outcome multipart_input(Bytes data);
 
 Outcome manifest_input(Bytes data);
+
+// The image seeds, as (file name, bytes): tiny images in every format and layout
+// decode_image accepts (JPEG baseline, progressive and EXIF-rotated; PNG 8-bit, grey,
+// alpha, 16-bit and 16-bit RGBA; BMP; WebP lossy and lossless; PGM and PPM, binary,
+// ASCII and 16-bit) and inputs that reach each cost limit of README "Decoding and
+// detection limits" (a progressive JPEG with its last scan repeated past max_scans, a
+// PNG with compressed text chunks). fuzz_make_seeds writes them; tests/fuzz_regression
+// replays them under a time and memory budget. Throws when OpenCV cannot encode.
+std::vector<std::pair<std::string, std::vector<std::uint8_t>>> image_seeds();
 
 // The limits the image harness decodes with: small images keep each iteration fast,
 // and anything over them is refused before decoding (which is itself under test).

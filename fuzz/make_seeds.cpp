@@ -1,8 +1,8 @@
 // fuzz_make_seeds OUT_DIR SOURCE_DIR: writes the seed corpus of every fuzz target, made
 // by the project rather than committed as binaries (fuzz/run.sh calls it before fuzzing):
-//   OUT_DIR/fuzz_image      tiny valid JPEG (baseline, progressive, EXIF-rotated), PNG
-//                           (8-bit, grey, alpha, 16-bit), BMP and WebP (lossy, lossless)
-//                           images, and face crops from testdata/ found by the engine;
+//   OUT_DIR/fuzz_image      image_seeds() (harness.h: every format and layout, and inputs
+//                           at each decoding cost limit) and face crops from testdata/
+//                           found by the engine;
 //   OUT_DIR/fuzz_json       a valid request for every route (harness.h's format);
 //   OUT_DIR/fuzz_multipart  the multipart forms of the routes that take images;
 //   OUT_DIR/fuzz_manifest   config/models.json and smaller valid manifests.
@@ -57,37 +57,6 @@ std::string base64(const Blob& bytes) {
     const unsigned v = (bytes[i] << 16) | (bytes[i + 1] << 8);
     out += {kAlphabet[v >> 18], kAlphabet[(v >> 12) & 63], kAlphabet[(v >> 6) & 63], '='};
   }
-  return out;
-}
-
-// A small picture with edges and colour, so that every codec has something to encode.
-cv::Mat synthetic(int size) {
-  cv::Mat image(size, size, CV_8UC3);
-  for (int y = 0; y < size; ++y) {
-    for (int x = 0; x < size; ++x) {
-      image.at<cv::Vec3b>(y, x) = cv::Vec3b(static_cast<std::uint8_t>(x * 255 / size),
-                                            static_cast<std::uint8_t>(y * 255 / size), 128);
-    }
-  }
-  cv::circle(image, {size / 2, size / 2}, size / 4, cv::Scalar(30, 60, 220), -1);
-  return image;
-}
-
-// The JPEG with an APP1 Exif segment saying "rotate 90° clockwise" (orientation 6),
-// which decode_image must apply: OpenCV writes no EXIF, so the segment is spliced in.
-Blob with_exif_orientation(const Blob& jpeg) {
-  const Blob tiff = {'I', 'I', 42, 0, 8, 0, 0, 0,          // little-endian TIFF, IFD at 8
-                     1, 0,                                 // one entry
-                     0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0,  // Orientation, SHORT, 1, value 6
-                     0, 0, 0, 0};                          // no next IFD
-  Blob app1 = {0xFF, 0xE1, 0, 0, 'E', 'x', 'i', 'f', 0, 0};
-  app1.insert(app1.end(), tiff.begin(), tiff.end());
-  const std::size_t length = app1.size() - 2;
-  app1[2] = static_cast<std::uint8_t>(length >> 8);
-  app1[3] = static_cast<std::uint8_t>(length & 0xFF);
-  Blob out(jpeg.begin(), jpeg.begin() + 2);  // SOI
-  out.insert(out.end(), app1.begin(), app1.end());
-  out.insert(out.end(), jpeg.begin() + 2, jpeg.end());
   return out;
 }
 
@@ -155,27 +124,11 @@ int main(int argc, char** argv) {
   try {
     // fuzz_image
     const fs::path images = out / "fuzz_image";
-    const cv::Mat picture = synthetic(48);
-    cv::Mat grey, rgba, deep;
-    cv::cvtColor(picture, grey, cv::COLOR_BGR2GRAY);
-    cv::cvtColor(picture, rgba, cv::COLOR_BGR2BGRA);
-    for (int y = 0; y < rgba.rows; ++y) rgba.at<cv::Vec4b>(y, y)[3] = 0;  // some transparency
-    picture.convertTo(deep, CV_16UC3, 257.0);
-    const Blob jpeg = encode(".jpg", picture, {cv::IMWRITE_JPEG_QUALITY, 75});
-    write_file(images / "baseline.jpg", as_string(jpeg));
-    write_file(images / "progressive.jpg",
-               as_string(encode(".jpg", picture, {cv::IMWRITE_JPEG_PROGRESSIVE, 1, cv::IMWRITE_JPEG_QUALITY, 60})));
-    write_file(images / "exif_rotated.jpg", as_string(with_exif_orientation(jpeg)));
-    write_file(images / "grey.jpg", as_string(encode(".jpg", grey)));
-    write_file(images / "colour.png", as_string(encode(".png", picture, {cv::IMWRITE_PNG_COMPRESSION, 9})));
-    write_file(images / "grey.png", as_string(encode(".png", grey)));
-    write_file(images / "alpha.png", as_string(encode(".png", rgba)));
-    write_file(images / "16bit.png", as_string(encode(".png", deep)));
-    write_file(images / "colour.bmp", as_string(encode(".bmp", synthetic(24))));
-    write_file(images / "grey.bmp", as_string(encode(".bmp", grey)));
-    if (cv::haveImageWriter(".webp")) {
-      write_file(images / "lossy.webp", as_string(encode(".webp", picture, {cv::IMWRITE_WEBP_QUALITY, 60})));
-      write_file(images / "lossless.webp", as_string(encode(".webp", picture, {cv::IMWRITE_WEBP_QUALITY, 101})));
+    Blob jpeg, grey_png;
+    for (const auto& [name, bytes] : candor::fuzz::image_seeds()) {
+      write_file(images / name, as_string(bytes));
+      if (name == "baseline.jpg") jpeg = bytes;
+      if (name == "grey.png") grey_png = bytes;
     }
     const std::vector<Blob> faces = face_crops(source / "testdata");
     for (std::size_t i = 0; i < faces.size(); ++i) {
@@ -255,7 +208,7 @@ int main(int argc, char** argv) {
     const fs::path mp = out / "fuzz_multipart";
     const std::string a = as_string(face_a), b = as_string(face_b);
     write_file(mp / "detect", multipart("POST /v1/detect?quality=false", {{"image", "face.jpg", a}}));
-    write_file(mp / "detect_png", multipart("POST /v1/detect", {{"image", "", as_string(encode(".png", grey))}}));
+    write_file(mp / "detect_png", multipart("POST /v1/detect", {{"image", "", as_string(grey_png)}}));
     write_file(mp / "compare", multipart("POST /v1/compare", {{"a", "a.jpg", a}, {"b", "b.jpg", b}}));
     write_file(mp / "enroll", multipart("POST /v1/collections/staff/subjects/emp-1/faces",
                                         {{"images", "1.jpg", a}, {"images", "2.jpg", b}}));

@@ -177,7 +177,7 @@ int run_embed(CliContext& ctx, const EmbedArgs& args) {
 void register_engine_commands(CLI::App& app, CliContext& ctx) {
   auto detect_args = std::make_shared<DetectArgs>();
   CLI::App* detect = app.add_subcommand("detect", "Find faces: box, score, landmarks");
-  detect->add_option("images", detect_args->images, "Image files (JPEG, PNG, WebP, BMP)")->required();
+  detect->add_option("images", detect_args->images, "Image files (JPEG, PNG, WebP, BMP, PGM, PPM)")->required();
   detect->add_flag("--json", detect_args->json, "Print JSON");
   detect->add_flag("--landmarks68", detect_args->landmarks68, "Include the 68 points in JSON");
   detect->add_option("--draw", detect_args->draw, "Write the image with faces drawn on it to this file");

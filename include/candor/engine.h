@@ -32,7 +32,9 @@ namespace candor {
 
 struct DetectOptions {
   float score_threshold = 0.7f;  // detector confidence; 0.7 finds all 22 faces of the face-api samples, none false
-  int min_face_size = 24;        // pixels (shorter box side) in the input image; smaller faces are not searched for
+  // Pixels (shorter box side) in the input image; smaller faces are not searched for.
+  // Raised to Engine::smallest_min_face(image size) for large images (a bound on work).
+  int min_face_size = 24;
   int max_faces = 64;            // the highest-scoring faces are kept
   bool landmarks = true;         // detect(): also locate landmarks
 };
@@ -59,7 +61,19 @@ class Engine {
   // Faces sorted by score, best first, at most options.max_faces.
   // requires: bgr is CV_8UC3 (decode_image's output).
   // ensures: every box lies inside the image; with options.landmarks, landmarks are set.
+  //   The work is bounded whatever the image and options: the detector's image pyramid
+  //   holds at most 18 MP in all (its finest level 8.3 MP, what a 4000x3000 photo needs
+  //   for 24-pixel faces), by searching faces from smallest_min_face(size) up when
+  //   options.min_face_size is smaller; landmarks and templates cost per face, at most
+  //   options.max_faces.
   virtual std::vector<Face> detect(const cv::Mat& bgr, const DetectOptions& options = {}) const = 0;
+
+  // The smallest minimum face size detect() searches for in an image of this size:
+  // 20 px x sqrt(pixels / 8.3 M) rounded up, so that the pyramid stays within its bound
+  // (8 px up to 1.3 MP, 10 px at 1920x1080, 24 px at 4000x3000, 44 px at 40 MP). A
+  // caller that lets users choose the minimum face can refuse a smaller one instead of
+  // having it raised.
+  virtual int smallest_min_face(cv::Size image) const = 0;
 
   // The stages, for callers that time or replace one of them.
   virtual std::vector<Face> detect_boxes(const cv::Mat& bgr, const DetectOptions& options = {}) const = 0;

@@ -23,9 +23,9 @@ enum class ErrorCode {
   kInvalidArgument,    // malformed request or option
   kIoError,            // file missing, unreadable, disk full
   kImageEmpty,         // zero bytes
-  kImageUnsupported,   // not JPEG, PNG, WebP or BMP
+  kImageUnsupported,   // not JPEG, PNG, WebP, BMP, PGM or PPM
   kImageCorrupt,       // recognised format, but it does not decode
-  kImageTooLarge,      // over the byte or pixel limit
+  kImageTooLarge,      // over the byte, pixel, decode-memory or JPEG-scan limit
   kImageTooSmall,      // decodes, but too small to hold a face
   kNoFace,             // no face found where one was required
   kModelMissing,       // a model file is absent

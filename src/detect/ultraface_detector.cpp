@@ -32,6 +32,15 @@ constexpr float kCutMargin = 2.0f;
 // faces of 22-48 px score >= 0.975 there (faces shrunk into a 1920x1080 canvas).
 // So finer levels require a score closer to 1: t' = t + (1 - t) * 0.8 (0.94 for 0.7).
 constexpr float kFineLevelStrictness = 0.8f;
+// The finest pyramid level holds at most this many pixels, so that what one image costs
+// is bounded whatever its size and the minimum face asked for: the level above the
+// finest holds at most as many pixels and each further one 1/6.25 as many, so all hold
+// at most 2.2x the finest (a tile advances 240 x 160 px: 406 tiles for a 4000x3000 photo
+// at 24 px, 317 for 7300x5470 at any minimum face up to 44 px). 8.3 MP is what a
+// 12 MP photo (4000x3000) needs at the default minimum face of 24 px, which stays as it
+// was; a 40 MP image is searched from 44 px up, and only images up to 1.3 MP are
+// upsampled 2.5x for 8 px faces (a 40 MP one was, to 250 MP: 83 s and 1.1 GB).
+constexpr double kMaxFinestLevelPixels = 4000.0 * 3000.0 * (kMinDetectablePx / 24) * (kMinDetectablePx / 24);
 constexpr float kMaxFineLevelFacePx = static_cast<float>(kMinDetectablePx * kLevelStep * 1.2);
 
 }  // namespace
@@ -67,10 +76,15 @@ std::vector<Face> suppress_overlaps(std::vector<Face> faces, float iou_threshold
 UltraFaceDetector::UltraFaceDetector(ModelSpec spec, std::unique_ptr<NetPool> nets)
     : spec_(std::move(spec)), nets_(std::move(nets)) {}
 
+int UltraFaceDetector::smallest_min_face(cv::Size image) const {
+  const double pixels = static_cast<double>(image.width) * image.height;
+  return std::max(1, static_cast<int>(std::ceil(kMinDetectablePx * std::sqrt(pixels / kMaxFinestLevelPixels) - 1e-9)));
+}
+
 std::vector<double> UltraFaceDetector::pyramid_scales(cv::Size image, int min_face_size) const {
   const double fit = std::min(static_cast<double>(spec_.input.width) / image.width,
                               static_cast<double>(spec_.input.height) / image.height);
-  const double finest = kMinDetectablePx / std::max(1, min_face_size);
+  const double finest = kMinDetectablePx / std::max({1, min_face_size, smallest_min_face(image)});
   std::vector<double> scales{fit};
   for (double s = fit; s < finest;) {
     s = std::min(s * kLevelStep, finest);

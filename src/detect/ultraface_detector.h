@@ -24,8 +24,12 @@ class UltraFaceDetector {
   // See Engine::detect_boxes.
   std::vector<Face> detect(const cv::Mat& bgr, const DetectOptions& options) const;
 
-  // The scales (network pixels per image pixel) of the pyramid for an image and options.
+  // The scales (network pixels per image pixel) of the pyramid for an image and options,
+  // coarsest first; min_face_size is raised to smallest_min_face(image).
   std::vector<double> pyramid_scales(cv::Size image, int min_face_size) const;
+
+  // See Engine::smallest_min_face.
+  int smallest_min_face(cv::Size image) const;
 
   const ModelSpec& spec() const { return spec_; }
 

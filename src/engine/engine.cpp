@@ -22,6 +22,8 @@ class DefaultEngine final : public Engine {
 
   void locate_landmarks(const cv::Mat& bgr, std::span<Face> faces) const override { landmarker_->locate(bgr, faces); }
 
+  int smallest_min_face(cv::Size image) const override { return detector_->smallest_min_face(image); }
+
   std::vector<Face> detect(const cv::Mat& bgr, const DetectOptions& options) const override {
     std::vector<Face> faces = detector_->detect(bgr, options);
     if (options.landmarks) landmarker_->locate(bgr, faces);

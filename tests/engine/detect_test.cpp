@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 #include <opencv2/imgproc.hpp>
 
+#include "../common/cost.h"
 #include "candor/engine.h"
 #include "detect/ultraface_detector.h"
 #include "test_support.h"
@@ -83,6 +84,43 @@ TEST(Detect, PyramidStopsAtTheMinimumFaceSize) {
   EXPECT_NEAR(scales.front(), 1.0 / 6, 1e-9);
   EXPECT_NEAR(scales.back(), 20.0 / 24, 1e-9);
   EXPECT_EQ(probe.pyramid_scales({250, 250}, 24).size(), 1u);  // LFW: one view suffices
+}
+
+// Issue 16: a 9 KB JPEG claiming 7300x5470 took 8-17 s at the default minimum face and
+// 83 s with min_face=8 (the whole image upsampled 2.5x, 1.1 GB). The pyramid is bounded.
+TEST(Detect, PyramidWorkIsBoundedWhateverTheImageAndMinimumFace) {
+  UltraFaceDetector probe(test::shared_engine().detector_spec(), nullptr);
+  const cv::Size huge(7300, 5470);
+  EXPECT_EQ(test::shared_engine().smallest_min_face(huge), 44);
+  EXPECT_EQ(test::shared_engine().smallest_min_face({4000, 3000}), 24);
+  EXPECT_EQ(test::shared_engine().smallest_min_face({1920, 1080}), 10);
+  EXPECT_EQ(test::shared_engine().smallest_min_face({640, 480}), 4);
+  for (int min_face : {8, 24, 44}) {
+    const auto scales = probe.pyramid_scales(huge, min_face);
+    double pixels = 0;
+    for (double s : scales) pixels += s * s * huge.width * huge.height;
+    // The finest level holds 8.3 MP; the one above at most as much, then 1/6.25 of that each level up.
+    EXPECT_LE(pixels, 2.2 * 4000 * 3000 * (20.0 / 24) * (20.0 / 24)) << min_face;
+    EXPECT_NEAR(scales.back(), 20.0 / 44, 0.01) << min_face;
+  }
+  // Below the bound nothing changes: a 640x480 image is still upsampled for 8 px faces.
+  EXPECT_NEAR(probe.pyramid_scales({640, 480}, 8).back(), 2.5, 1e-9);
+  EXPECT_NEAR(probe.pyramid_scales({4000, 3000}, 24).back(), 20.0 / 24, 1e-9);
+}
+
+TEST(Detect, AHugeImageIsSearchedInBoundedTimeAndMemory) {
+  // Some 320 detector runs: too slow under a sanitizer, where the test above checks the bound.
+  if (test::kSanitizerSlack > 1) GTEST_SKIP() << "timing test; the pyramid bound is checked by PyramidWorkIsBounded...";
+  const cv::Mat huge(5470, 7300, CV_8UC3, cv::Scalar(90, 120, 100));
+  DetectOptions smallest;
+  smallest.min_face_size = 8;
+  std::vector<Face> faces;
+  const test::Cost cost = test::measure_cost([&] { faces = test::shared_engine().detect(huge, smallest); });
+  std::printf("7300x5470 at min_face 8: %.2f s, peak %lld MiB\n", cost.seconds,
+              static_cast<long long>(cost.peak_bytes >> 20));
+  EXPECT_TRUE(faces.empty());
+  EXPECT_LT(cost.seconds, 25.0 * test::kSanitizerSlack);  // 7 s here; 83 s before the bound
+  EXPECT_LT(cost.peak_bytes, static_cast<std::int64_t>(160 * test::kSanitizerSlack) << 20);
 }
 
 TEST(Nms, SuppressesOverlapsAndContainedBoxes) {

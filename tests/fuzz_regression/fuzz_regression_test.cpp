@@ -10,6 +10,8 @@
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
 
+#include "../common/cost.h"
+#include "candor/image.h"
 #include "harness.h"
 
 namespace candor::fuzz {
@@ -46,6 +48,54 @@ void replay(const std::string& target, Harness harness) {
 }
 
 TEST(FuzzRegression, ImageInputs) { replay("fuzz_image", image_input); }
+
+// The CI check of issue 16: no image input of the seed corpus or the regressions may
+// cost more than a set time or memory, neither through the fuzz harness (decoding at
+// 256x256 at most, then the whole detect path) nor decoded at the server's own limits
+// (where its peak must stay within probe_image's decode_bytes). A decoder or pipeline
+// change that makes one input slow or hungry fails here, in `make test` and under ASan.
+TEST(FuzzCost, EveryImageSeedAndRegressionStaysWithinItsBudget) {
+  constexpr double kHarnessSeconds = 2.0;             // one input through the harness (~0.1 s here)
+  constexpr std::int64_t kHarnessPeakBytes = 64 << 20;
+  constexpr double kDecodeSeconds = 0.5;               // decode_image alone, at the default limits
+  constexpr std::int64_t kDecodeSlackBytes = 4 << 20;  // row buffers and codec state above decode_bytes
+  auto inputs = image_seeds();
+  for (const fs::path& file : regressions("fuzz_image")) inputs.emplace_back(file.string(), read_all(file));
+  ASSERT_GE(inputs.size(), 17u);
+  (void)image_input(inputs.front().second);  // loads the networks before anything is measured
+  for (const auto& input : inputs) {
+    SCOPED_TRACE(input.first);
+    const std::vector<std::uint8_t>& bytes = input.second;  // not a structured binding: clang 14 cannot capture one
+    const test::Cost harness = test::measure_cost([&] { (void)image_input(bytes); });
+    EXPECT_LT(harness.seconds, kHarnessSeconds * test::kSanitizerSlack);
+    // Under ASan freed memory waits in quarantine (256 MB) instead of being reused, so the
+    // peak of a whole detect path counts every allocation it made: checked without it.
+    if (test::kSanitizerSlack == 1.0) {
+      EXPECT_LT(harness.peak_bytes, kHarnessPeakBytes);
+    }
+    auto info = probe_image(bytes);
+    Result<cv::Mat> decoded = Error{};
+    const test::Cost decode = test::measure_cost([&] { decoded = decode_image(bytes); });
+    EXPECT_LT(decode.seconds, kDecodeSeconds * test::kSanitizerSlack);
+    const std::int64_t budget = info ? info->decode_bytes : 0;
+    EXPECT_LE(decode.peak_bytes, static_cast<std::int64_t>(static_cast<double>(budget) * test::kSanitizerSlack) + kDecodeSlackBytes);
+  }
+}
+
+// The seeds reach what they were made for: each format decodes, the limits refuse.
+TEST(FuzzHarness, ImageSeedsReachTheDecodersAndTheLimits) {
+  for (const auto& [name, bytes] : image_seeds()) {
+    SCOPED_TRACE(name);
+    EXPECT_LE(bytes.size(), 32u << 10);  // fuzz/run.sh's -max_len
+    auto r = decode_image(bytes);
+    if (name == "repeated_scans.jpg") {
+      ASSERT_FALSE(r.ok());
+      EXPECT_EQ(r.error().code, ErrorCode::kImageTooLarge) << r.error().message;
+    } else {
+      EXPECT_TRUE(r.ok()) << r.error().message;
+    }
+  }
+}
 TEST(FuzzRegression, JsonInputs) { replay("fuzz_json", json_input); }
 TEST(FuzzRegression, MultipartInputs) { replay("fuzz_multipart", multipart_input); }
 TEST(FuzzRegression, ManifestInputs) { replay("fuzz_manifest", manifest_input); }

@@ -19,7 +19,9 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
 
+#include "../common/image_surgery.h"
 #include "candor/image.h"
 #include "server_test_util.h"
 
@@ -379,6 +381,48 @@ TEST_F(AttackTest, OversizedMultipartPartIs413) {
   auto many = srv_->client().Post("/v1/detect", srv_->auth(), items);
   ASSERT_TRUE(many);
   EXPECT_EQ(many->status, 400);
+  expect_healthy();
+}
+
+// Issue 16, the decoding and detection limits through the route: a progressive JPEG of
+// 39.9 MP whose last (65-byte) scan is repeated 600 times held /v1/detect for 16-56 s;
+// the header of a 16-bit RGBA PNG of that size made it allocate ~4 GB; min_face=8 on a
+// 40 MP image took 83 s. Each is now refused from its header, within milliseconds.
+TEST_F(AttackTest, CostlyImagesAreRefusedFromTheirHeaders) {
+  std::vector<std::uint8_t> jpeg;
+  ASSERT_TRUE(cv::imencode(".jpg", cv::Mat(5470, 7300, CV_8UC3, cv::Scalar(90, 120, 150)), jpeg,
+                           {cv::IMWRITE_JPEG_PROGRESSIVE, 1}));
+  const auto hostile = with_last_scan_repeated(jpeg, 600);
+  const std::string repeated(hostile.begin(), hostile.end());
+  ASSERT_LT(repeated.size(), kMaxBody);
+  auto t0 = Clock::now();
+  auto r = srv_->post_image("/v1/detect", "image", repeated);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 413) << r->body;
+  EXPECT_EQ(error_code(r), "image_too_large");
+  EXPECT_LT(ms_since(t0), 1000);
+
+  // A PNG signature and IHDR: 7300x5470 (0x1C84 x 0x155E), 16 bits, colour type 6 (RGBA).
+  const std::string png("\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\0\0\x1c\x84\0\0\x15\x5e\x10\x06\0\0\0\0\0\0\0", 33);
+  r = srv_->post_image("/v1/detect", "image", png);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 413) << r->body;
+  EXPECT_EQ(error_code(r), "image_too_large");
+
+  const std::string baseline(jpeg.begin(), jpeg.end());
+  t0 = Clock::now();
+  r = srv_->post_image("/v1/detect?min_face=8", "image", baseline);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400) << r->body;
+  EXPECT_EQ(error_code(r), "invalid_argument");
+  EXPECT_NE(r->body.find("at least 44"), std::string::npos) << r->body;
+  EXPECT_LT(ms_since(t0), 1000);
+  // Per-face work is bounded too: at most 256 faces a request (on a 1920x1080 frame of
+  // noise at threshold 0.05, the landmarks of its 800 boxes alone took 15 s).
+  r = srv_->post_image("/v1/detect?max_faces=1000&threshold=0.05", "image", baseline);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400) << r->body;
+  EXPECT_EQ(error_code(r), "invalid_argument");
   expect_healthy();
 }
 
