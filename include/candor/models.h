@@ -8,6 +8,8 @@
 // Thread safety: plain values; load_manifest is reentrant.
 #pragma once
 
+#include <algorithm>
+#include <cstddef>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -34,7 +36,21 @@ struct OperatingPoint {
   std::string name;     // e.g. "fmr-1e-3"
   double fmr = 0;       // the false match rate it was calibrated for
   float threshold = 0;  // cosine similarity at or above which two templates match
+  // The same false match rate for a probe face against a *subject template* (the
+  // renormalised mean of a subject's k enrolled templates, subject_template() in
+  // candor/collections.h), whose impostor scores are distributed otherwise than
+  // face-to-face ones: element k-1 holds the threshold for a subject enrolled from k
+  // photos; more photos than the list covers use its last element. Calibrated on LFW
+  // View 1 (README "Operating points"). Empty: `threshold` for every k.
+  std::vector<float> subject_thresholds;
 };
+
+// The threshold of `point` for a probe against a subject template made from `photos` faces.
+// requires: photos >= 1.
+inline float subject_threshold(const OperatingPoint& point, std::size_t photos) {
+  if (point.subject_thresholds.empty() || photos == 0) return point.threshold;
+  return point.subject_thresholds[std::min(photos, point.subject_thresholds.size()) - 1];
+}
 
 struct ModelSpec {
   std::string id;                 // unique within the manifest

@@ -2,6 +2,8 @@
 #include "candor/collections.h"
 
 #include <algorithm>
+#include <cmath>
+#include <stdexcept>
 #include <atomic>
 #include <condition_variable>
 #include <map>
@@ -588,6 +590,27 @@ class CollectionsImpl final : public Collections {
 };
 
 }  // namespace
+
+std::vector<float> subject_template(std::span<const std::vector<float>> faces, std::span<const float> weights) {
+  if (!weights.empty() && weights.size() != faces.size()) {
+    throw std::invalid_argument("subject_template: one weight per template");
+  }
+  if (faces.empty()) return {};
+  std::vector<double> sum(faces.front().size(), 0.0);
+  for (std::size_t i = 0; i < faces.size(); ++i) {
+    if (faces[i].size() != sum.size()) throw std::invalid_argument("subject_template: templates of different sizes");
+    const double w = weights.empty() ? 1.0 : weights[i];
+    for (std::size_t d = 0; d < sum.size(); ++d) sum[d] += w * faces[i][d];
+  }
+  double norm = 0;
+  for (double v : sum) norm += v * v;
+  norm = std::sqrt(norm);
+  std::vector<float> out(sum.size(), 0.0f);
+  if (norm > 0) {
+    for (std::size_t d = 0; d < sum.size(); ++d) out[d] = static_cast<float>(sum[d] / norm);
+  }
+  return out;
+}
 
 Result<std::unique_ptr<Collections>> Collections::open(const Engine& engine, Store& store, CollectionsOptions options) {
   try {  // a spec from a user's option: a bad one is their mistake, not a bug

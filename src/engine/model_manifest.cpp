@@ -110,8 +110,12 @@ Result<Manifest> load_manifest(const std::filesystem::path& path) {
       m.threshold = j.value("threshold", 0.0);
       if (j.contains("operating_points")) {
         for (const auto& op : j.at("operating_points")) {
-          m.operating_points.push_back(
-              {op.at("name").get<std::string>(), op.at("fmr").get<double>(), json_get<float>(op.at("threshold"))});
+          OperatingPoint point{op.at("name").get<std::string>(), op.at("fmr").get<double>(),
+                               json_get<float>(op.at("threshold")), {}};
+          if (op.contains("subject_thresholds")) {
+            for (const auto& t : op.at("subject_thresholds")) point.subject_thresholds.push_back(json_get<float>(t));
+          }
+          m.operating_points.push_back(std::move(point));
         }
       }
       if (m.role == ModelRole::kRecognizer && (m.dim <= 0 || m.dim > 4096)) {
