@@ -248,6 +248,7 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
       std::string collection, subject, from_dir;
       std::vector<std::string> images;
       bool subject_from_dirname = false;
+      bool allow_outliers = false;
       int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     };
     auto a = std::make_shared<StoreArgs>();
@@ -259,6 +260,8 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
     c->add_option("--from-dir", e->from_dir, "Batch: a directory with one sub-directory of photos per subject");
     c->add_flag("--subject-from-dirname", e->subject_from_dirname, "Batch: the sub-directory name is the subject id");
     c->add_option("--threads", e->threads, "Batch: subjects enrolled in parallel")->capture_default_str();
+    c->add_flag("--allow-outlier", e->allow_outliers,
+                "Enroll photos that do not look like the subject's other photos (refused by default, with the figure)");
     add_store_options(c, *a);
     c->callback(with_session(ctx, a, true, [a, e, &ctx](Session& s) {
       // (subject, files) jobs
@@ -299,7 +302,7 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
           Result<std::vector<EnrollOutcome>> r = std::vector<EnrollOutcome>{};
           for (std::size_t from = 0; r && from < images.size(); from += kMaxEnrollImages) {
             const auto batch = std::span<const EnrollImage>(images).subspan(from, std::min(kMaxEnrollImages, images.size() - from));
-            auto part = s.collections->enroll(e->collection, subject, batch, {a->actor, ""});
+            auto part = s.collections->enroll(e->collection, subject, batch, EnrollOptions{e->allow_outliers}, {a->actor, ""});
             if (!part) r = part.error();
             else r->insert(r->end(), part->begin(), part->end());
           }
@@ -341,6 +344,7 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
       std::string collection, image, reason;
       std::size_t top = 5;
       bool candidates = false;
+      bool largest_face = false;
     };
     auto a = std::make_shared<StoreArgs>();
     auto q = std::make_shared<SearchArgs>();
@@ -349,16 +353,44 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
     c->add_option("image", q->image, "Probe photo (the largest face is searched)")->required();
     c->add_option("--reason", q->reason, "Why this search is made (written to the audit log)")->required();
     c->add_option("--top", q->top, "How many subjects to return")->capture_default_str();
+    c->add_flag("--largest-face", q->largest_face, "Search only the largest face (default: every face in the photo)");
     c->add_flag("--candidates", q->candidates,
                 "Also list the most similar subjects below the threshold (audited as a candidate search)");
     add_store_options(c, *a);
     c->callback(with_session(ctx, a, true, [a, q, &ctx](Session& s) {
       auto bytes = read_file_bytes(q->image, ctx.limits.max_bytes);
       if (!bytes) return fail({bytes.error().code, q->image + ": " + bytes.error().message});
-      auto r = s.collections->search(q->collection, *bytes, SearchOptions{q->top, q->candidates}, {a->actor, q->reason});
+      SearchOptions options;
+      options.top_k = q->top;
+      options.include_candidates = q->candidates;
+      options.largest_face_only = q->largest_face;
+      auto r = s.collections->search(q->collection, *bytes, options, {a->actor, q->reason});
       if (!r) return fail(r.error());
       print_json(search_result_to_json(q->collection, *r));
       return 0;
+    }));
+  }
+
+  // ---- verify
+  {
+    struct VerifyArgs {
+      std::string collection, subject, image, reason;
+    };
+    auto a = std::make_shared<StoreArgs>();
+    auto v = std::make_shared<VerifyArgs>();
+    CLI::App* c = app.add_subcommand("verify", "1:1: is this person the subject they claim to be? (audited, needs a reason)");
+    c->add_option("--collection", v->collection)->required();
+    c->add_option("--subject", v->subject, "The subject the person claims to be")->required();
+    c->add_option("image", v->image, "Photo of the person (the largest face is verified)")->required();
+    c->add_option("--reason", v->reason, "Why this check is made (written to the audit log)")->required();
+    add_store_options(c, *a);
+    c->callback(with_session(ctx, a, true, [a, v, &ctx](Session& s) {
+      auto bytes = read_file_bytes(v->image, ctx.limits.max_bytes);
+      if (!bytes) return fail({bytes.error().code, v->image + ": " + bytes.error().message});
+      auto r = s.collections->verify(v->collection, v->subject, *bytes, {a->actor, v->reason});
+      if (!r) return fail(r.error());
+      print_json(verify_result_to_json(v->collection, *r));
+      return 0;  // the decision is in the answer, as `candor compare` gives it
     }));
   }
 

@@ -304,7 +304,7 @@ void revoke_search(const Common& c, const RevokeArgs& a) {
       }
       std::ostringstream line;
       line << start << " " << end << " " << subject;
-      for (const auto& m : r->matches) line << " " << m.subject;
+      for (const auto& m : r->largest().matches) line << " " << m.subject;
       std::lock_guard lock(log_mutex);
       log << line.str() << "\n";
     }

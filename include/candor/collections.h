@@ -28,6 +28,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -121,28 +122,70 @@ struct EnrollOutcome {
 
 struct SubjectMatch {
   std::string subject;
-  float similarity = 0;  // best over the subject's enrolled faces
-  FaceId face_id = 0;    // the face that gave it
-  bool match = false;    // similarity >= the collection's threshold
+  float similarity = 0;  // the probe against the subject's template (subject_template())
+  float threshold = 0;   // the threshold it was decided at: the collection's operating point for a
+                         // subject enrolled from `faces` photos (OperatingPoint::subject_thresholds)
+  bool match = false;    // similarity >= threshold
+  std::size_t faces = 0;  // enrolled faces the subject's template is made of
+  FaceId face_id = 0;    // the enrolled face most similar to the probe
+  float face_similarity = 0;  // ... and its similarity
 };
 
 struct SearchOptions {
-  std::size_t top_k = 5;  // 1..100 subjects
-  // Also return the best subjects below the collection's threshold (match == false).
+  std::size_t top_k = 5;  // 1..100 subjects per face
+  // Also return the best subjects below the threshold (match == false).
   // Off by default: a search answers who matched, not who in the collection looks
   // most like a stranger. The audit entry records that candidates were asked for;
   // its subject index still names only the matches.
   bool include_candidates = false;
+  // Search only the largest face of the probe. Default: every face found (a door
+  // camera's frame or a group photo holds several people), each searched and audited
+  // as one search.
+  bool largest_face_only = false;
+  // Called once the probe's faces are found, with how many will be searched, before
+  // any is: a rate limit charges each face. A non-ok status refuses the search with
+  // that error, audited (a kRateLimited refusal uncharged: nothing was searched).
+  std::function<Status(std::size_t faces)> admit_faces;
+};
+
+// One face of the probe and the subjects it matched.
+struct FaceSearch {
+  Face probe;                         // box, landmarks, quality; no template
+  std::vector<SubjectMatch> matches;  // best first, one per subject, at most top_k: those at
+                                      // or above their threshold, and below it too when
+                                      // SearchOptions::include_candidates
 };
 
 struct SearchResult {
-  // Best first, one per subject, at most top_k: the subjects at or above the threshold,
-  // and below it too when SearchOptions::include_candidates.
-  std::vector<SubjectMatch> matches;
-  Face probe;                         // the probe face (box, landmarks, quality); no template
+  std::vector<FaceSearch> faces;  // every face searched, largest first (never empty)
   std::size_t faces_in_image = 0;
-  float threshold = 0;
+  float threshold = 0;  // the collection's threshold for a subject enrolled from one photo
+  const FaceSearch& largest() const { return faces.front(); }
 };
+
+struct VerifyResult {
+  std::string subject;
+  Face probe;             // the largest face of the photo; no template
+  float similarity = 0;   // probe against the subject's template
+  float threshold = 0;    // the collection's operating point for the subject's photo count
+  bool match = false;
+  std::size_t faces = 0;  // enrolled faces of the subject
+  FaceId face_id = 0;     // the enrolled face most similar to the probe
+};
+
+struct EnrollOptions {
+  // A photo whose face does not look like the subject's other photos (similarity to
+  // their template below kOutlierFraction of the collection's threshold) is refused as
+  // probably another person's, naming the figure; true enrolls it anyway.
+  bool allow_outliers = false;
+};
+
+// An enrollment photo is an outlier when its similarity to the template of the
+// subject's other photos is below this fraction of the collection's threshold: at
+// fmr-1e-4 (0.4128) that is 0.206, far below any operating point (fmr-1e-3 is 0.338)
+// and well inside the impostor range, so a genuine photo of usable quality is seldom
+// refused while a photo filed under the wrong name almost always is.
+inline constexpr float kOutlierFraction = 0.5f;
 
 class Collections {
  public:
@@ -171,10 +214,18 @@ class Collections {
   // ensures: kConsentRequired (nothing decoded, nothing stored) when the subject lacks
   //          consent; kInvalidArgument for more than kMaxEnrollImages images;
   //          kNotFound for an unknown collection; otherwise one outcome per image.
+  //          An outlier photo (see EnrollOptions) is refused individually with
+  //          kInvalidArgument naming its similarity, unless options.allow_outliers.
   virtual Result<std::vector<EnrollOutcome>> enroll(const std::string& collection, const std::string& subject,
-                                                    std::span<const EnrollImage> images, const AuditContext& ctx) = 0;
+                                                    std::span<const EnrollImage> images, const EnrollOptions& options,
+                                                    const AuditContext& ctx) = 0;
+  Result<std::vector<EnrollOutcome>> enroll(const std::string& collection, const std::string& subject,
+                                            std::span<const EnrollImage> images, const AuditContext& ctx) {
+    return enroll(collection, subject, images, EnrollOptions{}, ctx);
+  }
 
-  // 1:N: the subjects matching the largest face in `probe` (see SearchOptions).
+  // 1:N: the subjects matching each face in `probe` (see SearchOptions), ranked by
+  // their subject templates; each face searched is one audited search.
   // The audit context (reason non-empty, within kMaxReasonBytes) and the options are
   // checked before the probe is decoded; inference holds no collection lock.
   // ensures: kInvalidArgument for a bad context or options (nothing run, nothing
@@ -184,8 +235,19 @@ class Collections {
                                       const SearchOptions& options, const AuditContext& ctx) = 0;
   Result<SearchResult> search(const std::string& collection, std::span<const std::uint8_t> probe, std::size_t top_k,
                               const AuditContext& ctx) {
-    return search(collection, probe, SearchOptions{top_k, false}, ctx);
+    SearchOptions options;
+    options.top_k = top_k;
+    return search(collection, probe, options, ctx);
   }
+
+  // 1:1 against one subject: is the largest face of `probe` this subject? Decided on the
+  // subject's template at the collection's operating point; audited as a search ("verify"
+  // in its details; the subject named only when it matched).
+  // requires: as search().
+  // ensures: kNotFound when the subject holds no face in the collection (audited);
+  //          kNoFace when the probe has none.
+  virtual Result<VerifyResult> verify(const std::string& collection, const std::string& subject,
+                                      std::span<const std::uint8_t> probe, const AuditContext& ctx) = 0;
 
   // As the store's, and the faces leave the index before the call returns.
   virtual Result<std::vector<FaceId>> revoke_consent(const std::string& collection, const std::string& subject,

@@ -25,9 +25,15 @@ nlohmann::json collection_to_json(const Collection& collection);
 nlohmann::json consent_to_json(const Consent& consent);
 nlohmann::json audit_entry_to_json(const AuditEntry& entry);
 struct SearchResult;  // candor/collections.h
-// The answer to a 1:N search, one shape for the CLI and the server: collection, threshold,
-// faces_in_image, probe (face_to_json) and matches [{subject, similarity, match, face_id}],
-// similarities rounded to 4 decimals like every score Candor prints.
-nlohmann::json search_result_to_json(const std::string& collection, const SearchResult& result);  // no templates or images: entries hold none
+struct VerifyResult;
+// The answer to a 1:N search, one shape for the CLI and the server: collection, threshold
+// (for a subject enrolled from one photo), faces_in_image, faces [{probe (face_to_json),
+// matches [{subject, similarity, threshold, match, faces, face_id, face_similarity}]}],
+// and the largest face's probe and matches again at the top level; scores rounded to 4
+// decimals like every score Candor prints.
+nlohmann::json search_result_to_json(const std::string& collection, const SearchResult& result);
+// A 1:1 verification against a subject: {collection, subject, similarity, threshold, match,
+// faces, face_id, probe}.
+nlohmann::json verify_result_to_json(const std::string& collection, const VerifyResult& result);  // no templates or images: entries hold none
 
 }  // namespace candor

@@ -97,19 +97,46 @@ nlohmann::json error_to_json(const Error& error) {
   return {{"error", {{"code", error_code_name(error.code)}, {"message", error.message}}}};
 }
 
-nlohmann::json search_result_to_json(const std::string& collection, const SearchResult& result) {
-  nlohmann::json out = {{"collection", collection},
-                        {"threshold", std::round(static_cast<double>(result.threshold) * 10000.0) / 10000.0},
-                        {"faces_in_image", result.faces_in_image},
-                        {"probe", face_to_json(result.probe)},
-                        {"matches", nlohmann::json::array()}};
-  for (const SubjectMatch& m : result.matches) {
-    out["matches"].push_back({{"subject", m.subject},
-                              {"similarity", std::round(static_cast<double>(m.similarity) * 10000.0) / 10000.0},
-                              {"match", m.match},
-                              {"face_id", m.face_id}});
+namespace {
+double round4(double v) { return std::round(v * 10000.0) / 10000.0; }
+
+nlohmann::json matches_to_json(const std::vector<SubjectMatch>& matches) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const SubjectMatch& m : matches) {
+    out.push_back({{"subject", m.subject},
+                   {"similarity", round4(m.similarity)},
+                   {"threshold", round4(m.threshold)},
+                   {"match", m.match},
+                   {"faces", m.faces},
+                   {"face_id", m.face_id},
+                   {"face_similarity", round4(m.face_similarity)}});
   }
   return out;
+}
+}  // namespace
+
+nlohmann::json search_result_to_json(const std::string& collection, const SearchResult& result) {
+  nlohmann::json faces = nlohmann::json::array();
+  for (const FaceSearch& f : result.faces) faces.push_back({{"probe", face_to_json(f.probe)}, {"matches", matches_to_json(f.matches)}});
+  nlohmann::json out = {{"collection", collection},
+                        {"threshold", round4(result.threshold)},
+                        {"faces_in_image", result.faces_in_image},
+                        {"faces", std::move(faces)}};
+  // The largest face's, at the top level too: one face is the common case.
+  out["probe"] = out["faces"][0]["probe"];
+  out["matches"] = out["faces"][0]["matches"];
+  return out;
+}
+
+nlohmann::json verify_result_to_json(const std::string& collection, const VerifyResult& result) {
+  return {{"collection", collection},
+          {"subject", result.subject},
+          {"similarity", round4(result.similarity)},
+          {"threshold", round4(result.threshold)},
+          {"match", result.match},
+          {"faces", result.faces},
+          {"face_id", result.face_id},
+          {"probe", face_to_json(result.probe)}};
 }
 
 }  // namespace candor

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <stdexcept>
 #include <atomic>
 #include <condition_variable>
@@ -20,6 +21,7 @@
 #include "candor/crypto.h"
 #include "candor/index.h"
 #include "candor/json.h"
+#include "subject_gallery.h"
 
 namespace candor {
 namespace {
@@ -35,9 +37,9 @@ constexpr float kDominantFaceAreaRatio = 2.0f;
 constexpr std::size_t kMaxTombstones = 1'000'000;
 
 struct CollectionState {
+  CollectionState(Collection c, int dim, const std::string& index_spec) : info(std::move(c)), gallery(dim, index_spec) {}
   Collection info;
-  std::unique_ptr<Index> index;
-  std::unordered_map<FaceId, std::string> subject_of;
+  collections_detail::SubjectGallery gallery;  // subject templates, and the face templates they are made of
   mutable std::shared_mutex mutex;
 };
 
@@ -102,10 +104,8 @@ class CollectionsImpl final : public Collections {
     auto created = store_.create_collection(spec, ctx);
     if (!created) return created.error();
     if (!serves(created->name)) return created;  // another node group holds it
-    auto state = std::make_unique<CollectionState>();
-    state->info = *created;
-    state->index = make_index(engine_.recognizer_spec().dim, options_.index_spec);
-    collections_[created->name] = std::move(state);
+    collections_[created->name] =
+        std::make_unique<CollectionState>(*created, engine_.recognizer_spec().dim, options_.index_spec);
     return created;
   }
 
@@ -117,7 +117,8 @@ class CollectionsImpl final : public Collections {
   }
 
   Result<std::vector<EnrollOutcome>> enroll(const std::string& collection, const std::string& subject,
-                                            std::span<const EnrollImage> images, const AuditContext& ctx) override {
+                                            std::span<const EnrollImage> images, const EnrollOptions& enroll_options,
+                                            const AuditContext& ctx) override {
     if (images.size() > kMaxEnrollImages) {
       return Error{ErrorCode::kInvalidArgument, std::to_string(images.size()) + " images in one enrollment; at most " +
                                                     std::to_string(kMaxEnrollImages) + " are taken per call"};
@@ -157,19 +158,20 @@ class CollectionsImpl final : public Collections {
     std::shared_lock registry(registry_mutex_);
     auto state = find(collection, registry);  // again: it may have been deleted meanwhile
     if (!state) return state.error();
-    // Exclusive from the commit until the index holds the faces, so a revocation
-    // cannot slip between them and leave deleted faces in the index.
+    // Exclusive from the commit until the gallery holds the faces, so a revocation
+    // cannot slip between them and leave deleted faces in memory.
     std::unique_lock lock((*state)->mutex);
+    if (!enroll_options.allow_outliers) {
+      refuse_outliers(**state, subject, faces, face_outcome, outcomes);
+      if (faces.empty()) return outcomes;
+    }
     auto ids = store_.enroll(collection, subject, faces, ctx);
     if (!ids) return ids.error();
     std::vector<float> rows;
     rows.reserve(faces.size() * faces.front().embedding.size());
     for (const NewFace& f : faces) rows.insert(rows.end(), f.embedding.begin(), f.embedding.end());
-    (*state)->index->add(*ids, rows);
-    for (std::size_t i = 0; i < ids->size(); ++i) {
-      (*state)->subject_of[(*ids)[i]] = subject;
-      outcomes[face_outcome[i]].face_id = (*ids)[i];
-    }
+    (*state)->gallery.add(subject, *ids, rows);
+    for (std::size_t i = 0; i < ids->size(); ++i) outcomes[face_outcome[i]].face_id = (*ids)[i];
     return outcomes;
   }
 
@@ -183,25 +185,32 @@ class CollectionsImpl final : public Collections {
     if (!info) return info.error();
     auto refuse = [&](const Error& e) -> Error {
       SearchRecord record{ctx, collection, {}, "{}", "refused: " + std::string(error_code_name(e.code))};
+      record.charged = e.code != ErrorCode::kRateLimited;  // refused by the budget: nothing was searched
       (void)store_.record_search(record);
       return e;
     };
     // Decoding, detection and analysis hold no collection lock.
     auto image = decode_image(probe, options_.limits);
     if (!image) return refuse(image.error());
-    auto faces = engine_.analyze(*image, options_.detect);
+    std::vector<Face> faces = engine_.analyze(*image, options_.detect);
     if (faces.empty()) return refuse({ErrorCode::kNoFace, "no face in the probe image"});
-    const auto largest = std::max_element(faces.begin(), faces.end(),
-                                          [](const Face& a, const Face& b) { return a.box.area() < b.box.area(); });
+    std::stable_sort(faces.begin(), faces.end(), [](const Face& a, const Face& b) { return a.box.area() > b.box.area(); });
     SearchResult result;
     result.faces_in_image = faces.size();
-    result.probe = *largest;
+    if (options.largest_face_only) faces.resize(1);
+    if (options.admit_faces) {
+      if (auto admitted = options.admit_faces(faces.size()); !admitted) return refuse(admitted.error());
+    }
     if (options_.analyzer != nullptr) {
       AnalysisRequest request;
       request.liveness = info->liveness_required;
-      options_.analyzer->analyze(*image, std::span<Face>(&result.probe, 1), request);
-      if (request.liveness && result.probe.liveness && !result.probe.liveness->live) {
-        return refuse({ErrorCode::kLivenessFailed, "the probe failed the liveness check this collection requires"});
+      options_.analyzer->analyze(*image, std::span<Face>(faces), request);
+      if (request.liveness) {
+        for (const Face& f : faces) {
+          if (f.liveness && !f.liveness->live) {
+            return refuse({ErrorCode::kLivenessFailed, "a probe face failed the liveness check this collection requires"});
+          }
+        }
       }
     }
 
@@ -210,44 +219,72 @@ class CollectionsImpl final : public Collections {
     if (!state) return state.error();
     std::shared_lock lock((*state)->mutex);
     const CollectionState& s = **state;
+    const OperatingPoint point = operating_point_of(s.info);
     result.threshold = s.info.match_threshold;
-    const std::size_t top_k = options.top_k;
-    // Faces, not subjects, come out of the index: ask for more until top_k distinct
-    // subjects are found or the index is exhausted.
-    std::vector<Neighbor> neighbors;
-    for (std::size_t k = top_k * 4; s.index->size() > 0; k *= 4) {
-      neighbors = s.index->search(result.probe.embedding, std::min(k, s.index->size())).front();
-      std::set<std::string> distinct;
-      for (const Neighbor& n : neighbors) distinct.insert(s.subject_of.at(n.id));
-      if (distinct.size() >= top_k || k >= s.index->size()) break;
-      // Without candidates only the matches are wanted: once the k-th face is below the
-      // threshold, no further face can be a match.
-      if (!options.include_candidates && !neighbors.empty() && neighbors.back().score < s.info.match_threshold) break;
+    for (Face& face : faces) {
+      auto searched = search_face(s, point, face, options, ctx);
+      if (!searched) return searched.error();
+      face.embedding.clear();  // templates do not leave the engine
+      result.faces.push_back(FaceSearch{std::move(face), std::move(*searched)});
     }
-    std::vector<FaceId> ids;
-    for (const Neighbor& n : neighbors) ids.push_back(n.id);
-    auto existing = store_.existing_faces(ids);  // deleted, revoked or expired a moment ago: dropped
-    if (!existing) return existing.error();
-    const std::set<FaceId> live(existing->begin(), existing->end());
-    std::set<std::string> seen;
-    nlohmann::json details = {{"top_k", top_k}, {"results", nlohmann::json::array()}};
-    if (options.include_candidates) details["candidates"] = true;
-    std::vector<std::string> matched;  // the audit's subject index names only these
-    for (const Neighbor& n : neighbors) {
-      if (!live.count(n.id)) continue;
-      const std::string& subject = s.subject_of.at(n.id);
-      if (!seen.insert(subject).second) continue;
-      const bool match = n.score >= s.info.match_threshold;
-      if (!match && !options.include_candidates) break;  // neighbours are best first
-      result.matches.push_back({subject, n.score, n.id, match});
-      details["results"].push_back({{"face_id", n.id}, {"score", std::round(static_cast<double>(n.score) * 10000) / 10000}, {"match", match}});
-      if (match) matched.push_back(subject);
-      if (result.matches.size() == top_k) break;
-    }
-    result.probe.embedding.clear();  // templates do not leave the engine
-    SearchRecord record{ctx, collection, matched, details.dump(), "ok"};
-    if (auto recorded = store_.record_search(record); !recorded) return recorded.error();
     return result;
+  }
+
+  Result<VerifyResult> verify(const std::string& collection, const std::string& subject,
+                              std::span<const std::uint8_t> probe, const AuditContext& ctx) override {
+    if (auto ok = check_audit_context(ctx, true); !ok) return ok.error();
+    if (auto ok = check_subject_id(subject); !ok) return ok.error();
+    auto info = collection_info(collection);
+    if (!info) return info.error();
+    auto record = [&](const std::string& result, nlohmann::json details, std::vector<std::string> named) {
+      details["verify"] = true;
+      return store_.record_search(SearchRecord{ctx, collection, std::move(named), details.dump(), result});
+    };
+    auto refuse = [&](const Error& e) -> Error {
+      (void)record("refused: " + std::string(error_code_name(e.code)), nlohmann::json::object(), {});
+      return e;
+    };
+    auto image = decode_image(probe, options_.limits);
+    if (!image) return refuse(image.error());
+    std::vector<Face> faces = engine_.analyze(*image, options_.detect);
+    if (faces.empty()) return refuse({ErrorCode::kNoFace, "no face in the probe image"});
+    Face face = *std::max_element(faces.begin(), faces.end(),
+                                  [](const Face& a, const Face& b) { return a.box.area() < b.box.area(); });
+    if (options_.analyzer != nullptr) {
+      AnalysisRequest request;
+      request.liveness = info->liveness_required;
+      options_.analyzer->analyze(*image, std::span<Face>(&face, 1), request);
+      if (request.liveness && face.liveness && !face.liveness->live) {
+        return refuse({ErrorCode::kLivenessFailed, "the probe failed the liveness check this collection requires"});
+      }
+    }
+    std::shared_lock registry(registry_mutex_);
+    auto state = find(collection, registry);
+    if (!state) return state.error();
+    std::shared_lock lock((*state)->mutex);
+    const CollectionState& s = **state;
+    auto existing = store_.existing_faces(s.gallery.faces_of(subject));  // deleted, revoked or expired: gone
+    if (!existing) return existing.error();
+    if (existing->empty()) {
+      return refuse({ErrorCode::kNotFound, "the subject holds no face in collection " + collection});
+    }
+    const std::set<FaceId> live(existing->begin(), existing->end());
+    const auto templates = s.gallery.templates_of(subject);
+    const std::vector<float> subject_vector = subject_template(templates);
+    VerifyResult out;
+    out.subject = subject;
+    out.faces = templates.size();
+    out.similarity = dot(face.embedding, subject_vector);
+    out.threshold = subject_threshold(operating_point_of(s.info), out.faces);
+    out.match = out.similarity >= out.threshold;
+    if (auto best = s.gallery.best_face(subject, face.embedding, live)) out.face_id = best->first;
+    face.embedding.clear();
+    out.probe = std::move(face);
+    nlohmann::json details = {{"score", rounded(out.similarity)}, {"match", out.match}, {"face_id", out.face_id}};
+    if (auto st = record("ok", details, out.match ? std::vector<std::string>{subject} : std::vector<std::string>{}); !st) {
+      return st.error();
+    }
+    return out;
   }
 
   Result<std::vector<FaceId>> revoke_consent(const std::string& collection, const std::string& subject,
@@ -285,7 +322,7 @@ class CollectionsImpl final : public Collections {
     auto it = collections_.find(collection);
     if (it == collections_.end()) return 0;
     std::shared_lock lock(it->second->mutex);
-    return it->second->index->size();
+    return it->second->gallery.faces();
   }
 
   Status sync() override {
@@ -374,7 +411,7 @@ class CollectionsImpl final : public Collections {
         auto it = collections_.find(c.collection);
         if (it != collections_.end()) {
           std::shared_lock lock(it->second->mutex);
-          if (it->second->subject_of.count(c.face_id) != 0) continue;
+          if (it->second->gallery.holds(c.face_id)) continue;
         }
         wanted.push_back(c.face_id);
       }
@@ -414,11 +451,9 @@ class CollectionsImpl final : public Collections {
       if (it != collections_.end()) {
         CollectionState& s = *it->second;
         std::unique_lock lock(s.mutex);
-        std::vector<FaceId> ids;
-        std::vector<float> rows;
         for (FaceId id : added) {
           auto f = fetched.find(id);
-          if (f == fetched.end() || f->second.collection != name || s.subject_of.count(id) != 0 || tombstoned(id)) {
+          if (f == fetched.end() || f->second.collection != name || s.gallery.holds(id) || tombstoned(id)) {
             continue;  // gone since, held already, or dropped here a moment ago
           }
           if (static_cast<int>(f->second.embedding.size()) != engine_.recognizer_spec().dim) {
@@ -426,12 +461,9 @@ class CollectionsImpl final : public Collections {
                                                           " is a template of model " + f->second.model_id +
                                                           ", not of the recogniser in use"};
           }
-          ids.push_back(id);
-          rows.insert(rows.end(), f->second.embedding.begin(), f->second.embedding.end());
+          s.gallery.add(f->second.subject, std::span<const FaceId>(&id, 1), f->second.embedding);
         }
-        if (!ids.empty()) s.index->add(ids, rows);
-        for (FaceId id : ids) s.subject_of[id] = fetched.at(id).subject;
-        drop_from_index(s, removed);
+        s.gallery.remove(removed);
         std::lock_guard tomb(tombstone_mutex_);
         for (FaceId id : removed) tombstones_.erase(id);
         return ok_status();
@@ -463,22 +495,20 @@ class CollectionsImpl final : public Collections {
   Result<std::unique_ptr<CollectionState>> load(const Collection& c) {
     auto faces = store_.load_faces(c.name);
     if (!faces) return faces.error();
-    auto state = std::make_unique<CollectionState>();
-    state->info = c;
-    state->index = make_index(engine_.recognizer_spec().dim, options_.index_spec);
-    std::vector<FaceId> ids;
-    std::vector<float> rows;
+    auto state = std::make_unique<CollectionState>(c, engine_.recognizer_spec().dim, options_.index_spec);
+    // Grouped by subject, so each subject's template is computed once.
+    std::map<std::string, std::pair<std::vector<FaceId>, std::vector<float>>> by_subject;
     for (const FaceRecord& f : *faces) {
       if (static_cast<int>(f.embedding.size()) != engine_.recognizer_spec().dim) {
         return Error{ErrorCode::kInvalidArgument, "collection " + c.name + " holds templates of model " + f.model_id +
                                                       " (" + std::to_string(f.embedding.size()) +
                                                       "-d), not of the recogniser in use (" + engine_.recognizer_spec().id + ")"};
       }
+      auto& [ids, rows] = by_subject[f.subject];
       ids.push_back(f.id);
       rows.insert(rows.end(), f.embedding.begin(), f.embedding.end());
-      state->subject_of[f.id] = f.subject;
     }
-    if (!ids.empty()) state->index->add(ids, rows);
+    for (const auto& [subject, faces_of] : by_subject) state->gallery.add(subject, faces_of.first, faces_of.second);
     return state;
   }
 
@@ -526,16 +556,103 @@ class CollectionsImpl final : public Collections {
 
   // Drops faces this node removed itself; the feed will report them again.
   void drop(CollectionState& s, const std::vector<FaceId>& ids) {
-    drop_from_index(s, ids);
+    s.gallery.remove(ids);
     if (!feed_in_use_.load()) return;
     std::lock_guard lock(tombstone_mutex_);
     if (tombstones_.size() + ids.size() > kMaxTombstones) tombstones_.clear();
     tombstones_.insert(ids.begin(), ids.end());
   }
 
-  static void drop_from_index(CollectionState& s, const std::vector<FaceId>& ids) {
-    s.index->remove(ids);
-    for (FaceId id : ids) s.subject_of.erase(id);
+  static float dot(std::span<const float> a, std::span<const float> b) {
+    float out = 0;
+    for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) out += a[i] * b[i];
+    return out;
+  }
+  static double rounded(float v) { return std::round(static_cast<double>(v) * 10000) / 10000; }
+
+  // The recogniser's operating point whose threshold the collection was created with, for
+  // its subject thresholds; a threshold set otherwise applies to every photo count.
+  OperatingPoint operating_point_of(const Collection& c) const {
+    for (const OperatingPoint& p : engine_.recognizer_spec().operating_points) {
+      if (p.threshold == c.match_threshold) return p;
+    }
+    return OperatingPoint{"custom", 0, c.match_threshold, {}};
+  }
+
+  // One face of a search: the subjects whose templates are nearest it, re-checked against
+  // the store (faces deleted, revoked or expired a moment ago are dropped), decided each at
+  // the threshold for its photo count, and audited as one search.
+  // requires: s.mutex held (shared).
+  Result<std::vector<SubjectMatch>> search_face(const CollectionState& s, const OperatingPoint& point, const Face& face,
+                                                const SearchOptions& options, const AuditContext& ctx) {
+    // A few more subjects than asked for: some may turn out to have been removed meanwhile.
+    const auto hits = s.gallery.search(face.embedding, options.top_k + 8);
+    std::vector<FaceId> ids;
+    for (const auto& h : hits) {
+      const auto faces_of = s.gallery.faces_of(h.subject);
+      ids.insert(ids.end(), faces_of.begin(), faces_of.end());
+    }
+    auto existing = store_.existing_faces(ids);
+    if (!existing) return existing.error();
+    const std::set<FaceId> live(existing->begin(), existing->end());
+    std::vector<SubjectMatch> matches;
+    std::vector<std::string> matched;  // the audit's subject index names only these
+    nlohmann::json details = {{"top_k", options.top_k}, {"results", nlohmann::json::array()}};
+    if (options.include_candidates) details["candidates"] = true;
+    if (!options.largest_face_only) details["face_box"] = {face.box.x, face.box.y, face.box.width, face.box.height};
+    for (const auto& h : hits) {
+      auto best = s.gallery.best_face(h.subject, face.embedding, live);
+      if (!best) continue;  // none of its faces is still identifiable
+      SubjectMatch m{h.subject, h.score, subject_threshold(point, h.faces), false, h.faces, best->first, best->second};
+      m.match = m.similarity >= m.threshold;
+      if (!m.match && !options.include_candidates) continue;
+      details["results"].push_back({{"face_id", m.face_id}, {"score", rounded(m.similarity)}, {"match", m.match}});
+      if (m.match) matched.push_back(m.subject);
+      matches.push_back(std::move(m));
+      if (matches.size() == options.top_k) break;
+    }
+    SearchRecord record{ctx, s.info.name, matched, details.dump(), "ok"};
+    if (auto recorded = store_.record_search(record); !recorded) return recorded.error();
+    return matches;
+  }
+
+  // Refuses, one by one, the new faces that do not look like the subject's other photos
+  // (the enrolled ones and the rest of this batch): likely another person's photo filed
+  // under this name. requires: s.mutex held.
+  void refuse_outliers(const CollectionState& s, const std::string& subject, std::vector<NewFace>& faces,
+                       std::vector<std::size_t>& face_outcome, std::vector<EnrollOutcome>& outcomes) const {
+    const std::vector<std::vector<float>> enrolled = s.gallery.templates_of(subject);
+    if (enrolled.size() + faces.size() < 2) return;  // a first photo has nothing to disagree with
+    const float bound = kOutlierFraction * s.info.match_threshold;
+    std::vector<bool> refused(faces.size(), false);
+    for (std::size_t i = 0; i < faces.size(); ++i) {
+      std::vector<std::vector<float>> others = enrolled;
+      for (std::size_t j = 0; j < faces.size(); ++j) {
+        if (j != i) others.push_back(faces[j].embedding);
+      }
+      const float similarity = dot(faces[i].embedding, subject_template(others));
+      if (similarity >= bound) continue;
+      refused[i] = true;
+      char figure[160];
+      std::snprintf(figure, sizeof figure,
+                    "this face's similarity to the subject's other %zu photo%s is %.3f, far below the collection's "
+                    "threshold %.3f (outliers: below %.3f)",
+                    others.size(), others.size() == 1 ? "" : "s", similarity, s.info.match_threshold, bound);
+      outcomes[face_outcome[i]].error = Error{
+          ErrorCode::kInvalidArgument,
+          std::string(figure) + ": is it the same person? Enroll it with allow_outliers (--allow-outlier) if it is"};
+    }
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < faces.size(); ++i) {
+      if (refused[i]) continue;
+      if (kept != i) {  // a self-move would empty the template
+        faces[kept] = std::move(faces[i]);
+        face_outcome[kept] = face_outcome[i];
+      }
+      ++kept;
+    }
+    faces.resize(kept);
+    face_outcome.resize(kept);
   }
 
   // The one face an enrollment photo contributes, with the photo's SHA-256.

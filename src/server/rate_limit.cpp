@@ -1,6 +1,7 @@
 #include "rate_limit.h"
 
 #include <algorithm>
+#include <stdexcept>
 
 namespace candor::server {
 
@@ -68,12 +69,15 @@ Result<std::int64_t> SearchBudget::ms_until_below(const std::string& actor, Time
   return std::chrono::duration_cast<std::chrono::milliseconds>(served - now).count();
 }
 
-Result<SearchBudget::Decision> SearchBudget::admit(const ApiKey& key, const std::string& actor) {
+Result<SearchBudget::Decision> SearchBudget::admit(const ApiKey& key, const std::string& actor, int count) {
+  if (count < 1) throw std::invalid_argument("SearchBudget::admit: count must be >= 1");
   const TimePoint now = clock_ ? clock_() : now_ms();
   // One mutex across count + reserve: two requests of one key cannot both take the last slot.
   std::lock_guard lock(mutex_);
   const auto it = in_flight_.find(actor);
-  const int pending = it == in_flight_.end() ? 0 : it->second;
+  // The searches admitted and not yet recorded, plus all but one of those asked for now: the
+  // window must have room for every one of them.
+  const int pending = (it == in_flight_.end() ? 0 : it->second) + count - 1;
   struct Window {
     const char* name;
     std::chrono::milliseconds length;
@@ -91,14 +95,14 @@ Result<SearchBudget::Decision> SearchBudget::admit(const ApiKey& key, const std:
     const std::int64_t seconds = std::max<std::int64_t>(1, (*wait_ms + 999) / 1000);
     return Decision{false, static_cast<int>(seconds), w.name};
   }
-  ++in_flight_[actor];
+  in_flight_[actor] += count;
   return Decision{};
 }
 
-void SearchBudget::finish(const std::string& actor) {
+void SearchBudget::finish(const std::string& actor, int count) {
   std::lock_guard lock(mutex_);
   auto it = in_flight_.find(actor);
-  if (it != in_flight_.end() && --it->second <= 0) in_flight_.erase(it);
+  if (it != in_flight_.end() && (it->second -= count) <= 0) in_flight_.erase(it);
 }
 
 }  // namespace candor::server

@@ -65,9 +65,10 @@ class SearchBudget {
     std::string window;     // "minute" or "day" when refused
   };
 
-  // On `allowed`, the caller must call finish(actor) once the search is recorded or failed.
-  Result<Decision> admit(const ApiKey& key, const std::string& actor);
-  void finish(const std::string& actor);
+  // Admits `count` searches at once (a probe with several faces is that many searches).
+  // On `allowed`, the caller must call finish(actor, count) once they are recorded or failed.
+  Result<Decision> admit(const ApiKey& key, const std::string& actor, int count = 1);
+  void finish(const std::string& actor, int count = 1);
 
  private:
   // ms from `now` until the window of `length` holds fewer than `limit` searches.

@@ -2,6 +2,7 @@
 // The Router has already checked the key's scope and that {c} exists and is visible.
 #include <cmath>
 #include <map>
+#include <memory>
 
 #include "candor/json.h"
 #include "core/json_number.h"
@@ -22,6 +23,44 @@ bool get_field(const nlohmann::json& body, const char* name, T& out, Call& call)
     send_error(call.res, {ErrorCode::kInvalidArgument, std::string("field '") + name + "' has the wrong type or is out of range"});
     return false;
   }
+}
+
+// Searches admitted against a key's budget, released when the request ends.
+struct AdmittedSearches {
+  Context& ctx;
+  std::string actor;
+  int searches = 1;
+  AdmittedSearches(Context& c, std::string a) : ctx(c), actor(std::move(a)) {}
+  AdmittedSearches(const AdmittedSearches&) = delete;
+  AdmittedSearches& operator=(const AdmittedSearches&) = delete;
+  ~AdmittedSearches() { ctx.budget->finish(actor, searches); }
+};
+
+// One search admitted against the key's budget, or nullopt after answering 429 (the
+// refusal audited, not charged) or the store's error.
+std::unique_ptr<AdmittedSearches> admit_searches(Context& ctx, Call& call, const std::string& collection,
+                                                 const AuditContext& audit) {
+  auto decision = ctx.budget->admit(*call.key, call.actor);
+  if (!decision) {
+    send_error(call.res, decision.error());
+    return nullptr;
+  }
+  if (!decision->allowed) {
+    SearchRecord refused;
+    refused.context = audit;
+    refused.collection = collection;
+    refused.details_json = nlohmann::json({{"window", decision->window}}).dump();
+    refused.result = "refused: rate_limited";
+    refused.charged = false;  // it never ran: the budget is for searches made
+    if (auto st = ctx.store->record_search(refused); !st) {
+      ctx.log->error("could not audit a refused search", {{"code", error_code_name(st.error().code)}});
+    }
+    ctx.metrics.count_refused_search("rate_limited");
+    send_error(call.res, {ErrorCode::kRateLimited, "search budget of this key spent (per " + decision->window + ")"},
+               decision->retry_after_s);
+    return nullptr;
+  }
+  return std::make_unique<AdmittedSearches>(ctx, call.actor);
 }
 
 }  // namespace
@@ -119,11 +158,14 @@ void register_collection_routes(Router& router) {
                auto images = images_from(call.req, "images", true, kMaxEnrollImages);
                if (!images && call.req.is_multipart_form_data()) images = images_from(call.req, "image", true, kMaxEnrollImages);
                if (!images) return send_error(call.res, images.error());
+               auto allow_outliers = bool_param(call.req, "allow_outliers");
+               if (!allow_outliers) return send_error(call.res, allow_outliers.error());
                std::vector<EnrollImage> batch;
                for (const auto& img : *images) batch.push_back({img.name, img.bytes});
                auto ticket = admit_inference(ctx, call);
                if (!ticket) return;
-               auto outcomes = ctx.collections->enroll(call.param("c"), call.param("s"), batch, call.audit());
+               auto outcomes = ctx.collections->enroll(call.param("c"), call.param("s"), batch,
+                                                       EnrollOptions{*allow_outliers}, call.audit());
                if (!outcomes) return send_error(call.res, outcomes.error());
                std::size_t enrolled = 0;
                nlohmann::json list = nlohmann::json::array();
@@ -162,7 +204,9 @@ void register_collection_routes(Router& router) {
 
   // 1:N search. Order of refusals: bad request (400: reason, top, candidates scope,
   // image) before the budget (429, audited as rate_limited, not charged), the budget
-  // before the worker queue (503), so a refused request costs no inference.
+  // before the worker queue (503), so a refused request costs no inference. Every face
+  // searched is one search of the budget: the first is admitted before any work, the
+  // others once detection has counted them (else 429, and nothing is searched).
   router.add({"POST", "/v1/collections/{c}/search", Access::kScoped, "search", true}, [](Context& ctx, Call& call) {
     const std::string collection = call.param("c");
     const AuditContext audit = call.audit(text_param(call.req, "reason").value_or(""));
@@ -172,7 +216,11 @@ void register_collection_routes(Router& router) {
     }
     auto top = int_param(call.req, "top", 5, 1, 100);
     if (!top) return send_error(call.res, top.error());
-    SearchOptions options{static_cast<std::size_t>(*top), false};
+    SearchOptions options;
+    options.top_k = static_cast<std::size_t>(*top);
+    auto largest = bool_param(call.req, "largest_face");
+    if (!largest) return send_error(call.res, largest.error());
+    options.largest_face_only = *largest;
     if (auto asked = bool_param(call.req, "candidates"); !asked) {
       return send_error(call.res, asked.error());
     } else if (*asked) {
@@ -184,39 +232,54 @@ void register_collection_routes(Router& router) {
     }
     auto images = images_from(call.req, "image", false);
     if (!images) return send_error(call.res, images.error());
-
-    auto decision = ctx.budget->admit(*call.key, call.actor);
-    if (!decision) return send_error(call.res, decision.error());
-    if (!decision->allowed) {
-      SearchRecord refused;
-      refused.context = audit;
-      refused.collection = collection;
-      refused.details_json = nlohmann::json({{"window", decision->window}}).dump();
-      refused.result = "refused: rate_limited";
-      refused.charged = false;  // it never ran: the budget is for searches made
-      if (auto st = ctx.store->record_search(refused); !st) {
-        ctx.log->error("could not audit a refused search", {{"code", error_code_name(st.error().code)}});
+    auto budget = admit_searches(ctx, call, collection, audit);
+    if (!budget) return;
+    int retry_after_s = 0;
+    options.admit_faces = [&](std::size_t faces) -> Status {
+      if (faces <= 1) return ok_status();
+      const int more = static_cast<int>(faces - 1);
+      auto decision = ctx.budget->admit(*call.key, call.actor, more);
+      if (!decision) return decision.error();
+      if (!decision->allowed) {
+        retry_after_s = decision->retry_after_s;
+        ctx.metrics.count_refused_search("rate_limited");
+        return Error{ErrorCode::kRateLimited,
+                     "the photo holds " + std::to_string(faces) + " faces, each one search, and the budget of this key"
+                     " (per " + decision->window + ") does not cover them: send largest_face=true, or wait"};
       }
-      ctx.metrics.count_refused_search("rate_limited");
-      return send_error(call.res,
-                        {ErrorCode::kRateLimited, "search budget of this key spent (per " + decision->window + ")"},
-                        decision->retry_after_s);
-    }
-    struct Release {
-      Context& ctx;
-      const std::string& actor;
-      ~Release() { ctx.budget->finish(actor); }
-    } release{ctx, call.actor};
-
+      budget->searches += more;
+      return ok_status();
+    };
     auto ticket = ctx.gate->enter();
     if (!ticket) {
       ctx.metrics.count_refused_search("overloaded");
       return send_error(call.res, {ErrorCode::kOverloaded, "inference queue full; retry shortly"}, 1);
     }
     auto found = ctx.collections->search(collection, (*images)[0].bytes, options, audit);
-    if (!found) return send_error(call.res, found.error());
+    if (!found) return send_error(call.res, found.error(), retry_after_s);
     send_json(call.res, 200, search_result_to_json(collection, *found));
   });
+
+  // 1:1 against one subject ("is this person who they claim to be?"): audited and charged
+  // like a search.
+  router.add({"POST", "/v1/collections/{c}/subjects/{s}/verify", Access::kScoped, "search", true},
+             [](Context& ctx, Call& call) {
+               const std::string collection = call.param("c");
+               const AuditContext audit = call.audit(text_param(call.req, "reason").value_or(""));
+               if (auto ok = check_audit_context(audit, true); !ok) {
+                 return send_error(call.res, {ErrorCode::kInvalidArgument,
+                                              ok.error().message + " (form field, query or JSON 'reason')"});
+               }
+               auto images = images_from(call.req, "image", false);
+               if (!images) return send_error(call.res, images.error());
+               auto budget = admit_searches(ctx, call, collection, audit);
+               if (!budget) return;
+               auto ticket = ctx.gate->enter();
+               if (!ticket) return send_error(call.res, {ErrorCode::kOverloaded, "inference queue full; retry shortly"}, 1);
+               auto verified = ctx.collections->verify(collection, call.param("s"), (*images)[0].bytes, audit);
+               if (!verified) return send_error(call.res, verified.error());
+               send_json(call.res, 200, verify_result_to_json(collection, *verified));
+             });
 }
 
 }  // namespace candor::server

@@ -5,6 +5,7 @@
 // other people of sample6.
 #include <atomic>
 #include <chrono>
+#include <set>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -114,16 +115,18 @@ TEST_F(CollectionsTest, SearchFindsTheEnrolledSubjectAndRevocationRemovesIt) {
 
   auto found = search(anna_probe());
   ASSERT_TRUE(found.ok()) << found.error().message;
-  ASSERT_EQ(found->matches.size(), 1u);  // one entry per subject, not per face; only matches
-  EXPECT_EQ(found->matches[0].subject, "anna");
-  EXPECT_TRUE(found->matches[0].match);
-  EXPECT_TRUE(found->probe.embedding.empty()) << "templates must not leave the engine";
+  ASSERT_EQ(found->largest().matches.size(), 1u);  // one entry per subject, not per face; only matches
+  EXPECT_EQ(found->largest().matches[0].subject, "anna");
+  EXPECT_TRUE(found->largest().matches[0].match);
+  EXPECT_TRUE(found->largest().probe.embedding.empty()) << "templates must not leave the engine";
   // With candidates, the best non-matching subject too.
-  found = collections_->search("staff", anna_probe(), SearchOptions{5, true}, {"guard", "door 3 entry"});
+  SearchOptions with_candidates;
+  with_candidates.include_candidates = true;
+  found = collections_->search("staff", anna_probe(), with_candidates, {"guard", "door 3 entry"});
   ASSERT_TRUE(found.ok()) << found.error().message;
-  ASSERT_EQ(found->matches.size(), 2u);
-  EXPECT_EQ(found->matches[0].subject, "anna");
-  EXPECT_FALSE(found->matches[1].match);
+  ASSERT_EQ(found->largest().matches.size(), 2u);
+  EXPECT_EQ(found->largest().matches[0].subject, "anna");
+  EXPECT_FALSE(found->largest().matches[1].match);
 
   auto revoked = collections_->revoke_consent("staff", "anna", admin_);
   ASSERT_TRUE(revoked.ok());
@@ -131,7 +134,7 @@ TEST_F(CollectionsTest, SearchFindsTheEnrolledSubjectAndRevocationRemovesIt) {
   EXPECT_EQ(collections_->indexed_faces("staff"), 1u);
   found = search(anna_probe());
   ASSERT_TRUE(found.ok());
-  for (const auto& m : found->matches) EXPECT_NE(m.subject, "anna");
+  for (const auto& m : found->largest().matches) EXPECT_NE(m.subject, "anna");
 
   // The searches are audited with their reason.
   AuditFilter f;
@@ -142,6 +145,142 @@ TEST_F(CollectionsTest, SearchFindsTheEnrolledSubjectAndRevocationRemovesIt) {
   EXPECT_EQ((*entries)[0].reason, "door 3 entry");
   EXPECT_EQ((*entries)[0].subjects, std::vector<std::string>{"anna"});
   EXPECT_EQ((*entries)[1].subjects, std::vector<std::string>{"anna"}) << "candidates are not indexed by name";
+}
+
+// Issue 11: a subject is ranked by one template, the renormalised mean of its enrolled
+// faces; the match names the enrolled face most like the probe and the threshold for the
+// subject's photo count.
+TEST_F(CollectionsTest, SubjectsAreRankedByTheirTemplates) {
+  consent("anna");
+  consent("ben");
+  { auto r = enroll("anna", {anna_1(), anna_2()}); ASSERT_TRUE(r.ok()) << r.error().message; }
+  ASSERT_TRUE(enroll("ben", {ben()}).ok());
+  const Photo probe = anna_probe();
+  auto found = search(probe);
+  ASSERT_TRUE(found.ok()) << found.error().message;
+  ASSERT_EQ(found->largest().matches.size(), 1u);
+  const SubjectMatch& m = found->largest().matches[0];
+  EXPECT_EQ(m.subject, "anna");
+  EXPECT_EQ(m.faces, 2u);
+  // The plain reference: the probe's template against the mean of anna's two templates.
+  auto image = decode_image(probe);
+  ASSERT_TRUE(image.ok());
+  const auto probe_faces = test::shared_engine().analyze(*image);
+  ASSERT_FALSE(probe_faces.empty());
+  std::vector<std::vector<float>> anna;
+  for (const auto& p : {anna_1(), anna_2()}) anna.push_back(test::shared_engine().analyze(*decode_image(p)).at(0).embedding);
+  const std::vector<float> centroid = subject_template(anna);
+  float expected = 0, best_face = -1;
+  for (std::size_t d = 0; d < centroid.size(); ++d) expected += centroid[d] * probe_faces[0].embedding[d];
+  for (const auto& t : anna) {
+    float sim = 0;
+    for (std::size_t d = 0; d < t.size(); ++d) sim += t[d] * probe_faces[0].embedding[d];
+    best_face = std::max(best_face, sim);
+  }
+  EXPECT_NEAR(m.similarity, expected, 2e-3) << "the subject's score is the probe against its template";
+  EXPECT_NEAR(m.face_similarity, best_face, 2e-3) << "the face named is the best enrolled face";
+  EXPECT_GE(m.similarity, m.threshold);
+  auto faces = store_->load_faces("staff");
+  ASSERT_TRUE(faces.ok());
+  bool face_is_annas = false;
+  for (const auto& f : *faces) face_is_annas |= f.id == m.face_id && f.subject == "anna";
+  EXPECT_TRUE(face_is_annas);
+}
+
+// Issue 11: every face of a probe is searched and audited as one search each; the
+// largest alone is an option; a budget that cannot cover every face refuses before any.
+TEST_F(CollectionsTest, EveryFaceOfAProbeIsSearchedAndAudited) {
+  consent("ben");
+  consent("cleo");
+  ASSERT_TRUE(enroll("ben", {ben()}).ok());
+  ASSERT_TRUE(enroll("cleo", {cleo()}).ok());
+  const std::vector<std::uint8_t> photo = read_file_bytes(test::testdata("face-api/sample6.jpg"), 20u << 20).value();
+  AuditFilter f;
+  f.operation = "search";
+  const std::size_t before = store_->audit_list(f)->size();
+  auto all = collections_->search("staff", photo, 5, {"guard", "group photo"});
+  ASSERT_TRUE(all.ok()) << all.error().message;
+  EXPECT_EQ(all->faces.size(), all->faces_in_image);
+  ASSERT_GE(all->faces.size(), 3u);
+  std::set<std::string> named;
+  for (const auto& face : all->faces) {
+    EXPECT_LE(face.matches.size(), 1u);
+    for (const auto& m : face.matches) named.insert(m.subject);
+  }
+  EXPECT_EQ(named, (std::set<std::string>{"ben", "cleo"}));
+  EXPECT_EQ(store_->audit_list(f)->size(), before + all->faces.size()) << "one audited search per face";
+  for (std::size_t i = 1; i < all->faces.size(); ++i) {
+    EXPECT_GE(all->faces[i - 1].probe.box.area(), all->faces[i].probe.box.area()) << "largest first";
+  }
+
+  SearchOptions largest;
+  largest.largest_face_only = true;
+  auto one = collections_->search("staff", photo, largest, {"guard", "group photo"});
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(one->faces.size(), 1u);
+
+  SearchOptions budget;
+  std::size_t asked = 0;
+  budget.admit_faces = [&](std::size_t n) -> Status {
+    asked = n;
+    return Error{ErrorCode::kRateLimited, "no budget"};
+  };
+  const std::size_t audited = store_->audit_list(f)->size();
+  auto refused = collections_->search("staff", photo, budget, {"guard", "group photo"});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kRateLimited);
+  EXPECT_EQ(asked, all->faces.size());
+  EXPECT_EQ(store_->audit_list(f)->size(), audited + 1);
+  EXPECT_EQ(store_->audit_list(f)->back().result, "refused: rate_limited");
+}
+
+// Issue 11: 1:1 against a subject's template, audited like a search.
+TEST_F(CollectionsTest, VerifyDecidesAgainstTheSubjectTemplate) {
+  consent("anna");
+  consent("ben");
+  ASSERT_TRUE(enroll("anna", {anna_1(), anna_2()}).ok());
+  ASSERT_TRUE(enroll("ben", {ben()}).ok());
+  const AuditContext gate{"gate", "badge 4411 at door 3"};
+  auto yes = collections_->verify("staff", "anna", anna_probe(), gate);
+  ASSERT_TRUE(yes.ok()) << yes.error().message;
+  EXPECT_TRUE(yes->match);
+  EXPECT_EQ(yes->faces, 2u);
+  EXPECT_TRUE(yes->probe.embedding.empty());
+  auto no = collections_->verify("staff", "ben", anna_probe(), gate);
+  ASSERT_TRUE(no.ok());
+  EXPECT_FALSE(no->match);
+  EXPECT_LT(no->similarity, no->threshold);
+  EXPECT_EQ(collections_->verify("staff", "nobody", anna_probe(), gate).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(collections_->verify("staff", "anna", anna_probe(), {"gate", ""}).error().code, ErrorCode::kInvalidArgument);
+  AuditFilter f;
+  f.operation = "search";
+  f.subject = "ben";
+  EXPECT_TRUE(store_->audit_list(f)->empty()) << "a non-match does not name the subject";
+  f.subject = "anna";
+  EXPECT_EQ(store_->audit_list(f)->size(), 1u);
+}
+
+// Issue 11: a photo filed under the wrong name is refused, with the figure, unless the
+// caller says it is the same person.
+TEST_F(CollectionsTest, APhotoUnlikeTheSubjectsOthersIsRefusedUnlessAllowed) {
+  consent("anna");
+  ASSERT_TRUE(enroll("anna", {anna_1(), anna_2()}).ok());
+  auto wrong = enroll("anna", {ben()});
+  ASSERT_TRUE(wrong.ok());
+  ASSERT_TRUE((*wrong)[0].error.has_value());
+  EXPECT_EQ((*wrong)[0].error->code, ErrorCode::kInvalidArgument);
+  EXPECT_NE((*wrong)[0].error->message.find("similarity"), std::string::npos) << (*wrong)[0].error->message;
+  EXPECT_EQ(collections_->indexed_faces("staff"), 2u);
+  const Photo photo = ben();  // named: the span below must not outlive it
+  std::vector<EnrollImage> images{{"ben.jpg", photo}};
+  auto allowed = collections_->enroll("staff", "anna", images, EnrollOptions{true}, admin_);
+  ASSERT_TRUE(allowed.ok());
+  EXPECT_TRUE((*allowed)[0].face_id.has_value());
+  EXPECT_EQ(collections_->indexed_faces("staff"), 3u);
+  // The same person's other photograph is not an outlier.
+  auto same = enroll("anna", {anna_probe()});
+  ASSERT_TRUE(same.ok());
+  EXPECT_TRUE((*same)[0].face_id.has_value()) << ((*same)[0].error ? (*same)[0].error->message : "");
 }
 
 TEST_F(CollectionsTest, SearchNeedsAReasonAndAFace) {
@@ -198,7 +337,7 @@ TEST_F(CollectionsTest, NoSearchReturnsARevokedSubject) {
       auto r = collections_->search("staff", probe, 5, {"guard", "door 3"});
       ASSERT_TRUE(r.ok());
       ++searches;
-      const bool found = !r->matches.empty() && r->matches[0].subject == "anna" && r->matches[0].match;
+      const bool found = !r->largest().matches.empty() && r->largest().matches[0].subject == "anna" && r->largest().matches[0].match;
       if (before && found) ++violations;  // started after the revocation returned
     }
   });

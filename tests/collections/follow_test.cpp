@@ -76,7 +76,7 @@ class FollowTest : public test::BackendTest {
   static bool finds(Collections& node, const std::string& subject, const Photo& probe) {
     auto r = node.search("staff", probe, 5, {"guard", "door 3 entry"});
     EXPECT_TRUE(r.ok()) << r.error().message;
-    return r.ok() && !r->matches.empty() && r->matches[0].subject == subject && r->matches[0].match;
+    return r.ok() && !r->largest().matches.empty() && r->largest().matches[0].subject == subject && r->largest().matches[0].match;
   }
 
   // Waits until `node` holds `n` templates of `collection`; returns how long it took.
@@ -127,7 +127,7 @@ TEST_P(FollowTest, RevokeOnAIsNotReturnedByBEvenBeforeBApplies) {
   EXPECT_EQ(b->indexed_faces("staff"), 3u) << "B has not applied the revocation yet";
   auto r = b->search("staff", anna_probe(), 5, {"guard", "door 3 entry"});
   ASSERT_TRUE(r.ok()) << r.error().message;
-  for (const auto& m : r->matches) EXPECT_NE(m.subject, "anna");
+  for (const auto& m : r->largest().matches) EXPECT_NE(m.subject, "anna");
 
   ASSERT_TRUE(b->sync().ok());
   EXPECT_EQ(b->indexed_faces("staff"), 1u);
@@ -150,7 +150,7 @@ TEST_P(FollowTest, ConcurrentRevokeOnAIsNeverAnsweredByB) {
       auto r = b_->search("staff", probe, 5, {"guard", "door 3"});
       ASSERT_TRUE(r.ok()) << r.error().message;
       ++searches;
-      const bool found = !r->matches.empty() && r->matches[0].subject == "anna" && r->matches[0].match;
+      const bool found = !r->largest().matches.empty() && r->largest().matches[0].subject == "anna" && r->largest().matches[0].match;
       if (after && found) ++violations;
       if (!after && found) ++found_before;
     }
@@ -181,7 +181,7 @@ TEST_P(FollowTest, CollectionsCreatedAndDeletedOnAAppearAndDisappearOnB) {
   ASSERT_TRUE(a_->create_collection(spec, "fmr-1e-3", admin_).ok());
   r = b_->search("contractors", anna_probe(), 5, {"guard", "lobby"});
   ASSERT_TRUE(r.ok()) << r.error().message;
-  EXPECT_TRUE(r->matches.empty());
+  EXPECT_TRUE(r->largest().matches.empty());
 
   ASSERT_TRUE(a_->delete_collection("visitors", admin_).ok());
   ASSERT_TRUE(wait_for_count(*b_, "visitors", 0, std::chrono::seconds(1)).has_value());
