@@ -14,6 +14,21 @@ nlohmann::json point(const cv::Point2f& p) { return nlohmann::json::array({round
 
 }  // namespace
 
+double score_to_json(double score) noexcept { return std::round(score * 10000.0) / 10000.0; }
+
+nlohmann::json operating_point_to_json(const OperatingPoint& point) {
+  return {{"name", point.name}, {"fmr", point.fmr}, {"threshold", score_to_json(point.threshold)}};
+}
+
+nlohmann::json verification_to_json(const Verification& v, const Face& a, const Face& b, std::size_t faces_in_a,
+                                    std::size_t faces_in_b) {
+  return {{"similarity", score_to_json(v.similarity)},
+          {"match", v.match},
+          {"operating_point", operating_point_to_json(v.operating_point)},
+          {"faces", {{"a", face_to_json(a)}, {"b", face_to_json(b)}}},
+          {"faces_in_image", {{"a", faces_in_a}, {"b", faces_in_b}}}};
+}
+
 std::string_view quality_level_name(QualityLevel level) noexcept {
   switch (level) {
     case QualityLevel::kLow: return "low";
@@ -66,7 +81,7 @@ nlohmann::json collection_to_json(const Collection& c) {
   return {{"name", c.name},
           {"purpose", c.purpose},
           {"retention_days", c.retention_days},
-          {"match_threshold", c.match_threshold},
+          {"match_threshold", score_to_json(c.match_threshold)},
           {"liveness_required", c.liveness_required},
           {"created_at", format_time(c.created_at)}};
 }
@@ -99,13 +114,13 @@ nlohmann::json error_to_json(const Error& error) {
 
 nlohmann::json search_result_to_json(const std::string& collection, const SearchResult& result) {
   nlohmann::json out = {{"collection", collection},
-                        {"threshold", std::round(static_cast<double>(result.threshold) * 10000.0) / 10000.0},
+                        {"threshold", score_to_json(result.threshold)},
                         {"faces_in_image", result.faces_in_image},
                         {"probe", face_to_json(result.probe)},
                         {"matches", nlohmann::json::array()}};
   for (const SubjectMatch& m : result.matches) {
     out["matches"].push_back({{"subject", m.subject},
-                              {"similarity", std::round(static_cast<double>(m.similarity) * 10000.0) / 10000.0},
+                              {"similarity", score_to_json(m.similarity)},
                               {"match", m.match},
                               {"face_id", m.face_id}});
   }
