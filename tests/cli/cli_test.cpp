@@ -264,4 +264,22 @@ TEST_F(CliInFolder, EmbedAFolderGivesJsonLinesInOrderLikeOneByOne) {
   EXPECT_NE(raw.output.find("invalid_argument"), std::string::npos) << raw.output;
 }
 
+TEST_F(CliInFolder, EmbedDrawsItsProgressBarOnlyOnATerminal) {
+  if (run_command("command -v script").status != 0) GTEST_SKIP() << "no `script` (util-linux) to give a terminal";
+  std::filesystem::copy_file(sample(4), inputs_ / "a.jpg");
+  std::filesystem::copy_file(sample(1), inputs_ / "b.jpg");
+  const std::string embed = "embed " + inputs_.string() + " > out.jsonl";
+  // `script` runs the command on a pseudo-terminal: stderr is a TTY there.
+  const CommandRun tty = run_command("cd " + work_.string() + " && script -qec '" + CANDOR_BINARY + " " + embed +
+                                     "' /dev/null");
+  EXPECT_EQ(tty.status, 0) << tty.output;
+  EXPECT_NE(tty.output.find("\r["), std::string::npos) << tty.output;
+  EXPECT_NE(tty.output.find("2/2 images"), std::string::npos) << tty.output;
+  EXPECT_EQ(json_lines(work_ / "out.jsonl").size(), 2u) << "the bar never reaches stdout";
+  const CommandRun piped = run_here(embed);
+  EXPECT_EQ(piped.status, 0) << piped.output;
+  EXPECT_EQ(piped.output.find("images, "), std::string::npos) << piped.output;
+  EXPECT_NE(piped.output.find("images/s"), std::string::npos) << "the rate is reported either way";
+}
+
 }  // namespace
