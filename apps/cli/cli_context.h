@@ -1,9 +1,11 @@
 // State shared by the CLI's subcommands: global options and the lazily created engine.
 #pragma once
 
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -31,6 +33,10 @@ struct CliContext {
 
 // Prints "candor: <code>: <message>" to stderr and returns 1, the exit status of an expected failure.
 int fail(const Error& error);
+
+// The image files in `dir` (and, when recursive, its sub-folders), by extension: every
+// format read_image decodes (JPEG, PNG, WebP, BMP, PGM, PPM); sorted by path.
+std::vector<std::filesystem::path> image_files(const std::filesystem::path& dir, bool recursive);
 
 void register_engine_commands(CLI::App& app, CliContext& ctx);
 void register_collection_commands(CLI::App& app, CliContext& ctx);

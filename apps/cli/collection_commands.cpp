@@ -23,6 +23,10 @@ struct StoreArgs {
   std::string store;
   std::string key_file;
   std::string actor;
+  // Only `collection create` makes a new store (and its key file). Every other command
+  // reads or changes one that exists: a missing one is a mistyped path or a wrong folder,
+  // refused with not_found rather than answered from a new, empty store left behind.
+  bool may_create = false;
 };
 
 std::string default_actor() {
@@ -49,6 +53,7 @@ Result<Session> open_session(CliContext& ctx, const StoreArgs& args, bool with_e
   Session session;
   StoreOptions store_options;
   store_options.key_file = args.key_file;  // empty: CANDOR_KEY, or the SQLite default beside the file
+  store_options.create_if_missing = args.may_create;
   auto store = open_store(args.store, store_options);
   if (!store) return store.error();
   session.store = std::move(*store);
@@ -88,18 +93,6 @@ std::function<void()> with_session(CliContext& ctx, std::shared_ptr<StoreArgs> a
   };
 }
 
-std::vector<std::filesystem::path> image_files(const std::filesystem::path& dir) {
-  std::vector<std::filesystem::path> files;
-  for (const auto& e : std::filesystem::directory_iterator(dir)) {
-    if (!e.is_regular_file()) continue;
-    std::string ext = e.path().extension().string();
-    std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
-    if (ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".webp" || ext == ".bmp") files.push_back(e.path());
-  }
-  std::sort(files.begin(), files.end());
-  return files;
-}
-
 }  // namespace
 
 void register_collection_commands(CLI::App& app, CliContext& ctx) {
@@ -108,6 +101,7 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
   coll->require_subcommand(1);
   {
     auto a = std::make_shared<StoreArgs>();
+    a->may_create = true;
     auto spec = std::make_shared<NewCollection>();
     auto point = std::make_shared<std::string>("fmr-1e-4");
     CLI::App* c = coll->add_subcommand("create", "Create a collection for one stated purpose");
@@ -273,7 +267,7 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
           if (d.is_directory()) dirs.push_back(d.path());
         }
         std::sort(dirs.begin(), dirs.end());
-        for (const auto& d : dirs) jobs.emplace_back(d.filename().string(), image_files(d));
+        for (const auto& d : dirs) jobs.emplace_back(d.filename().string(), image_files(d, false));
       } else {
         if (e->subject.empty() || e->images.empty()) {
           return fail({ErrorCode::kInvalidArgument, "give --subject and photos, or --from-dir DIR --subject-from-dirname"});

@@ -1,6 +1,9 @@
 // `candor`: the command-line client of the Candor engine. Every subcommand is a thin
 // layer over the library; see README for the commands and what they print.
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
+#include <set>
 
 #include <opencv2/core/utility.hpp>
 
@@ -46,6 +49,23 @@ int fail(const Error& error) {
   return 1;
 }
 
+std::vector<std::filesystem::path> image_files(const std::filesystem::path& dir, bool recursive) {
+  static const std::set<std::string> kExtensions = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".pgm", ".ppm"};
+  std::vector<std::filesystem::path> files;
+  auto keep = [&](const std::filesystem::directory_entry& e) {
+    std::string ext = e.path().extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (e.is_regular_file() && kExtensions.count(ext) != 0) files.push_back(e.path());
+  };
+  if (recursive) {
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) keep(e);
+  } else {
+    for (const auto& e : std::filesystem::directory_iterator(dir)) keep(e);
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
 }  // namespace candor::cli
 
 int main(int argc, char** argv) {
@@ -53,8 +73,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Candor: consent-first face recognition (detect, compare, embed, collections, bench)"};
   app.require_subcommand(1);
   CliContext ctx;
-  app.add_option("--models", ctx.engine_options.model_dir, "Model directory (default: $CANDOR_MODEL_DIR or ./models)");
-  app.add_option("--manifest", ctx.engine_options.manifest, "Model manifest (default: config/models.json)");
+  candor::add_model_options(app, ctx.engine_options);
   app.add_option("--threads", ctx.opencv_threads, "Threads per inference (OpenCV); 0 = all cores");
   app.add_option("--index", ctx.index_spec, "1:N index of each collection, a make_index spec (README)")
       ->capture_default_str();

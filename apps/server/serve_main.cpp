@@ -8,8 +8,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Candor REST server"};
   app.require_subcommand(1);
   candor::EngineOptions engine_options;
-  app.add_option("--models", engine_options.model_dir, "Model directory (default: $CANDOR_MODEL_DIR or ./models)");
-  app.add_option("--manifest", engine_options.manifest, "Model manifest (default: config/models.json)");
+  candor::add_model_options(app, engine_options);
   candor::register_server_commands(app, engine_options);
   try {
     app.parse(argc, argv);

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api_keys.h"
+#include "candor/models.h"
 #include "candor/server.h"
 #include "candor/store.h"
 
@@ -52,12 +53,15 @@ struct OpenKeys {
   std::unique_ptr<server::KeyStore> keys;
 };
 
-OpenKeys open_keys(const std::string& uri, const SecretFiles& files, bool require_pepper = true) {
+// `may_create`: `key create` may start a new store (a server's first key); `key list` and
+// `key delete` refuse a missing one instead of leaving an empty store and key files behind.
+OpenKeys open_keys(const std::string& uri, const SecretFiles& files, bool require_pepper, bool may_create) {
   auto key_options = server::key_store_options(uri, files.pepper_file, files.key_file);
   if (!key_options) fail(key_options.error());
   key_options->require_pepper = require_pepper;
   StoreOptions store_options;
   store_options.key_file = files.key_file;
+  store_options.create_if_missing = may_create;
   auto store = open_store(uri, store_options);
   if (!store) fail(store.error());
   OpenKeys out;
@@ -157,6 +161,13 @@ std::vector<std::string> split_list(const std::string& s) {
 
 }  // namespace
 
+void add_model_options(CLI::App& app, EngineOptions& engine_options) {
+  app.add_option("--models", engine_options.model_dir,
+                 "Model directory (default: $CANDOR_MODEL_DIR, else the build's: " + resolve_model_dir().string() + ")");
+  app.add_option("--manifest", engine_options.manifest,
+                 "Model manifest (default: $CANDOR_MANIFEST, else the build's: " + resolve_manifest().string() + ")");
+}
+
 void register_server_commands(CLI::App& app, const EngineOptions& engine_options) {
   {
     auto a = std::make_shared<ServeArgs>();
@@ -228,7 +239,7 @@ void register_server_commands(CLI::App& app, const EngineOptions& engine_options
     c->add_option("--store", a->store, "Database file or postgresql://... (default: $CANDOR_STORE or ./candor.db)");
     add_secret_options(c, a->files);
     c->callback([a] {
-      auto opened = open_keys(a->store.empty() ? default_store() : a->store, a->files);
+      auto opened = open_keys(a->store.empty() ? default_store() : a->store, a->files, true, true);
       auto& keys = opened.keys;
       server::ApiKey spec;
       spec.name = a->name;
@@ -250,7 +261,7 @@ void register_server_commands(CLI::App& app, const EngineOptions& engine_options
     c->add_option("--store", *store, "Database file or postgresql://... (default: $CANDOR_STORE or ./candor.db)");
     add_secret_options(c, *files);
     c->callback([store, files] {
-      auto opened = open_keys(store->empty() ? default_store() : *store, *files, false);
+      auto opened = open_keys(store->empty() ? default_store() : *store, *files, false, false);
       auto& keys = opened.keys;
       auto list = keys->list(nullptr);
       if (!list) fail(list.error());
@@ -268,7 +279,7 @@ void register_server_commands(CLI::App& app, const EngineOptions& engine_options
     c->add_option("--store", *store, "Database file or postgresql://... (default: $CANDOR_STORE or ./candor.db)");
     add_secret_options(c, *files);
     c->callback([store, name, files] {
-      auto opened = open_keys(store->empty() ? default_store() : *store, *files, false);
+      auto opened = open_keys(store->empty() ? default_store() : *store, *files, false, false);
       if (auto st = opened.keys->remove(*name, nullptr, cli_actor("API key deleted")); !st) fail(st.error());
       std::cout << nlohmann::json({{"deleted", *name}}).dump(2) << "\n";
     });

@@ -12,4 +12,8 @@ namespace candor {
 // A failing command throws CLI::RuntimeError(1) after printing the error to stderr.
 void register_server_commands(CLI::App& app, const EngineOptions& engine_options);
 
+// Adds --models and --manifest, whose help names the defaults in force: the folders come
+// from $CANDOR_MODEL_DIR / $CANDOR_MANIFEST or the build, never the working directory.
+void add_model_options(CLI::App& app, EngineOptions& engine_options);
+
 }  // namespace candor

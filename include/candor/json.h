@@ -11,8 +11,24 @@
 namespace candor {
 
 // {"box": {x,y,width,height}, "score", "landmarks": {"left_eye": [x,y], ...},
-//  "quality": {...}, "liveness": {...}, "embedding": [...] (only when with_embedding)}
+//  "landmarks68": [[x,y] x 68] (only when with_landmarks68 and the face was landmarked;
+//  iBUG 300-W order), "quality": {...}, "liveness": {...}, "embedding": [...] (only when
+//  with_embedding)}
 nlohmann::json face_to_json(const Face& face, bool with_embedding = false, bool with_landmarks68 = false);
+
+// A similarity or a threshold as every Candor output shows it: rounded to 4 decimals, so
+// that a float threshold (0.4128f) is not printed as its double expansion
+// (0.41280001401901245) beside similarities that are rounded. The one place that rounds.
+double score_to_json(double score) noexcept;
+
+// {"name", "fmr", "threshold"}: an operating point of the recogniser.
+nlohmann::json operating_point_to_json(const OperatingPoint& point);
+
+// The answer to a 1:1 comparison, one shape for the CLI and the server: similarity, match,
+// operating_point, faces {a, b} (face_to_json) and faces_in_image {a, b} (how many faces
+// each image held; the largest was compared).
+nlohmann::json verification_to_json(const Verification& v, const Face& a, const Face& b, std::size_t faces_in_a,
+                                    std::size_t faces_in_b);
 
 // {"error": {"code": "image_corrupt", "message": "..."}}
 nlohmann::json error_to_json(const Error& error);

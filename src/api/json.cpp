@@ -14,6 +14,21 @@ nlohmann::json point(const cv::Point2f& p) { return nlohmann::json::array({round
 
 }  // namespace
 
+double score_to_json(double score) noexcept { return std::round(score * 10000.0) / 10000.0; }
+
+nlohmann::json operating_point_to_json(const OperatingPoint& point) {
+  return {{"name", point.name}, {"fmr", point.fmr}, {"threshold", score_to_json(point.threshold)}};
+}
+
+nlohmann::json verification_to_json(const Verification& v, const Face& a, const Face& b, std::size_t faces_in_a,
+                                    std::size_t faces_in_b) {
+  return {{"similarity", score_to_json(v.similarity)},
+          {"match", v.match},
+          {"operating_point", operating_point_to_json(v.operating_point)},
+          {"faces", {{"a", face_to_json(a)}, {"b", face_to_json(b)}}},
+          {"faces_in_image", {{"a", faces_in_a}, {"b", faces_in_b}}}};
+}
+
 std::string_view quality_level_name(QualityLevel level) noexcept {
   switch (level) {
     case QualityLevel::kLow: return "low";
@@ -66,7 +81,7 @@ nlohmann::json collection_to_json(const Collection& c) {
   return {{"name", c.name},
           {"purpose", c.purpose},
           {"retention_days", c.retention_days},
-          {"match_threshold", c.match_threshold},
+          {"match_threshold", score_to_json(c.match_threshold)},
           {"liveness_required", c.liveness_required},
           {"created_at", format_time(c.created_at)}};
 }
@@ -98,18 +113,16 @@ nlohmann::json error_to_json(const Error& error) {
 }
 
 namespace {
-double round4(double v) { return std::round(v * 10000.0) / 10000.0; }
-
 nlohmann::json matches_to_json(const std::vector<SubjectMatch>& matches) {
   nlohmann::json out = nlohmann::json::array();
   for (const SubjectMatch& m : matches) {
     out.push_back({{"subject", m.subject},
-                   {"similarity", round4(m.similarity)},
-                   {"threshold", round4(m.threshold)},
+                   {"similarity", score_to_json(m.similarity)},
+                   {"threshold", score_to_json(m.threshold)},
                    {"match", m.match},
                    {"faces", m.faces},
                    {"face_id", m.face_id},
-                   {"face_similarity", round4(m.face_similarity)}});
+                   {"face_similarity", score_to_json(m.face_similarity)}});
   }
   return out;
 }
@@ -119,7 +132,7 @@ nlohmann::json search_result_to_json(const std::string& collection, const Search
   nlohmann::json faces = nlohmann::json::array();
   for (const FaceSearch& f : result.faces) faces.push_back({{"probe", face_to_json(f.probe)}, {"matches", matches_to_json(f.matches)}});
   nlohmann::json out = {{"collection", collection},
-                        {"threshold", round4(result.threshold)},
+                        {"threshold", score_to_json(result.threshold)},
                         {"faces_in_image", result.faces_in_image},
                         {"faces", std::move(faces)}};
   // The largest face's, at the top level too: one face is the common case.
@@ -131,8 +144,8 @@ nlohmann::json search_result_to_json(const std::string& collection, const Search
 nlohmann::json verify_result_to_json(const std::string& collection, const VerifyResult& result) {
   return {{"collection", collection},
           {"subject", result.subject},
-          {"similarity", round4(result.similarity)},
-          {"threshold", round4(result.threshold)},
+          {"similarity", score_to_json(result.similarity)},
+          {"threshold", score_to_json(result.threshold)},
           {"match", result.match},
           {"faces", result.faces},
           {"face_id", result.face_id},

@@ -280,7 +280,7 @@ class CollectionsImpl final : public Collections {
     if (auto best = s.gallery.best_face(subject, face.embedding, live)) out.face_id = best->first;
     face.embedding.clear();
     out.probe = std::move(face);
-    nlohmann::json details = {{"score", rounded(out.similarity)}, {"match", out.match}, {"face_id", out.face_id}};
+    nlohmann::json details = {{"score", score_to_json(out.similarity)}, {"match", out.match}, {"face_id", out.face_id}};
     if (auto st = record("ok", details, out.match ? std::vector<std::string>{subject} : std::vector<std::string>{}); !st) {
       return st.error();
     }
@@ -568,7 +568,6 @@ class CollectionsImpl final : public Collections {
     for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) out += a[i] * b[i];
     return out;
   }
-  static double rounded(float v) { return std::round(static_cast<double>(v) * 10000) / 10000; }
 
   // The recogniser's operating point whose threshold the collection was created with, for
   // its subject thresholds; a threshold set otherwise applies to every photo count.
@@ -606,7 +605,7 @@ class CollectionsImpl final : public Collections {
       SubjectMatch m{h.subject, h.score, subject_threshold(point, h.faces), false, h.faces, best->first, best->second};
       m.match = m.similarity >= m.threshold;
       if (!m.match && !options.include_candidates) continue;
-      details["results"].push_back({{"face_id", m.face_id}, {"score", rounded(m.similarity)}, {"match", m.match}});
+      details["results"].push_back({{"face_id", m.face_id}, {"score", score_to_json(m.similarity)}, {"match", m.match}});
       if (m.match) matched.push_back(m.subject);
       matches.push_back(std::move(m));
       if (matches.size() == options.top_k) break;

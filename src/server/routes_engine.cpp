@@ -58,6 +58,11 @@ void register_engine_routes(Router& router) {
     if (!min_face) return send_error(call.res, min_face.error());
     if (!max_faces) return send_error(call.res, max_faces.error());
     if (!threshold) return send_error(call.res, threshold.error());
+    // 5 (default: the points alignment uses) or 68 (every point of the landmark network,
+    // for clients that draw or measure faces); no other set exists.
+    auto landmarks = int_param(call.req, "landmarks", 5, 5, 68);
+    if (landmarks && *landmarks != 5 && *landmarks != 68) landmarks = Error{ErrorCode::kInvalidArgument, "landmarks must be 5 or 68"};
+    if (!landmarks) return send_error(call.res, landmarks.error());
     options.min_face_size = static_cast<int>(*min_face);
     options.max_faces = static_cast<int>(*max_faces);
     options.score_threshold = *threshold;
@@ -90,7 +95,7 @@ void register_engine_routes(Router& router) {
       ctx.analyzer.load()->analyze(*bgr, faces, request);
     }
     nlohmann::json out = {{"width", bgr->cols}, {"height", bgr->rows}, {"faces", nlohmann::json::array()}};
-    for (const auto& f : faces) out["faces"].push_back(face_to_json(f));
+    for (const auto& f : faces) out["faces"].push_back(face_to_json(f, false, *landmarks == 68));
     send_json(call.res, 200, out);
   });
 
@@ -122,12 +127,7 @@ void register_engine_routes(Router& router) {
     const Face* fa = largest_face(faces[0]);
     const Face* fb = largest_face(faces[1]);
     const Verification v = verify(fa->embedding, fb->embedding, *point);
-    send_json(call.res, 200,
-              {{"similarity", std::round(v.similarity * 10000.0) / 10000.0},
-               {"match", v.match},
-               {"operating_point",
-                {{"name", v.operating_point.name}, {"fmr", v.operating_point.fmr}, {"threshold", v.operating_point.threshold}}},
-               {"faces", {{"a", face_to_json(*fa)}, {"b", face_to_json(*fb)}}}});
+    send_json(call.res, 200, verification_to_json(v, *fa, *fb, faces[0].size(), faces[1].size()));
   });
 }
 

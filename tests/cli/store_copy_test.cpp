@@ -49,7 +49,7 @@ class StoreCopyCli : public ::testing::Test {
     const std::string group = std::string(CANDOR_TESTDATA_DIR) + "/face-api/sample1.jpg";
     CommandRun detect = run("", "detect --json " + group);
     EXPECT_EQ(detect.status, 0) << detect.output;
-    const nlohmann::json faces = nlohmann::json::parse(detect.output)["faces"];
+    const nlohmann::json faces = nlohmann::json::parse(detect.output)[0]["faces"];  // one object per image
     const cv::Mat image = cv::imread(group);
     std::vector<std::string> out;
     for (std::size_t i = 0; i < 2 && i < faces.size(); ++i) {

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <barrier>
 #include <chrono>
+#include <cmath>
 #include <fstream>
 #include <sstream>
 #include <mutex>
@@ -79,6 +80,42 @@ TEST_F(ServerTest, CompareSameFaceMatchesDifferentFaceDoesNot) {
   auto d = srv_->post_json("/v1/compare", {{"a", base64(face_crop(1, 0, 0.3f))}, {"b", base64(face_crop(1, 2, 0.3f))}});
   ASSERT_EQ(d->status, 200) << d->body;
   EXPECT_FALSE(json::parse(d->body)["match"].get<bool>()) << d->body;
+}
+
+// Exactly what a 4-decimal rounding gives: no float expansion such as 0.41280001401901245.
+bool printed_to_4_decimals(double v) { return std::round(v * 10000.0) / 10000.0 == v; }
+
+TEST_F(ServerTest, ThresholdsArePrintedTo4DecimalsLikeSimilarities) {
+  auto r = srv_->post_json("/v1/compare", {{"a", base64(face_crop(1, 0, 0.3f))}, {"b", base64(face_crop(1, 2, 0.3f))}});
+  ASSERT_EQ(r->status, 200) << r->body;
+  const auto j = json::parse(r->body);
+  EXPECT_TRUE(printed_to_4_decimals(j["operating_point"]["threshold"].get<double>())) << r->body;
+  EXPECT_TRUE(printed_to_4_decimals(j["similarity"].get<double>())) << r->body;
+  EXPECT_EQ(j["faces_in_image"]["a"], 1) << "the compare JSON of the CLI and the server is one shape";
+  srv_->create_collection("rounded");
+  auto c = srv_->client().Get("/v1/collections/rounded", srv_->auth());
+  ASSERT_EQ(c->status, 200) << c->body;
+  EXPECT_TRUE(printed_to_4_decimals(json::parse(c->body)["match_threshold"].get<double>())) << c->body;
+}
+
+TEST_F(ServerTest, DetectGivesThe68LandmarksOnRequest) {
+  auto plain = srv_->post_image("/v1/detect", "image", sample(1));
+  ASSERT_EQ(plain->status, 200) << plain->body;
+  EXPECT_FALSE(json::parse(plain->body)["faces"][0].contains("landmarks68")) << "5 points by default";
+  auto r = srv_->post_image("/v1/detect?landmarks=68", "image", sample(1));
+  ASSERT_EQ(r->status, 200) << r->body;
+  const auto faces = json::parse(r->body)["faces"];
+  ASSERT_EQ(faces.size(), 3u);
+  for (const auto& f : faces) {
+    ASSERT_EQ(f["landmarks68"].size(), 68u) << f.dump();
+    EXPECT_EQ(f["landmarks68"][30].size(), 2u);
+    EXPECT_TRUE(f.contains("landmarks")) << "the 5 points stay";
+  }
+  for (const char* bad : {"7", "68x", "0"}) {
+    auto b = srv_->post_image(std::string("/v1/detect?landmarks=") + bad, "image", sample(1));
+    EXPECT_EQ(b->status, 400) << bad;
+    EXPECT_EQ(error_code(b), "invalid_argument") << b->body;
+  }
 }
 
 TEST_F(ServerTest, FullFlowConsentEnrollSearchRevoke) {
