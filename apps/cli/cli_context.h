@@ -1,6 +1,9 @@
 // State shared by the CLI's subcommands: global options and the lazily created engine.
 #pragma once
 
+#include <unistd.h>
+
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -40,5 +43,28 @@ std::vector<std::filesystem::path> image_files(const std::filesystem::path& dir,
 
 void register_engine_commands(CLI::App& app, CliContext& ctx);
 void register_collection_commands(CLI::App& app, CliContext& ctx);
+
+// A one-line bar on stderr, redrawn in place; drawn only when stderr is a terminal, so
+// that a log file or a pipe gets no carriage-return noise. Used by bulk embed and enroll.
+class ProgressLine {
+ public:
+  explicit ProgressLine(std::size_t total) : total_(total), on_(total > 1 && ::isatty(STDERR_FILENO) == 1) {}
+  // "[####....] done/total images, <tail>". requires: the caller serialises calls.
+  void show(std::size_t done, const std::string& tail) const {
+    if (!on_) return;
+    constexpr std::size_t kWidth = 40;
+    const std::size_t filled = kWidth * done / total_;
+    std::fprintf(stderr, "\r[%s%s] %zu/%zu images, %s", std::string(filled, '#').c_str(),
+                 std::string(kWidth - filled, '.').c_str(), done, total_, tail.c_str());
+  }
+  // Clears the bar, before a message or at the end.
+  void clear() const {
+    if (on_) std::fprintf(stderr, "\r\033[K");
+  }
+
+ private:
+  std::size_t total_;
+  bool on_;
+};
 
 }  // namespace candor::cli

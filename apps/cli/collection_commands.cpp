@@ -279,7 +279,7 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
       std::atomic<std::size_t> next{0}, done{0}, enrolled{0}, failed{0};
       std::mutex out_mutex;
       nlohmann::json report = nlohmann::json::array();
-      const bool progress = jobs.size() > 1;
+      const ProgressLine progress(total);  // drawn only on a terminal
       auto worker = [&] {
         for (std::size_t i; (i = next++) < jobs.size();) {
           const auto& [subject, files] = jobs[i];
@@ -316,17 +316,13 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
           }
           report.push_back(std::move(j));
           done += files.size();
-          if (progress) {
-            const std::size_t width = 40, filled = total ? width * done / total : width;
-            std::fprintf(stderr, "\r[%s%s] %zu/%zu images, %zu enrolled, %zu refused", std::string(filled, '#').c_str(),
-                         std::string(width - filled, '.').c_str(), done.load(), total, enrolled.load(), failed.load());
-          }
+          progress.show(done, std::to_string(enrolled.load()) + " enrolled, " + std::to_string(failed.load()) + " refused");
         }
       };
       std::vector<std::thread> pool;
       for (int t = 0; t < std::max(1, std::min<int>(e->threads, static_cast<int>(jobs.size()))); ++t) pool.emplace_back(worker);
       for (auto& t : pool) t.join();
-      if (progress) std::fprintf(stderr, "\n");
+      progress.clear();
       print_json({{"enrolled", enrolled.load()}, {"refused", failed.load()}, {"subjects", report}});
       return failed > 0 && enrolled == 0 ? 1 : 0;
     }));

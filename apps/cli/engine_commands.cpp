@@ -154,29 +154,6 @@ struct EmbedArgs {
   DetectOptions options;
 };
 
-// A one-line bar on stderr, redrawn in place; drawn only when stderr is a terminal, so
-// that a log file or a pipe gets no carriage-return noise.
-class ProgressLine {
- public:
-  explicit ProgressLine(std::size_t total) : total_(total), on_(total > 1 && ::isatty(STDERR_FILENO) == 1) {}
-  // requires: the caller serialises calls.
-  void show(std::size_t done, std::size_t failed) const {
-    if (!on_) return;
-    constexpr std::size_t kWidth = 40;
-    const std::size_t filled = kWidth * done / total_;
-    std::fprintf(stderr, "\r[%s%s] %zu/%zu images, %zu failed", std::string(filled, '#').c_str(),
-                 std::string(kWidth - filled, '.').c_str(), done, total_, failed);
-  }
-  // Clears the bar, before a message or at the end.
-  void clear() const {
-    if (on_) std::fprintf(stderr, "\r\033[K");
-  }
-
- private:
-  std::size_t total_;
-  bool on_;
-};
-
 // The JSON Lines of one image: a line per embedded face, or one {"image", "error"} line.
 std::string embed_lines(const Engine& engine, const std::string& path, const EmbedArgs& args, const ImageLimits& limits,
                         std::optional<Error>* error) {
@@ -263,7 +240,7 @@ int run_embed(CliContext& ctx, const EmbedArgs& args) {
         done_lines[printed].reset();
       }
       std::cout.flush();
-      progress.show(++done, failed);
+      progress.show(++done, std::to_string(failed) + " failed");
     }
   };
   std::vector<std::thread> pool;

@@ -1,7 +1,9 @@
 // Regression tests for the findings of the outside probe of the server (issue 16) that
 // concern requests, consent and the audit log; key scoping, metrics, proxies and the
 // decoders have their own files. Each test failed before its fix (noted per test).
+#include <atomic>
 #include <chrono>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -92,34 +94,45 @@ TEST_F(ProbeTest, ReasonsAreBoundedBeforeAnyWorkAndRefusalsKeepTheirCause) {
 
 // #7, #8: consent expiring at T stops identification at T, before any retention run;
 // the expiry is read with its time zone. Before the fix the subject still matched
-// after T, and "+02:00" was stored as if it were UTC (two hours too late).
-TEST_F(ProbeTest, ConsentExpiryTakesEffectAtItsInstantInItsTimeZone) {
-  srv_->create_collection("p7");
-  const auto expiry = std::chrono::system_clock::now() + std::chrono::seconds(8);  // room for enrollment and a search first
+// after T, and "+02:00" was stored as if it were UTC (two hours too late). The server's
+// clock is the real one plus an offset the test moves, so no step races the expiry.
+TEST(ProbeClock, ConsentExpiryTakesEffectAtItsInstantInItsTimeZone) {
+  auto offset = std::make_shared<std::atomic<std::int64_t>>(0);
+  TestServer srv([offset](ServerOptions& o) {
+    o.clock = [offset] { return now_ms() + std::chrono::milliseconds(offset->load()); };
+  });
+  srv.create_collection("p7");
+  const auto expiry = std::chrono::time_point_cast<std::chrono::milliseconds>(now_ms() + std::chrono::minutes(10));
   // The same instant written two hours ahead, with its offset.
-  const std::string zulu = format_time(std::chrono::time_point_cast<std::chrono::milliseconds>(expiry));
-  std::string local = format_time(std::chrono::time_point_cast<std::chrono::milliseconds>(expiry + std::chrono::hours(2)));
+  const std::string zulu = format_time(expiry);
+  std::string local = format_time(expiry + std::chrono::hours(2));
   local = local.substr(0, local.size() - 1) + "+02:00";
-  auto g = srv_->post_json("/v1/collections/p7/consents", {{"subject", "temp-worker"},
-                                                           {"evidence_sha256", std::string(64, 'b')},
-                                                           {"collected_by", "test"},
-                                                           {"expires_at", local}});
+  auto g = srv.post_json("/v1/collections/p7/consents", {{"subject", "temp-worker"},
+                                                         {"evidence_sha256", std::string(64, 'b')},
+                                                         {"collected_by", "test"},
+                                                         {"expires_at", local}});
   ASSERT_EQ(g->status, 201) << g->body;
   EXPECT_EQ(json::parse(g->body)["expires_at"], zulu);
-  auto e = srv_->post_json("/v1/collections/p7/subjects/temp-worker/faces", {{"images", {base64(face_crop(6, 0, 0.3f))}}});
+  auto e = srv.post_json("/v1/collections/p7/subjects/temp-worker/faces", {{"images", {base64(face_crop(6, 0, 0.3f))}}});
   ASSERT_EQ(e->status, 200) << e->body;
-  auto before = search("p7", face_crop(6, 0, 0.6f), "shift check");
+  const auto search = [&] {
+    return srv.post_json("/v1/collections/p7/search", {{"image", base64(face_crop(6, 0, 0.6f))}, {"reason", "shift check"}});
+  };
+  auto before = search();
   ASSERT_EQ(before->status, 200) << before->body;
   ASSERT_EQ(json::parse(before->body)["matches"].size(), 1u) << before->body;
-  std::this_thread::sleep_until(expiry + std::chrono::milliseconds(300));
-  auto after = search("p7", face_crop(6, 0, 0.6f), "shift check");
+  // To the instant of expiry: the retention run has not happened, the face is still stored.
+  *offset = (expiry - now_ms()).count();
+  auto after = search();
   ASSERT_EQ(after->status, 200) << after->body;
   EXPECT_TRUE(json::parse(after->body)["matches"].empty()) << after->body;
+  auto info = srv.client().Get("/v1/collections/p7", srv.auth());
+  EXPECT_EQ(json::parse(info->body)["faces"], 1) << "identification stopped before retention deleted anything";
   for (const char* bad : {"2030-01-01T00:00:00Zjunk", "2030-01-01T00:00:00"}) {
-    auto r = srv_->post_json("/v1/collections/p7/consents", {{"subject", "x"},
-                                                             {"evidence_sha256", std::string(64, 'b')},
-                                                             {"collected_by", "test"},
-                                                             {"expires_at", bad}});
+    auto r = srv.post_json("/v1/collections/p7/consents", {{"subject", "x"},
+                                                           {"evidence_sha256", std::string(64, 'b')},
+                                                           {"collected_by", "test"},
+                                                           {"expires_at", bad}});
     EXPECT_EQ(r->status, 400) << bad << ": " << r->body;
   }
 }
