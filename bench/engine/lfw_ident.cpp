@@ -16,7 +16,13 @@
 
 namespace candor::bench {
 
-IdentProtocol one_photo_protocol(const std::vector<PersonImages>& people) {
+namespace {
+
+// People with `first_probe` or more photos enrolled from their first `enroll_images`
+// and probed with the others from photo `first_probe` on; people with fewer (but two or
+// more) enrolled from their first photo as distractors; people with one photo non-mated.
+IdentProtocol make_protocol(const std::vector<PersonImages>& people, std::size_t enroll_images,
+                            std::size_t first_probe) {
   IdentProtocol p;
   for (const PersonImages& images : people) {
     if (images.empty()) continue;
@@ -25,34 +31,27 @@ IdentProtocol one_photo_protocol(const std::vector<PersonImages>& people) {
       continue;
     }
     const int id = static_cast<int>(p.gallery.size());
-    p.gallery.push_back({images[0]});
-    for (std::size_t i = 1; i < images.size(); ++i) p.mated.push_back({images[i], id});
+    if (images.size() < first_probe) {
+      p.gallery.push_back({images[0]});
+      ++p.distractors;
+      continue;
+    }
+    p.gallery.emplace_back(images.begin(), images.begin() + static_cast<std::ptrdiff_t>(enroll_images));
+    for (std::size_t i = first_probe - 1; i < images.size(); ++i) p.mated.push_back({images[i], id});
   }
   return p;
 }
+
+}  // namespace
+
+IdentProtocol one_photo_protocol(const std::vector<PersonImages>& people) { return make_protocol(people, 1, 2); }
 
 IdentProtocol multi_photo_protocol(const std::vector<PersonImages>& people, int enroll_images) {
   if (enroll_images < 1 || enroll_images > kMaxIdentEnrollImages) {
     throw std::invalid_argument("multi_photo_protocol: enroll_images must be 1.." +
                                 std::to_string(kMaxIdentEnrollImages));
   }
-  IdentProtocol p;
-  for (const PersonImages& images : people) {
-    if (images.empty()) continue;
-    if (images.size() == 1) {
-      p.non_mated.push_back({images[0], -1});
-      continue;
-    }
-    const int id = static_cast<int>(p.gallery.size());
-    if (images.size() < kFirstProbePhoto) {
-      p.gallery.push_back({images[0]});
-      ++p.distractors;
-      continue;
-    }
-    p.gallery.emplace_back(images.begin(), images.begin() + enroll_images);
-    for (std::size_t i = kFirstProbePhoto - 1; i < images.size(); ++i) p.mated.push_back({images[i], id});
-  }
-  return p;
+  return make_protocol(people, static_cast<std::size_t>(enroll_images), kFirstProbePhoto);
 }
 
 const char* aggregate_name(Aggregate a) {
