@@ -15,45 +15,19 @@
 #include <opencv2/dnn.hpp>
 
 #include "engine/lfw.h"
+#include "engine/lfw_bench.h"
 #include "engine/lfw_embeddings.h"
+#include "engine/lfw_ident.h"
 
 namespace candor::bench {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-[[noreturn]] void die(const std::string& message) {
-  std::cerr << "candor bench: " << message << "\n";
-  std::exit(1);
-}
-
-std::filesystem::path default_lfw() { return std::filesystem::path(CANDOR_SHARED_DIR) / "datasets" / "lfw"; }
-
-void require_lfw(const std::filesystem::path& root) {
-  if (!std::filesystem::is_directory(root / "lfw")) {
-    die("LFW not found at " + root.string() +
-        " (expected <dir>/lfw/<Name>/<Name>_NNNN.jpg and pairs.txt; the team's copy lives in ../shared/datasets/lfw)");
-  }
-}
-
-std::string key_of(const std::string& name, int index) {
-  return lfw_image_path("", name, index).lexically_relative("lfw").generic_string();
-}
-
 float dot(const std::vector<float>& a, const std::vector<float>& b) {
   if (a.empty() || b.empty()) return -1.0f;  // an unreadable image never matches
   return cosine_similarity(a, b);
 }
-
-double pct(double v) { return std::round(v * 10000.0) / 100.0; }
-
-struct LfwArgs {
-  std::filesystem::path root = default_lfw();
-  std::string pairs = "pairs.txt";
-  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  std::filesystem::path cache;
-  bool json = false;
-};
 
 void run_lfw(const EngineOptions& options, const LfwArgs& a) {
   require_lfw(a.root);
@@ -127,13 +101,7 @@ void run_lfw(const EngineOptions& options, const LfwArgs& a) {
 // them, enough to resolve FMR 1e-4), every pair of the same person a genuine one.
 void run_calibrate(const EngineOptions& options, const LfwArgs& a) {
   require_lfw(a.root);
-  std::set<std::string> unique;
-  for (const char* file : {"pairsDevTrain.txt", "pairsDevTest.txt"}) {
-    auto pairs = read_lfw_pairs(a.root / file);
-    if (!pairs) die(pairs.error().message);
-    for (const auto& p : *pairs) unique.insert(key_of(p.name_a, p.index_a)), unique.insert(key_of(p.name_b, p.index_b));
-  }
-  const std::vector<std::string> keys(unique.begin(), unique.end());
+  const std::vector<std::string> keys = view_one_keys(a.root);
   const ImageTemplates t = embed_lfw_images(options, a.root, keys, a.threads, a.cache);
   std::vector<float> genuine, impostor;
   auto person = [](const std::string& key) { return key.substr(0, key.find('/')); };
@@ -154,86 +122,6 @@ void run_calibrate(const EngineOptions& options, const LfwArgs& a) {
     char name[16];
     std::snprintf(name, sizeof name, "%.0e", fmr);
     j["operating_points"][name] = {{"threshold", r.threshold}, {"tar_pct", pct(r.rate)}};
-  }
-  if (a.json) std::cout << j.dump(2) << "\n";
-}
-
-// Open-set 1:N on LFW: gallery = the first image of each person with 2+ images;
-// mated probes = their other images; non-mated probes = the people with one image.
-void run_ident(const EngineOptions& options, const LfwArgs& a) {
-  require_lfw(a.root);
-  std::map<std::string, std::vector<std::string>> people;
-  for (const auto& dir : std::filesystem::directory_iterator(a.root / "lfw")) {
-    if (!dir.is_directory()) continue;
-    for (const auto& f : std::filesystem::directory_iterator(dir)) {
-      if (f.path().extension() == ".jpg") {
-        people[dir.path().filename().string()].push_back(dir.path().filename().string() + "/" + f.path().filename().string());
-      }
-    }
-  }
-  std::vector<std::string> keys;
-  for (auto& [name, files] : people) {
-    std::sort(files.begin(), files.end());
-    keys.insert(keys.end(), files.begin(), files.end());
-  }
-  const ImageTemplates t = embed_lfw_images(options, a.root, keys, a.threads, a.cache);
-  std::map<std::string, std::size_t> at;
-  for (std::size_t i = 0; i < keys.size(); ++i) at[keys[i]] = i;
-
-  std::vector<std::string> gallery_names;
-  std::vector<const std::vector<float>*> gallery;
-  struct Probe { const std::vector<float>* t; int mate; };
-  std::vector<Probe> mated, non_mated;
-  for (const auto& [name, files] : people) {
-    if (files.size() >= 2) {
-      const int id = static_cast<int>(gallery.size());
-      gallery_names.push_back(name);
-      gallery.push_back(&t.templates[at[files[0]]]);
-      for (std::size_t i = 1; i < files.size(); ++i) mated.push_back({&t.templates[at[files[i]]], id});
-    } else {
-      non_mated.push_back({&t.templates[at[files[0]]], -1});
-    }
-  }
-  const std::size_t dim = t.templates.empty() ? 0 : t.templates.front().size();
-  cv::Mat g(static_cast<int>(gallery.size()), static_cast<int>(dim), CV_32F, cv::Scalar(0));
-  for (std::size_t i = 0; i < gallery.size(); ++i) {
-    if (gallery[i]->size() == dim) std::copy(gallery[i]->begin(), gallery[i]->end(), g.ptr<float>(static_cast<int>(i)));
-  }
-  auto top1 = [&](const Probe& p) {
-    std::pair<int, float> best{-1, -2.0f};
-    if (p.t->size() != dim) return best;
-    const cv::Mat q(1, static_cast<int>(dim), CV_32F, const_cast<float*>(p.t->data()));
-    cv::Mat s = g * q.t();
-    for (int i = 0; i < s.rows; ++i) {
-      if (s.at<float>(i) > best.second) best = {i, s.at<float>(i)};
-    }
-    return best;
-  };
-  std::vector<std::pair<int, float>> mated_top(mated.size()), non_mated_top(non_mated.size());
-  for (std::size_t i = 0; i < mated.size(); ++i) mated_top[i] = top1(mated[i]);
-  for (std::size_t i = 0; i < non_mated.size(); ++i) non_mated_top[i] = top1(non_mated[i]);
-  std::size_t rank1 = 0;
-  for (std::size_t i = 0; i < mated.size(); ++i) rank1 += mated_top[i].first == mated[i].mate;
-  std::vector<float> non_mated_scores;
-  for (const auto& b : non_mated_top) non_mated_scores.push_back(b.second);
-  nlohmann::json j = {{"gallery", gallery.size()}, {"mated_probes", mated.size()}, {"non_mated_probes", non_mated.size()},
-                      {"rank1_pct", pct(static_cast<double>(rank1) / static_cast<double>(mated.size()))}};
-  std::printf("LFW open-set 1:N: gallery %zu people, %zu mated probes, %zu non-mated probes\n", gallery.size(),
-              mated.size(), non_mated.size());
-  std::printf("rank-1 identification rate  %.2f%%\n", 100.0 * static_cast<double>(rank1) / static_cast<double>(mated.size()));
-  for (double fpir : {1e-2, 1e-3}) {
-    const double threshold = threshold_at_fmr(non_mated_scores, fpir);
-    std::size_t misses = 0, false_pos = 0;
-    for (std::size_t i = 0; i < mated.size(); ++i) {
-      misses += !(mated_top[i].first == mated[i].mate && mated_top[i].second >= threshold);
-    }
-    for (float s : non_mated_scores) false_pos += s >= threshold;
-    const double fnir = static_cast<double>(misses) / static_cast<double>(mated.size());
-    std::printf("FNIR at FPIR=%.0e  %.2f%%  (threshold %.4f; %zu of %zu non-mated probes above it)\n", fpir,
-                100 * fnir, threshold, false_pos, non_mated.size());
-    char name[16];
-    std::snprintf(name, sizeof name, "%.0e", fpir);
-    j["fnir_at_fpir"][name] = {{"fnir_pct", pct(fnir)}, {"threshold", threshold}, {"false_positives", false_pos}};
   }
   if (a.json) std::cout << j.dump(2) << "\n";
 }
@@ -378,12 +266,27 @@ void register_engine_bench_commands(CLI::App& bench, const EngineOptions& option
   auto cal = std::make_shared<LfwArgs>();
   c = bench.add_subcommand("calibrate", "Operating-point thresholds from LFW View 1 (all cross-identity pairs)");
   add_lfw_options(c, *cal);
-  c->callback([&options, cal] { run_calibrate(options, *cal); });
+  c->add_flag("--subjects", cal->subjects,
+              "Thresholds for subject templates of k = 1..5 photos (the manifest's subject_thresholds)");
+  c->callback([&options, cal] { cal->subjects ? run_calibrate_subjects(options, *cal) : run_calibrate(options, *cal); });
 
-  auto ident = std::make_shared<LfwArgs>();
+  auto ident = std::make_shared<IdentArgs>();
   c = bench.add_subcommand("lfw-ident", "LFW open-set 1:N: rank-1, FNIR at FPIR 1e-2 and 1e-3");
   add_lfw_options(c, *ident);
-  c->callback([&options, ident] { run_ident(options, *ident); });
+  CLI::Option* multi[] = {
+      c->add_option("--enroll-images", ident->enroll_images,
+                    "Multi-photo protocol (issue 11): enrol people with 4+ photos from their first K")
+          ->check(CLI::Range(1, kMaxIdentEnrollImages))
+          ->capture_default_str(),
+      c->add_option("--aggregate", ident->aggregate, "Multi-photo protocol: how a subject of K faces is scored")
+          ->check(CLI::IsMember({"centroid", "max", "mean"}))
+          ->capture_default_str(),
+      c->add_flag("--all-k", ident->all_k, "Multi-photo protocol: every K (1..3) and aggregate in one table"),
+  };
+  c->callback([&options, ident, multi] {
+    ident->multi_photo = std::any_of(std::begin(multi), std::end(multi), [](const CLI::Option* o) { return o->count() > 0; });
+    run_ident(options, *ident);
+  });
 
   auto pipe = std::make_shared<PipelineArgs>();
   c = bench.add_subcommand("pipeline", "Per-stage latency on one thread vs the networks alone; throughput");

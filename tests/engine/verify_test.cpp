@@ -83,6 +83,29 @@ TEST(Verify, OperatingPointsAreOrderedAndNamed) {
   EXPECT_THROW(cosine_similarity(std::vector<float>(3), std::vector<float>(4)), std::invalid_argument);
 }
 
+// The manifest's subject thresholds (`candor bench calibrate --subjects`): one per
+// enrolled-photo count k = 1..5, non-decreasing in k, stricter at a stricter point,
+// and for k = 1 (a subject template of one face is that face) the face threshold up to
+// the sampling of the calibration.
+TEST(Verify, SubjectThresholdsAreCalibratedPerPhotoCount) {
+  const auto& points = test::shared_engine().recognizer_spec().operating_points;
+  for (std::size_t i = 0; i < points.size(); ++i) {
+    const OperatingPoint& p = points[i];
+    SCOPED_TRACE(p.name);
+    ASSERT_EQ(p.subject_thresholds.size(), 5u);
+    EXPECT_NEAR(subject_threshold(p, 1), p.threshold, 0.005);
+    for (std::size_t k = 0; k < p.subject_thresholds.size(); ++k) {
+      if (k > 0) {
+        EXPECT_LE(p.subject_thresholds[k - 1], p.subject_thresholds[k]) << k;
+      }
+      if (i > 0) {
+        EXPECT_LT(points[i - 1].subject_thresholds[k], p.subject_thresholds[k]) << k;
+      }
+    }
+    EXPECT_EQ(subject_threshold(p, 9), p.subject_thresholds.back());
+  }
+}
+
 // LFW View 1, its own protocol: the threshold that maximises accuracy on DevTrain
 // (2,200 pairs) decides the DevTest pairs (1,000); accuracy stays >= 99.0%. On DevTest's
 // first 100 matched and 100 mismatched pairs the fmr-1e-3 decision is right for >= 95%
