@@ -190,29 +190,10 @@ class CollectionsImpl final : public Collections {
       return e;
     };
     // Decoding, detection and analysis hold no collection lock.
-    auto image = decode_image(probe, options_.limits);
-    if (!image) return refuse(image.error());
-    std::vector<Face> faces = engine_.analyze(*image, options_.detect);
-    if (faces.empty()) return refuse({ErrorCode::kNoFace, "no face in the probe image"});
-    std::stable_sort(faces.begin(), faces.end(), [](const Face& a, const Face& b) { return a.box.area() > b.box.area(); });
     SearchResult result;
-    result.faces_in_image = faces.size();
-    if (options.largest_face_only) faces.resize(1);
-    if (options.admit_faces) {
-      if (auto admitted = options.admit_faces(faces.size()); !admitted) return refuse(admitted.error());
-    }
-    if (options_.analyzer != nullptr) {
-      AnalysisRequest request;
-      request.liveness = info->liveness_required;
-      options_.analyzer->analyze(*image, std::span<Face>(faces), request);
-      if (request.liveness) {
-        for (const Face& f : faces) {
-          if (f.liveness && !f.liveness->live) {
-            return refuse({ErrorCode::kLivenessFailed, "a probe face failed the liveness check this collection requires"});
-          }
-        }
-      }
-    }
+    auto probed = probe_faces(probe, *info, options.largest_face_only, options.admit_faces, result.faces_in_image);
+    if (!probed) return refuse(probed.error());
+    std::vector<Face>& faces = *probed;
 
     std::shared_lock registry(registry_mutex_);
     auto state = find(collection, registry);
@@ -244,20 +225,10 @@ class CollectionsImpl final : public Collections {
       (void)record("refused: " + std::string(error_code_name(e.code)), nlohmann::json::object(), {});
       return e;
     };
-    auto image = decode_image(probe, options_.limits);
-    if (!image) return refuse(image.error());
-    std::vector<Face> faces = engine_.analyze(*image, options_.detect);
-    if (faces.empty()) return refuse({ErrorCode::kNoFace, "no face in the probe image"});
-    Face face = *std::max_element(faces.begin(), faces.end(),
-                                  [](const Face& a, const Face& b) { return a.box.area() < b.box.area(); });
-    if (options_.analyzer != nullptr) {
-      AnalysisRequest request;
-      request.liveness = info->liveness_required;
-      options_.analyzer->analyze(*image, std::span<Face>(&face, 1), request);
-      if (request.liveness && face.liveness && !face.liveness->live) {
-        return refuse({ErrorCode::kLivenessFailed, "the probe failed the liveness check this collection requires"});
-      }
-    }
+    std::size_t faces_in_image = 0;
+    auto probed = probe_faces(probe, *info, true, {}, faces_in_image);
+    if (!probed) return refuse(probed.error());
+    Face face = std::move(probed->front());
     std::shared_lock registry(registry_mutex_);
     auto state = find(collection, registry);
     if (!state) return state.error();
@@ -613,6 +584,34 @@ class CollectionsImpl final : public Collections {
     SearchRecord record{ctx, s.info.name, matched, details.dump(), "ok"};
     if (auto recorded = store_.record_search(record); !recorded) return recorded.error();
     return matches;
+  }
+
+  // The faces of a probe photo, largest first (only the largest when `largest_only`), with
+  // quality and liveness when an analyser is set; `admit` is asked before any is analysed.
+  // Holds no lock. ensures: the decode's errors, kNoFace, admit's error, kLivenessFailed.
+  Result<std::vector<Face>> probe_faces(std::span<const std::uint8_t> probe, const Collection& info, bool largest_only,
+                                        const std::function<Status(std::size_t)>& admit, std::size_t& faces_in_image) {
+    auto image = decode_image(probe, options_.limits);
+    if (!image) return image.error();
+    std::vector<Face> faces = engine_.analyze(*image, options_.detect);
+    if (faces.empty()) return Error{ErrorCode::kNoFace, "no face in the probe image"};
+    std::stable_sort(faces.begin(), faces.end(), [](const Face& a, const Face& b) { return a.box.area() > b.box.area(); });
+    faces_in_image = faces.size();
+    if (largest_only) faces.resize(1);
+    if (admit) {
+      if (auto admitted = admit(faces.size()); !admitted) return admitted.error();
+    }
+    if (options_.analyzer != nullptr) {
+      AnalysisRequest request;
+      request.liveness = info.liveness_required;
+      options_.analyzer->analyze(*image, std::span<Face>(faces), request);
+      for (const Face& f : faces) {
+        if (request.liveness && f.liveness && !f.liveness->live) {
+          return Error{ErrorCode::kLivenessFailed, "a probe face failed the liveness check this collection requires"};
+        }
+      }
+    }
+    return faces;
   }
 
   // Refuses, one by one, the new faces that do not look like the subject's other photos
