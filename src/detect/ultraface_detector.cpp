@@ -85,11 +85,14 @@ std::vector<double> UltraFaceDetector::pyramid_scales(cv::Size image, int min_fa
   const double fit = std::min(static_cast<double>(spec_.input.width) / image.width,
                               static_cast<double>(spec_.input.height) / image.height);
   const double finest = kMinDetectablePx / std::max({1, min_face_size, smallest_min_face(image)});
-  std::vector<double> scales{fit};
-  for (double s = fit; s < finest;) {
-    s = std::min(s * kLevelStep, finest);
-    scales.push_back(s);
-  }
+  // Planned from the finest level up, so that the one step shorter than kLevelStep falls
+  // next to the coarsest (whole-view) level, where a level costs one or two tiles, and not
+  // next to the finest, where it cost most of the work (1920x1080 at 40 px: levels 1/6,
+  // 0.42 and 0.5 took 1 + 9 + 12 tiles, now 1/6, 0.2 and 0.5 take 1 + 2 + 12).
+  std::vector<double> scales;
+  for (double s = finest; s > fit; s /= kLevelStep) scales.push_back(s);
+  scales.push_back(fit);
+  std::reverse(scales.begin(), scales.end());
   return scales;
 }
 

@@ -159,6 +159,23 @@ TEST(Detect, PyramidStopsAtTheMinimumFaceSize) {
   EXPECT_EQ(probe.pyramid_scales({250, 250}, 24).size(), 1u);  // LFW: one view suffices
 }
 
+// Issue 14: the pyramid is planned from the finest level up, so its one short step lies
+// next to the whole view (1-2 tiles) and not next to the finest level (most of the tiles):
+// 1920x1080 at 40 px was 1/6, 0.42, 0.5 (1 + 9 + 12 tiles), now 1/6, 0.2, 0.5 (1 + 2 + 12).
+TEST(Detect, PyramidsShortStepIsNextToTheWholeView) {
+  UltraFaceDetector probe(test::shared_engine().detector_spec(), nullptr);
+  for (const int min_face : {8, 24, 40, 100}) {
+    const auto scales = probe.pyramid_scales({1920, 1080}, min_face);
+    ASSERT_GE(scales.size(), 2u) << min_face;
+    EXPECT_NEAR(scales.back(), 20.0 / std::max(min_face, 10), 1e-9) << min_face;
+    EXPECT_LE(scales[1] / scales[0], 2.5 + 1e-9) << min_face;
+    for (std::size_t i = 2; i < scales.size(); ++i) EXPECT_NEAR(scales[i] / scales[i - 1], 2.5, 1e-9) << min_face;
+  }
+  const auto door = probe.pyramid_scales({1920, 1080}, 40);
+  ASSERT_EQ(door.size(), 3u);
+  EXPECT_NEAR(door[1], 0.2, 1e-9);
+}
+
 // Issue 16: a 9 KB JPEG claiming 7300x5470 took 8-17 s at the default minimum face and
 // 83 s with min_face=8 (the whole image upsampled 2.5x, 1.1 GB). The pyramid is bounded.
 TEST(Detect, PyramidWorkIsBoundedWhateverTheImageAndMinimumFace) {
