@@ -13,7 +13,9 @@
 #include <opencv2/core.hpp>
 #include <opencv2/core/utility.hpp>
 #include <opencv2/dnn.hpp>
+#include <opencv2/imgproc.hpp>
 
+#include "align/landmarker.h"
 #include "engine/lfw.h"
 #include "engine/lfw_bench.h"
 #include "engine/lfw_embeddings.h"
@@ -132,12 +134,97 @@ struct PipelineArgs {
   int runs = 5;
   int threads = 2;
   int throughput_images = 200;
+  std::filesystem::path frame = std::filesystem::path(CANDOR_SOURCE_DIR) / "testdata" / "face-api" / "sample1.jpg";
 };
 
 double median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+// A network with a random input of the shape the pipeline feeds it; run() is one inference.
+struct BareNet {
+  cv::dnn::Net net;
+  cv::Mat input;
+  void run() {
+    net.setInput(input);
+    net.forward();
+  }
+};
+
+// The plain single-pass pipeline over the same three networks, issue 14's baseline: the
+// image stretched into one detector view, the best box, one landmark pass on its square
+// crop, the five points onto the ArcFace template, one recogniser pass. No pyramid, no
+// tiles, no refinement: what a straightforward OpenCV DNN program does.
+struct PlainPipeline {
+  cv::dnn::Net det, lmk, rec;
+  ModelSpec det_spec, lmk_spec, rec_spec;
+
+  std::vector<float> run(const cv::Mat& bgr) {
+    const InputSpec& di = det_spec.input;
+    det.setInput(cv::dnn::blobFromImage(bgr, di.scale, cv::Size(di.width, di.height), cv::Scalar::all(di.mean),
+                                        di.color == ColorOrder::kRgb, false, CV_32F));
+    std::vector<cv::Mat> outs;
+    det.forward(outs, std::vector<std::string>{det_spec.outputs.at("boxes"), det_spec.outputs.at("scores")});
+    const float* b = outs[0].ptr<float>();
+    const float* s = outs[1].ptr<float>();
+    int best = 0;
+    for (int i = 1; i < outs[0].size[1]; ++i) best = s[2 * i + 1] > s[2 * best + 1] ? i : best;
+    const float w = static_cast<float>(bgr.cols), h = static_cast<float>(bgr.rows);
+    const cv::Rect2f box(b[4 * best] * w, b[4 * best + 1] * h, (b[4 * best + 2] - b[4 * best]) * w,
+                         (b[4 * best + 3] - b[4 * best + 1]) * h);
+    cv::Mat gray;
+    cv::cvtColor(bgr, gray, cv::COLOR_BGR2GRAY);
+    const cv::Rect region = square_region((box.tl() + box.br()) * 0.5f, std::max(box.width, box.height));
+    const InputSpec& li = lmk_spec.input;
+    lmk.setInput(cv::dnn::blobFromImage(crop_resized(gray, region, cv::Size(li.width, li.height)), li.scale, {},
+                                        cv::Scalar::all(li.mean), false, false, CV_32F));
+    const cv::Mat p = lmk.forward(lmk_spec.outputs.at("points"));
+    std::vector<cv::Point2f> points(68);
+    for (int k = 0; k < 68; ++k) {
+      points[static_cast<std::size_t>(k)] = {static_cast<float>(region.x) + p.ptr<float>()[2 * k] * static_cast<float>(region.width),
+                                             static_cast<float>(region.y) + p.ptr<float>()[2 * k + 1] * static_cast<float>(region.height)};
+    }
+    const auto five = five_points_from_68(points);
+    const InputSpec& ri = rec_spec.input;
+    auto to = arcface_template_112();
+    for (auto& q : to) q *= static_cast<float>(ri.width) / 112.0f;
+    cv::Mat crop;
+    cv::warpAffine(bgr, crop, similarity_transform(five, to), cv::Size(ri.width, ri.height));
+    rec.setInput(cv::dnn::blobFromImage(crop, ri.scale, {}, cv::Scalar::all(ri.mean), ri.color == ColorOrder::kRgb,
+                                        false, CV_32F));
+    const cv::Mat e = rec.forward(rec_spec.outputs.at("embedding"));
+    std::vector<float> t(e.ptr<float>(), e.ptr<float>() + e.total());
+    const double n = cv::norm(e);
+    for (float& x : t) x = static_cast<float>(x / n);
+    return t;
+  }
+};
+
+// The FLOPs of one inference of `net` on `input`. OpenCV 4.6's Net::getFLOPS counts a
+// grouped convolution as if every output saw every input channel, 2 x k x k x C_in per
+// output, so a depthwise layer (groups = C_in) is overcounted C_in times (3.4 GFLOP
+// instead of 0.03 for MobileFaceNet's); here a convolution counts 2 x k x k x C_in/groups
+// (the weight blob's second dimension) per output, every other layer as OpenCV counts it.
+double network_flops(cv::dnn::Net& net, const cv::Mat& input) {
+  const std::vector<cv::dnn::MatShape> in{cv::dnn::MatShape(input.size.p, input.size.p + input.dims)};
+  double flops = 0;
+  for (const std::string& name : net.getLayerNames()) {
+    const int id = net.getLayerId(name);
+    const cv::Ptr<cv::dnn::Layer> layer = net.getLayer(id);
+    if (layer->type != "Convolution" || layer->blobs.empty()) {
+      flops += static_cast<double>(net.getFLOPS(id, in));
+      continue;
+    }
+    std::vector<cv::dnn::MatShape> layer_in, layer_out;
+    net.getLayerShapes(in, id, layer_in, layer_out);
+    const cv::Mat& w = layer->blobs[0];  // C_out x C_in/groups x kh x kw
+    double outputs = 1;
+    for (int d : layer_out[0]) outputs *= d;
+    flops += outputs * 2.0 * w.size[1] * w.size[2] * w.size[3];
+  }
+  return flops;
 }
 
 // Per-stage latency on one thread, from encoded bytes and from decoded pixels to a
@@ -160,43 +247,42 @@ void run_pipeline(const EngineOptions& options, const PipelineArgs& a) {
   auto manifest = load_manifest(resolve_manifest(opts.manifest));
   if (!manifest) die(manifest.error().message);
   const std::filesystem::path model_dir = resolve_model_dir(opts.model_dir);
-  // A network with a random input of the shape the pipeline feeds it; run() is one inference.
-  struct BareNet {
-    cv::dnn::Net net;
-    cv::Mat input;
-    void run() {
-      net.setInput(input);
-      net.forward();
-    }
-  };
-  auto net_for = [&](ModelRole role, int batch) {
+  auto spec_of = [&](ModelRole role) {
     auto spec = manifest->find(role);
     if (!spec) die(spec.error().message);
-    auto file = locate_model(*spec, model_dir, false);
+    return *spec;
+  };
+  const ModelSpec det_spec = spec_of(ModelRole::kDetector), lmk_spec = spec_of(ModelRole::kLandmarks),
+                  rec_spec = spec_of(ModelRole::kRecognizer);
+  auto net_for = [&](const ModelSpec& spec, int batch) {
+    auto file = locate_model(spec, model_dir, false);
     if (!file) die(file.error().message);
     cv::dnn::Net net = cv::dnn::readNetFromONNX(file->string());
-    int shape[4] = {batch, spec->input.color == ColorOrder::kGray ? 1 : 3, spec->input.height, spec->input.width};
+    int shape[4] = {batch, spec.input.color == ColorOrder::kGray ? 1 : 3, spec.input.height, spec.input.width};
     cv::Mat blob(4, shape, CV_32F);
     cv::randu(blob, -1, 1);
     BareNet bare{net, blob};
     bare.run();  // the first inference allocates; keep it out of the timings
     return bare;
   };
-  BareNet det = net_for(ModelRole::kDetector, 1);
+  BareNet det = net_for(det_spec, 1);
   // The landmark network runs once on the box crop, then on three refined crops in one batch.
-  BareNet lmk = net_for(ModelRole::kLandmarks, 1);
-  BareNet lmk3 = net_for(ModelRole::kLandmarks, 3);
-  BareNet rec = net_for(ModelRole::kRecognizer, 1);
+  BareNet lmk = net_for(lmk_spec, 1);
+  BareNet lmk3 = net_for(lmk_spec, 3);
+  BareNet rec = net_for(rec_spec, 1);
+  PlainPipeline plain{net_for(det_spec, 1).net, net_for(lmk_spec, 1).net, net_for(rec_spec, 1).net, det_spec,
+                      lmk_spec, rec_spec};
   auto time_ms = [](auto&& fn) {
     const auto t = Clock::now();
     fn();
     return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
   };
 
-  std::vector<double> decode, boxes, landmarks, embed, total, net_det, net_lmk, net_rec, ratio;
+  std::vector<double> decode, boxes, landmarks, embed, total, net_det, net_lmk, net_rec, ratio, plain_ms, speedup;
   std::size_t faces_found = 0;
+  float plain_vs_candor = 0;
   for (int run = 0; run < a.runs; ++run) {
-    std::vector<double> d, b, l, e, tot, nd, nl, nr;
+    std::vector<double> d, b, l, e, tot, nd, nl, nr, pl;
     for (int i = 0; i < a.repeat; ++i) {
       d.push_back(time_ms([&] { (void)decode_image(*bytes); }));
       std::vector<Face> faces;
@@ -211,10 +297,15 @@ void run_pipeline(const EngineOptions& options, const PipelineArgs& a) {
         lmk3.run();
       }));
       nr.push_back(time_ms([&] { rec.run(); }));
+      std::vector<float> t;
+      pl.push_back(time_ms([&] { t = plain.run(*image); }));
+      if (!t.empty() && !faces.empty()) plain_vs_candor = cosine_similarity(t, faces.front().embedding);
     }
     decode.push_back(median(d)), boxes.push_back(median(b)), landmarks.push_back(median(l)), embed.push_back(median(e));
     total.push_back(median(tot)), net_det.push_back(median(nd)), net_lmk.push_back(median(nl)), net_rec.push_back(median(nr));
     ratio.push_back(median(tot) / (median(nd) + median(nl) + median(nr)));
+    plain_ms.push_back(median(pl));
+    speedup.push_back(median(pl) / median(tot));
   }
   const double nets = median(net_det) + median(net_lmk) + median(net_rec);
   std::printf("image %s (%dx%d, %zu face%s), one thread, medians of %d runs x %d repeats\n", path.c_str(), image->cols,
@@ -225,6 +316,40 @@ void run_pipeline(const EngineOptions& options, const PipelineArgs& a) {
   std::printf("  align + embed     %7.2f ms   (recogniser network alone %.2f ms)\n", median(embed), median(net_rec));
   std::printf("  pixels->template  %7.2f ms   networks alone %.2f ms: Candor's own work adds %.1f%% (median of per-run ratios)\n",
               median(total), nets, 100.0 * (median(ratio) - 1.0));
+  std::printf("  plain pipeline    %7.2f ms   (one detector, one landmark, one recogniser pass, float32, OpenCV DNN;\n"
+              "                                its template at cosine %.3f to Candor's): Candor is %.2fx as fast "
+              "(median of per-run ratios)\n",
+              median(plain_ms), plain_vs_candor, median(speedup));
+
+  // How far each network is from the hardware: its FLOPs (convolutions counted per group,
+  // see network_flops) over its time alone in this run.
+  std::printf("  network      input        GFLOP     ms   GFLOP/s\n");
+  const std::pair<const char*, std::pair<BareNet*, double>> rows[] = {
+      {"detector", {&det, median(net_det)}}, {"landmarks", {&lmk3, median(net_lmk)}}, {"recogniser", {&rec, median(net_rec)}}};
+  for (const auto& [name, net_ms] : rows) {
+    const auto& [bare, ms] = net_ms;
+    double flops = network_flops(bare->net, bare->input);
+    if (bare == &lmk3) flops *= 4.0 / 3.0;  // timed as 1 + 3 crops
+    std::printf("  %-11s  %4dx%-4d %9.3f %7.2f %8.1f\n", name, bare->input.size[3], bare->input.size[2], flops / 1e9,
+                ms, flops / 1e6 / ms);
+  }
+
+  // Detection of a 1920x1080 frame (the door-camera case): face-api sample 1 (1920x1280,
+  // three faces) cut to 1080 rows, at minimum faces of 40 and 24 px.
+  if (auto frame = read_image(a.frame)) {
+    const cv::Mat hd = (*frame)(cv::Rect(0, 0, std::min(1920, frame->cols), std::min(1080, frame->rows))).clone();
+    for (int min_face : {40, 24}) {
+      DetectOptions o;
+      o.min_face_size = min_face;
+      std::vector<double> t;
+      std::size_t n = 0;
+      for (int i = 0; i < std::max(3, a.runs); ++i) t.push_back(time_ms([&] { n = engine.detect_boxes(hd, o).size(); }));
+      std::printf("  detect %dx%d, faces >= %d px: %7.1f ms = %.1f x the detector network alone (%zu faces; median of %zu)\n",
+                  hd.cols, hd.rows, min_face, median(t), median(t) / median(net_det), n, t.size());
+    }
+  } else {
+    std::printf("  (no frame for the 1080p detection figure: %s)\n", frame.error().message.c_str());
+  }
 
   // Enrollment throughput: whole pipeline from bytes, N images over T threads.
   for (int threads : {1, a.threads}) {
@@ -295,6 +420,7 @@ void register_engine_bench_commands(CLI::App& bench, const EngineOptions& option
   c->add_option("--runs", pipe->runs, "Runs (the median is reported)")->capture_default_str();
   c->add_option("--threads", pipe->threads, "Threads for the throughput figure")->capture_default_str();
   c->add_option("--images", pipe->throughput_images, "Images per throughput run")->capture_default_str();
+  c->add_option("--frame", pipe->frame, "An image cut to 1920x1080 for the detection figure")->capture_default_str();
   c->callback([&options, pipe] { run_pipeline(options, *pipe); });
 }
 

@@ -65,7 +65,9 @@ class Engine {
   //   holds at most 18 MP in all (its finest level 8.3 MP, what a 4000x3000 photo needs
   //   for 24-pixel faces), by searching faces from smallest_min_face(size) up when
   //   options.min_face_size is smaller; landmarks and templates cost per face, at most
-  //   options.max_faces.
+  //   options.max_faces. When the pyramid finds no face, the image is searched once more
+  //   in the middle of a padded canvas (one more detector run), which finds faces that
+  //   fill the whole frame (ID-style crops) the plain search misses.
   virtual std::vector<Face> detect(const cv::Mat& bgr, const DetectOptions& options = {}) const = 0;
 
   // The smallest minimum face size detect() searches for in an image of this size:

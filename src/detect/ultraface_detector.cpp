@@ -33,11 +33,12 @@ constexpr float kCutMargin = 2.0f;
 // So finer levels require a score closer to 1: t' = t + (1 - t) * 0.8 (0.94 for 0.7).
 constexpr float kFineLevelStrictness = 0.8f;
 // The finest pyramid level holds at most this many pixels, so that what one image costs
-// is bounded whatever its size and the minimum face asked for: the level above the
-// finest holds at most as many pixels and each further one 1/6.25 as many, so all hold
-// at most 2.2x the finest (a tile advances 240 x 160 px: 406 tiles for a 4000x3000 photo
-// at 24 px, 317 for 7300x5470 at any minimum face up to 44 px). 8.3 MP is what a
-// 12 MP photo (4000x3000) needs at the default minimum face of 24 px, which stays as it
+// is bounded whatever its size and the minimum face asked for: each level above the
+// finest holds 1/6.25 as many pixels as the one below it, and the coarsest (one view) at
+// most as many as the one below it, so all hold at most 1.4x the finest (a tile advances
+// 240 x 160 px: 265 tiles for a 4000x3000 photo at 24 px and for 7300x5470 at any
+// minimum face up to 44 px; 309 when levels were planned from the coarsest). 8.3 MP is
+// what a 12 MP photo (4000x3000) needs at the default minimum face of 24 px, which stays as it
 // was; a 40 MP image is searched from 44 px up, and only images up to 1.3 MP are
 // upsampled 2.5x for 8 px faces (a 40 MP one was, to 250 MP: 83 s and 1.1 GB).
 constexpr double kMaxFinestLevelPixels = 4000.0 * 3000.0 * (kMinDetectablePx / 24) * (kMinDetectablePx / 24);
@@ -85,11 +86,14 @@ std::vector<double> UltraFaceDetector::pyramid_scales(cv::Size image, int min_fa
   const double fit = std::min(static_cast<double>(spec_.input.width) / image.width,
                               static_cast<double>(spec_.input.height) / image.height);
   const double finest = kMinDetectablePx / std::max({1, min_face_size, smallest_min_face(image)});
-  std::vector<double> scales{fit};
-  for (double s = fit; s < finest;) {
-    s = std::min(s * kLevelStep, finest);
-    scales.push_back(s);
-  }
+  // Planned from the finest level up, so that the one step shorter than kLevelStep falls
+  // next to the coarsest (whole-view) level, where a level costs one or two tiles, and not
+  // next to the finest, where it cost most of the work (1920x1080 at 40 px: levels 1/6,
+  // 0.42 and 0.5 took 1 + 9 + 12 tiles, now 1/6, 0.2 and 0.5 take 1 + 2 + 12).
+  std::vector<double> scales;
+  for (double s = finest; s > fit; s /= kLevelStep) scales.push_back(s);
+  scales.push_back(fit);
+  std::reverse(scales.begin(), scales.end());
   return scales;
 }
 
@@ -127,17 +131,15 @@ void UltraFaceDetector::run_tile(const cv::Mat& tile, cv::Rect valid, bool cut_l
   }
 }
 
-std::vector<Face> UltraFaceDetector::detect(const cv::Mat& bgr, const DetectOptions& options) const {
-  if (bgr.type() != CV_8UC3 || bgr.empty()) throw std::invalid_argument("detect: image must be non-empty CV_8UC3");
+void UltraFaceDetector::search_levels(const cv::Mat& bgr, const std::vector<double>& scales, float score_threshold,
+                                      std::vector<Face>& candidates) const {
   const int net_w = spec_.input.width, net_h = spec_.input.height;
   const cv::Scalar pad = cv::Scalar::all(spec_.input.mean);  // normalises to 0
-  std::vector<Face> candidates;
-  const std::vector<double> scales = pyramid_scales(bgr.size(), options.min_face_size);
   for (double scale : scales) {
     const bool coarsest = scale == scales.front();
     const float max_size = coarsest ? std::numeric_limits<float>::max() : kMaxFineLevelFacePx;
     const float threshold =
-        coarsest ? options.score_threshold : options.score_threshold + (1 - options.score_threshold) * kFineLevelStrictness;
+        coarsest ? score_threshold : score_threshold + (1 - score_threshold) * kFineLevelStrictness;
     const int sw = std::max(1, static_cast<int>(std::lround(bgr.cols * scale)));
     const int sh = std::max(1, static_cast<int>(std::lround(bgr.rows * scale)));
     cv::Mat scaled;
@@ -163,13 +165,47 @@ std::vector<Face> UltraFaceDetector::detect(const cv::Mat& bgr, const DetectOpti
       }
     }
   }
+}
+
+std::vector<Face> UltraFaceDetector::detect(const cv::Mat& bgr, const DetectOptions& options) const {
+  if (bgr.type() != CV_8UC3 || bgr.empty()) throw std::invalid_argument("detect: image must be non-empty CV_8UC3");
+  std::vector<Face> candidates;
+  search_levels(bgr, pyramid_scales(bgr.size(), options.min_face_size), options.score_threshold, candidates);
+  std::vector<Face> faces = select(std::move(candidates), bgr.size(), options);
+  if (!faces.empty()) return faces;
+  // Nothing found: the image may be a face that fills the frame (an ID-style crop).
+  return search_padded(bgr, options);
+}
+
+std::vector<Face> UltraFaceDetector::search_padded(const cv::Mat& bgr, const DetectOptions& options) const {
+  // Shrunk first, then padded, so that a large image costs no more than a small one: the
+  // padded canvas fills one network view at scale 1.
+  const double s = std::min(spec_.input.width / (2.0 * bgr.cols), spec_.input.height / (2.0 * bgr.rows));
+  cv::Mat small;
+  cv::resize(bgr, small, cv::Size(std::max(1, static_cast<int>(bgr.cols * s)), std::max(1, static_cast<int>(bgr.rows * s))),
+             0, 0, s < 1.0 ? cv::INTER_AREA : cv::INTER_LINEAR);
+  const int px = small.cols / 2, py = small.rows / 2;
+  cv::Mat padded;
+  cv::copyMakeBorder(small, padded, py, py, px, px, cv::BORDER_CONSTANT, cv::Scalar::all(spec_.input.mean));
+  std::vector<Face> candidates;
+  search_levels(padded, {1.0}, options.score_threshold, candidates);
+  const auto inv = static_cast<float>(1.0 / s);
+  for (Face& f : candidates) {
+    f.box = {(f.box.x - static_cast<float>(px)) * inv, (f.box.y - static_cast<float>(py)) * inv, f.box.width * inv,
+             f.box.height * inv};
+  }
+  return select(std::move(candidates), bgr.size(), options);
+}
+
+std::vector<Face> UltraFaceDetector::select(std::vector<Face> candidates, cv::Size image,
+                                            const DetectOptions& options) const {
   // IoU 0.4 as the model's authors use (onnx_config.nms_threshold in the model pack's JS).
   std::vector<Face> faces = suppress_overlaps(std::move(candidates), 0.4f, 0.7f);
   const float min_side = 0.75f * static_cast<float>(options.min_face_size);  // detector boxes run tight
   std::erase_if(faces, [&](const Face& f) { return std::max(f.box.width, f.box.height) < min_side; });
   for (Face& f : faces) {  // clamp to the image
-    const float x2 = std::min(f.box.right(), static_cast<float>(bgr.cols));
-    const float y2 = std::min(f.box.bottom(), static_cast<float>(bgr.rows));
+    const float x2 = std::min(f.box.right(), static_cast<float>(image.width));
+    const float y2 = std::min(f.box.bottom(), static_cast<float>(image.height));
     f.box.x = std::max(0.0f, f.box.x);
     f.box.y = std::max(0.0f, f.box.y);
     f.box.width = x2 - f.box.x;
