@@ -245,7 +245,7 @@ class CollectionsImpl final : public Collections {
     VerifyResult out;
     out.subject = subject;
     out.faces = templates.size();
-    out.similarity = dot(face.embedding, subject_vector);
+    out.similarity = collections_detail::dot(face.embedding, subject_vector);
     out.threshold = subject_threshold(operating_point_of(s.info), out.faces);
     out.match = out.similarity >= out.threshold;
     if (auto best = s.gallery.best_face(subject, face.embedding, live)) out.face_id = best->first;
@@ -534,11 +534,6 @@ class CollectionsImpl final : public Collections {
     tombstones_.insert(ids.begin(), ids.end());
   }
 
-  static float dot(std::span<const float> a, std::span<const float> b) {
-    float out = 0;
-    for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) out += a[i] * b[i];
-    return out;
-  }
 
   // The recogniser's operating point whose threshold the collection was created with, for
   // its subject thresholds; a threshold set otherwise applies to every photo count.
@@ -628,7 +623,7 @@ class CollectionsImpl final : public Collections {
       for (std::size_t j = 0; j < faces.size(); ++j) {
         if (j != i) others.push_back(faces[j].embedding);
       }
-      const float similarity = dot(faces[i].embedding, subject_template(others));
+      const float similarity = collections_detail::dot(faces[i].embedding, subject_template(others));
       if (similarity >= bound) continue;
       refused[i] = true;
       char figure[160];

@@ -8,14 +8,6 @@
 
 namespace candor::collections_detail {
 
-namespace {
-float dot(std::span<const float> a, std::span<const float> b) {
-  float s = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
-  return s;
-}
-}  // namespace
-
 SubjectGallery::SubjectGallery(int dim, const std::string& index_spec)
     : dim_(dim), index_(make_index(dim, index_spec)) {}
 

@@ -25,6 +25,13 @@
 
 namespace candor::collections_detail {
 
+// The inner product of two templates of one size: their cosine, for unit vectors.
+inline float dot(std::span<const float> a, std::span<const float> b) {
+  float s = 0;
+  for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) s += a[i] * b[i];
+  return s;
+}
+
 struct SubjectHit {
   std::string subject;
   float score = 0;          // probe . subject template
