@@ -24,13 +24,8 @@ using test::error_code;
 using test::face_crop;
 using test::TestServer;
 
-class ProbeTest : public ::testing::Test {
+class ProbeTest : public test::SharedServerTest {
  protected:
-  static void SetUpTestSuite() { srv_ = new TestServer(); }
-  static void TearDownTestSuite() {
-    delete srv_;
-    srv_ = nullptr;
-  }
   static json audit(const std::string& query) {
     auto r = srv_->client().Get(("/v1/audit?limit=10000&" + query).c_str(), srv_->auth());
     EXPECT_EQ(r->status, 200) << r->body;
@@ -41,9 +36,7 @@ class ProbeTest : public ::testing::Test {
     return srv_->post_json("/v1/collections/" + collection + "/search" + query,
                            {{"image", base64(photo)}, {"reason", reason}}, key);
   }
-  static TestServer* srv_;
 };
-TestServer* ProbeTest::srv_ = nullptr;
 
 // #5: consent is checked before any photo is decoded. Before the fix, five photos that
 // do not decode for a subject without consent got 200 with five per-image errors: the

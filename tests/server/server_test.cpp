@@ -34,16 +34,7 @@ using test::read_all;
 using test::sample;
 using test::TestServer;
 
-class ServerTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() { srv_ = new TestServer(); }
-  static void TearDownTestSuite() {
-    delete srv_;
-    srv_ = nullptr;
-  }
-  static TestServer* srv_;
-};
-TestServer* ServerTest::srv_ = nullptr;
+class ServerTest : public test::SharedServerTest {};
 
 TEST_F(ServerTest, HealthAndReadiness) {
   auto h = srv_->client().Get("/healthz");

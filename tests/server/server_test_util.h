@@ -188,6 +188,18 @@ class TestServer {
   std::string log_;
 };
 
+// A suite whose tests share one TestServer, started before its first test and stopped
+// after its last (a server start loads the models: seconds).
+class SharedServerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { srv_ = new TestServer(); }
+  static void TearDownTestSuite() {
+    delete srv_;
+    srv_ = nullptr;
+  }
+  static inline TestServer* srv_ = nullptr;
+};
+
 // A raw TCP connection to the server: byte-exact requests, partial sends, timing.
 class RawConn {
  public:

@@ -17,10 +17,10 @@ using test::face_crop;
 using test::sample;
 using test::TestServer;
 
-class SubjectsServerTest : public ::testing::Test {
+class SubjectsServerTest : public test::SharedServerTest {
  protected:
   static void SetUpTestSuite() {
-    srv_ = new TestServer();
+    SharedServerTest::SetUpTestSuite();
     srv_->create_collection("door");
     for (auto [subject, face] : {std::pair{"ben", 0}, std::pair{"cleo", 2}}) {
       srv_->grant("door", subject);
@@ -29,13 +29,7 @@ class SubjectsServerTest : public ::testing::Test {
       ASSERT_EQ(e->status, 200) << e->body;
     }
   }
-  static void TearDownTestSuite() {
-    delete srv_;
-    srv_ = nullptr;
-  }
-  static TestServer* srv_;
 };
-TestServer* SubjectsServerTest::srv_ = nullptr;
 
 TEST_F(SubjectsServerTest, EveryFaceIsSearchedAndEachIsOneSearchOfTheBudget) {
   const std::string group = sample(6);
