@@ -3,7 +3,7 @@
 // Why: on near-uniform vectors an approximate index looks far worse than on
 // real templates, and an exact one looks the same; real templates concentrate
 // their variance (LFW: 50/80/90/95% in 35/79/103/119 of 512 dimensions,
-// /work/shared/docs/vector-search.md). So templates are drawn as
+// ../shared/docs/vector-search.md). So templates are drawn as
 // normalise(mean + L z), z ~ N(0, I), with L either fitted to real templates
 // (Cholesky of their covariance) or a random rotation of a decaying spectrum.
 #pragma once

@@ -33,7 +33,7 @@ class CandorIpSpace final : public hnswlib::SpaceInterface<float> {
 
 // hnswlib's defaults are M=16, efConstruction=200; ef=10 at search. Face
 // templates with ~100 effective dimensions need a wider search than that
-// (/work/shared/docs/vector-search.md), so search ef defaults to 128.
+// (../shared/docs/vector-search.md), so search ef defaults to 128.
 constexpr size_t kDefaultEfConstruction = 200;
 constexpr size_t kDefaultEf = 128;
 // Below this many vectors per add() a second thread costs more than it saves.

@@ -4,7 +4,7 @@
 //
 // Four independent accumulators per row cover the latency of the FMA / add
 // chains. At 512-d the int8 scan should be bound by memory bandwidth, not
-// arithmetic (/work/shared/docs/vector-search.md: ~12 GB/s per thread, so
+// arithmetic (../shared/docs/vector-search.md: ~12 GB/s per thread, so
 // 512 MB of codes for 1M templates takes >= ~45 ms).
 #include "kernels.h"
 

@@ -28,7 +28,8 @@ const SHOTS = process.env.CANDOR_E2E_SCREENSHOTS || '/tmp/candor-e2e-screens';
 const TIMEOUT = 60_000; // one detection on 2 shared cores is well under this
 
 const SAMPLE1 = join(ROOT, 'testdata/face-api/sample1.jpg');
-const LFW = '/work/shared/datasets/lfw/lfw';
+// ../shared beside the project root (CANDOR_SHARED_DIR overrides), never an absolute path.
+const LFW = join(process.env.CANDOR_SHARED_DIR || join(ROOT, '..', 'shared'), 'datasets/lfw/lfw');
 const BUSH_1 = join(LFW, 'George_W_Bush/George_W_Bush_0001.jpg');
 const BUSH_2 = join(LFW, 'George_W_Bush/George_W_Bush_0002.jpg');
 const POWELL_1 = join(LFW, 'Colin_Powell/Colin_Powell_0001.jpg');
