@@ -150,6 +150,24 @@ class PgStore final : public Store {
     return read_op<Collection>([&] { return require_collection(name); });
   }
 
+  Result<Collection> set_calibration(std::string_view name, const std::optional<CollectionCalibration>& calibration,
+                                     float match_threshold, const AuditContext& ctx) override {
+    return write_op<Collection>(ctx, AuditDraft{"calibrate", std::string(name), {}, "{}", "ok"}, [&](AuditDraft& audit) {
+      validate_calibration(calibration, match_threshold);
+      const Collection c = require_collection(name);
+      PgParams params;
+      if (calibration) {
+        params.add(calibration_to_json(*calibration));
+      } else {
+        params.add_null();
+      }
+      db_.exec("UPDATE collections SET calibration = $1, match_threshold = $2 WHERE id = $3",
+               params.add(static_cast<double>(match_threshold)).add(c.id));
+      audit.details = calibration_details(c.id, calibration, match_threshold);
+      return require_collection(name);
+    });
+  }
+
   Result<std::vector<FaceId>> delete_collection(std::string_view name, const AuditContext& ctx) override {
     return write_op<std::vector<FaceId>>(ctx, AuditDraft{"delete_collection", std::string(name), {}, "{}", "ok"},
                                          [&](AuditDraft& audit) {
@@ -992,6 +1010,7 @@ class PgStore final : public Store {
     c.match_threshold = static_cast<float>(r.dbl(i, 4));
     c.liveness_required = r.boolean(i, 5);
     c.created_at = from_ms(r.int64(i, 6));
+    if (!r.is_null(i, 7)) c.calibration = calibration_from_json(r.text(i, 7), c.name);
     return c;
   }
 

@@ -83,6 +83,19 @@ class SqliteStore final : public Store {
     return read_op<Collection>([&] { return require_collection(name); });
   }
 
+  Result<Collection> set_calibration(std::string_view name, const std::optional<CollectionCalibration>& calibration,
+                                     float match_threshold, const AuditContext& ctx) override {
+    return write_op<Collection>(ctx, AuditDraft{"calibrate", std::string(name), {}, "{}", "ok"}, [&](AuditDraft& audit) {
+      validate_calibration(calibration, match_threshold);
+      const Collection c = require_collection(name);
+      Statement st = db_.prepare("UPDATE collections SET calibration = ?, match_threshold = ? WHERE id = ?");
+      if (calibration) st.bind(1, calibration_to_json(*calibration));
+      st.bind(2, static_cast<double>(match_threshold)).bind(3, c.id).run();
+      audit.details = calibration_details(c.id, calibration, match_threshold);
+      return require_collection(name);
+    });
+  }
+
   Result<std::vector<FaceId>> delete_collection(std::string_view name, const AuditContext& ctx) override {
     return write_op<std::vector<FaceId>>(ctx, AuditDraft{"delete_collection", std::string(name), {}, "{}", "ok"},
                                          [&](AuditDraft& audit) {
@@ -906,6 +919,7 @@ class SqliteStore final : public Store {
     c.match_threshold = static_cast<float>(st.column_double(4));
     c.liveness_required = st.column_int(5) != 0;
     c.created_at = from_ms(st.column_int(6));
+    if (!st.column_is_null(7)) c.calibration = calibration_from_json(st.column_text(7), c.name);
     return c;
   }
 
