@@ -8,7 +8,9 @@
 #include <iostream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
+#include <atomic>
 
 #include <CLI/CLI.hpp>
 
@@ -27,6 +29,11 @@ struct CliContext {
 
   // The engine and the analyser, created on first use. On failure print the error and exit 1.
   const Engine& engine();
+  // Before engine(): how many images a bulk command works on at once (requested, or 0 for
+  // one per core; at most `jobs`), with a replica of each network per worker. OpenCV's
+  // own threads would only compete with the workers, so (unless --threads says
+  // otherwise) each inference then runs on one.
+  int prepare_workers(int requested, std::size_t jobs);
   const FaceAnalyzer& analyzer();
 
  private:
@@ -36,6 +43,20 @@ struct CliContext {
 
 // Prints "candor: <code>: <message>" to stderr and returns 1, the exit status of an expected failure.
 int fail(const Error& error);
+
+// Runs fn(i) for every i in [0, n) on `workers` threads, the calling one among them.
+// requires: fn is safe to call concurrently.
+template <typename Fn>
+void parallel_for(std::size_t n, int workers, Fn fn) {
+  std::atomic<std::size_t> next{0};
+  auto worker = [&] {
+    for (std::size_t i; (i = next++) < n;) fn(i);
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < workers; ++t) pool.emplace_back(worker);
+  worker();
+  for (auto& t : pool) t.join();
+}
 
 // The image files in `dir` (and, when recursive, its sub-folders), by extension: every
 // format read_image decodes (JPEG, PNG, WebP, BMP, PGM, PPM); sorted by path.

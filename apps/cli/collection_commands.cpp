@@ -2,6 +2,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cmath>
 #include <ctime>
 #include <mutex>
 #include <thread>
@@ -11,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "candor/calibration.h"
 #include "candor/collections.h"
 #include "candor/crypto.h"
 #include "candor/json.h"
@@ -91,6 +93,110 @@ std::function<void()> with_session(CliContext& ctx, std::shared_ptr<StoreArgs> a
     }
     ctx.exit_code = body(*session);
   };
+}
+
+struct CalibrateArgs {
+  std::string collection, dir, reason;
+  bool reset = false;
+  int workers = 0;
+};
+
+// What `candor calibrate` prints: per point and photo count, the shipped and the
+// measured threshold, the difference and the TAR reached (JSON null: no genuine pair).
+nlohmann::json calibration_report_json(const CalibrationReport& r) {
+  nlohmann::json points = nlohmann::json::array();
+  for (const CalibratedPoint& p : r.collection.calibration->points) {
+    const OperatingPoint* shipped = nullptr;
+    for (const OperatingPoint& s : r.shipped) {
+      if (s.name == p.point.name) shipped = &s;
+    }
+    nlohmann::json by_photos = nlohmann::json::array();
+    for (std::size_t i = 0; i < p.point.subject_thresholds.size(); ++i) {
+      const float measured = p.point.subject_thresholds[i];
+      nlohmann::json row = {{"photos", i + 1},
+                            {"threshold", score_to_json(measured)},
+                            {"tar", std::isnan(p.tar[i]) ? nlohmann::json(nullptr) : nlohmann::json(score_to_json(p.tar[i]))},
+                            {"extrapolated", static_cast<bool>(p.extrapolated[i])}};
+      if (shipped) {
+        row["shipped"] = score_to_json(subject_threshold(*shipped, i + 1));
+        row["difference"] = score_to_json(measured - subject_threshold(*shipped, i + 1));
+      }
+      by_photos.push_back(std::move(row));
+    }
+    points.push_back({{"name", p.point.name}, {"fmr", p.point.fmr}, {"by_photos", std::move(by_photos)}});
+  }
+  const CollectionCalibration& c = *r.collection.calibration;
+  return {{"collection", r.collection.name},
+          {"people", c.people},
+          {"images", c.images},
+          {"impostor_comparisons", c.impostor_scores},
+          {"genuine_comparisons", c.genuine_scores},
+          {"points", std::move(points)},
+          {"decides_at", {{"name", r.decides_at.name},
+                          {"threshold", score_to_json(r.decides_at.threshold)},
+                          {"before", score_to_json(r.previous.threshold)}}}};
+}
+
+// Embeds the largest face of every photo of DIR's sub-folders (one per person) and has
+// the collection calibrated on them; the photos and templates are dropped afterwards.
+void run_calibrate(CliContext& ctx, const std::shared_ptr<StoreArgs>& a, const CalibrateArgs& k) {
+  if (k.reset) {
+    with_session(ctx, a, true, [&](Session& s) {
+      auto r = s.collections->reset_calibration(k.collection, {a->actor, k.reason});
+      if (!r) return fail(r.error());
+      print_json({{"collection", r->name}, {"calibration", nullptr}, {"match_threshold", score_to_json(r->match_threshold)}});
+      return 0;
+    })();
+    return;
+  }
+  if (k.dir.empty()) {
+    ctx.exit_code = fail({ErrorCode::kInvalidArgument, "give a folder of folders (one per person), or --reset"});
+    return;
+  }
+  std::vector<std::vector<std::filesystem::path>> people;
+  std::error_code ec;
+  std::vector<std::filesystem::path> dirs;
+  for (const auto& d : std::filesystem::directory_iterator(k.dir, ec)) {
+    if (d.is_directory()) dirs.push_back(d.path());
+  }
+  if (ec) {
+    ctx.exit_code = fail({ErrorCode::kInvalidArgument, k.dir + ": " + ec.message()});
+    return;
+  }
+  std::sort(dirs.begin(), dirs.end());
+  std::vector<std::pair<std::size_t, std::filesystem::path>> photos;  // (person, file)
+  for (const auto& d : dirs) {
+    for (const auto& f : image_files(d, false)) photos.emplace_back(people.size(), f);
+    people.emplace_back();
+  }
+  const int workers = ctx.prepare_workers(k.workers, photos.size());
+  with_session(ctx, a, true, [&](Session& s) {
+    const Engine& engine = ctx.engine();
+    std::vector<std::vector<float>> templates(photos.size());
+    std::mutex mutex;
+    std::size_t done = 0, unreadable = 0;
+    const ProgressLine progress(photos.size());
+    parallel_for(photos.size(), workers, [&](std::size_t i) {
+      auto image = read_image(photos[i].second.string(), ctx.limits);
+      std::vector<Face> faces;
+      if (image) faces = engine.analyze(*image);
+      std::lock_guard lock(mutex);
+      if (const Face* f = primary_face(faces)) {
+        templates[i] = f->embedding;
+      } else {
+        ++unreadable;
+      }
+      progress.show(++done, std::to_string(unreadable) + " without a face");
+    });
+    progress.clear();
+    std::vector<std::vector<std::vector<float>>> by_person(people.size());
+    for (std::size_t i = 0; i < photos.size(); ++i) by_person[photos[i].first].push_back(std::move(templates[i]));
+    if (unreadable > 0) std::fprintf(stderr, "%zu of %zu photos gave no face and were skipped\n", unreadable, photos.size());
+    auto r = s.collections->calibrate(k.collection, by_person, {a->actor, k.reason});
+    if (!r) return fail(r.error());
+    print_json(calibration_report_json(*r));
+    return 0;
+  })();
 }
 
 }  // namespace
@@ -359,6 +465,22 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
       print_json(search_result_to_json(q->collection, *r));
       return 0;
     }));
+  }
+
+  // ---- calibrate
+  {
+    auto a = std::make_shared<StoreArgs>();
+    auto k = std::make_shared<CalibrateArgs>();
+    CLI::App* c = app.add_subcommand(
+        "calibrate", "Measure a collection's operating points on your own people (a folder of folders, one per person)");
+    c->add_option("--collection", k->collection)->required();
+    c->add_option("dir", k->dir, "One sub-folder of photos per person (photos you may use for this; nothing is kept)");
+    c->add_flag("--reset", k->reset, "Go back to the recogniser's shipped operating points");
+    c->add_option("--reason", k->reason, "Why (written to the audit log)");
+    c->add_option("--workers", k->workers, "Images embedded at once (0: one per core)")
+        ->check(CLI::NonNegativeNumber)->capture_default_str();
+    add_store_options(c, *a);
+    c->callback([&ctx, a, k] { run_calibrate(ctx, a, *k); });
   }
 
   // ---- verify

@@ -36,15 +36,6 @@ void add_detect_options(CLI::App* cmd, DetectOptions& o) {
   cmd->add_option("--max-faces", o.max_faces, "Keep at most this many faces")->capture_default_str();
 }
 
-// The face a one-face command uses when there are several: the largest.
-const Face* primary_face(const std::vector<Face>& faces) {
-  const Face* best = nullptr;
-  for (const Face& f : faces) {
-    if (best == nullptr || f.box.area() > best->box.area()) best = &f;
-  }
-  return best;
-}
-
 void draw_faces(cv::Mat& canvas, const std::vector<Face>& faces, bool landmarks68) {
   const int thickness = std::max(1, std::min(canvas.cols, canvas.rows) / 400);
   for (const Face& f : faces) {
@@ -210,22 +201,15 @@ int run_embed(CliContext& ctx, const EmbedArgs& args) {
                                               "use the JSON Lines output for several"});
   }
   if (paths.empty()) return fail({ErrorCode::kInvalidArgument, "no image files in " + args.inputs.front()});
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const int workers = std::clamp(args.workers > 0 ? args.workers : cores, 1, static_cast<int>(paths.size()));
-  // Each worker holds a replica of each network; OpenCV's own threads would only compete
-  // with the workers, so (unless --threads says otherwise) each inference runs on one.
-  if (ctx.engine_options.replicas < workers) ctx.engine_options.replicas = workers;
-  if (workers > 1 && ctx.opencv_threads == 0) cv::setNumThreads(1);
+  const int workers = ctx.prepare_workers(args.workers, paths.size());
   const Engine& engine = ctx.engine();
 
   const auto start = std::chrono::steady_clock::now();
   std::vector<std::optional<std::string>> done_lines(paths.size());
   std::size_t printed = 0, done = 0, failed = 0;
-  std::atomic<std::size_t> next{0};
   std::mutex mutex;
   const ProgressLine progress(bulk ? paths.size() : 1);
-  auto worker = [&] {
-    for (std::size_t i; (i = next++) < paths.size();) {
+  parallel_for(paths.size(), workers, [&](std::size_t i) {
       std::optional<Error> error;
       std::string lines = embed_lines(engine, paths[i], args, ctx.limits, &error);
       std::lock_guard lock(mutex);
@@ -241,12 +225,7 @@ int run_embed(CliContext& ctx, const EmbedArgs& args) {
       }
       std::cout.flush();
       progress.show(++done, std::to_string(failed) + " failed");
-    }
-  };
-  std::vector<std::thread> pool;
-  for (int t = 1; t < workers; ++t) pool.emplace_back(worker);
-  worker();
-  for (auto& t : pool) t.join();
+  });
   progress.clear();
   if (bulk) {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

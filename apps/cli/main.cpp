@@ -29,6 +29,14 @@ const Engine& CliContext::engine() {
   return *engine_;
 }
 
+int CliContext::prepare_workers(int requested, std::size_t jobs) {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int workers = std::clamp(requested > 0 ? requested : cores, 1, static_cast<int>(std::max<std::size_t>(jobs, 1)));
+  if (engine_options.replicas < workers) engine_options.replicas = workers;
+  if (workers > 1 && opencv_threads == 0) cv::setNumThreads(1);
+  return workers;
+}
+
 const FaceAnalyzer& CliContext::analyzer() {
   if (!analyzer_) {
     AnalyzerOptions options;

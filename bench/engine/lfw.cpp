@@ -99,26 +99,4 @@ FoldAccuracy ten_fold_accuracy(const std::vector<float>& scores, const std::vect
   return r;
 }
 
-double threshold_at_fmr(std::vector<float> impostor, double fmr) {
-  if (impostor.empty()) return 1.0;
-  std::sort(impostor.begin(), impostor.end(), std::greater<>());
-  // Accept score >= t. Allow floor(fmr * n) impostors at or above t: t sits just above
-  // the next impostor score.
-  const auto allowed = static_cast<std::size_t>(std::floor(fmr * static_cast<double>(impostor.size())));
-  if (allowed >= impostor.size()) return static_cast<double>(impostor.back());
-  return std::nextafter(static_cast<double>(impostor[allowed]), 2.0);
-}
-
-RateAtThreshold tar_at_far(const std::vector<float>& genuine, const std::vector<float>& impostor, double far) {
-  RateAtThreshold r;
-  r.impostors = impostor.size();
-  r.threshold = threshold_at_fmr(impostor, far);
-  std::size_t accepted = 0, false_accepts = 0;
-  for (float g : genuine) accepted += g >= r.threshold;
-  for (float s : impostor) false_accepts += s >= r.threshold;
-  r.rate = genuine.empty() ? 0.0 : static_cast<double>(accepted) / static_cast<double>(genuine.size());
-  r.achieved_false_rate = impostor.empty() ? 0.0 : static_cast<double>(false_accepts) / static_cast<double>(impostor.size());
-  return r;
-}
-
 }  // namespace candor::bench

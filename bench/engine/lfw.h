@@ -2,6 +2,8 @@
 // computed on them. Kept apart from the commands so the tests can check the metrics.
 #pragma once
 
+#include "candor/calibration.h"
+
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -40,18 +42,8 @@ struct FoldAccuracy {
 FoldAccuracy ten_fold_accuracy(const std::vector<float>& scores, const std::vector<bool>& same,
                                const std::vector<int>& folds);
 
-struct RateAtThreshold {
-  double rate = 0;       // TAR (verification) or 1 - FNIR (identification)
-  double threshold = 0;  // similarity at or above which a comparison is accepted
-  double achieved_false_rate = 0;
-  std::size_t impostors = 0;
-};
-
-// TAR at the smallest threshold whose false accept rate on the impostor scores is <= far.
-RateAtThreshold tar_at_far(const std::vector<float>& genuine, const std::vector<float>& impostor, double far);
-
-// The threshold at which a fraction `fmr` of impostor scores is at or above it
-// (the (1 - fmr) quantile), for calibrating operating points.
-double threshold_at_fmr(std::vector<float> impostor, double fmr);
+// RateAtThreshold, tar_at_far() and threshold_at_fmr() are the library's
+// (candor/calibration.h): the bench calibrates the shipped points with the code that
+// calibrates a collection's.
 
 }  // namespace candor::bench

@@ -187,45 +187,13 @@ IdentResult evaluate_ident(const IdentProtocol& protocol, const std::vector<std:
 SubjectCalibration calibrate_subject_thresholds(const std::vector<PersonImages>& people,
                                                 const std::vector<std::vector<float>>& templates, int photos,
                                                 std::span<const double> fmrs) {
-  if (photos < 1) throw std::invalid_argument("calibrate_subject_thresholds: photos must be >= 1");
-  const std::size_t dim = dim_of(templates);
-  const auto k = static_cast<std::size_t>(photos);
-  // Every face, with its owner and its place among the owner's photos.
-  std::vector<std::size_t> face_image, owner, place;
-  std::vector<std::size_t> subject_person;
-  for (std::size_t p = 0; p < people.size(); ++p) {
-    for (std::size_t i = 0; i < people[p].size(); ++i) {
-      face_image.push_back(people[p][i]), owner.push_back(p), place.push_back(i);
-    }
-    if (people[p].size() >= k && !centroid_of(std::span(people[p]).first(k), templates).empty()) {
-      subject_person.push_back(p);
-    }
-  }
-  cv::Mat faces = cv::Mat::zeros(static_cast<int>(face_image.size()), static_cast<int>(dim), CV_32F);
-  for (std::size_t f = 0; f < face_image.size(); ++f) set_row(faces, static_cast<int>(f), templates.at(face_image[f]));
-  cv::Mat subjects = cv::Mat::zeros(static_cast<int>(subject_person.size()), static_cast<int>(dim), CV_32F);
-  for (std::size_t s = 0; s < subject_person.size(); ++s) {
-    set_row(subjects, static_cast<int>(s), centroid_of(std::span(people[subject_person[s]]).first(k), templates));
-  }
+  const SubjectScores scores = subject_scores(people, templates, photos);
   SubjectCalibration c;
   c.photos = photos;
-  c.subjects = subject_person.size();
-  std::vector<float> genuine, impostor;
-  if (!subjects.empty() && !faces.empty()) {
-    cv::Mat scores;
-    cv::gemm(subjects, faces, 1.0, cv::noArray(), 0.0, scores, cv::GEMM_2_T);
-    for (std::size_t s = 0; s < subject_person.size(); ++s) {
-      const float* row = scores.ptr<float>(static_cast<int>(s));
-      for (std::size_t f = 0; f < face_image.size(); ++f) {
-        if (templates[face_image[f]].empty()) continue;  // an unreadable image is no comparison
-        if (owner[f] != subject_person[s]) impostor.push_back(row[f]);
-        else if (place[f] >= k) genuine.push_back(row[f]);  // the enrolled photos themselves are not probes
-      }
-    }
-  }
-  c.impostor_scores = impostor.size();
-  c.genuine_scores = genuine.size();
-  for (double fmr : fmrs) c.at.push_back(tar_at_far(genuine, impostor, fmr));
+  c.subjects = scores.subjects;
+  c.impostor_scores = scores.impostor.size();
+  c.genuine_scores = scores.genuine.size();
+  for (double fmr : fmrs) c.at.push_back(tar_at_far(scores.genuine, scores.impostor, fmr));
   return c;
 }
 
@@ -350,21 +318,11 @@ void run_ident(const EngineOptions& options, const IdentArgs& a) {
   if (a.json) std::cout << j.dump(2) << "\n";
 }
 
-namespace {
-
-// Subject templates of up to this many photos are calibrated: LFW View 1 has too few
-// people with more photos to resolve FMR 1e-5 beyond it, and more photos than the
-// manifest's list covers use its last element (subject_threshold() in candor/models.h).
-constexpr int kCalibrationPhotos = 5;
-
-// A threshold for the manifest: rounded up to four decimals, so that the rounding
-// never admits more impostors than the calibration allowed. The manifest's arrays are
-// also kept non-decreasing in k (each element at least the previous one): the threshold
-// rises with k (the mean of more faces is nearer every face), and the dips measured at
-// k = 4 and 5 come from 180 and 81 subjects, whose FMR 1e-5 tails are eight and four scores.
-double manifest_threshold(double t) { return std::ceil(t * 1e4) / 1e4; }
-
-}  // namespace
+// The manifest's arrays are rounded up (round_threshold_up) and kept non-decreasing in k
+// (each element at least the previous one): the threshold rises with k (the mean of more
+// faces is nearer every face), and the dips measured at k = 4 and 5 come from 180 and 81
+// subjects, whose FMR 1e-5 tails are eight and four scores. kCalibrationPhotos is the
+// library's (candor/calibration.h).
 
 void run_calibrate_subjects(const EngineOptions& options, const LfwArgs& a) {
   require_lfw(a.root);
@@ -398,7 +356,7 @@ void run_calibrate_subjects(const EngineOptions& options, const LfwArgs& a) {
       row["operating_points"][points[i].name] = {
           {"threshold", r.threshold}, {"tar_pct", pct(r.rate)}, {"achieved_fmr", r.achieved_false_rate}};
       std::vector<double>& array = arrays[points[i].name];
-      array.push_back(std::max(manifest_threshold(r.threshold), array.empty() ? 0.0 : array.back()));
+      array.push_back(std::max(round_threshold_up(r.threshold), array.empty() ? 0.0 : array.back()));
     }
     j["by_photos"].push_back(row);
   }

@@ -15,8 +15,7 @@
 
 namespace candor::bench {
 
-// One person's images, as indices into a template list, in LFW order (_0001 first).
-using PersonImages = std::vector<std::size_t>;
+// One person's images (candor::PersonImages), in LFW order (_0001 first).
 
 struct IdentProbe {
   std::size_t image = 0;

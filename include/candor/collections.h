@@ -94,6 +94,14 @@ struct FollowStatus {
 
 // One image offered for enrollment: its bytes are hashed (SHA-256 kept), decoded,
 // and dropped; only the template is stored.
+// What Collections::calibrate measured and what it changed.
+struct CalibrationReport {
+  Collection collection;                // as stored, with its calibration
+  OperatingPoint previous;              // the point it decided at before
+  OperatingPoint decides_at;            // the point it decides at now
+  std::vector<OperatingPoint> shipped;  // the recogniser's points, for comparison
+};
+
 // A subject's template: the mean of its face templates, renormalised to unit length
 // (Amazon Rekognition's "user vector"). On Candor's LFW templates, people enrolled from
 // 3 photos and searched by this mean are found with FNIR 2.3% at FPIR 1e-2, against
@@ -203,6 +211,23 @@ class Collections {
   virtual Result<Collection> create_collection(NewCollection spec, const std::string& operating_point,
                                                const AuditContext& ctx) = 0;
   virtual Result<std::vector<FaceId>> delete_collection(const std::string& name, const AuditContext& ctx) = 0;
+
+  // Measures the collection's operating points on the operator's own people (`people`:
+  // one list of templates per person, from photos the operator may use for this; they
+  // are neither enrolled nor kept) with calibrate_points() (candor/calibration.h), and
+  // stores them (Store::set_calibration, audited as "calibrate"). The collection keeps
+  // its point's name: an fmr-1e-4 collection decides at the fmr-1e-4 threshold measured
+  // here, for a subject of any photo count, from the next search on this node and after
+  // the next sync() on the others.
+  // requires: every non-empty template has the recogniser's dim (an empty one is an
+  //   unreadable photo and is skipped).
+  // ensures: the report; kInvalidArgument (nothing stored) for a wrong dim or a set that
+  //          resolves no operating point (calibrate_points); kNotFound for no collection.
+  virtual Result<CalibrationReport> calibrate(const std::string& collection,
+                                              std::span<const std::vector<std::vector<float>>> people,
+                                              const AuditContext& ctx) = 0;
+  // Back to the recogniser's shipped points (the shipped point of the same name), audited.
+  virtual Result<Collection> reset_calibration(const std::string& collection, const AuditContext& ctx) = 0;
 
   // Enrolls one face per image for `subject`. Images are processed independently;
   // those that fail (no face, several faces, low quality) are reported and skipped.

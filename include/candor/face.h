@@ -37,4 +37,14 @@ struct Face {
   std::optional<Liveness> liveness;         // set only when liveness was requested
 };
 
+// The face a one-face operation uses when a photo shows several: the largest box (the
+// person nearest the camera). ensures: nullptr for no face; the first of equal largest.
+inline const Face* primary_face(const std::vector<Face>& faces) noexcept {
+  const Face* best = nullptr;
+  for (const Face& f : faces) {
+    if (best == nullptr || f.box.area() > best->box.area()) best = &f;
+  }
+  return best;
+}
+
 }  // namespace candor

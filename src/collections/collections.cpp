@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "candor/analyzer.h"
+#include "candor/calibration.h"
 #include "candor/crypto.h"
 #include "candor/index.h"
 #include "candor/json.h"
@@ -116,6 +117,58 @@ class CollectionsImpl final : public Collections {
     return deleted;
   }
 
+  Result<CalibrationReport> calibrate(const std::string& collection,
+                                      std::span<const std::vector<std::vector<float>>> people,
+                                      const AuditContext& ctx) override {
+    if (auto ok = check_audit_context(ctx, false); !ok) return ok.error();
+    auto info = collection_info(collection);
+    if (!info) return info.error();
+    const ModelSpec& recognizer = engine_.recognizer_spec();
+    std::vector<std::vector<float>> templates;
+    std::vector<PersonImages> by_person;
+    for (const auto& person : people) {
+      PersonImages& images = by_person.emplace_back();
+      for (const auto& t : person) {
+        if (!t.empty() && t.size() != static_cast<std::size_t>(recognizer.dim)) {
+          return Error{ErrorCode::kInvalidArgument, "a template of " + std::to_string(t.size()) +
+                                                        " values; the recogniser's have " + std::to_string(recognizer.dim)};
+        }
+        images.push_back(templates.size());
+        templates.push_back(t);
+      }
+    }
+    auto measured = calibrate_points(by_person, templates, recognizer.operating_points, recognizer.id,
+                                     std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now()));
+    if (!measured) return measured.error();
+    CalibrationReport report;
+    report.previous = operating_point_of(*info);
+    report.shipped = recognizer.operating_points;
+    // The collection keeps its point's name: an fmr-1e-4 collection now decides at the
+    // fmr-1e-4 threshold measured on these people. A point the set could not resolve
+    // (or a custom threshold) stays as it was.
+    float threshold = report.previous.threshold;
+    for (const CalibratedPoint& p : measured->points) {
+      if (p.point.name == report.previous.name) threshold = p.point.threshold;
+    }
+    auto stored = set_calibration(collection, *measured, threshold, ctx);
+    if (!stored) return stored.error();
+    report.collection = *stored;
+    report.decides_at = operating_point_of(*stored);
+    return report;
+  }
+
+  Result<Collection> reset_calibration(const std::string& collection, const AuditContext& ctx) override {
+    auto info = collection_info(collection);
+    if (!info) return info.error();
+    // The shipped point of the name the collection decides at; a custom threshold stays.
+    const OperatingPoint now = operating_point_of(*info);
+    float threshold = now.threshold;
+    for (const OperatingPoint& p : engine_.recognizer_spec().operating_points) {
+      if (p.name == now.name) threshold = p.threshold;
+    }
+    return set_calibration(collection, std::nullopt, threshold, ctx);
+  }
+
   Result<std::vector<EnrollOutcome>> enroll(const std::string& collection, const std::string& subject,
                                             std::span<const EnrollImage> images, const EnrollOptions& enroll_options,
                                             const AuditContext& ctx) override {
@@ -201,7 +254,7 @@ class CollectionsImpl final : public Collections {
     std::shared_lock lock((*state)->mutex);
     const CollectionState& s = **state;
     const OperatingPoint point = operating_point_of(s.info);
-    result.threshold = s.info.match_threshold;
+    result.threshold = point.threshold;
     for (Face& face : faces) {
       auto searched = search_face(s, point, face, options, ctx);
       if (!searched) return searched.error();
@@ -318,6 +371,7 @@ class CollectionsImpl final : public Collections {
       applied += batch->changes.size();
       if (batch->changes.size() < options_.follow_batch) break;
     }
+    if (auto st = refresh_records(); !st) return sync_failed(st.error());
     std::lock_guard lock(status_mutex_);
     changes_applied_ += applied;
     level_at_ = std::chrono::steady_clock::now();
@@ -483,6 +537,34 @@ class CollectionsImpl final : public Collections {
     return state;
   }
 
+  // Stores a calibration and puts the stored record in this node's state (other nodes
+  // take it from the store at their next sync(): refresh_records()).
+  Result<Collection> set_calibration(const std::string& collection, const std::optional<CollectionCalibration>& c,
+                                     float threshold, const AuditContext& ctx) {
+    std::shared_lock registry(registry_mutex_);
+    auto state = find(collection, registry);
+    if (!state) return state.error();
+    std::unique_lock lock((*state)->mutex);
+    auto stored = store_.set_calibration(collection, c, threshold, ctx);
+    if (stored) (*state)->info = *stored;
+    return stored;
+  }
+
+  // Collection records changed by another node (a calibration) reach this one here: the
+  // change feed carries faces, not records, and a record is one small row.
+  Status refresh_records() {
+    auto list = store_.list_collections();
+    if (!list) return list.error();
+    std::shared_lock registry(registry_mutex_);
+    for (const Collection& c : *list) {
+      auto it = collections_.find(c.name);
+      if (it == collections_.end()) continue;
+      std::unique_lock lock(it->second->mutex);
+      it->second->info = c;
+    }
+    return ok_status();
+  }
+
   // The collection's record as this node holds it (loading it on first use), copied so
   // that the caller can work without holding any lock.
   Result<Collection> collection_info(const std::string& name) {
@@ -538,10 +620,8 @@ class CollectionsImpl final : public Collections {
   // The recogniser's operating point whose threshold the collection was created with, for
   // its subject thresholds; a threshold set otherwise applies to every photo count.
   OperatingPoint operating_point_of(const Collection& c) const {
-    for (const OperatingPoint& p : engine_.recognizer_spec().operating_points) {
-      if (p.threshold == c.match_threshold) return p;
-    }
-    return OperatingPoint{"custom", 0, c.match_threshold, {}};
+    const ModelSpec& recognizer = engine_.recognizer_spec();
+    return collection_operating_point(c, recognizer.operating_points, recognizer.id);
   }
 
   // One face of a search: the subjects whose templates are nearest it, re-checked against
@@ -616,7 +696,8 @@ class CollectionsImpl final : public Collections {
                        std::vector<std::size_t>& face_outcome, std::vector<EnrollOutcome>& outcomes) const {
     const std::vector<std::vector<float>> enrolled = s.gallery.templates_of(subject);
     if (enrolled.size() + faces.size() < 2) return;  // a first photo has nothing to disagree with
-    const float bound = kOutlierFraction * s.info.match_threshold;
+    const float threshold = operating_point_of(s.info).threshold;
+    const float bound = kOutlierFraction * threshold;
     std::vector<bool> refused(faces.size(), false);
     for (std::size_t i = 0; i < faces.size(); ++i) {
       std::vector<std::vector<float>> others = enrolled;
@@ -630,7 +711,7 @@ class CollectionsImpl final : public Collections {
       std::snprintf(figure, sizeof figure,
                     "this face's similarity to the subject's other %zu photo%s is %.3f, far below the collection's "
                     "threshold %.3f (outliers: below %.3f)",
-                    others.size(), others.size() == 1 ? "" : "s", similarity, s.info.match_threshold, bound);
+                    others.size(), others.size() == 1 ? "" : "s", similarity, threshold, bound);
       outcomes[face_outcome[i]].error = Error{
           ErrorCode::kInvalidArgument,
           std::string(figure) + ": is it the same person? Enroll it with allow_outliers (--allow-outlier) if it is"};
