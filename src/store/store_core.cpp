@@ -330,31 +330,32 @@ class CoreStore final : public Store {
       }
       std::vector<FaceId> ids = ids_of(reserved.rows());
       if (ids.size() != faces.size()) fail(ErrorCode::kStoreError, "the face id sequence handed out too few ids");
+      std::vector<Params> rows;
       for (std::size_t i = 0; i < faces.size(); ++i) {
         const NewFace& f = faces[i];
         const std::vector<std::uint8_t> sealed =
             cipher_->seal(f.embedding, template_ad(c.id, c.name, ids[i], subject, f.model_id));
-        db_->defer("INSERT INTO faces (id, collection_id, subject, dim, template, box_x, box_y, box_w, box_h,"
-                   " detector_score, quality_level, quality_json, image_sha256, model_id, created_at)"
-                   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-                   Params()
-                       .add(ids[i])
-                       .add(c.id)
-                       .add(subject)
-                       .add(f.embedding.size())
-                       .add_bytes(sealed)
-                       .add(static_cast<double>(f.box.x))
-                       .add(static_cast<double>(f.box.y))
-                       .add(static_cast<double>(f.box.w))
-                       .add(static_cast<double>(f.box.h))
-                       .add(static_cast<double>(f.detector_score))
-                       .add(f.quality_level)
-                       .add(compact_json(f.quality_json, "quality_json"))
-                       .add(f.image_sha256)
-                       .add(f.model_id)
-                       .add(now));
+        rows.push_back(Params()
+                           .add(ids[i])
+                           .add(c.id)
+                           .add(subject)
+                           .add(f.embedding.size())
+                           .add_bytes(sealed)
+                           .add(static_cast<double>(f.box.x))
+                           .add(static_cast<double>(f.box.y))
+                           .add(static_cast<double>(f.box.w))
+                           .add(static_cast<double>(f.box.h))
+                           .add(static_cast<double>(f.detector_score))
+                           .add(f.quality_level)
+                           .add(compact_json(f.quality_json, "quality_json"))
+                           .add(f.image_sha256)
+                           .add(f.model_id)
+                           .add(now));
         pending_changes_.push_back(PendingChange{FaceChange::Kind::kAdded, c.name, ids[i]});
       }
+      defer_insert("faces (id, collection_id, subject, dim, template, box_x, box_y, box_w, box_h, detector_score,"
+                   " quality_level, quality_json, image_sha256, model_id, created_at)",
+                   rows);
       audit.details = dump(json{{"face_ids", ids}, {"model_id", faces.front().model_id},
                                 {"dim", faces.front().embedding.size()}});
       return ids;
@@ -855,10 +856,11 @@ class CoreStore final : public Store {
                    .add(e.result)
                    .add(e.prev_hash)
                    .add(e.hash));
+    std::vector<Params> names;
     for (std::size_t i = 0; i < subjects.size(); ++i) {
-      db_->defer("INSERT INTO audit_subjects (seq, tag, subject, collection) VALUES ($1, $2, $3, $4)",
-                 Params().add(e.seq).add(e.subject_tags[i]).add(subjects[i]).add(e.collection));
+      names.push_back(Params().add(e.seq).add(e.subject_tags[i]).add(subjects[i]).add(e.collection));
     }
+    defer_insert("audit_subjects (seq, tag, subject, collection)", names);
     // The head row was read under the write lock (begin_write), so it exists.
     db_->defer("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1", Params().add(e.seq).add(e.hash));
     head_ = AuditHead{e.seq, e.hash};
@@ -866,12 +868,37 @@ class CoreStore final : public Store {
     // version: the head is advanced under the write lock, so versions are
     // assigned in commit order.
     if (!pending_changes_.empty()) {
+      std::vector<Params> rows;
       for (const PendingChange& c : pending_changes_) {
-        db_->defer("INSERT INTO face_changes (version, kind, collection, face_id, time) VALUES ($1, $2, $3, $4, $5)",
-                   Params().add(e.seq).add(change_kind_name(c.kind)).add(c.collection).add(c.face_id).add(ms(e.time)));
+        rows.push_back(Params().add(e.seq).add(change_kind_name(c.kind)).add(c.collection).add(c.face_id).add(ms(e.time)));
       }
+      defer_insert("face_changes (version, kind, collection, face_id, time)", rows);
       db_->notify_changes(e.seq);
       pending_changes_.clear();
+    }
+  }
+
+  // Defers INSERT INTO `table_columns` of `rows` (each one row's values, all of
+  // the same width), several rows a statement: each statement costs the database
+  // a parse and a plan, so a batch of faces is a few statements, not one a face.
+  void defer_insert(std::string_view table_columns, const std::vector<Params>& rows) {
+    // A bounded number of distinct statement texts (SQLite caches each prepared).
+    constexpr std::size_t kRowsPerStatement = 64;
+    for (std::size_t first = 0; first < rows.size(); first += kRowsPerStatement) {
+      const std::size_t last = std::min(rows.size(), first + kRowsPerStatement);
+      std::string sql = "INSERT INTO " + std::string(table_columns) + " VALUES ";
+      Params params;
+      int n = 0;
+      for (std::size_t r = first; r < last; ++r) {
+        sql += r == first ? "(" : ", (";
+        for (std::size_t v = 0; v < rows[r].values().size(); ++v) {
+          sql += v == 0 ? "$" : ", $";
+          sql += std::to_string(++n);
+        }
+        sql += ')';
+        params.append(rows[r]);
+      }
+      db_->defer(sql, std::move(params));
     }
   }
 

@@ -68,6 +68,10 @@ class Params {
   Params& add(std::optional<std::int64_t> v) { return v ? push(*v) : push(std::monostate{}); }
   Params& add_bytes(std::span<const std::uint8_t> v) { return push(Bytes(v.begin(), v.end())); }
   Params& add_ids(std::span<const std::int64_t> v) { return push(IdList{{v.begin(), v.end()}}); }
+  Params& append(const Params& more) {
+    values_.insert(values_.end(), more.values_.begin(), more.values_.end());
+    return *this;
+  }
   const std::vector<SqlValue>& values() const { return values_; }
 
  private:
