@@ -19,7 +19,7 @@
 // - A lost connection makes the call fail with kStoreUnavailable; the driver
 //   reconnects on a later call, at most every 100 ms doubling to 5 s while
 //   the server stays unreachable. A connection found dead by the first flush
-//   of a transaction (which holds its BEGIN and only reads) is replaced at once
+//   of a transaction (from its BEGIN, without its COMMIT) is replaced at once
 //   and the flush sent again.
 #include <poll.h>
 
@@ -202,23 +202,18 @@ class PgDriver final : public Driver {
     begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
   }
 
-  AuditHead begin_write() override {
+  Pending begin_write() override {
     begin("BEGIN");
-    // The head lock, first thing: the flush is this transaction's first, so a
-    // connection found dead is replaced and the two sent again.
-    Pending head = queue(std::string(kAuditHeadQuery) + " FOR UPDATE", Params());
-    try {
-      const Rows& r = head.rows();
-      if (r.size() != 1) fail(ErrorCode::kIntegrityError, "the audit chain head is missing");
-      return AuditHead{r.int64(0, 0), r.text(0, 1)};
-    } catch (const StoreFailure&) {
-      rollback();
-      throw;
-    }
+    // The head lock, first thing. Queued: it travels with the operation's first
+    // reads (the transaction's first flush, sent again on a fresh connection
+    // if the old one turns out to be dead).
+    return queue(std::string(kAuditHeadQuery) + " FOR UPDATE", Params());
   }
 
   void commit() override {
     queue("COMMIT", Params());
+    // Never sent twice: a COMMIT cut off in flight may have happened.
+    fresh_ = false;
     flush();
     in_transaction_ = false;
     begun_ = false;
@@ -251,8 +246,9 @@ class PgDriver final : public Driver {
       send(batch);
       return;
     }
-    // The transaction's first flush: BEGIN and reads only, so sending it again
-    // on a fresh connection is safe when the old one turns out to be dead.
+    // The transaction's first flush, from its BEGIN and without its COMMIT: if
+    // the connection turns out to be dead, the server rolled back whatever of
+    // it arrived, so it is sent again, whole, on a fresh connection.
     fresh_ = false;
     try {
       reconnect_.ensure(db_);

@@ -184,12 +184,10 @@ class SqliteDriver final : public Driver {
 
   void begin_read() override { db_.exec("BEGIN"); }
 
-  AuditHead begin_write() override {
+  Pending begin_write() override {
     db_.exec("BEGIN IMMEDIATE");
     try {
-      const Rows r = run_statement(db_, kAuditHeadQuery, Params());
-      if (r.size() != 1) fail(ErrorCode::kIntegrityError, "the audit chain head is missing");
-      return AuditHead{r.int64(0, 0), r.text(0, 1)};
+      return queue(kAuditHeadQuery, Params());
     } catch (const StoreFailure&) {
       rollback();
       throw;

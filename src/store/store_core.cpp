@@ -9,9 +9,9 @@
 //
 // Round trips (what PostgreSQL pays per statement): reads an operation needs
 // are queued together and fetched in one flush; writes are deferred and travel
-// with the COMMIT. An enrollment is three round trips on PostgreSQL whatever
-// the number of faces: begin_write (BEGIN + head lock), the reads (collection,
-// consent, model, subject salt, face ids), the writes + COMMIT.
+// with the COMMIT. An enrollment is two round trips on PostgreSQL whatever
+// the number of faces: BEGIN, the head lock and the reads (collection, consent,
+// model, subject salt, face ids); then the writes and COMMIT.
 #include <sodium.h>
 
 #include <algorithm>
@@ -113,7 +113,7 @@ class Txn {
  public:
   Txn(Driver& db, bool write) : db_(db) {
     if (write) {
-      head_ = db_.begin_write();
+      head_.emplace(db_.begin_write());
     } else {
       db_.begin_read();
     }
@@ -127,11 +127,12 @@ class Txn {
     db_.commit();
     open_ = false;
   }
-  const AuditHead& head() const { return head_; }
+  // The head read under the write lock (its rows arrive with the transaction's first flush).
+  Pending head() const { return *head_; }
 
  private:
   Driver& db_;
-  AuditHead head_;
+  std::optional<Pending> head_;
   bool open_ = true;
 };
 
@@ -825,10 +826,11 @@ class CoreStore final : public Store {
   }
 
   // A write transaction begins: the head read under the write lock, and the
-  // salts of the subjects its entry will name queued (fetched with the
+  // salts of the subjects its entry will name, queued (fetched with the
   // operation's first reads).
-  void start_appending(const AuditHead& head, const std::vector<std::string>& subjects) {
-    head_ = head;
+  void start_appending(Pending head, const std::vector<std::string>& subjects) {
+    head_query_.emplace(std::move(head));
+    head_.reset();
     pending_changes_.clear();
     salts_.clear();
     for (const std::string& s : subjects) {
@@ -839,8 +841,9 @@ class CoreStore final : public Store {
 
   // Appends one entry after head_ and advances head_; requires a write transaction.
   void append_audit(const AuditContext& ctx, const AuditDraft& draft) {
+    if (!head_) head_ = head_from(head_query_->rows());
     std::vector<std::string> subjects;
-    const AuditEntry e = build_audit_entry(head_, clock_(), ctx, draft,
+    const AuditEntry e = build_audit_entry(*head_, clock_(), ctx, draft,
                                            [this](const std::string& subject) { return salt_for(subject); }, subjects);
     db_->defer("INSERT INTO audit_log (seq, time, actor, operation, collection, subject_tags, details, reason,"
                " result, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -1062,7 +1065,8 @@ class CoreStore final : public Store {
 
   std::mutex mutex_;  // guards db_ and everything below but waiter_
   std::unique_ptr<Driver> db_;
-  AuditHead head_;                              // of the open write transaction, advanced by each append
+  std::optional<Pending> head_query_;           // the open write transaction's head, as read under its lock
+  std::optional<AuditHead> head_;               // ... once fetched, advanced by each append
   std::vector<PendingChange> pending_changes_;  // written at the next append_audit
   std::map<std::string, SaltLookup> salts_;     // of the open write transaction
   std::mutex wait_mutex_;                       // guards waiter_: wait_for_change never blocks other calls

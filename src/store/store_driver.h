@@ -14,7 +14,7 @@
 //   writes and its COMMIT cost one round trip (libpq pipeline mode);
 // - how writers serialise: begin_write() takes the database's write lock
 //   (SQLite BEGIN IMMEDIATE; PostgreSQL BEGIN and the audit head row FOR
-//   UPDATE) and returns the audit chain head read under it;
+//   UPDATE) and reads the audit chain head under it;
 // - ids handed out before insert (reserve_ids), an id-list predicate;
 // - connection and reconnection, a second connection for long reads
 //   (open_reader), and how the change feed wakes its readers (notify_changes,
@@ -157,10 +157,10 @@ class Driver {
   // -- transactions (one at a time; requires none open when beginning)
   // A consistent snapshot for the reads of one call.
   virtual void begin_read() = 0;
-  // The write lock, then the audit head read under it. Writers of every
-  // process or node are serialised from here to commit/rollback.
-  // ensures: the head; throws kIntegrityError when the head row is missing.
-  virtual AuditHead begin_write() = 0;
+  // The write lock, then the audit head read under it (kAuditHeadQuery's
+  // columns; queued like any read). Writers of every process or node are
+  // serialised from here to commit/rollback.
+  virtual Pending begin_write() = 0;
   // Flushes what is queued, then commits. On failure the transaction is not
   // committed and the caller must rollback().
   virtual void commit() = 0;

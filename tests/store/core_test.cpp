@@ -91,7 +91,9 @@ class PgRoundTripTest : public StaffStoreTest {
   }
 };
 
-TEST_P(PgRoundTripTest, AnEnrollmentIsThreeRoundTripsWhateverTheBatch) {
+// Issue 15 asked for at most 3; the core makes 2: BEGIN, the head lock and the
+// reads in one pipeline, the writes and COMMIT in another.
+TEST_P(PgRoundTripTest, AnEnrollmentIsTwoRoundTripsWhateverTheBatch) {
   // A subject never named in the log yet: its salt is made within the same trips.
   ASSERT_TRUE(store_->grant_consent(consent_for("alice"), who()).ok());
   for (int n : {1, 2, 32}) {
@@ -99,10 +101,10 @@ TEST_P(PgRoundTripTest, AnEnrollmentIsThreeRoundTripsWhateverTheBatch) {
     for (int i = 0; i < n; ++i) faces.push_back(synthetic_face(static_cast<std::uint32_t>(i)));
     const std::uint64_t trips = round_trips([&] { ASSERT_TRUE(store_->enroll("staff", "alice", faces, who()).ok()); });
     std::cout << "enroll of " << n << " faces: " << trips << " round trips\n";
-    EXPECT_LE(trips, 3u) << n;
+    EXPECT_LE(trips, 2u) << n;
   }
   SearchRecord search{AuditContext{"gate", "door"}, "staff", {"alice"}, "{}", "ok"};
-  EXPECT_LE(round_trips([&] { ASSERT_TRUE(store_->record_search(search).ok()); }), 3u);
+  EXPECT_LE(round_trips([&] { ASSERT_TRUE(store_->record_search(search).ok()); }), 2u);
   // A read: BEGIN with the query, then COMMIT.
   EXPECT_LE(round_trips([&] { ASSERT_TRUE(store_->search_count("gate", TimePoint{}).ok()); }), 2u);
   const std::vector<FaceId> ids{1, 2, 3};
