@@ -113,6 +113,25 @@ TEST_P(PgRoundTripTest, AnEnrollmentIsTwoRoundTripsWhateverTheBatch) {
   EXPECT_TRUE(store_->audit_verify()->intact);
 }
 
+// Templates stay inline in their rows (no TOAST: pg_schema.cpp says why), in a
+// store made now and in one made before the setting existed.
+TEST_P(PgRoundTripTest, TemplatesStayInTheirRows) {
+  const std::string inline_rows =
+      "SELECT COUNT(*) FROM pg_class WHERE relname = 'faces' AND 'toast_tuple_target=8160' = ANY(reloptions)";
+  EXPECT_EQ(db_->scalar(inline_rows), 1);
+  ASSERT_TRUE(store_->grant_consent(consent_for("alice"), who()).ok());
+  ASSERT_TRUE(store_->enroll("staff", "alice", {synthetic_face(1), synthetic_face(2)}, who()).ok());
+  EXPECT_EQ(db_->scalar("SELECT COUNT(*) FROM pg_toast.pg_toast_" +
+                        std::to_string(db_->scalar("SELECT oid FROM pg_class WHERE relname = 'faces'"))),
+            0);
+  store_.reset();
+  db_->exec("ALTER TABLE faces RESET (toast_tuple_target)");
+  EXPECT_EQ(db_->scalar(inline_rows), 0);
+  store_ = open_or_die(path_, options_with_key(&clock_));
+  EXPECT_EQ(db_->scalar(inline_rows), 1);
+  EXPECT_EQ(store_->load_faces("staff")->size(), 2u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Store, PgRoundTripTest, ::testing::Values("postgresql"), backend_name);
 
 }  // namespace
