@@ -260,12 +260,7 @@ class PgDriver final : public Driver {
     }
   }
 
-  std::string ids_predicate(std::string_view column, int param) const override {
-    std::string out(column);
-    out += " = ANY($";
-    out += std::to_string(param);
-    return out + "::bigint[])";
-  }
+  std::string_view in_ids_at_1() const override { return "= ANY($1::bigint[])"; }
 
   Pending reserve_ids(std::string_view table, std::int64_t n) override {
     return queue("SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2)",
@@ -337,9 +332,7 @@ class PgDriver final : public Driver {
 }  // namespace
 
 std::unique_ptr<TemplateCipher> pg_attach_key(PgConnection& db, const std::string& label, const StoreOptions& options) {
-  KeyCheckAccess access;
-  access.read_kcv = [&db] { return db.query_text("SELECT value FROM meta WHERE key = 'key_check'"); };
-  access.count_templates = [&db] { return db.query_int("SELECT COUNT(*) FROM faces").value_or(0); };
+  KeyCheckAccess access = key_check_reads(db);
   access.insert_kcv_if_absent = [&db](const std::string& kcv) {
     db.exec("INSERT INTO meta (key, value) VALUES ('key_check', $1) ON CONFLICT (key) DO NOTHING", PgParams().add(kcv));
   };

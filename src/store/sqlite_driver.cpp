@@ -204,12 +204,7 @@ class SqliteDriver final : public Driver {
   Pending queue(std::string_view sql, Params params) override { return done(*this, run_statement(db_, sql, params)); }
   void flush() override {}
 
-  std::string ids_predicate(std::string_view column, int param) const override {
-    std::string out(column);
-    out += " IN (SELECT value FROM json_each($";
-    out += std::to_string(param);
-    return out + "))";
-  }
+  std::string_view in_ids_at_1() const override { return "IN (SELECT value FROM json_each($1))"; }
 
   Pending reserve_ids(std::string_view table, std::int64_t n) override {
     // AUTOINCREMENT hands out max(counter, largest id) + 1, so advancing the
@@ -263,9 +258,7 @@ class SqliteDriver final : public Driver {
 }  // namespace
 
 std::unique_ptr<TemplateCipher> sqlite_attach_key(Database& db, const std::string& path, const StoreOptions& options) {
-  KeyCheckAccess access;
-  access.read_kcv = [&db] { return db.query_text("SELECT value FROM meta WHERE key = 'key_check'"); };
-  access.count_templates = [&db] { return db.query_int("SELECT COUNT(*) FROM faces").value_or(0); };
+  KeyCheckAccess access = key_check_reads(db);
   access.insert_kcv_if_absent = [&db](const std::string& kcv) {
     Transaction txn(db);
     db.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('key_check', ?)").bind(1, kcv).run();

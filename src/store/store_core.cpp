@@ -519,7 +519,7 @@ class CoreStore final : public Store {
     return read_op<std::vector<FaceRecord>>([&] {
       std::vector<FaceRecord> out;
       if (ids.empty()) return out;
-      const Rows r = db_->run(std::string(kFaceColumns) + " WHERE " + db_->ids_predicate("f.id", 1) + " ORDER BY f.id",
+      const Rows r = db_->run(std::string(kFaceColumns) + " WHERE f.id " + std::string(db_->in_ids_at_1()) + " ORDER BY f.id",
                               Params().add_ids(sorted_unique(ids)));
       for (std::size_t i = 0; i < r.size(); ++i) out.push_back(face_from(r, i, with_embeddings));
       return out;
@@ -531,7 +531,7 @@ class CoreStore final : public Store {
       if (ids.empty()) return std::vector<FaceId>{};
       // The face exists and its subject may still be identified: enroll's consent rule.
       return ids_of(db_->run(
-          "SELECT f.id FROM faces f JOIN collections k ON k.id = f.collection_id WHERE " + db_->ids_predicate("f.id", 1) +
+          "SELECT f.id FROM faces f JOIN collections k ON k.id = f.collection_id WHERE f.id " + std::string(db_->in_ids_at_1()) +
               " AND EXISTS (SELECT 1 FROM consents c WHERE c.collection_id = f.collection_id AND c.subject = f.subject"
               " AND c.purpose = k.purpose AND c.revoked_at IS NULL AND c.granted_at <= $2"
               " AND (c.expires_at IS NULL OR c.expires_at > $2)) ORDER BY f.id",
@@ -932,7 +932,7 @@ class CoreStore final : public Store {
     if (entries.empty()) return;
     std::vector<std::int64_t> seqs;
     for (const AuditEntry& e : entries) seqs.push_back(e.seq);
-    const Rows r = db_->run("SELECT seq, subject FROM audit_subjects WHERE " + db_->ids_predicate("seq", 1) +
+    const Rows r = db_->run("SELECT seq, subject FROM audit_subjects WHERE seq " + std::string(db_->in_ids_at_1()) +
                                 " ORDER BY seq, subject",
                             Params().add_ids(seqs));
     std::size_t j = 0;
@@ -1006,7 +1006,7 @@ class CoreStore final : public Store {
   // Deletes the faces and queues their removal for the change feed.
   void delete_faces(const std::vector<FaceId>& ids) {
     if (ids.empty()) return;
-    const Rows r = db_->run("DELETE FROM faces WHERE " + db_->ids_predicate("id", 1) +
+    const Rows r = db_->run("DELETE FROM faces WHERE id " + std::string(db_->in_ids_at_1()) +
                                 " RETURNING id, (SELECT name FROM collections k WHERE k.id = collection_id)",
                             Params().add_ids(ids));
     std::vector<PendingChange> removed;

@@ -178,8 +178,8 @@ class Driver {
   void defer(std::string_view sql, Params params = {}) { queue(sql, std::move(params)); }
 
   // -- dialect
-  // A predicate "`column` is one of the ids bound at $`param`" (Params::add_ids).
-  virtual std::string ids_predicate(std::string_view column, int param) const = 0;
+  // What follows a column to say "is one of the ids bound at $1" (Params::add_ids).
+  virtual std::string_view in_ids_at_1() const = 0;
   // `n` fresh ids of `table`'s id sequence (ascending), for rows whose id must be
   // known before they are written (a template's associated data binds its id).
   // Ids are never handed out twice once the transaction commits.
