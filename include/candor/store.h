@@ -60,6 +60,7 @@
 #include <vector>
 
 #include "candor/audit.h"
+#include "candor/models.h"
 #include "candor/result.h"
 
 namespace candor {
@@ -90,6 +91,27 @@ Status check_audit_context(const AuditContext& ctx, bool reason_required);
 // ensures: kInvalidArgument naming the rule that `subject` breaks.
 Status check_subject_id(std::string_view subject);
 
+// Operating points calibrated on an operator's own people (`candor calibrate`, issue 11).
+// For the collection they replace the recogniser's shipped points of the same name: LFW's
+// impostor distribution does not carry over to every population (README "Operating points").
+struct CalibratedPoint {
+  OperatingPoint point;     // name and fmr as shipped; threshold and subject_thresholds measured
+  std::vector<double> tar;  // the TAR reached at subject_thresholds[k-1], k = 1.. (NaN: no genuine pair)
+  // Per k: true when too few impostor scores resolved this FMR (fewer than 3 / fmr, the
+  // rule of three) and the threshold is the k = 1 one plus the shipped step from k = 1 to k.
+  std::vector<bool> extrapolated;
+};
+
+struct CollectionCalibration {
+  std::vector<CalibratedPoint> points;
+  std::string model_id;  // the recogniser whose templates were scored; another model voids it
+  std::int64_t people = 0;
+  std::int64_t images = 0;           // images that gave a template
+  std::int64_t impostor_scores = 0;  // at k = 1 (every pair of images of different people, both ways)
+  std::int64_t genuine_scores = 0;   // at k = 1
+  TimePoint calibrated_at{};
+};
+
 struct Collection {
   std::int64_t id = 0;
   std::string name;              // [a-z0-9_-]{1,64}, unique
@@ -98,6 +120,7 @@ struct Collection {
   float match_threshold = 0.0F;  // supplied by the caller (it knows the model)
   bool liveness_required = false;
   TimePoint created_at{};
+  std::optional<CollectionCalibration> calibration;  // absent: the recogniser's shipped points
 };
 
 // The BIPA ceiling: biometric identifiers go within 3 years of the last interaction.
@@ -284,6 +307,15 @@ class Store {
   // ensures: the ids of the faces deleted.
   virtual Result<std::vector<FaceId>> delete_collection(std::string_view name,
                                                         const AuditContext& ctx) = 0;
+  // Replaces the collection's calibration (nullopt: back to the shipped operating points)
+  // and its match threshold, in one transaction, audited as "calibrate" with the
+  // thresholds, TARs and counts (no person's name: a calibration set is not enrolled).
+  // requires: match_threshold finite; every threshold of `calibration` finite, in [-1, 1].
+  // ensures: the updated collection; kNotFound if there is none of that name;
+  //          kInvalidArgument (nothing written) if a threshold breaks the requirement.
+  virtual Result<Collection> set_calibration(std::string_view collection,
+                                             const std::optional<CollectionCalibration>& calibration,
+                                             float match_threshold, const AuditContext& ctx) = 0;
 
   // -- consent
   virtual Result<Consent> grant_consent(const NewConsent& consent, const AuditContext& ctx) = 0;

@@ -132,6 +132,11 @@ PgParams& PgParams::add(std::string_view text) {
   return *this;
 }
 
+PgParams& PgParams::add_null() {
+  push({}, true, 0);
+  return *this;
+}
+
 PgParams& PgParams::add(std::optional<std::int64_t> value) {
   if (!value) {
     push(std::string(), true, 0);

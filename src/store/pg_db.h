@@ -62,6 +62,7 @@ class PgParams {
   PgParams& add(const char* text) { return add(std::string_view(text)); }
   PgParams& add(const std::string& text) { return add(std::string_view(text)); }
   PgParams& add(std::optional<std::int64_t> value);
+  PgParams& add_null();
   PgParams& add_bytes(std::span<const std::uint8_t> bytes);
 
   int size() const { return static_cast<int>(values_.size()); }

@@ -58,7 +58,7 @@ PgParams pg_params(const Params& params) {
         [&](const auto& x) {
           using T = std::decay_t<decltype(x)>;
           if constexpr (std::is_same_v<T, std::monostate>) {
-            out.add(std::optional<std::int64_t>());
+            out.add_null();
           } else if constexpr (std::is_same_v<T, Bytes>) {
             out.add_bytes(x);
           } else if constexpr (std::is_same_v<T, IdList>) {

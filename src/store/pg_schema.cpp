@@ -155,9 +155,16 @@ CREATE TABLE api_keys (
 );
 )sql";
 
+// v3: operating points calibrated on an operator's own people (`candor calibrate`),
+// as JSON (store_common.h calibration_to_json); NULL: the recogniser's shipped points.
+constexpr const char* kSchemaV3 = R"sql(
+ALTER TABLE collections ADD COLUMN calibration TEXT;
+)sql";
+
 constexpr std::array kMigrations = {
     Migration{1, kSchemaV1},
     Migration{2, kSchemaV2},
+    Migration{3, kSchemaV3},
 };
 
 // Any constant will do, as long as it is Candor's: pg_advisory_xact_lock

@@ -300,3 +300,86 @@ Status check_subject_id(std::string_view subject) {
 }
 
 }  // namespace candor
+
+namespace candor::store_detail {
+
+void validate_calibration(const std::optional<CollectionCalibration>& calibration, float match_threshold) {
+  if (!std::isfinite(match_threshold)) fail(ErrorCode::kInvalidArgument, "match_threshold must be finite");
+  if (!calibration) return;
+  const auto check = [](float t, const std::string& name) {
+    if (!std::isfinite(t) || t < -1.0F || t > 1.0F) {
+      fail(ErrorCode::kInvalidArgument, "calibrated threshold of " + name + " must be a cosine in [-1, 1]");
+    }
+  };
+  for (const CalibratedPoint& p : calibration->points) {
+    require_text(p.point.name, "operating point name", 64);
+    check(p.point.threshold, p.point.name);
+    for (float t : p.point.subject_thresholds) check(t, p.point.name);
+  }
+}
+
+namespace {
+
+json calibration_json(const CollectionCalibration& c) {
+  json points = json::array();
+  for (const CalibratedPoint& p : c.points) {
+    json tar = json::array();
+    for (double t : p.tar) tar.push_back(std::isfinite(t) ? json(t) : json(nullptr));  // JSON has no NaN
+    points.push_back({{"name", p.point.name},
+                      {"fmr", p.point.fmr},
+                      {"threshold", p.point.threshold},
+                      {"subject_thresholds", p.point.subject_thresholds},
+                      {"tar", std::move(tar)},
+                      {"extrapolated", p.extrapolated}});
+  }
+  return {{"points", std::move(points)},     {"model_id", c.model_id},
+          {"people", c.people},              {"images", c.images},
+          {"impostor_scores", c.impostor_scores}, {"genuine_scores", c.genuine_scores},
+          {"calibrated_at", ms(c.calibrated_at)}};
+}
+
+}  // namespace
+
+std::string calibration_to_json(const CollectionCalibration& c) {
+  return calibration_json(c).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::optional<CollectionCalibration> calibration_from_json(std::string_view text, std::string_view collection) {
+  if (text.empty()) return std::nullopt;
+  try {
+    const json j = json::parse(text);
+    CollectionCalibration c;
+    for (const json& p : j.at("points")) {
+      CalibratedPoint point;
+      point.point.name = p.at("name").get<std::string>();
+      point.point.fmr = p.at("fmr").get<double>();
+      point.point.threshold = p.at("threshold").get<float>();
+      point.point.subject_thresholds = p.at("subject_thresholds").get<std::vector<float>>();
+      for (const json& t : p.at("tar")) point.tar.push_back(t.is_null() ? std::nan("") : t.get<double>());
+      point.extrapolated = p.at("extrapolated").get<std::vector<bool>>();
+      c.points.push_back(std::move(point));
+    }
+    c.model_id = j.at("model_id").get<std::string>();
+    c.people = j.at("people").get<std::int64_t>();
+    c.images = j.at("images").get<std::int64_t>();
+    c.impostor_scores = j.at("impostor_scores").get<std::int64_t>();
+    c.genuine_scores = j.at("genuine_scores").get<std::int64_t>();
+    c.calibrated_at = from_ms(j.at("calibrated_at").get<std::int64_t>());
+    return c;
+  } catch (const json::exception& e) {
+    fail(ErrorCode::kStoreError, "the calibration of collection '" + std::string(collection) + "' is damaged: " + e.what());
+  }
+}
+
+std::string calibration_details(std::int64_t collection_id, const std::optional<CollectionCalibration>& c,
+                                float match_threshold) {
+  json j = {{"collection_id", collection_id}, {"match_threshold", match_threshold}};
+  if (c) {
+    j["calibration"] = calibration_json(*c);
+  } else {
+    j["calibration"] = nullptr;  // back to the shipped operating points
+  }
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+}  // namespace candor::store_detail

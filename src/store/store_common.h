@@ -47,7 +47,8 @@ inline constexpr std::size_t kMaxTextBytes = 1024;
 // The column lists every row reader of both stores expects (consent_from, face_from,
 // audit_from read columns by these positions). The SQL is the same in both dialects.
 inline constexpr std::string_view kCollectionColumns =
-    "SELECT id, name, purpose, retention_days, match_threshold, liveness_required, created_at FROM collections";
+    "SELECT id, name, purpose, retention_days, match_threshold, liveness_required, created_at, calibration"
+    " FROM collections";
 inline constexpr std::string_view kFaceColumns =
     "SELECT f.id, k.name, f.subject, f.dim, f.template, f.box_x, f.box_y, f.box_w, f.box_h, f.detector_score,"
     " f.quality_level, f.quality_json, f.image_sha256, f.model_id, f.created_at, k.id"
@@ -70,6 +71,15 @@ void validate_faces(const std::vector<NewFace>& faces);
 void validate_api_key(const ApiKeyRecord& key);
 void validate_new_collection(const NewCollection& spec);
 void validate_new_consent(const NewConsent& consent, TimePoint granted);
+void validate_calibration(const std::optional<CollectionCalibration>& calibration, float match_threshold);
+
+// collections.calibration, one format for both stores (NULL: not calibrated). A value
+// that does not parse is a damaged store: kStoreError naming the collection.
+std::string calibration_to_json(const CollectionCalibration& c);
+std::optional<CollectionCalibration> calibration_from_json(std::string_view text, std::string_view collection);
+// The "calibrate" audit entry's details: the thresholds, TARs and counts.
+std::string calibration_details(std::int64_t collection_id, const std::optional<CollectionCalibration>& c,
+                                float match_threshold);
 
 // Validated compact JSON (what is hashed into the audit chain must be stable).
 std::string compact_json(std::string_view text, std::string_view what);

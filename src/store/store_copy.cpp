@@ -35,14 +35,15 @@ struct Table {
   std::vector<Column> columns;
 };
 
-// Every table of the v2 schema but schema_version (each side has its own
+// Every table of the current schema (v3) but schema_version (each side has its own
 // migrations) and audit_head (set from the source's head at the end). meta is
 // copied without the key check value (the destination keeps its own).
 const std::vector<Table>& tables() {
   static const std::vector<Table> t = {
       {"collections", "id", "id",
        {{"id", Type::kInt}, {"name", Type::kText}, {"purpose", Type::kText}, {"retention_days", Type::kInt},
-        {"match_threshold", Type::kReal}, {"liveness_required", Type::kBool}, {"created_at", Type::kInt}}},
+        {"match_threshold", Type::kReal}, {"liveness_required", Type::kBool}, {"created_at", Type::kInt},
+        {"calibration", Type::kText}}},
       {"consents", "id", "id",
        {{"id", Type::kInt}, {"collection_id", Type::kInt}, {"subject", Type::kText}, {"purpose", Type::kText},
         {"evidence_sha256", Type::kText}, {"collected_by", Type::kText}, {"granted_at", Type::kInt},

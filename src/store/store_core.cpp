@@ -69,9 +69,10 @@ Collection collection_from(const Rows& r, std::size_t i) {
   c.match_threshold = static_cast<float>(r.dbl(i, 4));
   c.liveness_required = r.boolean(i, 5);
   c.created_at = from_ms(r.int64(i, 6));
+  if (!r.is_null(i, 7)) c.calibration = calibration_from_json(r.text(i, 7), c.name);
   return c;
 }
-constexpr int kCollectionColumnCount = 7;
+constexpr int kCollectionColumnCount = 8;  // kCollectionColumns, as collection_from reads them
 
 Consent consent_from(const Rows& r, std::size_t i, std::string collection) {
   Consent c;
@@ -181,6 +182,21 @@ class CoreStore final : public Store {
 
   Result<Collection> get_collection(std::string_view name) override {
     return read_op<Collection>([&] { return require_collection(name); });
+  }
+
+  Result<Collection> set_calibration(std::string_view name, const std::optional<CollectionCalibration>& calibration,
+                                     float match_threshold, const AuditContext& ctx) override {
+    return write_op<Collection>(ctx, AuditDraft{"calibrate", std::string(name), {}, "{}", "ok"}, [&](AuditDraft& audit) {
+      validate_calibration(calibration, match_threshold);
+      const Collection c = require_collection(name);
+      db_->defer("UPDATE collections SET calibration = $1, match_threshold = $2 WHERE id = $3",
+                 Params()
+                     .add(calibration ? std::optional<std::string>(calibration_to_json(*calibration)) : std::nullopt)
+                     .add(static_cast<double>(match_threshold))
+                     .add(c.id));
+      audit.details = calibration_details(c.id, calibration, match_threshold);
+      return require_collection(name);
+    });
   }
 
   Result<std::vector<FaceId>> delete_collection(std::string_view name, const AuditContext& ctx) override {
@@ -755,6 +771,7 @@ class CoreStore final : public Store {
     // so any one face tells both.
     const Rows r = db_->run(
         "SELECT k.id, k.name, k.purpose, k.retention_days, k.match_threshold, k.liveness_required, k.created_at,"
+        " k.calibration,"
         " EXISTS (SELECT 1 FROM consents c WHERE c.collection_id = k.id AND c.subject = $2 AND c.purpose = k.purpose"
         " AND c.revoked_at IS NULL AND c.granted_at <= $3 AND (c.expires_at IS NULL OR c.expires_at > $3)),"
         " (SELECT model_id FROM faces WHERE collection_id = k.id LIMIT 1),"

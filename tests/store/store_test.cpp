@@ -440,7 +440,7 @@ TEST_P(StoreTest, MigrationsAreIdempotentAndDataPersists) {
     EXPECT_EQ(again->load_faces("staff")->size(), 2u);
     EXPECT_TRUE(again->audit_verify()->intact);
   }
-  EXPECT_EQ(db_->scalar("SELECT COUNT(*) FROM schema_version"), 2);
+  EXPECT_EQ(db_->scalar("SELECT COUNT(*) FROM schema_version"), 3);
 }
 
 TEST_P(StoreTest, NewerSchemaIsRefused) {
@@ -620,6 +620,55 @@ TEST_P(StoreTest, ListSubjectsCountsFacesAndConsent) {
   EXPECT_EQ((*list)[2].faces, 0);
   EXPECT_TRUE((*list)[2].consent_active);
   EXPECT_EQ(store_->list_subjects("nope").error().code, ErrorCode::kNotFound);
+}
+
+TEST_P(StoreTest, CalibrationIsStoredAuditedAndCleared) {
+  CollectionCalibration cal;
+  cal.model_id = "arcface-r100-test";
+  cal.people = 40;
+  cal.images = 400;
+  cal.impostor_scores = 156000;
+  cal.genuine_scores = 3600;
+  cal.calibrated_at = clock_.now();
+  cal.points.push_back(CalibratedPoint{OperatingPoint{"fmr-1e-3", 1e-3, 0.31F, {0.31F, 0.32F, 0.33F}},
+                                       {0.97, 0.98, std::nan("")}, {false, false, true}});
+  cal.points.push_back(
+      CalibratedPoint{OperatingPoint{"fmr-1e-4", 1e-4, 0.39F, {0.39F, 0.4F, 0.41F}}, {0.9, 0.95, 0.96}, {false, true, true}});
+  Result<Collection> set = store_->set_calibration("staff", cal, 0.39F, who());
+  ASSERT_TRUE(set.ok()) << set.error().message;
+  Result<Collection> got = store_->get_collection("staff");
+  ASSERT_TRUE(got.ok());
+  EXPECT_FLOAT_EQ(got->match_threshold, 0.39F);
+  ASSERT_TRUE(got->calibration.has_value());
+  const CollectionCalibration& c = *got->calibration;
+  EXPECT_EQ(c.model_id, "arcface-r100-test");
+  EXPECT_EQ(c.people, 40);
+  EXPECT_EQ(c.impostor_scores, 156000);
+  EXPECT_EQ(c.calibrated_at, clock_.now());
+  ASSERT_EQ(c.points.size(), 2u);
+  EXPECT_EQ(c.points[1].point.name, "fmr-1e-4");
+  EXPECT_EQ(c.points[1].point.subject_thresholds, (std::vector<float>{0.39F, 0.4F, 0.41F}));
+  EXPECT_EQ(c.points[0].extrapolated, (std::vector<bool>{false, false, true}));
+  EXPECT_TRUE(std::isnan(c.points[0].tar[2]));
+  EXPECT_DOUBLE_EQ(c.points[1].tar[1], 0.95);
+  AuditEntry e = last_audit();
+  EXPECT_EQ(e.operation, "calibrate");
+  EXPECT_EQ(e.collection, "staff");
+  EXPECT_EQ(json::parse(e.details)["calibration"]["points"][1]["threshold"].get<float>(), 0.39F);
+
+  // Refused as a whole: nothing changes.
+  CollectionCalibration bad = cal;
+  bad.points[0].point.subject_thresholds[1] = 1.5F;
+  EXPECT_EQ(store_->set_calibration("staff", bad, 0.39F, who()).error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(store_->set_calibration("nope", cal, 0.39F, who()).error().code, ErrorCode::kNotFound);
+  EXPECT_FLOAT_EQ(store_->get_collection("staff")->calibration->points[0].point.subject_thresholds[1], 0.32F);
+
+  ASSERT_TRUE(store_->set_calibration("staff", std::nullopt, 0.4128F, who()).ok());
+  got = store_->get_collection("staff");
+  EXPECT_FALSE(got->calibration.has_value());
+  EXPECT_FLOAT_EQ(got->match_threshold, 0.4128F);
+  EXPECT_TRUE(json::parse(last_audit().details)["calibration"].is_null());
+  EXPECT_TRUE(store_->audit_verify()->intact);
 }
 
 INSTANTIATE_TEST_SUITE_P(Store, StoreTest, ::testing::Values("sqlite", "postgresql"), backend_name);
