@@ -1,12 +1,19 @@
 #include "pg_db.h"
 
 #include <array>
+#include <atomic>
 #include <charconv>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
 
 namespace candor::store_detail {
+
+namespace {
+std::atomic<std::uint64_t> round_trips{0};
+}  // namespace
+
+std::uint64_t pg_round_trips() noexcept { return round_trips.load(); }
 
 // ------------------------------------------------------------------ PgResult
 
@@ -55,7 +62,11 @@ double PgResult::dbl(int row, int col) const {
 }
 
 bool PgResult::boolean(int row, int col) const {
-  return !is_null(row, col) && PQgetvalue(result_, row, col)[0] == 't';
+  if (is_null(row, col)) return false;
+  // A boolean column ('t' / 'f') or an integer one (non-zero is true).
+  const char c = PQgetvalue(result_, row, col)[0];
+  if (c == 't' || c == 'f') return c == 't';
+  return int64(row, col) != 0;
 }
 
 std::vector<std::uint8_t> PgResult::bytes(int row, int col) const {
@@ -223,6 +234,7 @@ void PgConnection::raise(const PGresult* result, std::string_view what) {
 PgResult PgConnection::exec(std::string_view sql, const PgParams& params) {
   if (conn_ == nullptr) fail(ErrorCode::kStoreUnavailable, "not connected to PostgreSQL; retry later");
   const std::string text(sql);
+  ++round_trips;
   PgResult r(PQexecParams(conn_, text.c_str(), params.size(), nullptr, params.values(), params.lengths(),
                           params.formats(), /*resultFormat=*/0));
   const ExecStatusType st = r.get() == nullptr ? PGRES_FATAL_ERROR : PQresultStatus(r.get());
@@ -233,9 +245,45 @@ PgResult PgConnection::exec(std::string_view sql, const PgParams& params) {
 void PgConnection::exec_script(std::string_view sql) {
   if (conn_ == nullptr) fail(ErrorCode::kStoreUnavailable, "not connected to PostgreSQL; retry later");
   const std::string text(sql);
+  ++round_trips;
   PgResult r(PQexec(conn_, text.c_str()));
   const ExecStatusType st = r.get() == nullptr ? PGRES_FATAL_ERROR : PQresultStatus(r.get());
   if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) raise(r.get(), sql);
+}
+
+std::vector<PgResult> PgConnection::exec_pipeline(const std::vector<PipelineStatement>& statements) {
+  if (conn_ == nullptr) fail(ErrorCode::kStoreUnavailable, "not connected to PostgreSQL; retry later");
+  ++round_trips;
+  if (PQenterPipelineMode(conn_) == 0) raise(nullptr, "pipeline");
+  for (const PipelineStatement& s : statements) {
+    const std::string text(s.sql);
+    if (PQsendQueryParams(conn_, text.c_str(), s.params->size(), nullptr, s.params->values(), s.params->lengths(),
+                          s.params->formats(), /*resultFormat=*/0) == 0) {
+      raise(nullptr, s.sql);  // the connection is unusable: raise closes it
+    }
+  }
+  if (PQpipelineSync(conn_) == 0) raise(nullptr, "pipeline sync");
+  std::vector<PgResult> results;
+  results.reserve(statements.size());
+  std::optional<std::size_t> failed;
+  for (std::size_t i = 0; i < statements.size(); ++i) {
+    // One result per statement, then a null that ends it.
+    PgResult r(PQgetResult(conn_));
+    if (r.get() == nullptr) raise(nullptr, statements[i].sql);
+    const ExecStatusType st = PQresultStatus(r.get());
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && !failed) failed = i;
+    while (PGresult* extra = PQgetResult(conn_)) PQclear(extra);
+    results.push_back(std::move(r));
+  }
+  // The sync point; then the connection may leave pipeline mode.
+  for (;;) {
+    PgResult r(PQgetResult(conn_));
+    if (r.get() == nullptr) raise(nullptr, "pipeline sync");
+    if (PQresultStatus(r.get()) == PGRES_PIPELINE_SYNC) break;
+  }
+  if (PQexitPipelineMode(conn_) == 0) raise(nullptr, "pipeline");
+  if (failed) raise(results[*failed].get(), statements[*failed].sql);
+  return results;
 }
 
 std::optional<std::int64_t> PgConnection::query_int(std::string_view sql, const PgParams& params) {

@@ -97,6 +97,15 @@ class PgConnection {
   PgResult exec(std::string_view sql, const PgParams& params = {});
   // Several statements, no parameters (schema scripts).
   void exec_script(std::string_view sql);
+  // Sends every statement at once and waits once (libpq pipeline mode): one
+  // round trip. A failing statement skips those after it (an open transaction
+  // is then aborted and must be rolled back).
+  // ensures: one result per statement; throws as exec() for the first that failed.
+  struct PipelineStatement {
+    std::string_view sql;
+    const PgParams* params;
+  };
+  std::vector<PgResult> exec_pipeline(const std::vector<PipelineStatement>& statements);
   // Runs `sql` (one row, one column): the integer / text, nullopt when no row or NULL.
   std::optional<std::int64_t> query_int(std::string_view sql, const PgParams& params = {});
   std::optional<std::string> query_text(std::string_view sql, const PgParams& params = {});
@@ -113,6 +122,10 @@ class PgConnection {
   std::string uri_;
   PGconn* conn_ = nullptr;
 };
+
+// Round trips to the server made by every connection of this process so far
+// (each exec, exec_script, exec_pipeline is one): the store tests count them.
+std::uint64_t pg_round_trips() noexcept;
 
 // BEGIN ... COMMIT; rolls back on destruction unless committed.
 class PgTransaction {

@@ -7,9 +7,13 @@
 
 #include "candor/store.h"
 #include "pg_db.h"
+#include "schema_ddl.h"
 #include "store_common.h"
 
 namespace candor::store_detail {
+
+// How this database spells the schema (schema_ddl.h).
+const SchemaDialect& pg_schema_dialect();
 
 // The newest schema version this build knows.
 int pg_latest_schema_version() noexcept;

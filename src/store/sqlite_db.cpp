@@ -31,12 +31,7 @@ Statement& Statement::bind(int index, std::string_view text) {
 }
 
 Statement& Statement::bind(int index, std::optional<std::int64_t> value) {
-  if (!value) {
-    int rc = sqlite3_bind_null(stmt_, index);
-    if (rc != SQLITE_OK) db_->raise(rc, "bind");
-    return *this;
-  }
-  return bind(index, *value);
+  return value ? bind(index, *value) : bind_null(index);
 }
 
 Statement& Statement::bind_blob(int index, std::span<const std::uint8_t> blob) {
@@ -48,6 +43,12 @@ Statement& Statement::bind_blob(int index, std::span<const std::uint8_t> blob) {
 
 Statement& Statement::bind_zeroblob(int index, int size) {
   int rc = sqlite3_bind_zeroblob(stmt_, index, size);
+  if (rc != SQLITE_OK) db_->raise(rc, "bind");
+  return *this;
+}
+
+Statement& Statement::bind_null(int index) {
+  int rc = sqlite3_bind_null(stmt_, index);
   if (rc != SQLITE_OK) db_->raise(rc, "bind");
   return *this;
 }

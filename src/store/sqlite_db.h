@@ -42,6 +42,7 @@ class Statement {
   Statement& bind(int index, std::optional<std::int64_t> value);
   Statement& bind_blob(int index, std::span<const std::uint8_t> blob);
   Statement& bind_zeroblob(int index, int size);
+  Statement& bind_null(int index);
 
   // ensures: true when a row is available, false when done; throws StoreFailure on error.
   bool step();
@@ -54,6 +55,10 @@ class Statement {
   std::vector<std::uint8_t> column_blob(int col) const;
   bool column_is_null(int col) const;
   std::optional<std::int64_t> column_optional_int(int col) const;
+  int column_count() const { return sqlite3_column_count(stmt_); }
+  int column_type(int col) const { return sqlite3_column_type(stmt_, col); }
+  // True for a statement that writes nothing (a SELECT).
+  bool readonly() const { return sqlite3_stmt_readonly(stmt_) != 0; }
 
  private:
   Database* db_;

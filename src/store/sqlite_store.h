@@ -8,9 +8,13 @@
 #include "candor/crypto.h"
 #include "candor/store.h"
 #include "sqlite_db.h"
+#include "schema_ddl.h"
 #include "store_common.h"
 
 namespace candor::store_detail {
+
+// How this database spells the schema (schema_ddl.h).
+const SchemaDialect& sqlite_schema_dialect();
 
 // The newest schema version this build knows.
 int latest_schema_version() noexcept;

@@ -176,6 +176,16 @@ struct KeyCheckAccess {
   std::function<void(const std::string& kcv)> insert_kcv_if_absent;
 };
 
+// The reads of KeyCheckAccess over a connection `db` (SQLite's Database or
+// PostgreSQL's PgConnection: the SQL is the same); the caller adds the insert.
+template <typename Db>
+KeyCheckAccess key_check_reads(Db& db) {
+  KeyCheckAccess access;
+  access.read_kcv = [&db] { return db.query_text("SELECT value FROM meta WHERE key = 'key_check'"); };
+  access.count_templates = [&db] { return db.query_int("SELECT COUNT(*) FROM faces").value_or(0); };
+  return access;
+}
+
 // Resolves the key and checks it against the database's key check value,
 // recording one for a new database. The rules: a database holding templates
 // but no key check value was tampered with; a wrong key is refused; a key

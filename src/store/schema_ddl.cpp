@@ -1,0 +1,214 @@
+// The schema's migrations, once for both databases (see schema_ddl.h).
+#include "schema_ddl.h"
+
+#include "store_common.h"
+
+#include <array>
+#include <utility>
+
+namespace candor::store_detail {
+namespace {
+
+// Timestamps are milliseconds since the Unix epoch (UTC). Ids of faces and
+// collections are never reused (SQLite AUTOINCREMENT; PostgreSQL sequences,
+// which never hand out a value twice, not even after a rollback), so a face id
+// an index still holds after a deletion can never name someone else's face,
+// and a recreated collection never shares associated data with its
+// predecessor's ciphertexts.
+constexpr std::string_view kSchemaV1 = R"sql(
+CREATE TABLE meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+
+CREATE TABLE collections (
+  id                {id},
+  name              TEXT NOT NULL UNIQUE,
+  purpose           TEXT NOT NULL,
+  retention_days    INTEGER NOT NULL CHECK (retention_days > 0),
+  match_threshold   {real} NOT NULL,
+  liveness_required {flag},
+  created_at        {bigint} NOT NULL
+);
+
+CREATE TABLE consents (
+  id              {id},
+  collection_id   {bigint} NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+  subject         TEXT NOT NULL,
+  purpose         TEXT NOT NULL,
+  evidence_sha256 TEXT NOT NULL,
+  collected_by    TEXT NOT NULL,
+  granted_at      {bigint} NOT NULL,
+  expires_at      {bigint},
+  revoked_at      {bigint}
+);
+CREATE INDEX consents_by_subject ON consents(collection_id, subject);
+CREATE INDEX consents_by_subject_only ON consents(subject);
+
+CREATE TABLE faces (
+  id             {id},
+  collection_id  {bigint} NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+  subject        TEXT NOT NULL,
+  dim            INTEGER NOT NULL,
+  template       {blob} NOT NULL,
+  box_x          {real} NOT NULL,
+  box_y          {real} NOT NULL,
+  box_w          {real} NOT NULL,
+  box_h          {real} NOT NULL,
+  detector_score {real} NOT NULL,
+  quality_level  TEXT NOT NULL,
+  quality_json   TEXT NOT NULL,
+  image_sha256   TEXT NOT NULL,
+  model_id       TEXT NOT NULL,
+  created_at     {bigint} NOT NULL
+);
+CREATE INDEX faces_by_subject ON faces(collection_id, subject);
+CREATE INDEX faces_by_subject_only ON faces(subject);
+CREATE INDEX faces_by_age ON faces(collection_id, created_at);
+
+CREATE TABLE audit_log (
+  seq          {bigint} PRIMARY KEY,
+  time         {bigint} NOT NULL,
+  actor        TEXT NOT NULL,
+  operation    TEXT NOT NULL,
+  collection   TEXT NOT NULL,
+  subject_tags TEXT NOT NULL,
+  details      TEXT NOT NULL,
+  reason       TEXT NOT NULL,
+  result       TEXT NOT NULL,
+  prev_hash    TEXT NOT NULL,
+  hash         TEXT NOT NULL
+);
+CREATE INDEX audit_by_time ON audit_log(time);
+CREATE INDEX audit_by_collection ON audit_log(collection, seq);
+{audit_log_indexes}
+-- A speed bump, not a security boundary: it stops the application (or a
+-- careless operator) from rewriting history; the hash chain is what detects
+-- someone who drops the triggers first.
+{audit_log_guards}
+-- The last appended entry. Read (PostgreSQL: locked FOR UPDATE) and advanced
+-- inside every writing transaction, so appends are serialised, the chain never
+-- forks, seqs are assigned in commit order and a deleted tail is detectable.
+CREATE TABLE audit_head (
+  id   INTEGER PRIMARY KEY CHECK (id = 1),
+  seq  {bigint} NOT NULL,
+  hash TEXT NOT NULL
+);
+INSERT INTO audit_head (id, seq, hash)
+VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
+
+-- Unhashed index from entries to subject names; erasure deletes from it.
+CREATE TABLE audit_subjects (
+  seq        {bigint} NOT NULL,
+  tag        TEXT NOT NULL,
+  subject    TEXT NOT NULL,
+  collection TEXT NOT NULL,
+  PRIMARY KEY (seq, tag)
+);
+CREATE INDEX audit_subjects_by_subject ON audit_subjects(subject, collection);
+
+-- Per-subject salt for audit tags; deleting it makes old tags unlinkable.
+CREATE TABLE subject_salts (
+  subject TEXT PRIMARY KEY,
+  salt    TEXT NOT NULL
+);
+
+-- Search counts per actor in minute ('m') and day ('d') buckets.
+CREATE TABLE search_counters (
+  actor        TEXT NOT NULL,
+  unit         TEXT NOT NULL CHECK (unit IN ('m', 'd')),
+  bucket_start {bigint} NOT NULL,
+  count        {bigint} NOT NULL,
+  PRIMARY KEY (actor, unit, bucket_start)
+);
+)sql";
+
+// v2: the change feed and the HTTP service's API keys.
+// face_changes.version is the audit seq of the writing transaction; id orders
+// the changes within one version. time (ms) is when the change was written,
+// for pruning. meta 'feed_pruned_through' records the highest version pruned,
+// so changes_since() can tell a caller it missed changes.
+constexpr std::string_view kSchemaV2 = R"sql(
+CREATE TABLE face_changes (
+  id         {id},
+  version    {bigint} NOT NULL,
+  kind       TEXT NOT NULL CHECK (kind IN ('added', 'removed', 'collection_deleted')),
+  collection TEXT NOT NULL,
+  face_id    {bigint} NOT NULL,
+  time       {bigint} NOT NULL
+);
+CREATE INDEX face_changes_by_version ON face_changes(version);
+CREATE INDEX face_changes_by_time ON face_changes(time);
+
+CREATE TABLE api_keys (
+  name        TEXT PRIMARY KEY,
+  hash_hex    TEXT NOT NULL,
+  scopes_json TEXT NOT NULL,
+  created_at  {bigint} NOT NULL
+);
+)sql";
+
+// v3: operating points calibrated on an operator's own people (`candor calibrate`),
+// as JSON (store_common.h calibration_to_json); NULL: the recogniser's shipped points.
+constexpr std::string_view kSchemaV3 = R"sql(
+ALTER TABLE collections ADD COLUMN calibration TEXT;
+)sql";
+
+constexpr std::array<std::pair<int, std::string_view>, 3> kMigrations = {{
+    {1, kSchemaV1},
+    {2, kSchemaV2},
+    {3, kSchemaV3},
+}};
+
+// `text` with every {token} replaced by the dialect's spelling.
+std::string spell(std::string_view text, const SchemaDialect& d) {
+  const std::array<std::pair<std::string_view, std::string_view>, 7> words = {{
+      {"{id}", d.id},
+      {"{bigint}", d.bigint},
+      {"{real}", d.real},
+      {"{blob}", d.blob},
+      {"{flag}", d.flag},
+      {"{audit_log_guards}", d.audit_log_guards},
+      {"{audit_log_indexes}", d.audit_log_indexes},
+  }};
+  std::string out;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    bool replaced = false;
+    if (text[i] == '{') {
+      for (const auto& [token, word] : words) {
+        if (text.substr(i, token.size()) == token) {
+          out += word;
+          i += token.size();
+          replaced = true;
+          break;
+        }
+      }
+    }
+    if (!replaced) out += text[i++];
+  }
+  return out;
+}
+
+}  // namespace
+
+void apply_migrations(std::int64_t current, const std::vector<SchemaMigration>& migrations,
+                      const std::function<void(const SchemaMigration&)>& apply) {
+  const int latest = migrations.back().version;
+  if (current > latest) {
+    fail(ErrorCode::kStoreError, "database schema version " + std::to_string(current) +
+                                     " is newer than this build of Candor understands (" + std::to_string(latest) +
+                                     "); upgrade Candor");
+  }
+  for (const SchemaMigration& m : migrations) {
+    if (m.version > current) apply(m);
+  }
+}
+
+std::vector<SchemaMigration> schema_migrations(const SchemaDialect& dialect) {
+  std::vector<SchemaMigration> out;
+  for (const auto& [version, text] : kMigrations) out.push_back(SchemaMigration{version, spell(text, dialect)});
+  return out;
+}
+
+}  // namespace candor::store_detail
