@@ -29,25 +29,45 @@ export function show(node, visible = true) {
   node.hidden = !visible;
 }
 
-// Shows an error (an ApiError or any Error) in an alert box: "message (code)".
+// "3 faces", "1 face": never "face(s)".
+export function plural(n, one, many = `${one}s`) {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+// Sizes as an operator reads them: 20971520 -> "20 MB" (MiB, as the server's limits are set).
+export function megabytes(bytes) {
+  const mb = bytes / (1024 * 1024);
+  if (mb >= 1) return `${Number.isInteger(mb) ? mb : mb.toFixed(1)} MB`;
+  return `${Math.max(1, Math.round(bytes / 1024))} KB`;
+}
+
+// A server message with byte counts ("over 20971520 bytes") in MB.
+export function readableSizes(text) {
+  return String(text).replace(/\b(\d{5,}) bytes\b/g, (_, n) => megabytes(Number(n)));
+}
+
+// Shows an error (an ApiError or any Error) in an alert box: "title message (code)".
+// A check the console made itself ({client: true}) says so, with no code: nothing was sent.
 export function showError(node, err) {
   clear(node);
   if (!err) {
     node.hidden = true;
+    delete node.dataset.code;
     return;
   }
-  const code = err.code || 'error';
+  const code = err.client ? 'form' : err.code || 'error';
   node.dataset.code = code;
-  const title = el('strong', { class: 'alert-title' }, errorTitle(err));
-  const msg = el('span', { class: 'alert-message', dataset: { testid: 'error-message' } }, err.message || String(err));
-  const codeNode = el('code', { class: 'alert-code', dataset: { testid: 'error-code' } }, code);
-  node.append(title, ' ', msg, ' ', codeNode);
+  const title = el('strong', { class: 'alert-title' }, err.client ? 'Check the form.' : errorTitle(err));
+  const msg = el('span', { class: 'alert-message', dataset: { testid: 'error-message' } }, readableSizes(err.message || String(err)));
+  node.append(title, ' ', msg);
+  if (!err.client) node.append(' ', el('code', { class: 'alert-code', dataset: { testid: 'error-code' } }, code));
   if (err.retryAfter) node.append(el('span', { class: 'alert-extra' }, ` Retry after ${err.retryAfter} s.`));
   node.hidden = false;
 }
 
 function errorTitle(err) {
   switch (err.code) {
+    case 'image_too_large': return 'Too large.';
     case 'consent_required': return 'Refused: no valid consent.';
     case 'unauthenticated': return 'Not signed in.';
     case 'permission_denied': return 'Not allowed.';
@@ -70,6 +90,14 @@ export function showOk(node, text) {
   }
   node.textContent = text;
   node.hidden = false;
+}
+
+// Moves focus to a result (or an error) after a submit, so that a keyboard or screen
+// reader user lands on what happened; the node gets tabindex=-1 to take focus.
+export function focusOn(node) {
+  if (!node || node.hidden) return;
+  if (!node.hasAttribute('tabindex')) node.tabIndex = -1;
+  node.focus({ preventScroll: false });
 }
 
 export function fmt(v, digits = 3) {
