@@ -107,19 +107,20 @@ class SqliteStore final : public Store {
       const TimePoint granted = in.granted_at.value_or(clock_());
       validate_new_consent(in, granted);
       const Collection c = require_collection(in.collection);
+      const std::string purpose = consent_purpose(in, c);
       db_.prepare("INSERT INTO consents (collection_id, subject, purpose, evidence_sha256, collected_by, granted_at, expires_at)"
                   " VALUES (?, ?, ?, ?, ?, ?, ?)")
           .bind(1, c.id)
           .bind(2, in.subject)
-          .bind(3, in.purpose)
+          .bind(3, purpose)
           .bind(4, in.evidence_sha256)
           .bind(5, in.collected_by)
           .bind(6, ms(granted))
           .bind(7, in.expires_at ? std::optional<std::int64_t>(ms(*in.expires_at)) : std::nullopt)
           .run();
-      Consent out{db_.last_insert_rowid(), c.name, in.subject, in.purpose, in.evidence_sha256,
+      Consent out{db_.last_insert_rowid(), c.name, in.subject, purpose, in.evidence_sha256,
                   in.collected_by, granted, in.expires_at, std::nullopt};
-      json d{{"consent_id", out.id}, {"purpose_matches_collection", in.purpose == c.purpose},
+      json d{{"consent_id", out.id}, {"purpose_matches_collection", purpose == c.purpose},
              {"granted_at", ms(granted)}, {"evidence_sha256", in.evidence_sha256}};
       if (in.expires_at) d["expires_at"] = ms(*in.expires_at);
       audit.details = d.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -497,16 +498,22 @@ class SqliteStore final : public Store {
       if (f.subject) sql += " AND seq IN (SELECT seq FROM audit_subjects WHERE subject = :subject)";
       if (f.collection) sql += " AND collection = :collection";
       if (f.operation) sql += " AND operation = :operation";
+      if (f.actor) sql += " AND actor = :actor";
       if (f.since) sql += " AND time >= :since";
+      if (f.until) sql += " AND time < :until";
       if (f.after_seq) sql += " AND seq > :after";
-      sql += " ORDER BY seq LIMIT :limit";
+      if (f.before_seq) sql += " AND seq < :before";
+      sql += f.newest_first ? " ORDER BY seq DESC LIMIT :limit" : " ORDER BY seq LIMIT :limit";
       Statement st = db_.prepare(sql);
       int i = 1;
       if (f.subject) st.bind(i++, *f.subject);
       if (f.collection) st.bind(i++, *f.collection);
       if (f.operation) st.bind(i++, *f.operation);
+      if (f.actor) st.bind(i++, *f.actor);
       if (f.since) st.bind(i++, ms(*f.since));
+      if (f.until) st.bind(i++, ms(*f.until));
       if (f.after_seq) st.bind(i++, *f.after_seq);
+      if (f.before_seq) st.bind(i++, *f.before_seq);
       st.bind(i, static_cast<std::int64_t>(std::min<std::size_t>(f.limit, 1'000'000)));
       std::vector<AuditEntry> out;
       while (st.step()) out.push_back(audit_from(st, true));

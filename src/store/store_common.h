@@ -70,6 +70,9 @@ void validate_faces(const std::vector<NewFace>& faces);
 void validate_api_key(const ApiKeyRecord& key);
 void validate_new_collection(const NewCollection& spec);
 void validate_new_consent(const NewConsent& consent, TimePoint granted);
+// The purpose a consent is recorded with: the collection's when none is given.
+// ensures: throws StoreFailure(kInvalidArgument) naming both purposes when another is given.
+std::string consent_purpose(const NewConsent& consent, const Collection& collection);
 
 // Validated compact JSON (what is hashed into the audit chain must be stable).
 std::string compact_json(std::string_view text, std::string_view what);
