@@ -113,10 +113,20 @@ function initTabs() {
   });
 }
 
+// Nothing one key saw stays on screen for the next: forms, results, messages and tables.
+function resetPages() {
+  const app = $('app');
+  for (const form of app.querySelectorAll('form')) form.reset();
+  for (const node of app.querySelectorAll('.result, .alert, #collection-detail, #erase-form, #newkey-secret')) node.hidden = true;
+  for (const body of app.querySelectorAll('tbody, #enroll-outcomes, #search-faces')) clear(body);
+  $('newkey-secret-value').textContent = '';
+}
+
 function signOut(err) {
   clearKey();
   session.key = null;
   session.collections = [];
+  resetPages();
   signedIn(false);
   showError($('key-error'), err || null);
   $('api-key').focus();

@@ -12,7 +12,7 @@ const OPERATIONS = ['search', 'enroll', 'grant_consent', 'revoke_consent', 'eras
 let pages = []; // before_seq of each page shown so far: [undefined, s1, s2, ...]
 
 function badge(text, tone) {
-  return el('span', { class: `badge badge-${tone}` }, text);
+  return el('span', { class: `badge badge-wrap badge-${tone}` }, text);
 }
 
 function score(v) {
@@ -198,6 +198,7 @@ export function init(loaders) {
     loadAudit(0);
   });
   $('audit-form').addEventListener('reset', () => setTimeout(() => {
+    if ($('page-audit').hidden) return; // a reset on sign-out: nothing to load
     pages = [undefined];
     loadAudit(0);
   }, 0));

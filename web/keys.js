@@ -20,13 +20,13 @@ async function loadKeys() {
     }, 'Revoke');
     revoke.disabled = self; // a key does not revoke itself from the console it is signed in with
     if (self) revoke.title = 'The key you are signed in with';
+    // Revoke sits under the name, in the first column, so a wide table never hides it.
     body.append(el('tr', { dataset: { testid: 'key-row', name: k.name } },
-      el('td', { class: 'wrap' }, el('strong', {}, k.name), self ? ' (this session)' : ''),
+      el('td', { class: 'wrap' }, el('strong', {}, k.name), self ? ' (this session)' : '', el('div', { class: 'row-actions' }, revoke)),
       el('td', { class: 'wrap' }, (k.operations || []).join(', ')),
       el('td', { class: 'wrap' }, (k.collections || []).join(', ')),
       el('td', { class: 'num' }, `${fmt(k.searches_per_minute)} / ${fmt(k.searches_per_day)}`),
-      el('td', { class: 'nowrap' }, when(k.created_at)),
-      el('td', {}, revoke)));
+      el('td', { class: 'nowrap' }, when(k.created_at))));
   }
 }
 

@@ -494,6 +494,7 @@ describe('Candor web console', { timeout: 10 * TIMEOUT }, () => {
     assert.equal(await page.isHidden('#collection-form'), true, 'no collection form for a search-only key');
     await page.click(testid('tab-search'));
     await page.waitForSelector(`${testid('page-search')}:not([hidden])`);
+    assert.equal(await page.isHidden(testid('search-result')), true, 'nothing the admin saw is left on screen for the next key');
     await shot('10-search-only-key');
 
     // Back as admin; revoke it (asked first).
