@@ -59,6 +59,13 @@ export function invalid(errNode, message, input) {
   }
 }
 
+// The chosen file of a file input, or a message saying to choose one.
+export function requireFile(input, errNode, what) {
+  const file = input.files && input.files[0];
+  if (!file) invalid(errNode, `Choose ${what}.`, input);
+  return file;
+}
+
 // "2024-05-01T12:00:00.123Z" -> "2024-05-01 12:00:00" (UTC), the full value in a tooltip.
 export function when(iso) {
   if (!iso) return '—';

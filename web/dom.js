@@ -109,6 +109,9 @@ export function fmt(v, digits = 3) {
 // Disables a form's submit button and sets a status text while `work` runs.
 export async function busy(form, statusNode, text, work) {
   const button = form.querySelector('button[type="submit"]');
+  // Disabling the focused button drops focus to <body>: it is given back afterwards, so
+  // a keyboard user is not sent to the top of the page by every submit.
+  const focused = document.activeElement;
   if (button) button.disabled = true;
   form.setAttribute('aria-busy', 'true');
   if (statusNode) statusNode.textContent = text;
@@ -118,5 +121,6 @@ export async function busy(form, statusNode, text, work) {
     if (button) button.disabled = false;
     form.removeAttribute('aria-busy');
     if (statusNode) statusNode.textContent = '';
+    if (focused && focused.isConnected && (document.activeElement === document.body || !document.activeElement)) focused.focus();
   }
 }

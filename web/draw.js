@@ -75,3 +75,25 @@ export function drawFaces(canvas, bitmap, faces, { width, height, labels = true,
     }
   });
 }
+
+// Faces numbered as a reader counts them: left to right (then top to bottom).
+// boxOf: where the box is (a search result holds it in its probe).
+export function leftToRight(faces, boxOf = (f) => f.box) {
+  return [...faces].sort((a, b) => (boxOf(a).x - boxOf(b).x) || (boxOf(a).y - boxOf(b).y));
+}
+
+// Draws the photo and its faces; a photo the browser cannot decode (the server may
+// read formats the browser does not) leaves the canvas empty, with a note.
+export async function drawPhoto(canvas, file, faces, opts = {}) {
+  try {
+    const bitmap = await decodeImage(file);
+    drawFaces(canvas, bitmap, faces, opts);
+    if (bitmap.close) bitmap.close();
+    return true;
+  } catch {
+    canvas.width = 0;
+    canvas.height = 0;
+    canvas.setAttribute('aria-label', `${file.name} cannot be shown in this browser`);
+    return false;
+  }
+}

@@ -253,6 +253,24 @@ describe('Candor web console', { timeout: 10 * TIMEOUT }, () => {
     await shot('2-compare');
   });
 
+  test('compare: a group photo lists its faces left to right and the operator picks one', async () => {
+    await gotoTab('compare');
+    const woman = await cropFace(SAMPLE1, { x: 1456, y: 220, w: 234, h: 214 });
+    await page.setInputFiles(testid('compare-a'), SAMPLE1);
+    await page.setInputFiles(testid('compare-b'), { name: 'woman.png', mimeType: 'image/png', buffer: woman });
+    await page.waitForSelector(testid('compare-pick-a'));
+    const choices = page.locator(`${testid('compare-pick-a')} input[type="radio"]`);
+    assert.equal(await choices.count(), 3, 'the three faces of sample1, to pick from');
+    // The woman is the rightmost face: face 3, left to right.
+    await choices.nth(2).check();
+    await page.click(testid('compare-submit'));
+    await page.waitForSelector(`${testid('compare-result')}:not([hidden])`);
+    assert.equal(await page.getAttribute(testid('compare-verdict'), 'data-match'), 'yes');
+    await choices.nth(0).check();
+    await page.click(testid('compare-submit'));
+    await page.waitForSelector(`${testid('compare-verdict')}[data-match="no"]`);
+  });
+
   test('(b) collection, refusal without consent, consent, enrollment, search', async () => {
     const p = await photos();
 
