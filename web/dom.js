@@ -41,9 +41,12 @@ export function megabytes(bytes) {
   return `${Math.max(1, Math.round(bytes / 1024))} KB`;
 }
 
-// A server message with byte counts ("over 20971520 bytes") in MB.
+// A server message with byte counts in MB: "the image is 25165824 bytes; the limit is
+// 20971520" -> "the image is 24 MB; the limit is 20 MB", "over the limit of 20971520 bytes".
 export function readableSizes(text) {
-  return String(text).replace(/\b(\d{5,}) bytes\b/g, (_, n) => megabytes(Number(n)));
+  const s = String(text);
+  if (!/\d{5,} bytes/.test(s)) return s;
+  return s.replace(/\b(\d{5,})( bytes)?\b/g, (_, n) => megabytes(Number(n)));
 }
 
 // Shows an error (an ApiError or any Error) in an alert box: "title message (code)".

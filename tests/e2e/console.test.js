@@ -232,6 +232,33 @@ describe('Candor web console', { timeout: 10 * TIMEOUT }, () => {
     await shot('1-detect');
   });
 
+  test('no face: the detect page says what to try', async () => {
+    const blank = await page.evaluate(async () => {
+      const c = new OffscreenCanvas(320, 240);
+      const ctx = c.getContext('2d');
+      ctx.fillStyle = '#8a9099';
+      ctx.fillRect(0, 0, 320, 240);
+      const buf = new Uint8Array(await (await c.convertToBlob({ type: 'image/png' })).arrayBuffer());
+      return Array.from(buf);
+    });
+    await page.setInputFiles(testid('detect-image'), { name: 'wall.png', mimeType: 'image/png', buffer: Buffer.from(blank) });
+    await page.click(testid('detect-submit'));
+    await page.waitForSelector(`${testid('detect-no-face')}:not([hidden])`);
+    assert.match(await page.textContent(testid('detect-summary')), /^0 faces found/);
+    await page.setInputFiles(testid('detect-image'), SAMPLE1); // back to the group photo for the screenshots
+    await page.click(testid('detect-submit'));
+    await page.waitForSelector(`${testid('detect-canvas')}[data-faces="3"]`);
+  });
+
+  test('sizes read in MB, plurals in words', async () => {
+    const out = await page.evaluate(async () => {
+      const dom = await import('/dom.js');
+      return [dom.readableSizes('the image is 25165824 bytes; the limit is 20971520'),
+        dom.readableSizes('request body over the limit of 20971520 bytes'), dom.plural(1, 'face'), dom.plural(3, 'face')];
+    });
+    assert.deepEqual(out, ['the image is 24 MB; the limit is 20 MB', 'request body over the limit of 20 MB', '1 face', '3 faces']);
+  });
+
   test('the tabs work from the keyboard', async () => {
     await page.focus(testid('tab-detect'));
     await page.keyboard.press('ArrowRight');

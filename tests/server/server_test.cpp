@@ -86,10 +86,10 @@ TEST_F(ServerTest, ConsentForAnotherPurposeIsRefusedNamingBothAndReusedEvidenceW
   wrong["purpose"] = "Marketing analytics";
   auto r = srv_->post_json("/v1/collections/purposed/consents", wrong);
   ASSERT_EQ(r->status, 400) << r->body;
-  EXPECT_EQ(error_code(r), "invalid_argument");
-  const std::string message = json::parse(r->body)["error"]["message"];
-  EXPECT_NE(message.find("Marketing analytics"), std::string::npos) << message;
-  EXPECT_NE(message.find("door access"), std::string::npos) << message;
+  // The body read as text: the message names both purposes.
+  EXPECT_NE(r->body.find("\"code\":\"invalid_argument\""), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("'Marketing analytics'"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("('door access')"), std::string::npos) << r->body;
   auto listed = srv_->client().Get("/v1/collections/purposed/consents", srv_->auth());
   EXPECT_TRUE(json::parse(listed->body)["consents"].empty()) << listed->body;
 

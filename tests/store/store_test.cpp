@@ -277,8 +277,12 @@ TEST_P(StoreTest, AuditListsNewestFirstByActorTimeAndSeq) {
   *clock_.ms += 60'000;
   ASSERT_TRUE(store_->grant_consent(consent_for("carol"), AuditContext{"key:desk", ""}).ok());  // seq 4
   const auto seqs = [&](const AuditFilter& f) {
+    const Result<std::vector<AuditEntry>> listed = store_->audit_list(f);
+    EXPECT_TRUE(listed.ok());
     std::vector<std::int64_t> out;
-    for (const AuditEntry& e : *store_->audit_list(f)) out.push_back(e.seq);
+    if (listed.ok()) {
+      for (const AuditEntry& e : *listed) out.push_back(e.seq);
+    }
     return out;
   };
   AuditFilter f;
@@ -290,7 +294,10 @@ TEST_P(StoreTest, AuditListsNewestFirstByActorTimeAndSeq) {
   f = AuditFilter{};
   f.actor = "key:desk";
   EXPECT_EQ(seqs(f), (std::vector<std::int64_t>{3, 4}));
-  const TimePoint third = store_->audit_list(f)->front().time;
+  const Result<std::vector<AuditEntry>> by_desk = store_->audit_list(f);
+  ASSERT_TRUE(by_desk.ok());
+  ASSERT_FALSE(by_desk->empty());
+  const TimePoint third = by_desk->front().time;
   f = AuditFilter{};
   f.since = third;
   f.until = third + std::chrono::milliseconds(1);
