@@ -5,7 +5,7 @@
 
 import { api, setKey, restoreKey, clearKey, hasKey } from './api.js';
 import { $, el, clear, show, showError, showOk, fmt, busy, plural, focusOn } from './dom.js';
-import { qualityLevel, leftToRight, drawPhoto } from './draw.js';
+import { qualityLevel, leftToRight, drawPhoto, fillQualityLegends } from './draw.js';
 import {
   session, can, everyCollection, scopeText, setUnauthorizedHandler, attempt, invalid, when, requireFile,
   refreshCollections, onCollections, collectionName, findCollection,
@@ -594,6 +594,7 @@ function labelScrollRegions() {
 
 function start() {
   labelScrollRegions();
+  fillQualityLegends();
   initKey();
   initTabs();
   initDetect();

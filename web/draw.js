@@ -97,3 +97,21 @@ export async function drawPhoto(canvas, file, faces, opts = {}) {
     return false;
   }
 }
+
+// Fills a <ul data-quality-legend="lead text"> with the colours drawFaces uses, so that a
+// box's colour is never read as a verdict (Compare and Search had no legend: issue 17).
+export function fillQualityLegends(root = document) {
+  for (const ul of root.querySelectorAll('[data-quality-legend]')) {
+    while (ul.firstChild) ul.removeChild(ul.firstChild);
+    const lead = document.createElement('li');
+    lead.textContent = ul.dataset.qualityLegend;
+    ul.append(lead);
+    for (const [level, text] of [['high', 'high'], ['medium', 'medium'], ['low', 'low'], ['none', 'not assessed']]) {
+      const li = document.createElement('li');
+      const swatch = document.createElement('span');
+      swatch.className = `swatch q-${level}`;
+      li.append(swatch, ` ${text}`);
+      ul.append(li);
+    }
+  }
+}

@@ -343,6 +343,7 @@ describe('Candor web console', { timeout: 10 * TIMEOUT }, () => {
     await page.click(testid('consent-submit'));
     await page.waitForSelector(`${testid('consent-ok')}:not([hidden])`);
     await page.waitForSelector(`${testid('consent-row')}[data-subject="${SUBJECT}"]`);
+    assert.equal(await page.isHidden(testid('enroll-error')), true, 'the "no valid consent" refusal is not left standing');
     assert.equal(consentBodies.length, 1);
     assert.match(consentBodies[0].type, /application\/json/);
     const sent = JSON.parse(consentBodies[0].body);
