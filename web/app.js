@@ -391,7 +391,10 @@ async function loadConsents() {
       if (!window.confirm(`Revoke ${c.subject}'s consent? Their enrolled faces are deleted at once.`)) return;
       const r = await attempt($('consents-error'), () => api.revokeConsent(name, c.subject));
       if (r) {
-        // The result goes beside the table it changed, not into the "Record a consent" card.
+        // The result goes beside the table it changed, not into the "Record a consent" card,
+        // whose "recorded" message would now be stale.
+        showOk($('consent-ok'), null);
+        showOk($('consent-warning'), null);
         showOk($('consents-ok'), `Consent of ${c.subject} revoked; ${plural(r.deleted_faces || 0, 'face')} deleted.`);
         await loadConsents();
         focusOn($('consents-ok'));

@@ -492,7 +492,7 @@ describe('Candor web console', { timeout: 10 * TIMEOUT }, () => {
     await page.waitForSelector(testid('audit-row'));
   });
 
-  test('(g) a reused evidence file is warned about', async () => {
+  test('(g) a reused evidence file is warned about; a revocation reports beside its table', async () => {
     await gotoTab('consent');
     await page.selectOption(testid('consent-collection'), COLLECTION);
     const evidence = subjectEvidence; // the file recorded for SUBJECT above
@@ -505,6 +505,14 @@ describe('Candor web console', { timeout: 10 * TIMEOUT }, () => {
     await page.waitForSelector(`${testid('consent-warning')}:not([hidden])`);
     assert.match(await page.textContent(testid('consent-warning')), /same evidence file/);
     assert.match(await page.textContent(testid('consent-warning')), new RegExp(SUBJECT));
+
+    // Revoking: the result is shown beside the consents table, not in the "Record a consent" card.
+    page.once('dialog', (d) => d.accept());
+    await page.click(`${testid('consent-row')}[data-subject="${THIRD}"] button`);
+    await page.waitForSelector(`${testid('consents-ok')}:not([hidden])`);
+    assert.match(await page.textContent(testid('consents-ok')), new RegExp(`Consent of ${THIRD} revoked; 0 faces deleted`));
+    assert.equal(await page.isHidden(testid('consent-ok')), true);
+    await page.waitForSelector(`${testid('consent-row')}[data-subject="${THIRD}"][data-status="revoked"]`);
   });
 
   test('(h) API keys: create with scopes and budgets, the secret once, a search-only key sees only search', async () => {
