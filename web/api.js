@@ -128,6 +128,14 @@ export const api = {
     f.append('reason', reason);
     return request('POST', `/v1/collections/${enc(c)}/search`, { form: f, params: { top } });
   },
+  deleteCollection: (c, reason) => request('DELETE', `/v1/collections/${enc(c)}`, { params: { reason } }),
+  eraseSubject: (c, s, reason) => request('DELETE', `/v1/collections/${enc(c)}/subjects/${enc(s)}`, { params: { reason } }),
+  exportSubject: (s) => request('GET', `/v1/subjects/${enc(s)}/export`),
   audit: (filters) => request('GET', '/v1/audit', { params: filters }),
   auditVerify: () => request('GET', '/v1/audit/verify'),
+  keySelf: () => request('GET', '/v1/keys/self'),
+  listKeys: () => request('GET', '/v1/keys'),
+  createKey: (spec) => request('POST', '/v1/keys', { json: spec }),
+  deleteKey: (name) => request('DELETE', `/v1/keys/${enc(name)}`),
+  retentionRun: () => request('POST', '/v1/retention/run'),
 };

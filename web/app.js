@@ -1,14 +1,42 @@
 // Candor console: the single-page operator console. Uses only the v1 routes of
-// docs/api.md; no inline scripts or styles (the server's CSP forbids them).
+// docs/api.md; no inline scripts or styles (the server's CSP forbids them). This module
+// holds the key prompt, the tabs and four pages; each other page is a module of its own
+// (compare.js, audit.js, subjects.js, keys.js, retention.js) exporting init().
 
 import { api, setKey, restoreKey, clearKey, hasKey } from './api.js';
-import { $, el, clear, show, showError, showOk, fmt, busy } from './dom.js';
-import { decodeImage, drawFaces, qualityLevel } from './draw.js';
+import { $, el, clear, show, showError, showOk, fmt, busy, plural, focusOn } from './dom.js';
+import { qualityLevel, leftToRight, drawPhoto, fillQualityLegends } from './draw.js';
+import {
+  session, can, everyCollection, scopeText, setUnauthorizedHandler, attempt, invalid, when, requireFile,
+  refreshCollections, onCollections, collectionName, findCollection,
+} from './common.js';
+import * as comparePage from './compare.js';
+import * as auditPage from './audit.js';
+import * as subjectsPage from './subjects.js';
+import * as keysPage from './keys.js';
+import * as retentionPage from './retention.js';
 
 // ---------------------------------------------------------------- key + tabs
 
-const PAGES = ['detect', 'compare', 'collections', 'consent', 'search', 'audit'];
+const PAGES = ['detect', 'compare', 'collections', 'consent', 'subjects', 'search', 'audit', 'keys', 'retention'];
 const loaders = {}; // page -> function run when the page is shown
+
+// What each page needs of the key (docs/api.md "Routes"); a page the key cannot use is not shown.
+const PAGE_NEEDS = {
+  detect: () => can('detect'),
+  compare: () => can('compare'),
+  collections: () => true,
+  consent: () => can('consents') || can('enroll'),
+  subjects: () => can('consents'),
+  search: () => can('search'),
+  audit: () => can('audit'),
+  keys: () => can('admin'),
+  retention: () => can('admin') && everyCollection(),
+};
+
+function visiblePages() {
+  return PAGES.filter((p) => PAGE_NEEDS[p]());
+}
 
 function signedIn(on) {
   show($('key-panel'), !on);
@@ -16,22 +44,37 @@ function signedIn(on) {
   show(document.querySelector('[data-testid="session"]'), on);
 }
 
+// Shows the key's name and scope in the header, and hides what the key may not do.
+function applyScope() {
+  const key = session.key;
+  $('session-key-name').textContent = key ? key.name : '';
+  $('session-key-scope').textContent = scopeText(key);
+  for (const p of PAGES) show($(`tab-${p}`), PAGE_NEEDS[p]());
+  for (const node of document.querySelectorAll('[data-needs]')) {
+    const [op, span] = node.dataset.needs.split(':');
+    show(node, can(op) && (span !== 'all' || everyCollection()));
+  }
+}
+
 async function signIn(key, remember) {
   setKey(key, remember);
   try {
-    // Any valid key may list the collections in its scope.
+    session.key = await api.keySelf();
     await refreshCollections();
   } catch (err) {
     clearKey();
+    session.key = null;
     throw err;
   }
+  applyScope();
   signedIn(true);
   selectPage(currentPage());
 }
 
 function currentPage() {
   const hash = location.hash.replace('#', '');
-  return PAGES.includes(hash) ? hash : 'detect';
+  const pages = visiblePages();
+  return pages.includes(hash) ? hash : pages[0] || 'collections';
 }
 
 function selectPage(page, focusTab = false) {
@@ -54,12 +97,13 @@ function initTabs() {
     if (tab) selectPage(tab.dataset.page);
   });
   tabs.addEventListener('keydown', (e) => {
-    const i = PAGES.indexOf(currentPage());
+    const pages = visiblePages();
+    const i = pages.indexOf(currentPage());
     let next = null;
-    if (e.key === 'ArrowRight') next = PAGES[(i + 1) % PAGES.length];
-    else if (e.key === 'ArrowLeft') next = PAGES[(i + PAGES.length - 1) % PAGES.length];
-    else if (e.key === 'Home') next = PAGES[0];
-    else if (e.key === 'End') next = PAGES[PAGES.length - 1];
+    if (e.key === 'ArrowRight') next = pages[(i + 1) % pages.length];
+    else if (e.key === 'ArrowLeft') next = pages[(i + pages.length - 1) % pages.length];
+    else if (e.key === 'Home') next = pages[0];
+    else if (e.key === 'End') next = pages[pages.length - 1];
     if (next) {
       e.preventDefault();
       selectPage(next, true);
@@ -70,68 +114,44 @@ function initTabs() {
   });
 }
 
+// Nothing one key saw stays on screen for the next: forms, results, messages and tables.
+function resetPages() {
+  const app = $('app');
+  for (const form of app.querySelectorAll('form')) form.reset();
+  for (const node of app.querySelectorAll('.result, .alert, #collection-detail, #erase-form, #newkey-secret')) node.hidden = true;
+  for (const body of app.querySelectorAll('tbody, #enroll-outcomes, #search-faces')) clear(body);
+  $('newkey-secret-value').textContent = '';
+}
+
+function signOut(err) {
+  clearKey();
+  session.key = null;
+  session.collections = [];
+  resetPages();
+  signedIn(false);
+  showError($('key-error'), err || null);
+  $('api-key').focus();
+}
+
 function initKey() {
   $('key-form').addEventListener('submit', async (e) => {
     e.preventDefault();
     const key = $('api-key').value.trim();
     const errNode = $('key-error');
-    if (!key) {
-      showError(errNode, { code: 'invalid_argument', message: 'Enter an API key.' });
-      $('api-key').focus();
-      return;
-    }
+    if (!key) return invalid(errNode, 'Enter an API key.', $('api-key'));
     showError(errNode, null);
     try {
       await busy($('key-form'), null, '', () => signIn(key, $('api-key-remember').checked));
       $('api-key').value = '';
+      focusOn($('main'));
     } catch (err) {
       showError(errNode, err);
       $('api-key').focus();
     }
   });
-  $('sign-out').addEventListener('click', () => {
-    clearKey();
-    collections = [];
-    signedIn(false);
-    $('api-key').focus();
-  });
-}
-
-// Any 401 after sign-in sends the operator back to the key prompt.
-function handleAuth(err) {
-  if (err && err.status === 401) {
-    clearKey();
-    signedIn(false);
-    showError($('key-error'), err);
-  }
-}
-
-// Runs an API call for a page: errors go to `errNode` (and a 401 signs out).
-async function attempt(errNode, work) {
-  showError(errNode, null);
-  try {
-    return await work();
-  } catch (err) {
-    showError(errNode, err);
-    handleAuth(err);
-    return undefined;
-  }
-}
-
-function requireFile(input, errNode, what) {
-  const file = input.files && input.files[0];
-  if (!file) {
-    showError(errNode, { code: 'invalid_argument', message: `Choose ${what}.` });
-    input.focus();
-  }
-  return file;
-}
-
-// "2024-05-01T12:00:00.123Z" -> "2024-05-01 12:00:00" (UTC), the full value in a tooltip.
-function when(iso) {
-  if (!iso) return '—';
-  const m = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})/.exec(String(iso));
-  return el('time', { datetime: iso, title: iso }, m ? `${m[1]} ${m[2]}` : String(iso));
+  $('sign-out').addEventListener('click', () => signOut(null));
+  // Any 401 after sign-in sends the operator back to the key prompt.
+  setUnauthorizedHandler((err) => signOut(err));
 }
 
 // ---------------------------------------------------------------- faces table
@@ -170,22 +190,6 @@ function faceRow(face, i) {
     el('td', {}, q && q.limiting_factor ? q.limiting_factor : '—'));
 }
 
-// Draws the photo and its faces; a photo the browser cannot decode (the server may
-// read formats the browser does not) leaves the canvas empty, with a note.
-async function drawPhoto(canvas, file, faces, opts = {}) {
-  try {
-    const bitmap = await decodeImage(file);
-    drawFaces(canvas, bitmap, faces, opts);
-    if (bitmap.close) bitmap.close();
-    return true;
-  } catch {
-    canvas.width = 0;
-    canvas.height = 0;
-    canvas.setAttribute('aria-label', `${file.name} cannot be shown in this browser`);
-    return false;
-  }
-}
-
 // ---------------------------------------------------------------- detect
 
 function initDetect() {
@@ -201,100 +205,44 @@ function initDetect() {
       max_faces: $('detect-max-faces').value,
     };
     show($('detect-result'), false);
+    show($('detect-no-face'), false);
     const data = await busy(form, $('detect-status'), 'Detecting…', () => attempt(errNode, () => api.detect(file, params)));
     if (!data) return;
-    const faces = Array.isArray(data.faces) ? data.faces : [];
+    const faces = leftToRight(Array.isArray(data.faces) ? data.faces : []);
     await drawPhoto($('detect-canvas'), file, faces, { width: data.width, height: data.height });
-    $('detect-canvas').setAttribute('aria-label', `${file.name} with ${faces.length} face${faces.length === 1 ? '' : 's'} marked`);
+    $('detect-canvas').setAttribute('aria-label', `${file.name} with ${plural(faces.length, 'face')} marked, numbered left to right`);
     $('detect-canvas').dataset.faces = String(faces.length);
     const body = $('detect-faces-body');
     clear(body);
     faces.forEach((f, i) => body.append(faceRow(f, i)));
     $('detect-summary').textContent =
-      `${faces.length} face${faces.length === 1 ? '' : 's'} found in ${file.name} (${data.width} × ${data.height} px).`;
+      `${plural(faces.length, 'face')} found in ${file.name} (${data.width} × ${data.height} px), numbered left to right.`;
+    show($('detect-faces-table'), faces.length > 0);
+    // No face: say what to try rather than show an empty table.
+    show($('detect-no-face'), faces.length === 0);
     show($('detect-result'), true);
-  });
-}
-
-// ---------------------------------------------------------------- compare
-
-function initCompare() {
-  const form = $('compare-form');
-  form.addEventListener('submit', async (e) => {
-    e.preventDefault();
-    const errNode = $('compare-error');
-    const a = requireFile($('compare-a'), errNode, 'photo A');
-    if (!a) return;
-    const b = requireFile($('compare-b'), errNode, 'photo B');
-    if (!b) return;
-    show($('compare-result'), false);
-    const data = await busy(form, $('compare-status'), 'Comparing…',
-      () => attempt(errNode, () => api.compare(a, b, $('compare-op').value)));
-    if (!data) return;
-    const op = data.operating_point || {};
-    const verdict = $('compare-verdict');
-    verdict.className = `verdict ${data.match ? 'verdict-yes' : 'verdict-no'}`;
-    verdict.dataset.match = data.match ? 'yes' : 'no';
-    verdict.textContent = data.match ? 'Match: same person at this operating point' : 'No match at this operating point';
-    $('compare-similarity').textContent = fmt(data.similarity, 4);
-    $('compare-op-name').textContent = op.name || '—';
-    $('compare-op-fmr').textContent = op.fmr === undefined ? '—' : String(op.fmr);
-    $('compare-op-threshold').textContent = fmt(op.threshold, 4);
-    const faces = data.faces || {};
-    await Promise.all([
-      drawPhoto($('compare-canvas-a'), a, faces.a ? [faces.a] : [], { labels: false }),
-      drawPhoto($('compare-canvas-b'), b, faces.b ? [faces.b] : [], { labels: false }),
-    ]);
-    show($('compare-result'), true);
+    focusOn($('detect-summary'));
   });
 }
 
 // ---------------------------------------------------------------- collections
 
-let collections = [];
-
-function collectionName(c) {
-  return typeof c === 'string' ? c : c.name;
-}
-
-async function refreshCollections() {
-  const data = await api.listCollections();
-  collections = Array.isArray(data.collections) ? data.collections : [];
-  renderCollectionSelects();
-  return collections;
-}
-
-function renderCollectionSelects() {
-  for (const select of document.querySelectorAll('.collection-select')) {
-    const keep = select.value;
-    clear(select);
-    if (!collections.length) select.append(el('option', { value: '' }, 'No collection'));
-    for (const c of collections) select.append(el('option', { value: collectionName(c) }, collectionName(c)));
-    if (keep && collections.some((c) => collectionName(c) === keep)) select.value = keep;
-  }
-  const list = $('audit-collection-list');
-  clear(list);
-  for (const c of collections) list.append(el('option', { value: collectionName(c) }));
-  updateConsentPurpose();
-}
-
 function renderCollectionsTable() {
   const body = $('collections-body');
   clear(body);
-  for (const c of collections) {
+  for (const c of session.collections) {
     const name = collectionName(c);
-    const detailButton = el('button', { type: 'button', class: 'btn btn-small', 'aria-label': `Details of ${name}` }, 'Details');
-    detailButton.addEventListener('click', () => showCollectionDetail(name));
+    // The name opens the details: the first column, so it never scrolls out of view.
+    const open = el('button', { type: 'button', class: 'link-button', 'aria-label': `Details of ${name}`, onclick: () => showCollectionDetail(name) }, name);
     body.append(el('tr', { dataset: { testid: 'collection-row', name } },
-      el('td', { class: 'nowrap' }, el('strong', {}, name)),
+      el('td', { class: 'wrap' }, open),
       el('td', { class: 'wrap' }, c.purpose || '—'),
       el('td', { class: 'num' }, c.retention_days === undefined ? '—' : `${c.retention_days} d`),
       el('td', { class: 'num' }, fmt(c.match_threshold, 4)),
       el('td', {}, c.liveness_required ? 'required' : 'no'),
-      el('td', { class: 'nowrap' }, when(c.created_at)),
-      el('td', {}, detailButton)));
+      el('td', { class: 'nowrap' }, when(c.created_at))));
   }
-  show($('collections-empty'), collections.length === 0);
+  show($('collections-empty'), session.collections.length === 0);
 }
 
 async function showCollectionDetail(name) {
@@ -313,8 +261,38 @@ async function showCollectionDetail(name) {
   add('Faces enrolled', fmt(data.faces));
   add('Consents', fmt(data.consents));
   add('Created', when(data.created_at));
-  node.append(el('h3', {}, `Collection ${data.name || name}`), facts);
+  const heading = el('h3', { tabindex: '-1' }, `Collection ${data.name || name}`);
+  node.append(heading, facts);
+  if (can('admin')) node.append(deleteCollectionForm(data.name || name, data.faces));
   show(node, true);
+  heading.focus();
+}
+
+// Deleting a collection deletes its faces and consents: a reason and the typed name first.
+function deleteCollectionForm(name, faces) {
+  const errNode = el('div', { class: 'alert alert-error', role: 'alert', hidden: true, dataset: { testid: 'collection-delete-error' } });
+  const reason = el('input', { id: 'collection-delete-reason', maxlength: '1024', dataset: { testid: 'collection-delete-reason' } });
+  const confirmInput = el('input', { id: 'collection-delete-confirm', autocomplete: 'off', spellcheck: 'false', dataset: { testid: 'collection-delete-confirm' } });
+  const form = el('form', { class: 'confirm', novalidate: true, dataset: { testid: 'collection-delete-form' } },
+    el('h4', {}, 'Delete this collection'),
+    el('p', { class: 'small' }, `Deletes ${plural(faces || 0, 'enrolled face')} and every consent of ${name} at once. It cannot be undone.`),
+    el('label', { for: 'collection-delete-reason' }, 'Reason ', el('span', { class: 'req' }, '(required)')), reason,
+    el('label', { for: 'collection-delete-confirm' }, 'Type the collection name to confirm'), confirmInput,
+    el('div', { class: 'actions' }, el('button', { type: 'submit', class: 'btn btn-danger', dataset: { testid: 'collection-delete-submit' } }, 'Delete collection')),
+    errNode);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    if (!reason.value.trim()) return invalid(errNode, 'State the reason: it is recorded in the audit log.', reason);
+    if (confirmInput.value !== name) return invalid(errNode, `Type ${name} exactly to confirm.`, confirmInput);
+    const r = await busy(form, null, '', () => attempt(errNode, () => api.deleteCollection(name, reason.value.trim())));
+    if (!r) return;
+    show($('collection-detail'), false);
+    showOk($('collections-ok'), `Collection ${name} deleted with ${plural(r.deleted_faces || 0, 'face')}.`);
+    await attempt($('collections-error'), refreshCollections);
+    renderCollectionsTable();
+    focusOn($('collections-ok'));
+  });
+  return form;
 }
 
 function initCollections() {
@@ -331,20 +309,10 @@ function initCollections() {
     const name = $('coll-name').value.trim();
     const purpose = $('coll-purpose').value.trim();
     const retention = Number($('coll-retention').value);
-    if (!/^[a-z0-9_-]{1,64}$/.test(name)) {
-      showError(errNode, { code: 'invalid_argument', message: 'The name must be 1 to 64 of a-z, 0-9, _ and -.' });
-      $('coll-name').focus();
-      return;
-    }
-    if (!purpose) {
-      showError(errNode, { code: 'invalid_argument', message: 'State the purpose: consents must name it.' });
-      $('coll-purpose').focus();
-      return;
-    }
+    if (!/^[a-z0-9_-]{1,64}$/.test(name)) return invalid(errNode, 'The name must be 1 to 64 of a-z, 0-9, _ and -.', $('coll-name'));
+    if (!purpose) return invalid(errNode, 'State the purpose: consents must name it.', $('coll-purpose'));
     if (!Number.isInteger(retention) || retention < 1 || retention > 1095) {
-      showError(errNode, { code: 'invalid_argument', message: 'Retention must be 1 to 1095 days.' });
-      $('coll-retention').focus();
-      return;
+      return invalid(errNode, 'Retention must be 1 to 1095 days.', $('coll-retention'));
     }
     const spec = {
       name,
@@ -359,20 +327,17 @@ function initCollections() {
     form.reset();
     await attempt($('collections-error'), refreshCollections);
     renderCollectionsTable();
+    focusOn($('collection-form-ok'));
   });
 }
 
 // ---------------------------------------------------------------- consent + enroll
 
-function selectedCollection(select) {
-  return select.value || '';
-}
-
 function updateConsentPurpose() {
-  const name = $('consent-collection').value;
-  const c = collections.find((x) => collectionName(x) === name);
-  $('consent-collection-purpose').textContent = c && c.purpose ? `Purpose: ${c.purpose}` : '';
-  $('consent-purpose').placeholder = c && c.purpose ? c.purpose : '';
+  const c = findCollection($('consent-collection').value);
+  const purpose = c && c.purpose ? c.purpose : '';
+  $('consent-collection-purpose').textContent = purpose ? `Purpose: ${purpose}` : '';
+  $('consent-form-purpose').textContent = purpose || '—';
 }
 
 async function sha256Hex(file) {
@@ -397,39 +362,48 @@ async function computeEvidenceDigest() {
   return evidenceDigest;
 }
 
-function consentStatus(c) {
+function consentStatus(c, collection) {
   if (c.revoked_at) return ['revoked', 'bad'];
   if (c.expires_at && Date.parse(c.expires_at) < Date.now()) return ['expired', 'bad'];
+  // A consent for another purpose (recorded before grants were checked) allows no enrollment.
+  if (collection && collection.purpose && c.purpose !== collection.purpose) return ['other purpose', 'bad'];
   return ['valid', 'ok'];
 }
 
 async function loadConsents() {
-  const name = selectedCollection($('consent-collection'));
+  const name = $('consent-collection').value;
   const body = $('consents-body');
   clear(body);
-  if (!name) {
+  if (!name || !can('consents')) {
     show($('consents-empty'), true);
     return;
   }
   const data = await attempt($('consents-error'), () => api.listConsents(name));
   if (!data) return;
   const consents = Array.isArray(data.consents) ? data.consents : [];
+  const collection = findCollection(name);
   for (const c of consents) {
-    const [status, tone] = consentStatus(c);
+    const [status, tone] = consentStatus(c, collection);
     const revoke = el('button', { type: 'button', class: 'btn btn-small btn-danger', 'aria-label': `Revoke the consent of ${c.subject}` }, 'Revoke');
     revoke.disabled = status === 'revoked';
     revoke.addEventListener('click', async () => {
+      showOk($('consents-ok'), null);
       if (!window.confirm(`Revoke ${c.subject}'s consent? Their enrolled faces are deleted at once.`)) return;
       const r = await attempt($('consents-error'), () => api.revokeConsent(name, c.subject));
       if (r) {
-        showOk($('consent-ok'), `Consent of ${c.subject} revoked; ${fmt(r.deleted_faces)} face(s) deleted.`);
-        loadConsents();
+        // The result goes beside the table it changed, not into the "Record a consent" card,
+        // whose "recorded" message would now be stale.
+        showOk($('consent-ok'), null);
+        showOk($('consent-warning'), null);
+        showOk($('consents-ok'), `Consent of ${c.subject} revoked; ${plural(r.deleted_faces || 0, 'face')} deleted.`);
+        await loadConsents();
+        focusOn($('consents-ok'));
       }
     });
-    body.append(el('tr', { dataset: { testid: 'consent-row', subject: c.subject } },
-      el('td', {}, el('strong', {}, c.subject)),
+    body.append(el('tr', { dataset: { testid: 'consent-row', subject: c.subject, status } },
+      el('td', { class: 'wrap' }, el('strong', {}, c.subject)),
       el('td', { class: 'wrap' }, c.purpose || '—'),
-      el('td', {}, c.collected_by || '—'),
+      el('td', { class: 'wrap' }, c.collected_by || '—'),
       el('td', { class: 'nowrap' }, when(c.granted_at)),
       el('td', { class: 'nowrap' }, c.expires_at ? when(c.expires_at) : 'never'),
       el('td', {}, el('span', { class: `badge badge-${tone}` }, status)),
@@ -452,18 +426,27 @@ function renderOutcome(o) {
     el('span', { class: 'badge badge-bad' }, 'skipped'), ` ${name} — ${message}`, code ? el('code', { class: 'alert-code' }, code) : null);
 }
 
+// Feedback of the other forms that a change of collection makes stale.
+function clearConsentFeedback() {
+  for (const id of ['consent-error', 'enroll-error', 'consents-error']) showError($(id), null);
+  for (const id of ['consent-ok', 'enroll-ok', 'consents-ok', 'consent-warning']) showOk($(id), null);
+  clear($('enroll-outcomes'));
+}
+
 function initConsent() {
   loaders.consent = async () => {
     await attempt($('consents-error'), refreshCollections);
     loadConsents();
   };
+  onCollections(updateConsentPurpose);
   $('consent-collection').addEventListener('change', () => {
+    clearConsentFeedback();
     updateConsentPurpose();
     loadConsents();
   });
   $('consents-refresh').addEventListener('click', loadConsents);
   $('consent-evidence').addEventListener('change', () => {
-    computeEvidenceDigest().catch((err) => showError($('consent-error'), { code: 'evidence', message: `Could not read the file: ${err.message}` }));
+    computeEvidenceDigest().catch((err) => showError($('consent-error'), { client: true, message: `Could not read the file: ${err.message}` }));
   });
 
   const consentForm = $('consent-form');
@@ -471,30 +454,35 @@ function initConsent() {
     e.preventDefault();
     const errNode = $('consent-error');
     showOk($('consent-ok'), null);
-    const collection = selectedCollection($('consent-collection'));
+    showOk($('consent-warning'), null);
+    const collection = $('consent-collection').value;
     const subject = $('consent-subject').value.trim();
     const collectedBy = $('consent-collected-by').value.trim();
-    const invalid = (message, input) => {
-      showError(errNode, { code: 'invalid_argument', message });
-      if (input) input.focus();
-    };
-    if (!collection) return invalid('Choose a collection (create one first).', $('consent-collection'));
-    if (!subject) return invalid('Name the subject.', $('consent-subject'));
+    const target = findCollection(collection);
+    if (!collection || !target) return invalid(errNode, 'Choose a collection (create one first).', $('consent-collection'));
+    if (!subject) return invalid(errNode, 'Name the subject.', $('consent-subject'));
     const evidenceFile = $('consent-evidence').files[0];
-    if (!evidenceFile) return invalid('Choose the signed consent form: its SHA-256 is recorded.', $('consent-evidence'));
-    if (!collectedBy) return invalid('Say who collected the consent.', $('consent-collected-by'));
+    if (!evidenceFile) return invalid(errNode, 'Choose the signed consent form: its SHA-256 is recorded.', $('consent-evidence'));
+    if (!$('consent-purpose-confirm').checked) {
+      return invalid(errNode, `Confirm that the signed form names this collection's purpose ("${target.purpose}").`, $('consent-purpose-confirm'));
+    }
+    if (!collectedBy) return invalid(errNode, 'Say who collected the consent.', $('consent-collected-by'));
     const digest = evidenceDigest && evidenceDigest.file === evidenceFile ? evidenceDigest : await computeEvidenceDigest();
-    if (!digest) return invalid('The consent form could not be read.', $('consent-evidence'));
-    const consent = { subject, evidence_sha256: digest.hex, collected_by: collectedBy };
+    if (!digest) return invalid(errNode, 'The consent form could not be read.', $('consent-evidence'));
+    // Recorded for the collection's purpose, named explicitly: the server refuses any other.
+    const consent = { subject, evidence_sha256: digest.hex, collected_by: collectedBy, purpose: target.purpose };
     const expires = $('consent-expires').value;
     if (expires) consent.expires_at = `${expires}T23:59:59Z`; // valid through that day (UTC)
-    const purpose = $('consent-purpose').value.trim();
-    if (purpose) consent.purpose = purpose;
     const saved = await busy(consentForm, null, '', () => attempt(errNode, () => api.grantConsent(collection, consent)));
     if (!saved) return;
-    showOk($('consent-ok'), `Consent of ${saved.subject || subject} recorded for ${collection}.`);
+    showOk($('consent-ok'), `Consent of ${saved.subject || subject} recorded for ${collection} (${saved.purpose || target.purpose}).`);
+    if (Array.isArray(saved.warnings) && saved.warnings.length) showOk($('consent-warning'), `Warning: ${saved.warnings.join(' ')}`);
+    // The enrollment refused for want of this consent is no longer the state of things.
+    if ($('enroll-error').dataset.code === 'consent_required') showError($('enroll-error'), null);
     if (!$('enroll-subject').value) $('enroll-subject').value = subject;
-    loadConsents();
+    $('consent-purpose-confirm').checked = false;
+    await loadConsents();
+    focusOn($('consent-ok'));
   });
 
   const enrollForm = $('enroll-form');
@@ -503,28 +491,51 @@ function initConsent() {
     const errNode = $('enroll-error');
     showOk($('enroll-ok'), null);
     clear($('enroll-outcomes'));
-    const collection = selectedCollection($('consent-collection'));
+    const collection = $('consent-collection').value;
     const subject = $('enroll-subject').value.trim();
     const files = Array.from($('enroll-images').files || []);
-    const invalid = (message, input) => {
-      showError(errNode, { code: 'invalid_argument', message });
-      if (input) input.focus();
-    };
-    if (!collection) return invalid('Choose a collection (create one first).', $('consent-collection'));
-    if (!subject) return invalid('Name the subject.', $('enroll-subject'));
-    if (!files.length) return invalid('Choose at least one photo.', $('enroll-images'));
+    if (!collection) return invalid(errNode, 'Choose a collection (create one first).', $('consent-collection'));
+    if (!subject) return invalid(errNode, 'Name the subject.', $('enroll-subject'));
+    if (!files.length) return invalid(errNode, 'Choose at least one photo.', $('enroll-images'));
     const data = await busy(enrollForm, $('enroll-status'), 'Enrolling…',
       () => attempt(errNode, () => api.enroll(collection, subject, files)));
     if (!data) return;
     const outcomes = Array.isArray(data.images) ? data.images : [];
     for (const o of outcomes) $('enroll-outcomes').append(renderOutcome(o));
     const n = data.enrolled || 0;
-    if (n > 0) showOk($('enroll-ok'), `${n} face${n === 1 ? '' : 's'} enrolled for ${subject}.`);
-    else showError(errNode, { code: 'not_enrolled', message: 'No face was enrolled: see the reasons below.' });
+    if (n > 0) {
+      showOk($('enroll-ok'), `${plural(n, 'face')} enrolled for ${subject}.`);
+      focusOn($('enroll-ok'));
+    } else {
+      showError(errNode, { code: 'not_enrolled', message: 'No face was enrolled: see the reasons below.' });
+      focusOn(errNode);
+    }
   });
 }
 
 // ---------------------------------------------------------------- search
+
+let searchResult = null; // {file, faces: [{probe, matches}] left to right, selected}
+
+function renderSearchFace(i) {
+  const { faces, file } = searchResult;
+  searchResult.selected = i;
+  for (const b of $('search-faces').querySelectorAll('button')) b.setAttribute('aria-pressed', String(Number(b.dataset.face) === i));
+  const matches = faces[i].matches || [];
+  const body = $('search-body');
+  clear(body);
+  matches.forEach((m, rank) => {
+    body.append(el('tr', { dataset: { testid: 'search-match-row', subject: m.subject, match: m.match ? 'yes' : 'no' }, class: m.match ? 'row-match' : '' },
+      el('td', { class: 'num' }, String(rank + 1)),
+      el('td', { class: 'wrap', dataset: { testid: 'search-match-subject' } }, el('strong', {}, m.subject)),
+      el('td', { class: 'num', dataset: { testid: 'search-match-similarity' } }, fmt(m.similarity, 4)),
+      el('td', { class: 'num' }, fmt(m.threshold, 4)),
+      el('td', {}, el('span', { class: `badge ${m.match ? 'badge-ok' : 'badge-neutral'}` }, m.match ? 'match' : 'below threshold'))));
+  });
+  $('search-matches-caption').textContent = `Face ${i + 1}: ${matches.some((m) => m.match) ? 'matched' : 'no match'}`;
+  show($('search-empty'), matches.length === 0);
+  drawPhoto($('search-canvas'), file, faces.map((f) => f.probe), { highlight: i });
+}
 
 function initSearch() {
   loaders.search = () => attempt($('search-error'), refreshCollections);
@@ -532,149 +543,75 @@ function initSearch() {
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const errNode = $('search-error');
-    const collection = selectedCollection($('search-collection'));
+    const collection = $('search-collection').value;
     const reason = $('search-reason').value.trim();
     const top = Number($('search-top').value);
-    const invalid = (message, input) => {
-      showError(errNode, { code: 'invalid_argument', message });
-      if (input) input.focus();
-    };
-    if (!collection) return invalid('Choose a collection.', $('search-collection'));
+    if (!collection) return invalid(errNode, 'Choose a collection.', $('search-collection'));
     const file = $('search-image').files[0];
-    if (!file) return invalid('Choose a probe photo.', $('search-image'));
-    if (!reason) {
-      $('search-reason').setAttribute('aria-invalid', 'true');
-      return invalid('State the reason for this search: it is recorded in the audit log.', $('search-reason'));
-    }
-    $('search-reason').removeAttribute('aria-invalid');
-    if (!Number.isInteger(top) || top < 1 || top > 100) return invalid('Top k must be 1 to 100.', $('search-top'));
+    if (!file) return invalid(errNode, 'Choose a probe photo.', $('search-image'));
+    if (!reason) return invalid(errNode, 'State the reason for this search: it is recorded in the audit log.', $('search-reason'));
+    if (!Number.isInteger(top) || top < 1 || top > 100) return invalid(errNode, 'Top k must be 1 to 100.', $('search-top'));
     show($('search-result'), false);
     const data = await busy(form, $('search-status'), 'Searching…',
       () => attempt(errNode, () => api.search(collection, file, reason, top)));
     if (!data) return;
-    const matches = Array.isArray(data.matches) ? data.matches : [];
-    const body = $('search-body');
-    clear(body);
-    matches.forEach((m, i) => {
-      body.append(el('tr', { dataset: { testid: 'search-match-row', subject: m.subject, match: m.match ? 'yes' : 'no' }, class: m.match ? 'row-match' : '' },
-        el('td', { class: 'num' }, String(i + 1)),
-        el('td', { dataset: { testid: 'search-match-subject' } }, el('strong', {}, m.subject)),
-        el('td', { class: 'num', dataset: { testid: 'search-match-similarity' } }, fmt(m.similarity, 4)),
-        el('td', {}, el('span', { class: `badge ${m.match ? 'badge-ok' : 'badge-neutral'}` }, m.match ? 'match' : 'no match'))));
+    // The reason was for this search: cleared so that an old ticket number is not reused by mistake.
+    $('search-reason').value = '';
+    const faces = Array.isArray(data.faces) && data.faces.length
+      ? leftToRight(data.faces, (f) => f.probe.box)
+      : [{ probe: data.probe, matches: data.matches || [] }];
+    searchResult = { file, faces, selected: 0 };
+    const picker = $('search-faces');
+    clear(picker);
+    faces.forEach((f, i) => {
+      const hit = (f.matches || []).find((m) => m.match);
+      picker.append(el('button', {
+        type: 'button', class: 'btn btn-small face-button', 'aria-pressed': 'false',
+        dataset: { face: String(i), testid: 'search-face', match: hit ? 'yes' : 'no' },
+        onclick: () => renderSearchFace(i),
+      }, `Face ${i + 1}: ${hit ? hit.subject : 'no match'}`));
     });
-    show($('search-empty'), matches.length === 0);
-    const faces = data.faces_in_image;
+    const matched = faces.filter((f) => (f.matches || []).some((m) => m.match)).length;
     $('search-summary').textContent =
-      `Searched ${collection} with the largest of ${fmt(faces)} face${faces === 1 ? '' : 's'} in ${file.name}; ` +
-      `match threshold ${fmt(data.threshold, 4)}. The search and its reason were written to the audit log.`;
-    await drawPhoto($('search-canvas'), file, data.probe ? [data.probe] : [], { labels: false });
+      `${plural(faces.length, 'face')} in ${file.name}, each searched in ${collection} (${plural(faces.length, 'audited search', 'audited searches')}); ` +
+      `${matched ? `${plural(matched, 'face')} matched` : 'no match'}. Reason recorded: "${reason}".`;
+    const first = faces.findIndex((f) => (f.matches || []).some((m) => m.match));
+    renderSearchFace(first >= 0 ? first : 0);
     show($('search-result'), true);
+    focusOn($('search-summary'));
   });
-}
-
-// ---------------------------------------------------------------- audit
-
-async function verifyChain() {
-  const box = $('audit-verify');
-  box.dataset.state = 'checking';
-  $('audit-verify-status').textContent = 'Checking the hash chain…';
-  const data = await attempt($('audit-error'), api.auditVerify);
-  const issues = $('audit-verify-issues');
-  clear(issues);
-  if (!data) {
-    box.dataset.state = 'unknown';
-    $('audit-verify-status').textContent = 'Hash chain could not be checked';
-    $('audit-verify-detail').textContent = '';
-    return;
-  }
-  const intact = data.intact === true;
-  box.dataset.state = intact ? 'intact' : 'broken';
-  $('audit-verify-status').textContent = intact ? 'Audit chain verified: intact' : 'AUDIT CHAIN BROKEN';
-  const head = data.head_hash ? `${String(data.head_hash).slice(0, 16)}…` : '—';
-  $('audit-verify-detail').textContent = `${fmt(data.entries)} entries checked; head hash ${head}`;
-  $('audit-verify-detail').title = data.head_hash || '';
-  for (const issue of Array.isArray(data.issues) ? data.issues : []) {
-    const text = typeof issue === 'string' ? issue
-      : `${issue.seq !== undefined ? `seq ${issue.seq}: ` : ''}${issue.kind ? `${issue.kind} — ` : ''}${issue.message || ''}`;
-    issues.append(el('li', {}, text));
-  }
-}
-
-function entrySubjects(e) {
-  if (Array.isArray(e.subjects) && e.subjects.length) return e.subjects.join(', ');
-  if (typeof e.subject === 'string' && e.subject) return e.subject;
-  if (Array.isArray(e.subject_tags) && e.subject_tags.length) return `${e.subject_tags.length} (erased)`;
-  return '—';
-}
-
-let auditAfter = 0; // paging: entries after this seq (the log is listed oldest first)
-
-async function loadAudit(after = 0) {
-  auditAfter = after;
-  const filters = {
-    after_seq: after || undefined,
-    subject: $('audit-subject').value.trim(),
-    collection: $('audit-collection').value.trim(),
-    operation: $('audit-operation').value,
-    limit: $('audit-limit').value,
-  };
-  const data = await busy($('audit-form'), $('audit-status'), 'Loading…', () => attempt($('audit-error'), () => api.audit(filters)));
-  const body = $('audit-body');
-  clear(body);
-  if (!data) return;
-  const entries = Array.isArray(data.entries) ? data.entries : [];
-  for (const e of entries) {
-    const ok = typeof e.result === 'string' && e.result === 'ok';
-    body.append(el('tr', { dataset: { testid: 'audit-row', operation: e.operation || '', seq: String(e.seq ?? '') } },
-      el('td', { class: 'num' }, fmt(e.seq)),
-      el('td', { class: 'nowrap' }, when(e.time)),
-      el('td', {}, e.actor || '—'),
-      el('td', { dataset: { testid: 'audit-operation-cell' } }, e.operation || '—'),
-      el('td', { class: 'nowrap' }, e.collection || '—'),
-      el('td', { class: 'wrap' }, entrySubjects(e)),
-      el('td', { class: 'wrap' }, e.reason || ''),
-      el('td', {}, el('span', { class: `badge ${ok ? 'badge-ok' : 'badge-bad'}` }, e.result || '—')),
-      el('td', { class: 'nowrap' }, el('code', { class: 'digest', title: e.hash || '' }, e.hash ? `${e.hash.slice(0, 12)}…` : '—'))));
-  }
-  show($('audit-empty'), entries.length === 0);
-  const limit = Number(filters.limit) || 100;
-  const last = entries.length ? entries[entries.length - 1].seq : null;
-  $('audit-next').dataset.after = last === null ? '' : String(last);
-  show($('audit-next'), entries.length >= limit && last !== null);
-  show($('audit-first'), after > 0);
-  $('audit-page-info').textContent = entries.length
-    ? `Entries ${fmt(entries[0].seq)} to ${fmt(last)}, oldest first.` : '';
-}
-
-function initAudit() {
-  loaders.audit = () => Promise.all([verifyChain(), loadAudit(auditAfter)]);
-  $('audit-verify-run').addEventListener('click', verifyChain);
-  $('audit-form').addEventListener('submit', (e) => {
-    e.preventDefault();
-    loadAudit();
-  });
-  $('audit-form').addEventListener('reset', () => setTimeout(() => loadAudit(), 0));
-  $('audit-next').addEventListener('click', () => loadAudit(Number($('audit-next').dataset.after) || 0));
-  $('audit-first').addEventListener('click', () => loadAudit());
 }
 
 // ---------------------------------------------------------------- start
 
+// A table that may scroll sideways is a region the keyboard can reach and scroll (axe
+// scrollable-region-focusable), named after its table's caption.
+function labelScrollRegions() {
+  for (const wrap of document.querySelectorAll('.table-wrap')) {
+    const caption = wrap.querySelector('caption');
+    wrap.tabIndex = 0;
+    wrap.setAttribute('role', 'region');
+    wrap.setAttribute('aria-label', caption ? caption.textContent.trim() : 'Table');
+  }
+}
+
 function start() {
+  labelScrollRegions();
+  fillQualityLegends();
   initKey();
   initTabs();
   initDetect();
-  initCompare();
+  comparePage.init(loaders);
   initCollections();
   initConsent();
   initSearch();
-  initAudit();
+  auditPage.init(loaders);
+  subjectsPage.init(loaders);
+  keysPage.init(loaders);
+  retentionPage.init(loaders);
   const saved = restoreKey();
   if (saved) {
-    signIn(saved, true).catch((err) => {
-      signedIn(false);
-      showError($('key-error'), err);
-    });
+    signIn(saved, true).catch((err) => signOut(err));
   } else {
     signedIn(false);
     $('api-key').focus();

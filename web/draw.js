@@ -75,3 +75,43 @@ export function drawFaces(canvas, bitmap, faces, { width, height, labels = true,
     }
   });
 }
+
+// Faces numbered as a reader counts them: left to right (then top to bottom).
+// boxOf: where the box is (a search result holds it in its probe).
+export function leftToRight(faces, boxOf = (f) => f.box) {
+  return [...faces].sort((a, b) => (boxOf(a).x - boxOf(b).x) || (boxOf(a).y - boxOf(b).y));
+}
+
+// Draws the photo and its faces; a photo the browser cannot decode (the server may
+// read formats the browser does not) leaves the canvas empty, with a note.
+export async function drawPhoto(canvas, file, faces, opts = {}) {
+  try {
+    const bitmap = await decodeImage(file);
+    drawFaces(canvas, bitmap, faces, opts);
+    if (bitmap.close) bitmap.close();
+    return true;
+  } catch {
+    canvas.width = 0;
+    canvas.height = 0;
+    canvas.setAttribute('aria-label', `${file.name} cannot be shown in this browser`);
+    return false;
+  }
+}
+
+// Fills a <ul data-quality-legend="lead text"> with the colours drawFaces uses, so that a
+// box's colour is never read as a verdict (Compare and Search had no legend: issue 17).
+export function fillQualityLegends(root = document) {
+  for (const ul of root.querySelectorAll('[data-quality-legend]')) {
+    while (ul.firstChild) ul.removeChild(ul.firstChild);
+    const lead = document.createElement('li');
+    lead.textContent = ul.dataset.qualityLegend;
+    ul.append(lead);
+    for (const [level, text] of [['high', 'high'], ['medium', 'medium'], ['low', 'low'], ['none', 'not assessed']]) {
+      const li = document.createElement('li');
+      const swatch = document.createElement('span');
+      swatch.className = `swatch q-${level}`;
+      li.append(swatch, ` ${text}`);
+      ul.append(li);
+    }
+  }
+}

@@ -298,14 +298,13 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
         if (!t) return fail(t.error());
         n.expires_at = *t;
       }
-      if (n.purpose.empty()) {
-        auto target = s.store->get_collection(n.collection);
-        if (!target) return fail(target.error());
-        n.purpose = target->purpose;
-      }
-      auto r = s.store->grant_consent(n, {a->actor, ""});
+      auto r = s.store->grant_consent(n, {a->actor, ""});  // an empty purpose is the collection's
       if (!r) return fail(r.error());
-      print_json(consent_to_json(*r));
+      auto shared = subjects_sharing_evidence(*s.store, *r);
+      if (!shared) return fail(shared.error());
+      const nlohmann::json out = granted_consent_to_json(*r, *shared);
+      if (out.contains("warnings")) std::fprintf(stderr, "warning: %s\n", out["warnings"][0].get<std::string>().c_str());
+      print_json(out);
       return 0;
     }));
   }

@@ -39,6 +39,10 @@ std::string_view quality_level_name(QualityLevel level) noexcept;
 // Times are ISO 8601 UTC with milliseconds.
 nlohmann::json collection_to_json(const Collection& collection);
 nlohmann::json consent_to_json(const Consent& consent);
+// A consent just granted: consent_to_json plus, when other subjects of the collection hold
+// consents with the same evidence hash (subjects_sharing_evidence), "evidence_shared_with"
+// (their names) and "warnings" (one sentence saying so), as the API answers and the CLI prints.
+nlohmann::json granted_consent_to_json(const Consent& consent, const std::vector<std::string>& shared_with);
 nlohmann::json audit_entry_to_json(const AuditEntry& entry);
 struct SearchResult;  // candor/collections.h
 struct VerifyResult;

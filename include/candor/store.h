@@ -149,7 +149,7 @@ struct Consent {
 struct NewConsent {
   std::string collection;
   std::string subject;          // 1..256 bytes, no control characters
-  std::string purpose;          // recorded as given; enroll() compares it to the collection's
+  std::string purpose;          // empty: the collection's; another purpose is refused at grant
   std::string evidence_sha256;  // 64 lower-case hex digits (see sha256_hex)
   std::string collected_by;     // non-empty
   std::optional<TimePoint> granted_at;  // default: now
@@ -223,12 +223,16 @@ struct ApiKeyRecord {
 };
 
 struct AuditFilter {
-  std::optional<std::string> subject;
+  std::optional<std::string> subject;     // entries whose subject index names her (a search: only if matched)
   std::optional<std::string> collection;
   std::optional<std::string> operation;
-  std::optional<TimePoint> since;
-  std::optional<std::int64_t> after_seq;  // for paging
-  std::size_t limit = 1000;               // newest-last within the page
+  std::optional<std::string> actor;       // e.g. "key:<name>"
+  std::optional<TimePoint> since;         // time >= since
+  std::optional<TimePoint> until;         // time < until
+  std::optional<std::int64_t> after_seq;  // seq > after_seq (paging forwards)
+  std::optional<std::int64_t> before_seq; // seq < before_seq (paging backwards)
+  bool newest_first = false;              // descending seq: the limit keeps the newest
+  std::size_t limit = 1000;               // oldest first within the page unless newest_first
 };
 
 struct AuditHead {
@@ -318,6 +322,9 @@ class Store {
                                              float match_threshold, const AuditContext& ctx) = 0;
 
   // -- consent
+  // ensures: the consent as recorded, its purpose the collection's (an empty one is filled
+  //          in); kInvalidArgument naming both purposes when consent.purpose is another
+  //          (nothing stored, the refusal audited); kNotFound for an unknown collection.
   virtual Result<Consent> grant_consent(const NewConsent& consent, const AuditContext& ctx) = 0;
   // Revokes every active consent of `subject` in `collection` and deletes the
   // subject's faces there, in one transaction.
@@ -492,5 +499,11 @@ Result<StoreCopyReport> copy_store(std::string_view from_uri, const StoreOptions
 
 // ensures: true iff `name` matches [a-z0-9_-]{1,64}.
 bool is_valid_collection_name(std::string_view name) noexcept;
+
+// The other subjects of `consent`'s collection whose consents (active or not) carry the
+// same evidence hash: one signed form recorded for several people is worth a second look
+// (a warning, not a refusal: a form may list a family). Reads list_consents().
+// ensures: their names, sorted, without consent.subject; the store's errors.
+Result<std::vector<std::string>> subjects_sharing_evidence(Store& store, const Consent& consent);
 
 }  // namespace candor

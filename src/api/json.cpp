@@ -95,6 +95,18 @@ nlohmann::json consent_to_json(const Consent& c) {
   return j;
 }
 
+nlohmann::json granted_consent_to_json(const Consent& c, const std::vector<std::string>& shared_with) {
+  nlohmann::json j = consent_to_json(c);
+  if (shared_with.empty()) return j;
+  std::string names;
+  for (const std::string& s : shared_with) names += (names.empty() ? "" : ", ") + s;
+  j["evidence_shared_with"] = shared_with;
+  j["warnings"] = {"the same evidence file (SHA-256) is already recorded for " + std::to_string(shared_with.size()) +
+                   (shared_with.size() == 1 ? " other subject" : " other subjects") + " of this collection (" + names +
+                   "): check that this is the right form"};
+  return j;
+}
+
 nlohmann::json audit_entry_to_json(const AuditEntry& e) {
   return {{"seq", e.seq},
           {"time", format_time(e.time)},

@@ -16,9 +16,32 @@ void register_audit_routes(Router& router) {
     auto after = int_param(call.req, "after_seq", 0, 0, INT64_MAX);
     if (!after) return send_error(call.res, after.error());
     if (*after > 0) f.after_seq = *after;
-    if (call.req.has_param("subject")) f.subject = call.req.get_param_value("subject");
-    if (call.req.has_param("operation")) f.operation = call.req.get_param_value("operation");
-    if (call.req.has_param("collection")) f.collection = call.req.get_param_value("collection");
+    auto before = int_param(call.req, "before_seq", 0, 0, INT64_MAX);
+    if (!before) return send_error(call.res, before.error());
+    if (*before > 0) f.before_seq = *before;
+    const auto text = [&](const char* name) -> std::optional<std::string> {
+      if (!call.req.has_param(name) || call.req.get_param_value(name).empty()) return std::nullopt;
+      return call.req.get_param_value(name);
+    };
+    f.subject = text("subject");
+    f.operation = text("operation");
+    f.collection = text("collection");
+    // ?key=NAME: what that API key did (its audit actor); ?actor= any actor, e.g. a CLI user.
+    f.actor = text("actor");
+    if (auto key = text("key")) f.actor = "key:" + *key;
+    for (auto [name, bound] : {std::pair{"since", &f.since}, std::pair{"until", &f.until}}) {
+      if (auto t = text(name)) {
+        auto parsed = parse_time(*t);
+        if (!parsed) return send_error(call.res, {ErrorCode::kInvalidArgument, std::string(name) + ": " + parsed.error().message});
+        *bound = *parsed;
+      }
+    }
+    // ?order=newest: the latest entries first (what an operator looks for); oldest first by default.
+    const std::string order = text("order").value_or("oldest");
+    if (order != "oldest" && order != "newest") {
+      return send_error(call.res, {ErrorCode::kInvalidArgument, "order must be 'oldest' or 'newest'"});
+    }
+    f.newest_first = order == "newest";
     if (!call.key->all_collections()) {
       if (!f.collection) {
         if (call.key->collections.size() != 1) {

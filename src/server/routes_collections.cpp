@@ -135,14 +135,12 @@ void register_collection_routes(Router& router) {
       if (!t) return send_error(call.res, t.error());
       n.expires_at = *t;
     }
-    if (n.purpose.empty()) {
-      auto target = ctx.store->get_collection(n.collection);
-      if (!target) return send_error(call.res, target.error());
-      n.purpose = target->purpose;
-    }
+    // An empty purpose is the collection's; another one is refused by the store.
     auto granted = ctx.store->grant_consent(n, call.audit());
     if (!granted) return send_error(call.res, granted.error());
-    send_json(call.res, 201, consent_to_json(*granted));
+    auto shared = subjects_sharing_evidence(*ctx.store, *granted);
+    if (!shared) return send_error(call.res, shared.error());
+    send_json(call.res, 201, granted_consent_to_json(*granted, *shared));
   });
 
   router.add({"DELETE", "/v1/collections/{c}/consents/{s}", Access::kScoped, "consents", true},

@@ -38,6 +38,12 @@ void register_key_routes(Router& router) {
     send_json(call.res, 200, {{"keys", out}});
   });
 
+  // The calling key itself, so that a client (the console) shows what it may do and hides
+  // the rest; any valid key may ask, and learns nothing it did not hold already.
+  router.add({"GET", "/v1/keys/self", Access::kAnyKey, "", false}, [](Context&, Call& call) {
+    send_json(call.res, 200, api_key_to_json(*call.key));
+  });
+
   router.add({"DELETE", "/v1/keys/{name}", Access::kScoped, "admin", false, Span::kOwnCollections},
              [](Context& ctx, Call& call) {
     auto st = ctx.keys->remove(call.param("name"), call.key, call.audit("API key deleted"));

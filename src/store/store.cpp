@@ -1,4 +1,5 @@
-// open_store: picks the Store implementation from the URI.
+// open_store: picks the Store implementation from the URI; helpers over any Store.
+#include <algorithm>
 #include <string>
 
 #include "candor/store.h"
@@ -14,6 +15,18 @@ bool is_valid_collection_name(std::string_view name) noexcept {
     if (!ok) return false;
   }
   return true;
+}
+
+Result<std::vector<std::string>> subjects_sharing_evidence(Store& store, const Consent& consent) {
+  auto all = store.list_consents(consent.collection, "");
+  if (!all) return all.error();
+  std::vector<std::string> out;
+  for (const Consent& c : *all) {
+    if (c.evidence_sha256 == consent.evidence_sha256 && c.subject != consent.subject) out.push_back(c.subject);
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
 }
 
 Result<std::unique_ptr<Store>> open_store(std::string_view uri, const StoreOptions& options) {

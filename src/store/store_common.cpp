@@ -89,7 +89,7 @@ void validate_new_collection(const NewCollection& spec) {
 
 void validate_new_consent(const NewConsent& in, TimePoint granted) {
   require_subject(in.subject);
-  require_text(in.purpose, "purpose");
+  if (!in.purpose.empty()) require_text(in.purpose, "purpose");  // empty: the collection's (consent_purpose)
   require_text(in.collected_by, "collected_by", 256);
   if (!is_sha256_hex(in.evidence_sha256)) {
     fail(ErrorCode::kInvalidArgument, "evidence_sha256 must be 64 lower-case hex digits (the SHA-256 of the evidence)");
@@ -97,6 +97,17 @@ void validate_new_consent(const NewConsent& in, TimePoint granted) {
   if (in.expires_at && *in.expires_at <= granted) {
     fail(ErrorCode::kInvalidArgument, "expires_at must be after granted_at");
   }
+}
+
+std::string consent_purpose(const NewConsent& in, const Collection& c) {
+  if (in.purpose.empty()) return c.purpose;
+  // A consent names what the person agreed to; one for another purpose never allows an
+  // enrollment here (enroll() compares), so recording it would only look valid (issue 17).
+  if (in.purpose != c.purpose) {
+    fail(ErrorCode::kInvalidArgument, "the consent's purpose '" + in.purpose + "' is not the purpose of collection '" +
+                                          c.name + "' ('" + c.purpose + "'): a consent must name the collection's purpose");
+  }
+  return in.purpose;
 }
 
 std::string compact_json(std::string_view text, std::string_view what) {

@@ -80,6 +80,9 @@ std::optional<CollectionCalibration> calibration_from_json(std::string_view text
 // The "calibrate" audit entry's details: the thresholds, TARs and counts.
 std::string calibration_details(std::int64_t collection_id, const std::optional<CollectionCalibration>& c,
                                 float match_threshold);
+// The purpose a consent is recorded with: the collection's when none is given.
+// ensures: throws StoreFailure(kInvalidArgument) naming both purposes when another is given.
+std::string consent_purpose(const NewConsent& consent, const Collection& collection);
 
 // Validated compact JSON (what is hashed into the audit chain must be stable).
 std::string compact_json(std::string_view text, std::string_view what);

@@ -224,21 +224,22 @@ class CoreStore final : public Store {
       const TimePoint granted = in.granted_at.value_or(clock_());
       validate_new_consent(in, granted);
       const Collection c = require_collection(in.collection);
+      const std::string purpose = consent_purpose(in, c);
       const Rows r = db_->run(
           "INSERT INTO consents (collection_id, subject, purpose, evidence_sha256, collected_by, granted_at, expires_at)"
           " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
           Params()
               .add(c.id)
               .add(in.subject)
-              .add(in.purpose)
+              .add(purpose)
               .add(in.evidence_sha256)
               .add(in.collected_by)
               .add(ms(granted))
               .add(in.expires_at ? std::optional<std::int64_t>(ms(*in.expires_at)) : std::nullopt));
       if (r.empty()) fail(ErrorCode::kStoreError, "the new consent's id was not returned");
-      Consent out{r.int64(0, 0), c.name, in.subject, in.purpose, in.evidence_sha256,
+      Consent out{r.int64(0, 0), c.name, in.subject, purpose, in.evidence_sha256,
                   in.collected_by, granted, in.expires_at, std::nullopt};
-      json d{{"consent_id", out.id}, {"purpose_matches_collection", in.purpose == c.purpose},
+      json d{{"consent_id", out.id}, {"purpose_matches_collection", purpose == c.purpose},
              {"granted_at", ms(granted)}, {"evidence_sha256", in.evidence_sha256}};
       if (in.expires_at) d["expires_at"] = ms(*in.expires_at);
       audit.details = dump(d);
@@ -654,15 +655,28 @@ class CoreStore final : public Store {
         sql += " AND operation = " + next();
         params.add(*f.operation);
       }
+      if (f.actor) {
+        sql += " AND actor = " + next();
+        params.add(*f.actor);
+      }
       if (f.since) {
         sql += " AND time >= " + next();
         params.add(ms(*f.since));
+      }
+      if (f.until) {
+        sql += " AND time < " + next();
+        params.add(ms(*f.until));
       }
       if (f.after_seq) {
         sql += " AND seq > " + next();
         params.add(*f.after_seq);
       }
-      sql += " ORDER BY seq LIMIT " + next();
+      if (f.before_seq) {
+        sql += " AND seq < " + next();
+        params.add(*f.before_seq);
+      }
+      sql += f.newest_first ? " ORDER BY seq DESC LIMIT " : " ORDER BY seq LIMIT ";
+      sql += next();
       params.add(static_cast<std::int64_t>(std::min<std::size_t>(f.limit, 1'000'000)));
       const Rows r = db_->run(sql, std::move(params));
       std::vector<AuditEntry> out;

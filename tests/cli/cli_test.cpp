@@ -169,6 +169,25 @@ TEST_F(CliInFolder, CollectionCreateMakesTheStoreAndPrintsItsThresholdTo4Decimal
   EXPECT_TRUE(printed_to_4_decimals(list[0]["match_threshold"].get<double>())) << listed.output;
 }
 
+// Issue 17 (#4): the CLI refuses a consent for another purpose, naming both (the store's
+// check), records the collection's purpose by default, and warns of a reused evidence file.
+TEST_F(CliInFolder, ConsentForAnotherPurposeIsRefusedAndReusedEvidenceWarns) {
+  ASSERT_EQ(run_here("collection create doors --purpose 'door access'").status, 0);
+  const auto evidence = inputs_ / "form.pdf";
+  std::ofstream(evidence) << "signed";
+  const std::string grant = "consent grant --collection doors --evidence " + evidence.string() + " --collected-by me";
+  const CommandRun wrong = run_here(grant + " --subject ana --purpose 'Marketing analytics'");
+  EXPECT_EQ(wrong.status, 1) << wrong.output;
+  EXPECT_NE(wrong.output.find("Marketing analytics"), std::string::npos) << wrong.output;
+  EXPECT_NE(wrong.output.find("door access"), std::string::npos) << wrong.output;
+  const CommandRun ok = run_here(grant + " --subject ana");
+  ASSERT_EQ(ok.status, 0) << ok.output;
+  EXPECT_EQ(ok.output.find("warning"), std::string::npos) << ok.output;
+  const CommandRun reused = run_here(grant + " --subject ben");
+  ASSERT_EQ(reused.status, 0) << reused.output;
+  EXPECT_NE(reused.output.find("warning: the same evidence file"), std::string::npos) << reused.output;
+}
+
 TEST_F(CliInFolder, CompareThresholdIsPrintedTo4Decimals) {
   const CommandRun r = run_here("compare --json " + sample(4).string() + " " + sample(4).string());
   ASSERT_EQ(r.status, 0) << r.output;

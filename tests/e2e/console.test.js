@@ -8,9 +8,15 @@
 //
 // The tests run in order and share one browser page, like an operator's session:
 // (a) sign in, detect the 3 faces of sample1.jpg; (b) a collection, a refused
-// enrollment without consent, a consent, an enrollment and a search that finds the
-// subject; (c) the audit page: chain intact, enroll and search entries listed;
-// (d) no console errors, page errors or CSP violations along the way.
+// enrollment without consent, a consent for the collection's purpose, an enrollment and
+// a search that finds the subject; (e) the subjects page, an export and an erasure;
+// (f) a search that matches no one; (c) the audit log, newest first, each entry's
+// outcome, filters, the chain; (g) a reused evidence file warned about; (h) API keys,
+// the secret shown once, a search-only key that sees only what it may do; (i) the
+// retention run; (j) a collection deleted; (k) keyboard only; (l) every page at 390 px
+// without horizontal scroll; (m) axe-core on every page; (d) no console errors, page
+// errors or CSP violations along the way. Screenshots of every page go to
+// CANDOR_E2E_SCREENSHOTS (page-<name>.png at 1366 px, 390-<name>.png at 390 px).
 
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
@@ -44,6 +50,9 @@ const COLLECTION = `e2e-${RUN}`;
 const SUBJECT = `subject-a-${RUN}`;
 const OTHER = `subject-b-${RUN}`;
 const REASON = `E2E check ${RUN}: case 4711`;
+const STRANGER_REASON = `E2E check ${RUN}: SEC-1043`;
+const PURPOSE = 'Building access for staff who opted in';
+const THIRD = `subject-c-${RUN}`;
 
 let browser;
 let context;
@@ -53,6 +62,8 @@ const expectedRefusals = []; // the 409 of the enrollment without consent
 const consentBodies = []; // what the browser sent to the consents route
 
 const testid = (id) => `[data-testid="${id}"]`;
+// Every page of the console, as its tab names it (an admin key over every collection sees them all).
+const PAGE_NAMES = ['detect', 'compare', 'collections', 'consent', 'subjects', 'search', 'audit', 'keys', 'retention'];
 
 async function shot(name) {
   mkdirSync(SHOTS, { recursive: true });
@@ -93,6 +104,7 @@ async function cropFace(file, box, margin = 0.6) {
 }
 
 let photoSet = null;
+let subjectEvidence = null; // SUBJECT's consent form, recorded again for THIRD in (g)
 
 async function photos() {
   if (!photoSet) photoSet = await makePhotos();
@@ -150,7 +162,7 @@ describe('Candor web console', { timeout: 10 * TIMEOUT }, () => {
         return;
       }
       // So is the 401 of the wrong key (once).
-      if (/status of 401/.test(text) && /\/v1\/collections$/.test(where) && !expectedRefusals.some((t) => /401/.test(t))) {
+      if (/status of 401/.test(text) && /\/v1\/keys\/self$/.test(where) && !expectedRefusals.some((t) => /401/.test(t))) {
         expectedRefusals.push(text);
         return;
       }
@@ -213,9 +225,38 @@ describe('Candor web console', { timeout: 10 * TIMEOUT }, () => {
     });
     assert.deepEqual(size, [1920, 1280]);
     // Each face's quality level, as the server assessed it, is listed.
+    // Numbered left to right, as a reader counts them (not by detector score).
     const levels = await page.locator(testid('quality-level')).allTextContents();
-    assert.deepEqual(levels, detected.faces.map((f) => (f.quality && f.quality.level) || 'n/a'));
+    const byX = [...detected.faces].sort((a, b) => a.box.x - b.box.x);
+    assert.deepEqual(levels, byX.map((f) => (f.quality && f.quality.level) || 'n/a'));
     await shot('1-detect');
+  });
+
+  test('no face: the detect page says what to try', async () => {
+    const blank = await page.evaluate(async () => {
+      const c = new OffscreenCanvas(320, 240);
+      const ctx = c.getContext('2d');
+      ctx.fillStyle = '#8a9099';
+      ctx.fillRect(0, 0, 320, 240);
+      const buf = new Uint8Array(await (await c.convertToBlob({ type: 'image/png' })).arrayBuffer());
+      return Array.from(buf);
+    });
+    await page.setInputFiles(testid('detect-image'), { name: 'wall.png', mimeType: 'image/png', buffer: Buffer.from(blank) });
+    await page.click(testid('detect-submit'));
+    await page.waitForSelector(`${testid('detect-no-face')}:not([hidden])`);
+    assert.match(await page.textContent(testid('detect-summary')), /^0 faces found/);
+    await page.setInputFiles(testid('detect-image'), SAMPLE1); // back to the group photo for the screenshots
+    await page.click(testid('detect-submit'));
+    await page.waitForSelector(`${testid('detect-canvas')}[data-faces="3"]`);
+  });
+
+  test('sizes read in MB, plurals in words', async () => {
+    const out = await page.evaluate(async () => {
+      const dom = await import('/dom.js');
+      return [dom.readableSizes('the image is 25165824 bytes; the limit is 20971520'),
+        dom.readableSizes('request body over the limit of 20971520 bytes'), dom.plural(1, 'face'), dom.plural(3, 'face')];
+    });
+    assert.deepEqual(out, ['the image is 24 MB; the limit is 20 MB', 'request body over the limit of 20 MB', '1 face', '3 faces']);
   });
 
   test('the tabs work from the keyboard', async () => {
@@ -239,13 +280,31 @@ describe('Candor web console', { timeout: 10 * TIMEOUT }, () => {
     await shot('2-compare');
   });
 
+  test('compare: a group photo lists its faces left to right and the operator picks one', async () => {
+    await gotoTab('compare');
+    const woman = await cropFace(SAMPLE1, { x: 1456, y: 220, w: 234, h: 214 });
+    await page.setInputFiles(testid('compare-a'), SAMPLE1);
+    await page.setInputFiles(testid('compare-b'), { name: 'woman.png', mimeType: 'image/png', buffer: woman });
+    await page.waitForSelector(testid('compare-pick-a'));
+    const choices = page.locator(`${testid('compare-pick-a')} input[type="radio"]`);
+    assert.equal(await choices.count(), 3, 'the three faces of sample1, to pick from');
+    // The woman is the rightmost face: face 3, left to right.
+    await choices.nth(2).check();
+    await page.click(testid('compare-submit'));
+    await page.waitForSelector(`${testid('compare-result')}:not([hidden])`);
+    assert.equal(await page.getAttribute(testid('compare-verdict'), 'data-match'), 'yes');
+    await choices.nth(0).check();
+    await page.click(testid('compare-submit'));
+    await page.waitForSelector(`${testid('compare-verdict')}[data-match="no"]`);
+  });
+
   test('(b) collection, refusal without consent, consent, enrollment, search', async () => {
     const p = await photos();
 
     // A collection.
     await gotoTab('collections');
     await page.fill(testid('collection-name'), COLLECTION);
-    await page.fill(testid('collection-purpose'), 'Building access for staff who opted in');
+    await page.fill(testid('collection-purpose'), PURPOSE);
     await page.fill(testid('collection-retention'), '30');
     await page.click(testid('collection-create'));
     await page.waitForSelector(`${testid('collection-form-ok')}:not([hidden])`);
@@ -269,21 +328,27 @@ describe('Candor web console', { timeout: 10 * TIMEOUT }, () => {
 
     // Consent: the evidence file is hashed in the browser and never uploaded.
     const evidence = Buffer.from(`Signed consent form of ${SUBJECT}, ${new Date().toISOString()}\n`);
+    subjectEvidence = evidence;
     const digest = createHash('sha256').update(evidence).digest('hex');
     await page.fill(testid('consent-subject'), SUBJECT);
     await page.setInputFiles(testid('consent-evidence'), { name: 'consent-form.pdf', mimeType: 'application/pdf', buffer: evidence });
     await page.waitForSelector(`${testid('consent-digest')}[data-ready="true"]`);
     assert.equal(await page.textContent(testid('consent-digest')), digest);
     await page.fill(testid('consent-collected-by'), 'E2E operator');
+    // The form shows the collection's purpose, and records the consent for it.
+    assert.equal(await page.textContent(testid('consent-form-purpose')), PURPOSE);
+    await page.check(testid('consent-purpose-confirm'));
     const nextYear = `${new Date().getUTCFullYear() + 1}-12-31`;
     await page.fill(testid('consent-expires'), nextYear);
     await page.click(testid('consent-submit'));
     await page.waitForSelector(`${testid('consent-ok')}:not([hidden])`);
     await page.waitForSelector(`${testid('consent-row')}[data-subject="${SUBJECT}"]`);
+    assert.equal(await page.isHidden(testid('enroll-error')), true, 'the "no valid consent" refusal is not left standing');
     assert.equal(consentBodies.length, 1);
     assert.match(consentBodies[0].type, /application\/json/);
     const sent = JSON.parse(consentBodies[0].body);
     assert.equal(sent.evidence_sha256, digest);
+    assert.equal(sent.purpose, PURPOSE, 'recorded for the collection\'s purpose');
     assert.ok(!consentBodies[0].body.includes('Signed consent form'), 'the evidence itself is not sent');
 
     // Enrollment now succeeds.
@@ -300,6 +365,7 @@ describe('Candor web console', { timeout: 10 * TIMEOUT }, () => {
     await page.setInputFiles(testid('consent-evidence'), { name: 'form-b.txt', mimeType: 'text/plain', buffer: Buffer.from(`form of ${OTHER}`) });
     await page.waitForSelector(`${testid('consent-digest')}[data-ready="true"]`);
     await page.fill(testid('consent-expires'), '');
+    await page.check(testid('consent-purpose-confirm'));
     await page.click(testid('consent-submit'));
     await page.waitForSelector(`${testid('consent-row')}[data-subject="${OTHER}"]`);
     await page.fill(testid('enroll-subject'), OTHER);
@@ -316,6 +382,10 @@ describe('Candor web console', { timeout: 10 * TIMEOUT }, () => {
     await page.waitForSelector(`${testid('search-error')}:not([hidden])`);
     assert.match(await page.textContent(testid('search-error')), /reason/i);
     assert.equal(await page.getAttribute(testid('search-reason'), 'aria-invalid'), 'true');
+    // A check of the console's own: nothing was sent, so no "Request refused" and no API code.
+    assert.equal(await page.getAttribute(testid('search-error'), 'data-code'), 'form');
+    assert.match(await page.textContent(testid('search-error')), /^Check the form\./);
+    assert.equal(await page.evaluate(() => document.activeElement.dataset.testid), 'search-reason', 'focus on the field to fix');
 
     await page.fill(testid('search-reason'), REASON);
     await page.fill(testid('search-top'), '5');
@@ -328,33 +398,256 @@ describe('Candor web console', { timeout: 10 * TIMEOUT }, () => {
     assert.equal(await top.getAttribute('data-subject'), SUBJECT, 'the subject is the top match');
     assert.equal(await top.getAttribute('data-match'), 'yes');
     assert.equal(await page.locator(`${testid('search-match-row')}[data-subject="${OTHER}"]`).count(), 0);
+    assert.equal(await page.inputValue(testid('search-reason')), '', 'the reason is cleared after the search');
+    assert.equal(await page.evaluate(() => document.activeElement.dataset.testid), 'search-summary', 'focus moves to the result');
     await shot('6-search');
   });
 
-  test('(c) the audit page shows the chain verified and the enroll and search entries', async () => {
+  test('(e) subjects: listed with faces, consent and last match; export downloads; erasure asks first', async () => {
+    await gotoTab('subjects');
+    await page.selectOption(testid('subjects-collection'), COLLECTION);
+    const row = page.locator(`${testid('subject-row')}[data-subject="${SUBJECT}"]`);
+    await row.waitFor();
+    assert.match(await row.textContent(), /valid/);
+    assert.match(await row.locator(testid('subject-last-matched')).textContent(), /^\d{4}-\d{2}-\d{2} /, 'the search that matched her');
+    assert.equal(await page.textContent(`${testid('subject-row')}[data-subject="${OTHER}"] ${testid('subject-last-matched')}`), 'never');
+    await shot('8-subjects');
+
+    // Export: a download of her data, recorded in the audit log.
+    const download = page.waitForEvent('download');
+    await row.locator(testid('subject-export')).click();
+    const file = await (await download).path();
+    const exported = JSON.parse(readFileSync(file, 'utf8'));
+    assert.equal(exported.subject, SUBJECT);
+    assert.equal(exported.faces.length, 1);
+    await page.waitForSelector(`${testid('subjects-ok')}:not([hidden])`);
+
+    // Erasure: a reason and the typed id first; a wrong id sends nothing.
+    await page.click(`${testid('subject-row')}[data-subject="${OTHER}"] ${testid('subject-erase')}`);
+    await page.waitForSelector(`${testid('erase-form')}:not([hidden])`);
+    assert.equal(await page.evaluate(() => document.activeElement.dataset.testid), 'erase-reason');
+    await page.fill(testid('erase-reason'), 'GDPR art. 17 request 88');
+    await page.fill(testid('erase-confirm'), 'someone else');
+    await page.click(testid('erase-submit'));
+    await page.waitForSelector(`${testid('erase-error')}:not([hidden])`);
+    assert.equal(await page.getAttribute(testid('erase-error'), 'data-code'), 'form');
+    await page.fill(testid('erase-confirm'), OTHER);
+    await page.click(testid('erase-submit'));
+    await page.waitForSelector(`${testid('subjects-ok')}:not([hidden])`);
+    assert.match(await page.textContent(testid('subjects-ok')), /erased .* 1 face deleted/);
+    assert.equal(await page.locator(`${testid('subject-row')}[data-subject="${OTHER}"]`).count(), 0);
+  });
+
+  test('(f) a search that matches no one says so', async () => {
+    const p = await photos();
+    await gotoTab('search');
+    await page.selectOption(testid('search-collection'), COLLECTION);
+    await page.setInputFiles(testid('search-image'), p.other); // erased above: a stranger now
+    await page.fill(testid('search-reason'), STRANGER_REASON);
+    await page.click(testid('search-submit'));
+    await page.waitForSelector(`${testid('search-result')}:not([hidden])`);
+    assert.equal(await page.locator(testid('search-match-row')).count(), 0);
+    assert.match(await page.textContent(testid('search-summary')), /no match/);
+    assert.equal(await page.getAttribute(`${testid('search-face')}[data-face="0"]`, 'data-match'), 'no');
+  });
+
+  test('(c) the audit log: newest first, outcomes that cannot be misread, filters, the chain', async () => {
     await gotoTab('audit');
     await page.waitForSelector(`${testid('audit-verify')}[data-state="intact"]`);
     assert.match(await page.textContent(testid('audit-verify-status')), /verified/i);
     await page.waitForSelector(testid('audit-row'));
+    const seqs = (await page.locator(testid('audit-row')).evaluateAll((rows) => rows.map((r) => Number(r.dataset.seq))));
+    assert.deepEqual(seqs, [...seqs].sort((a, b) => b - a), 'newest first');
     const ops = await page.locator(testid('audit-operation-cell')).allTextContents();
-    for (const op of ['create_collection', 'grant_consent', 'enroll', 'search']) {
+    for (const op of ['create_collection', 'grant_consent', 'enroll', 'search', 'export_subject', 'erase_subject']) {
       assert.ok(ops.includes(op), `an ${op} entry is listed (got ${[...new Set(ops)].join(', ')})`);
     }
-    const searchRow = page.locator(`${testid('audit-row')}[data-operation="search"]`).filter({ hasText: REASON });
-    assert.equal(await searchRow.count(), 1, 'the search is listed with its reason');
-    const enrollRows = page.locator(`${testid('audit-row')}[data-operation="enroll"]`).filter({ hasText: SUBJECT });
-    assert.ok(await enrollRows.count() >= 1, 'the enrollment is listed with the subject');
+    const hit = page.locator(`${testid('audit-row')}[data-operation="search"]`).filter({ hasText: REASON });
+    assert.equal(await hit.count(), 1, 'the search is listed with its reason');
+    assert.equal(await hit.getAttribute('data-outcome'), 'match');
+    assert.match(await hit.locator(testid('audit-outcome')).textContent(), new RegExp(`^Match: ${SUBJECT}`));
+    const miss = page.locator(`${testid('audit-row')}[data-operation="search"]`).filter({ hasText: STRANGER_REASON });
+    assert.equal(await miss.getAttribute('data-outcome'), 'no-match', 'a search for a stranger does not read as a hit');
+    assert.match(await miss.locator(testid('audit-outcome')).textContent(), /^No match/);
+    assert.equal(await miss.locator(testid('audit-subjects')).textContent(), 'none matched');
+    assert.equal(await miss.locator(testid('audit-actor')).textContent(), 'key admin');
     await shot('7-audit');
 
-    // Filters: only searches of this collection.
+    // Only the searches she was matched in.
     await page.selectOption(testid('audit-operation'), 'search');
-    await page.fill(testid('audit-collection'), COLLECTION);
+    await page.fill(testid('audit-subject'), SUBJECT);
     await page.click(testid('audit-submit'));
     await page.waitForFunction(() => {
       const rows = [...document.querySelectorAll('[data-testid="audit-row"]')];
       return rows.length > 0 && rows.every((r) => r.dataset.operation === 'search');
     });
     assert.equal(await page.locator(testid('audit-row')).count(), 1);
+    assert.equal(await page.getAttribute(testid('audit-row'), 'data-outcome'), 'match');
+    // A time range in the future holds nothing.
+    await page.fill(testid('audit-subject'), '');
+    await page.fill(testid('audit-since'), '2999-01-01T00:00');
+    await page.click(testid('audit-submit'));
+    await page.waitForSelector('#audit-empty:not([hidden])');
+    await page.click('#audit-form button[type="reset"]');
+    await page.waitForSelector(testid('audit-row'));
+  });
+
+  test('(g) a reused evidence file is warned about; a revocation reports beside its table', async () => {
+    await gotoTab('consent');
+    await page.selectOption(testid('consent-collection'), COLLECTION);
+    const evidence = subjectEvidence; // the file recorded for SUBJECT above
+    await page.fill(testid('consent-subject'), THIRD);
+    await page.setInputFiles(testid('consent-evidence'), { name: 'form-b.txt', mimeType: 'text/plain', buffer: evidence });
+    await page.waitForSelector(`${testid('consent-digest')}[data-ready="true"]`);
+    await page.fill(testid('consent-collected-by'), 'E2E operator');
+    await page.check(testid('consent-purpose-confirm'));
+    await page.click(testid('consent-submit'));
+    await page.waitForSelector(`${testid('consent-warning')}:not([hidden])`);
+    assert.match(await page.textContent(testid('consent-warning')), /same evidence file/);
+    assert.match(await page.textContent(testid('consent-warning')), new RegExp(SUBJECT));
+
+    // Revoking: the result is shown beside the consents table, not in the "Record a consent" card.
+    page.once('dialog', (d) => d.accept());
+    await page.click(`${testid('consent-row')}[data-subject="${THIRD}"] button`);
+    await page.waitForSelector(`${testid('consents-ok')}:not([hidden])`);
+    assert.match(await page.textContent(testid('consents-ok')), new RegExp(`Consent of ${THIRD} revoked; 0 faces deleted`));
+    assert.equal(await page.isHidden(testid('consent-ok')), true);
+    await page.waitForSelector(`${testid('consent-row')}[data-subject="${THIRD}"][data-status="revoked"]`);
+  });
+
+  test('(h) API keys: create with scopes and budgets, the secret once, a search-only key sees only search', async () => {
+    const name = `e2e-gate-${RUN}`;
+    await gotoTab('keys');
+    await page.fill(testid('newkey-name'), name);
+    await page.check(testid('newkey-op-search'));
+    await page.fill(testid('newkey-collections'), COLLECTION);
+    await page.fill(testid('newkey-per-minute'), '5');
+    await page.fill(testid('newkey-per-day'), '100');
+    await page.click(testid('newkey-submit'));
+    await page.waitForSelector(`${testid('newkey-secret')}:not([hidden])`);
+    const secret = (await page.textContent(testid('newkey-secret-value'))).trim();
+    assert.match(secret, /^cnd_/);
+    const row = page.locator(`${testid('key-row')}[data-name="${name}"]`);
+    await row.waitFor();
+    assert.match(await row.textContent(), /search/);
+    assert.match(await row.textContent(), /5 \/ 100/);
+    await shot('9-keys');
+    await page.click(testid('newkey-done'));
+    assert.equal(await page.isHidden(testid('newkey-secret')), true);
+    assert.equal(await page.textContent(testid('newkey-secret-value')), '', 'shown once: gone from the page');
+
+    // Signed in with it: the header names it and its scope; only what it may do is offered.
+    await page.click(testid('sign-out'));
+    await page.fill(testid('api-key-input'), secret);
+    await page.click(testid('api-key-submit'));
+    await page.waitForSelector('#app:not([hidden])');
+    assert.equal(await page.textContent(testid('session-key-name')), name);
+    assert.match(await page.textContent(testid('session-key-scope')), new RegExp(`may search on ${COLLECTION}`));
+    const tabs = await page.locator('[role="tab"]:visible').evaluateAll((t) => t.map((x) => x.dataset.page));
+    assert.deepEqual(tabs, ['collections', 'search']);
+    assert.equal(await page.isHidden('#collection-form'), true, 'no collection form for a search-only key');
+    await page.click(testid('tab-search'));
+    await page.waitForSelector(`${testid('page-search')}:not([hidden])`);
+    assert.equal(await page.isHidden(testid('search-result')), true, 'nothing the admin saw is left on screen for the next key');
+    await shot('10-search-only-key');
+
+    // Back as admin; revoke it (asked first).
+    await page.click(testid('sign-out'));
+    await page.fill(testid('api-key-input'), KEY);
+    await page.click(testid('api-key-submit'));
+    await page.waitForSelector('#app:not([hidden])');
+    await gotoTab('keys');
+    await row.waitFor();
+    page.once('dialog', (d) => d.accept());
+    await row.locator(testid('key-revoke')).click();
+    await page.waitForSelector(`${testid('keys-ok')}:not([hidden])`);
+    assert.equal(await page.locator(`${testid('key-row')}[data-name="${name}"]`).count(), 0);
+  });
+
+  test('(i) retention run shows its result', async () => {
+    await gotoTab('retention');
+    await page.click(testid('retention-run'));
+    await page.waitForSelector(`${testid('retention-result')}:not([hidden])`);
+    assert.match(await page.textContent(testid('retention-removed')), /^\d+$/);
+    await shot('11-retention');
+  });
+
+  test('(j) a collection is deleted only with a reason and its typed name', async () => {
+    const name = `e2e-del-${RUN}`;
+    await gotoTab('collections');
+    await page.fill(testid('collection-name'), name);
+    await page.fill(testid('collection-purpose'), 'Temporary');
+    await page.click(testid('collection-create'));
+    await page.waitForSelector(`${testid('collection-row')}[data-name="${name}"]`);
+    await page.click(`${testid('collection-row')}[data-name="${name}"] button`);
+    await page.waitForSelector(testid('collection-delete-form'));
+    await page.fill(testid('collection-delete-reason'), 'created by the e2e test');
+    await page.fill(testid('collection-delete-confirm'), 'wrong');
+    await page.click(testid('collection-delete-submit'));
+    await page.waitForSelector(`${testid('collection-delete-error')}:not([hidden])`);
+    await page.fill(testid('collection-delete-confirm'), name);
+    await page.click(testid('collection-delete-submit'));
+    await page.waitForSelector(`${testid('collections-ok')}:not([hidden])`);
+    assert.equal(await page.locator(`${testid('collection-row')}[data-name="${name}"]`).count(), 0);
+  });
+
+  test('(k) keyboard only: sign in, move between tabs, create a collection, focus follows', async () => {
+    await page.click(testid('sign-out'));
+    // Signing out puts focus on the key field.
+    assert.equal(await page.evaluate(() => document.activeElement.dataset.testid), 'api-key-input');
+    await page.keyboard.type(KEY);
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#app:not([hidden])');
+    await page.focus('[role="tab"][aria-selected="true"]');
+    while ((await page.evaluate(() => document.activeElement.dataset.page)) !== 'collections') await page.keyboard.press('ArrowRight');
+    await page.waitForSelector(`${testid('page-collections')}:not([hidden])`);
+    // Into the form by Tab alone.
+    for (let i = 0; i < 40 && (await page.evaluate(() => document.activeElement.dataset.testid)) !== 'collection-name'; ++i) {
+      await page.keyboard.press('Tab');
+    }
+    assert.equal(await page.evaluate(() => document.activeElement.dataset.testid), 'collection-name');
+    await page.keyboard.type(`e2e-kb-${RUN}`);
+    await page.keyboard.press('Tab');
+    await page.keyboard.type('Keyboard test');
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Enter'); // from the retention field: submits the form
+    await page.waitForSelector(`${testid('collection-form-ok')}:not([hidden])`);
+    await page.waitForFunction(() => document.activeElement.dataset.testid === 'collection-form-ok'); // focus on the result
+  });
+
+  test('(l) every page at 390 px: no horizontal scroll; screenshots', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    try {
+      for (const name of PAGE_NAMES) {
+        await gotoTab(name);
+        await page.waitForTimeout(150);
+        const [scroll, inner] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+        assert.ok(scroll <= inner, `${name}: ${scroll} px wide in a ${inner} px window`);
+        await shot(`390-${name}`);
+      }
+    } finally {
+      await page.setViewportSize({ width: 1366, height: 900 });
+    }
+  });
+
+  test('(m) accessibility (axe-core): no serious or critical violation on any page', async () => {
+    const axe = readFileSync(join(dirname(fileURLToPath(import.meta.url)), 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
+    const found = [];
+    for (const name of PAGE_NAMES) {
+      await gotoTab(name);
+      await page.waitForTimeout(150);
+      // The source is evaluated through the DevTools protocol, not as a page script, so the
+      // console's CSP stays as it is (and records no violation).
+      if (!(await page.evaluate(() => Boolean(window.axe)))) await page.evaluate(axe);
+      const violations = await page.evaluate(async () => {
+        const r = await window.axe.run(document, { resultTypes: ['violations'] });
+        return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
+          .map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join('; ')}`);
+      });
+      for (const v of violations) found.push(`${name}: ${v}`);
+      await shot(`page-${name}`);
+    }
+    assert.deepEqual(found, [], found.join('\n'));
   });
 
   test('(d) no console errors, page errors or CSP violations', async () => {

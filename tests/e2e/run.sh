@@ -4,7 +4,7 @@
 #   tests/e2e/run.sh [path/to/candor]
 #
 # 1. Makes sure Debian's chromium is installed (apt-get; no browser download).
-# 2. Installs playwright-core from tests/e2e/package-lock.json (npm ci).
+# 2. Installs playwright-core and axe-core from tests/e2e/package-lock.json (npm ci).
 # 3. Starts `candor serve` on a free loopback port with a fresh store in a temporary
 #    directory (its encryption key file is created there), reads the admin key it
 #    prints once on stdout, waits for /readyz.
@@ -40,16 +40,21 @@ if [[ ! -x "$CHROMIUM" ]]; then
 fi
 export CHROMIUM
 
-# ---- 2. playwright-core
+# ---- 2. playwright-core and axe-core (the accessibility check), pinned in package.json;
+# package-lock.json holds each tarball's sha512, which npm ci verifies.
 command -v node >/dev/null || die "node is not installed"
 command -v npm >/dev/null || die "npm is not installed"
-WANT="$(node -p 'require(process.argv[1]).devDependencies["playwright-core"]' "$HERE/package.json")"
-HAVE="$(node -p 'require(process.argv[1]).version' "$HERE/node_modules/playwright-core/package.json" 2>/dev/null || true)"
-if [[ "$WANT" != "$HAVE" ]]; then
+STALE=0
+for dep in playwright-core axe-core; do
+  WANT="$(node -p 'require(process.argv[1]).devDependencies[process.argv[2]]' "$HERE/package.json" "$dep")"
+  HAVE="$(node -p 'require(process.argv[1]).version' "$HERE/node_modules/$dep/package.json" 2>/dev/null || true)"
+  [[ "$WANT" == "$HAVE" ]] || STALE=1
+done
+if [[ $STALE == 1 ]]; then
   log "npm ci in tests/e2e"
   (cd "$HERE" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null) ||
     (cd "$HERE" && npm install --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null) ||
-    die "npm could not install playwright-core"
+    die "npm could not install playwright-core and axe-core"
 fi
 # The browser comes from Debian: never let playwright download one.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1

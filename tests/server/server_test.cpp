@@ -76,6 +76,101 @@ TEST_F(ServerTest, CompareSameFaceMatchesDifferentFaceDoesNot) {
 // Exactly what a 4-decimal rounding gives: no float expansion such as 0.41280001401901245.
 bool printed_to_4_decimals(double v) { return std::round(v * 10000.0) / 10000.0 == v; }
 
+// Issue 17 (#4): a consent for another purpose than the collection's is refused at grant,
+// naming both purposes (it used to be recorded and shown as valid, and enrollment then
+// failed with a generic message); one evidence hash for several subjects gets a warning.
+TEST_F(ServerTest, ConsentForAnotherPurposeIsRefusedNamingBothAndReusedEvidenceWarns) {
+  srv_->create_collection("purposed");  // purpose "door access"
+  const json form = {{"subject", "ana"}, {"evidence_sha256", std::string(64, 'b')}, {"collected_by", "desk"}};
+  json wrong = form;
+  wrong["purpose"] = "Marketing analytics";
+  auto r = srv_->post_json("/v1/collections/purposed/consents", wrong);
+  ASSERT_EQ(r->status, 400) << r->body;
+  // The body read as text: the message names both purposes.
+  EXPECT_NE(r->body.find("\"code\":\"invalid_argument\""), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("'Marketing analytics'"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("('door access')"), std::string::npos) << r->body;
+  auto listed = srv_->client().Get("/v1/collections/purposed/consents", srv_->auth());
+  EXPECT_TRUE(json::parse(listed->body)["consents"].empty()) << listed->body;
+
+  auto ok = srv_->post_json("/v1/collections/purposed/consents", form);
+  ASSERT_EQ(ok->status, 201) << ok->body;
+  EXPECT_EQ(json::parse(ok->body)["purpose"], "door access") << "no purpose: the collection's";
+  EXPECT_FALSE(json::parse(ok->body).contains("warnings")) << ok->body;
+  json again = form;
+  again["subject"] = "ben";
+  auto reused = srv_->post_json("/v1/collections/purposed/consents", again);
+  ASSERT_EQ(reused->status, 201) << reused->body;
+  const json j = json::parse(reused->body);
+  EXPECT_EQ(j["evidence_shared_with"], json::array({"ana"})) << reused->body;
+  ASSERT_EQ(j["warnings"].size(), 1u) << reused->body;
+  EXPECT_NE(j["warnings"][0].get<std::string>().find("ana"), std::string::npos);
+}
+
+// Issue 17 (#5): a key learns its own name and scope, so the console can hide what it may not do.
+TEST_F(ServerTest, AKeyReadsItsOwnScope) {
+  const std::string key = srv_->create_key(
+      {{"name", "gate-only"}, {"collections", {"gate"}}, {"operations", {"search"}}, {"searches_per_minute", 5}});
+  auto r = srv_->client().Get("/v1/keys/self", srv_->auth(key));
+  ASSERT_EQ(r->status, 200) << r->body;
+  const json j = json::parse(r->body);
+  EXPECT_EQ(j["name"], "gate-only");
+  EXPECT_EQ(j["operations"], json::array({"search"}));
+  EXPECT_EQ(j["collections"], json::array({"gate"}));
+  EXPECT_EQ(j["searches_per_minute"], 5);
+  EXPECT_FALSE(j.contains("hash")) << r->body;
+  EXPECT_EQ(srv_->client().Get("/v1/keys/self")->status, 401);
+  EXPECT_EQ(srv_->client().Get("/v1/keys", srv_->auth(key))->status, 403) << "the list of keys stays admin";
+}
+
+// Issue 17 (#1, #2): newest first, by key and time, paging back; a subject filter lists only
+// the searches she was matched in, never one where she was merely enrolled.
+TEST_F(ServerTest, AuditNewestFirstFilteredByKeyTimeAndMatchedSubject) {
+  srv_->create_collection("lobby");
+  srv_->grant("lobby", "serena");
+  auto e = srv_->post_json("/v1/collections/lobby/subjects/serena/faces", {{"images", {base64(face_crop(6, 0, 0.3f))}}});
+  ASSERT_EQ(e->status, 200) << e->body;
+  const std::string key = srv_->create_key(
+      {{"name", "lobby-desk"}, {"collections", {"lobby"}}, {"operations", {"search", "audit"}}});
+  auto stranger = srv_->post_image("/v1/collections/lobby/search", "image", face_crop(1, 2, 0.3f), key,
+                                   {{"reason", "SEC-1043", "", ""}});
+  ASSERT_EQ(stranger->status, 200) << stranger->body;
+  ASSERT_TRUE(json::parse(stranger->body)["matches"].empty()) << stranger->body;
+  auto her = srv_->post_image("/v1/collections/lobby/search", "image", face_crop(6, 0, 0.6f), key,
+                              {{"reason", "SEC-1044", "", ""}});
+  ASSERT_EQ(her->status, 200) << her->body;
+  ASSERT_FALSE(json::parse(her->body)["matches"].empty()) << her->body;
+
+  const auto entries = [&](const std::string& query) {
+    auto r = srv_->client().Get(("/v1/audit?collection=lobby&" + query).c_str(), srv_->auth());
+    EXPECT_EQ(r->status, 200) << query << ": " << r->body;
+    return json::parse(r->body)["entries"];
+  };
+  const json newest = entries("order=newest&limit=2");
+  ASSERT_EQ(newest.size(), 2u);
+  EXPECT_EQ(newest[0]["reason"], "SEC-1044");
+  EXPECT_EQ(newest[1]["reason"], "SEC-1043");
+  EXPECT_GT(newest[0]["seq"], newest[1]["seq"]);
+  const json before = entries("order=newest&limit=1&before_seq=" + std::to_string(newest[1]["seq"].get<std::int64_t>()));
+  ASSERT_EQ(before.size(), 1u);
+  EXPECT_EQ(before[0]["operation"], "enroll");
+  const json by_key = entries("key=lobby-desk");
+  ASSERT_EQ(by_key.size(), 2u);
+  for (const auto& x : by_key) EXPECT_EQ(x["actor"], "key:lobby-desk");
+  // The stranger's search: no subject named, its details say so.
+  EXPECT_TRUE(by_key[0]["subjects"].empty()) << by_key[0].dump();
+  EXPECT_TRUE(by_key[0]["details"]["results"].empty()) << by_key[0].dump();
+  const json searches = entries("operation=search&subject=serena");
+  ASSERT_EQ(searches.size(), 1u) << searches.dump();
+  EXPECT_EQ(searches[0]["reason"], "SEC-1044");
+  EXPECT_TRUE(entries("since=2999-01-01").empty());
+  EXPECT_EQ(entries("until=2999-01-01").size(), entries("").size());
+  for (const char* bad : {"order=sideways", "since=yesterday"}) {
+    auto r = srv_->client().Get((std::string("/v1/audit?") + bad).c_str(), srv_->auth());
+    EXPECT_EQ(r->status, 400) << bad;
+  }
+}
+
 TEST_F(ServerTest, ThresholdsArePrintedTo4DecimalsLikeSimilarities) {
   auto r = srv_->post_json("/v1/compare", {{"a", base64(face_crop(1, 0, 0.3f))}, {"b", base64(face_crop(1, 2, 0.3f))}});
   ASSERT_EQ(r->status, 200) << r->body;

@@ -76,8 +76,14 @@ inline std::string base64(const std::string& bytes) {
 }
 
 inline std::string error_code(const httplib::Result& r) {
-  auto j = nlohmann::json::parse(r->body, nullptr, false);
-  return j.is_object() && j.contains("error") ? j["error"].value("code", "") : "";
+  // Read through const find(): GCC 12 reports a false null dereference in the inlined
+  // non-const operator[] / value() path under -Werror (seen with more tests in server_test).
+  const auto j = nlohmann::json::parse(r->body, nullptr, false);
+  if (!j.is_object()) return "";
+  const auto error = j.find("error");
+  if (error == j.end() || !error->is_object()) return "";
+  const auto code = error->find("code");
+  return code != error->end() && code->is_string() ? code->get<std::string>() : "";
 }
 
 // A running server in its own temporary directory; its JSON log is captured.

@@ -167,7 +167,9 @@ const std::vector<ConsentCase>& consent_cases() {
                     [](Store& s, TestClock&) {
                       NewConsent c = consent_for("alice");
                       c.purpose = "marketing analytics";
-                      ASSERT_TRUE(s.grant_consent(c, who()).ok());
+                      // Refused at grant since issue 17 (ConsentForAnotherPurposeIsRefusedAtGrant...);
+                      // a row written before that is AConsentRowForAnotherPurposeAllowsNoEnrollment.
+                      ASSERT_EQ(s.grant_consent(c, who()).error().code, ErrorCode::kInvalidArgument);
                     }},
         ConsentCase{"revoked",
                     [](Store& s, TestClock&) {
@@ -229,6 +231,77 @@ TEST_P(StoreTest, ConsentInputIsValidated) {
   AuditEntry e = last_audit();
   EXPECT_EQ(e.result, "refused: invalid_argument");
   EXPECT_TRUE(e.subjects.empty()) << "a malformed subject is not written to the audit index";
+}
+
+// Issue 17 (#4): a consent for another purpose than the collection's was recorded (and
+// shown as valid) although no enrollment could ever rest on it. Refused at grant, naming
+// both purposes; nothing stored; the refusal audited.
+TEST_P(StoreTest, ConsentForAnotherPurposeIsRefusedAtGrantNamingBothPurposes) {
+  NewConsent c = consent_for("alice");
+  c.purpose = "Marketing analytics";
+  const Result<Consent> r = store_->grant_consent(c, who());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(r.error().message.find("Marketing analytics"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find(std::string(kPurpose)), std::string::npos) << r.error().message;
+  EXPECT_EQ(db_->scalar("SELECT COUNT(*) FROM consents"), 0);
+  const AuditEntry e = last_audit();
+  EXPECT_EQ(e.operation, "grant_consent");
+  EXPECT_EQ(e.result, "refused: invalid_argument");
+
+  // No purpose: the collection's is recorded (the default both clients used to fill in).
+  c.purpose.clear();
+  const Result<Consent> defaulted = store_->grant_consent(c, who());
+  ASSERT_TRUE(defaulted.ok()) << defaulted.error().message;
+  EXPECT_EQ(defaulted->purpose, kPurpose);
+  EXPECT_EQ(store_->list_consents("staff", "alice")->at(0).purpose, kPurpose);
+  EXPECT_TRUE(store_->audit_verify()->intact);
+}
+
+// A consent row for another purpose (written before grants were checked) still allows
+// no enrollment: enroll() compares the purposes itself.
+TEST_P(StoreTest, AConsentRowForAnotherPurposeAllowsNoEnrollment) {
+  ASSERT_TRUE(store_->grant_consent(consent_for("alice"), who()).ok());
+  db_->exec("UPDATE consents SET purpose = 'marketing analytics'");
+  const Result<std::vector<FaceId>> r = store_->enroll("staff", "alice", {synthetic_face(1)}, who());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kConsentRequired);
+}
+
+// Issue 17 (#2): the console shows the newest entries first and filters by the key that
+// acted, a time range and a seq bound (paging backwards).
+TEST_P(StoreTest, AuditListsNewestFirstByActorTimeAndSeq) {
+  ASSERT_TRUE(store_->grant_consent(consent_for("alice"), who()).ok());  // seq 2 (1: the collection)
+  *clock_.ms += 60'000;
+  ASSERT_TRUE(store_->grant_consent(consent_for("bob"), AuditContext{"key:desk", ""}).ok());  // seq 3
+  *clock_.ms += 60'000;
+  ASSERT_TRUE(store_->grant_consent(consent_for("carol"), AuditContext{"key:desk", ""}).ok());  // seq 4
+  const auto seqs = [&](const AuditFilter& f) {
+    const Result<std::vector<AuditEntry>> listed = store_->audit_list(f);
+    EXPECT_TRUE(listed.ok());
+    std::vector<std::int64_t> out;
+    if (listed.ok()) {
+      for (const AuditEntry& e : *listed) out.push_back(e.seq);
+    }
+    return out;
+  };
+  AuditFilter f;
+  f.newest_first = true;
+  f.limit = 2;
+  EXPECT_EQ(seqs(f), (std::vector<std::int64_t>{4, 3})) << "the newest two, newest first";
+  f.before_seq = 3;
+  EXPECT_EQ(seqs(f), (std::vector<std::int64_t>{2, 1})) << "the page before";
+  f = AuditFilter{};
+  f.actor = "key:desk";
+  EXPECT_EQ(seqs(f), (std::vector<std::int64_t>{3, 4}));
+  const Result<std::vector<AuditEntry>> by_desk = store_->audit_list(f);
+  ASSERT_TRUE(by_desk.ok());
+  ASSERT_FALSE(by_desk->empty());
+  const TimePoint third = by_desk->front().time;
+  f = AuditFilter{};
+  f.since = third;
+  f.until = third + std::chrono::milliseconds(1);
+  EXPECT_EQ(seqs(f), (std::vector<std::int64_t>{3})) << "since inclusive, until exclusive";
 }
 
 TEST_P(StoreTest, RevocationDeletesFacesAtOnceAndReturnsTheirIds) {
@@ -522,9 +595,10 @@ TEST_P(StoreTest, FacesWhoseConsentExpiredAreNoLongerIdentifiable) {
   EXPECT_EQ(*store_->existing_faces(all), bob);
   EXPECT_EQ(store_->load_faces("staff")->size(), 3u) << "still stored: retention deletes it";
   // A revoked-then-regranted subject for another purpose is not identifiable either.
-  NewConsent other = consent_for("alice");
-  other.purpose = "marketing";
-  ASSERT_TRUE(store_->grant_consent(other, who()).ok());
+  // (Granting another purpose is refused since issue 17: the row is rewritten directly.)
+  ASSERT_TRUE(store_->grant_consent(consent_for("alice"), who()).ok());
+  db_->exec("UPDATE consents SET purpose = 'marketing' WHERE subject = 'alice' AND revoked_at IS NULL"
+            " AND expires_at IS NULL");
   EXPECT_EQ(*store_->existing_faces(all), bob);
 }
 
