@@ -1,6 +1,7 @@
 // candor collection | consent | enroll | search | subject | retention | audit
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <ctime>
 #include <mutex>
@@ -14,6 +15,7 @@
 #include "candor/collections.h"
 #include "candor/crypto.h"
 #include "candor/json.h"
+#include "candor/stream.h"
 #include "cli_context.h"
 
 namespace candor::cli {
@@ -93,9 +95,77 @@ std::function<void()> with_session(CliContext& ctx, std::shared_ptr<StoreArgs> a
   };
 }
 
+struct WatchArgs {
+  std::string source, collection, purpose, reason, name = "stream";
+  int detect_every = StreamOptions{}.detect_every;
+  std::size_t frames = DecisionOptions{}.frames;
+  double stall_after_s = 5;
+  bool once = false;
+  bool fast = false;
+};
+
+std::atomic<bool> g_interrupted{false};
+
+// candor watch: the stream runs until Ctrl-C (or, with --once, until a file ends); events
+// go to stdout as JSON Lines, the final status to stderr.
+int run_watch(CliContext& ctx, Session& s, const StoreArgs& a, const WatchArgs& w) {
+  VideoSourceOptions source_options;
+  source_options.realtime = !w.fast;
+  auto source = make_video_source(w.source, source_options);
+  if (!source) return fail(source.error());
+  StreamOptions options;
+  options.name = w.name;
+  options.collection = w.collection;
+  options.purpose = w.purpose;
+  options.context = {a.actor, w.reason};
+  options.detect_every = w.detect_every;
+  options.decision.frames = w.frames;
+  options.stall_after = std::chrono::milliseconds(static_cast<std::int64_t>(w.stall_after_s * 1000));
+  options.stop_after_ends = w.once ? 1 : 0;
+  auto sink = make_json_lines_sink(std::cout);
+  auto stream = Stream::start(ctx.engine(), &ctx.analyzer(), *s.collections, std::move(*source), *sink, options);
+  if (!stream) return fail(stream.error());
+  g_interrupted = false;
+  std::signal(SIGINT, [](int) { g_interrupted = true; });
+  std::signal(SIGTERM, [](int) { g_interrupted = true; });
+  while (!(*stream)->wait(std::chrono::milliseconds(200)) && !g_interrupted) {
+  }
+  (*stream)->stop();
+  const StreamStatus st = (*stream)->status();
+  nlohmann::json j = {{"frames_read", st.frames_read},           {"frames_processed", st.frames_processed},
+                      {"frames_dropped", st.frames_dropped},     {"frames_corrupt", st.frames_corrupt},
+                      {"detections_run", st.detections_run},     {"reconnects", st.reconnects},
+                      {"tracks", st.tracks},                     {"decisions", st.decisions},
+                      {"recognised", st.recognised}};
+  if (st.last_error) j["last_error"] = {{"code", error_code_name(st.last_error->code)}, {"message", st.last_error->message}};
+  std::cerr << j.dump() << "\n";
+  return 0;
+}
+
 }  // namespace
 
 void register_collection_commands(CLI::App& app, CliContext& ctx) {
+  // ---- watch
+  {
+    auto a = std::make_shared<StoreArgs>();
+    auto w = std::make_shared<WatchArgs>();
+    CLI::App* c = app.add_subcommand("watch", "Recognise consenting people in a camera stream (JSON Lines on stdout)");
+    c->add_option("source", w->source, "Video file, rtsp://, http(s):// MJPEG, or a V4L2 device (/dev/video0 or 0)")
+        ->required();
+    c->add_option("--collection", w->collection)->required();
+    c->add_option("--purpose", w->purpose, "The stream's purpose: must be the collection's")->required();
+    c->add_option("--reason", w->reason, "Why the stream is watched (each decision's audit entry)")->required();
+    c->add_option("--name", w->name, "The stream's name in events and the audit log")->capture_default_str();
+    c->add_option("--detect-every", w->detect_every, "Detect faces on every n-th frame")->capture_default_str();
+    c->add_option("--frames", w->frames, "Good frames a track collects before it is decided")->capture_default_str();
+    c->add_option("--stall-after", w->stall_after_s, "Seconds without a frame before stream_stalled")
+        ->capture_default_str();
+    c->add_flag("--once", w->once, "Stop when the source ends (a file played once) instead of reconnecting");
+    c->add_flag("--fast", w->fast, "Read a file as fast as it decodes, not at its frame rate");
+    add_store_options(c, *a);
+    c->callback(with_session(ctx, a, true, [a, w, &ctx](Session& s) { return run_watch(ctx, s, *a, *w); }));
+  }
+
   // ---- collection
   CLI::App* coll = app.add_subcommand("collection", "Create, list, show and delete collections");
   coll->require_subcommand(1);
