@@ -194,6 +194,10 @@ struct StreamOptions {
   // Stop after the source ended this many times (0: reconnect for ever). 1 makes a file
   // source play once: the stream finishes, wait() returns.
   int stop_after_ends = 0;
+  // For files and measurement: the grabber waits until the worker has taken each frame
+  // instead of replacing it, so no frame is dropped and a run does not depend on the
+  // machine's load (a camera cannot wait: leave it off for live sources).
+  bool lossless = false;
   // Asked before each decision's search, as SearchOptions::admit_faces (a budget).
   std::function<Status(std::size_t)> admit;
   // For measurement in-process only (`candor bench stream`): called on the worker with
@@ -207,6 +211,9 @@ struct StreamStatus {
   std::uint64_t frames_dropped = 0;   // replaced by a newer one before the worker took them
   std::uint64_t frames_corrupt = 0;   // skipped: did not decode
   std::uint64_t detections_run = 0;
+  double busy_s = 0;                  // worker wall time spent detecting, embedding and deciding
+  double busy_cpu_s = 0;              // ... and the CPU time it took (thread CPU clock: load-independent)
+  double grab_cpu_s = 0;              // CPU time of the grabber (reading and decoding frames)
   std::uint64_t reconnects = 0;
   std::uint64_t open_tracks = 0;
   std::uint64_t tracks = 0;

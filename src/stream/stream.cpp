@@ -6,6 +6,8 @@
 #include <mutex>
 #include <thread>
 
+#include <time.h>
+
 #include "candor/analyzer.h"
 #include "candor/stream.h"
 #include "tracker.h"
@@ -14,6 +16,13 @@ namespace candor {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// CPU time of the calling thread, seconds: what a frame costs whatever else the machine runs.
+double thread_cpu_s() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
 using stream_detail::Detection;
 using stream_detail::Evidence;
 using stream_detail::TrackEvidence;
@@ -153,7 +162,9 @@ class StreamImpl final : public Stream {
         continue;
       }
       delay = options_.reconnect_initial;
-      std::lock_guard lock(mutex_);
+      std::unique_lock lock(mutex_);
+      if (options_.lossless) cv_.wait(lock, [this] { return stopping_ || !slot_; });
+      status_.grab_cpu_s = thread_cpu_s();
       if (slot_) ++status_.frames_dropped;  // the worker never took it: newest frame wins
       slot_ = Grabbed{std::move(*frame), index++, Clock::now()};
       ++status_.frames_read;
@@ -174,6 +185,7 @@ class StreamImpl final : public Stream {
         if (slot_) {
           frame = std::move(slot_);
           slot_.reset();
+          cv_.notify_all();  // a lossless grabber waits for the slot
           ++status_.frames_processed;
           if (status_.stalled || interrupted_) resumed = true;
           status_.stalled = false;
@@ -195,7 +207,16 @@ class StreamImpl final : public Stream {
         e.kind = StreamEvent::Kind::kStreamResumed;
         publish(e);
       }
-      if (frame) process(*frame);
+      if (frame) {
+        const auto t0 = Clock::now();
+        const double cpu0 = thread_cpu_s();
+        process(*frame);
+        const double cpu = thread_cpu_s() - cpu0;
+        const double busy = std::chrono::duration<double>(Clock::now() - t0).count();
+        std::lock_guard lock(mutex_);
+        status_.busy_s += busy;
+        status_.busy_cpu_s += cpu;
+      }
     }
     finish_tracks();
     std::lock_guard lock(mutex_);
