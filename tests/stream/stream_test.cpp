@@ -437,6 +437,38 @@ TEST_F(StreamTest, AStrangerYieldsUnknownAndLeavesNothing) {
   EXPECT_TRUE(nlohmann::json::parse(entries->back().details)["results"].empty());
 }
 
+// Collections::search_template, the one way a stream identifies: another purpose is a
+// refusal that is audited; a template of the wrong size is a caller's mistake, not audited.
+TEST_F(StreamTest, SearchTemplateChecksPurposeAndSizeAndAuditsOnce) {
+  enroll("anna", {test::face_crop_jpeg(1, 2, 0.3f), test::face_crop_jpeg(1, 2, 0.6f)});
+  const auto faces = test::shared_engine().analyze(cv::imdecode(test::face_crop_jpeg(3, 1, 0.4f), cv::IMREAD_COLOR));
+  ASSERT_EQ(faces.size(), 1u);
+  TemplateProbe probe;
+  probe.embedding = faces[0].embedding;
+  probe.source = "stream door-1 track 9";
+  probe.purpose = "marketing";
+  const AuditContext ctx{"watcher", "door 1 entry control"};
+  auto before = search_audits();
+  auto r = collections_->search_template("staff", probe, SearchOptions{}, ctx);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kConsentRequired);
+  EXPECT_EQ(search_audits(), before + 1);
+  const std::vector<float> short_template(10, 0.1f);
+  probe.embedding = short_template;
+  probe.purpose = std::string(test::kPurpose);
+  r = collections_->search_template("staff", probe, SearchOptions{}, ctx);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(search_audits(), before + 1);
+  probe.embedding = faces[0].embedding;
+  r = collections_->search_template("staff", probe, SearchOptions{}, ctx);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  ASSERT_FALSE(r->matches.empty());
+  EXPECT_EQ(r->matches[0].subject, "anna");
+  EXPECT_TRUE(r->probe.embedding.empty());
+  EXPECT_EQ(search_audits(), before + 2);
+}
+
 // A file source that ends is reopened (played again) until stop().
 TEST_F(StreamTest, AFileThatEndsIsReopened) {
   const std::string video = write_video(test::face_crop_jpeg(6, 0, 0.4f), 5, "short.avi");
