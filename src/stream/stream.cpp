@@ -163,7 +163,10 @@ class StreamImpl final : public Stream {
       }
       delay = options_.reconnect_initial;
       std::unique_lock lock(mutex_);
-      if (options_.lossless) cv_.wait(lock, [this] { return stopping_ || !slot_; });
+      if (options_.lossless) {
+        cv_.wait(lock, [this] { return stopping_ || !slot_; });
+        if (stopping_) break;  // woken by stop(): the frame in the slot was not dropped
+      }
       status_.grab_cpu_s = thread_cpu_s();
       if (slot_) ++status_.frames_dropped;  // the worker never took it: newest frame wins
       slot_ = Grabbed{std::move(*frame), index++, Clock::now()};
