@@ -137,6 +137,44 @@ class EventSink {
 // requires: `out` outlives the sink. thread safety: publish() serialised by a lock.
 std::unique_ptr<EventSink> make_json_lines_sink(std::ostream& out);
 
+// Webhooks: each event POSTed as JSON to `url` from a thread of the sink's own, through a
+// bounded queue, so publish() never waits for the network. The receiver checks
+//   X-Candor-Timestamp: <Unix milliseconds>
+//   X-Candor-Signature: sha256=<hex HMAC-SHA256 (libsodium) of "<timestamp>.<body>" under secret>
+// (the timestamp signed too, so an old delivery cannot be replayed as new). A delivery that
+// fails (no connection, timeout, a status other than 2xx) is retried with doubling delays;
+// after max_attempts it is given up (counted). When the queue is full the oldest event is
+// dropped (counted): a dead receiver costs events, never the video loop.
+struct WebhookOptions {
+  std::string url;     // http://host[:port]/path
+  std::string secret;  // at least 16 bytes
+  std::size_t queue = 256;
+  int max_attempts = 5;
+  std::chrono::milliseconds retry_initial{200};
+  std::chrono::milliseconds retry_max{10000};
+  std::chrono::milliseconds timeout{2000};  // connect and read, per attempt
+};
+
+struct WebhookStatus {
+  std::uint64_t delivered = 0;
+  std::uint64_t dropped = 0;    // pushed out of a full queue
+  std::uint64_t given_up = 0;   // failed max_attempts times
+  std::uint64_t attempts_failed = 0;
+  std::size_t pending = 0;
+};
+
+class WebhookSink : public EventSink {
+ public:
+  // ensures: kInvalidArgument for a URL that is not http://host[:port][/path] or a secret
+  //          under 16 bytes. The delivery thread is joined by the destructor, which first
+  //          tries the queued events once each within `timeout`.
+  static Result<std::unique_ptr<WebhookSink>> create(WebhookOptions options);
+  virtual WebhookStatus status() const = 0;
+};
+
+// The signature header's value for `body` sent at `timestamp_ms` (for receivers and tests).
+std::string webhook_signature(const std::string& secret, std::int64_t timestamp_ms, const std::string& body);
+
 struct TrackerOptions {
   // A detection continues a track when its box overlaps the track's predicted box by at
   // least this IoU (0.3: the usual MOT gate, e.g. SORT's), or, when both have templates,
