@@ -102,6 +102,7 @@ struct WatchArgs {
   double stall_after_s = 5;
   bool once = false;
   bool fast = false;
+  std::string webhook;  // URL; its secret from $CANDOR_WEBHOOK_SECRET (not an argument: ps shows those)
 };
 
 std::atomic<bool> g_interrupted{false};
@@ -122,7 +123,20 @@ int run_watch(CliContext& ctx, Session& s, const StoreArgs& a, const WatchArgs& 
   options.decision.frames = w.frames;
   options.stall_after = std::chrono::milliseconds(static_cast<std::int64_t>(w.stall_after_s * 1000));
   options.stop_after_ends = w.once ? 1 : 0;
-  auto sink = make_json_lines_sink(std::cout);
+  auto lines = make_json_lines_sink(std::cout);
+  std::vector<EventSink*> sinks{lines.get()};
+  std::unique_ptr<WebhookSink> webhook;
+  if (!w.webhook.empty()) {
+    const char* secret = std::getenv("CANDOR_WEBHOOK_SECRET");
+    WebhookOptions wo;
+    wo.url = w.webhook;
+    wo.secret = secret != nullptr ? secret : "";
+    auto created = WebhookSink::create(wo);
+    if (!created) return fail({created.error().code, created.error().message + " (the secret is $CANDOR_WEBHOOK_SECRET)"});
+    webhook = std::move(*created);
+    sinks.push_back(webhook.get());
+  }
+  auto sink = make_fanout_sink(sinks);
   auto stream = Stream::start(ctx.engine(), &ctx.analyzer(), *s.collections, std::move(*source), *sink, options);
   if (!stream) return fail(stream.error());
   g_interrupted = false;
@@ -162,6 +176,7 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
         ->capture_default_str();
     c->add_flag("--once", w->once, "Stop when the source ends (a file played once) instead of reconnecting");
     c->add_flag("--fast", w->fast, "Read a file as fast as it decodes, not at its frame rate");
+    c->add_option("--webhook", w->webhook, "Also POST each event to this http:// URL, signed with $CANDOR_WEBHOOK_SECRET");
     add_store_options(c, *a);
     c->callback(with_session(ctx, a, true, [a, w, &ctx](Session& s) { return run_watch(ctx, s, *a, *w); }));
   }

@@ -37,6 +37,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <opencv2/core/mat.hpp>
 
@@ -174,6 +175,10 @@ class WebhookSink : public EventSink {
 
 // The signature header's value for `body` sent at `timestamp_ms` (for receivers and tests).
 std::string webhook_signature(const std::string& secret, std::int64_t timestamp_ms, const std::string& body);
+
+// Every event to each of `sinks`, in order (stdout and a webhook).
+// requires: the sinks outlive the returned one.
+std::unique_ptr<EventSink> make_fanout_sink(std::vector<EventSink*> sinks);
 
 struct TrackerOptions {
   // A detection continues a track when its box overlaps the track's predicted box by at

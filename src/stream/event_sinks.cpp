@@ -75,7 +75,22 @@ class JsonLinesSink final : public EventSink {
   std::mutex mutex_;
 };
 
+class FanoutSink final : public EventSink {
+ public:
+  explicit FanoutSink(std::vector<EventSink*> sinks) : sinks_(std::move(sinks)) {}
+  void publish(const StreamEvent& event) override {
+    for (EventSink* s : sinks_) s->publish(event);
+  }
+
+ private:
+  std::vector<EventSink*> sinks_;
+};
+
 }  // namespace
+
+std::unique_ptr<EventSink> make_fanout_sink(std::vector<EventSink*> sinks) {
+  return std::make_unique<FanoutSink>(std::move(sinks));
+}
 
 std::unique_ptr<EventSink> make_json_lines_sink(std::ostream& out) { return std::make_unique<JsonLinesSink>(out); }
 
