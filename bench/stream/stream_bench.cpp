@@ -262,6 +262,7 @@ struct Tally {
   int tracks = 0, unmatched_named = 0;
   std::vector<double> latency_ms;  // first frame >= 80 px to the right name (video time + compute)
   int decided_before_80 = 0;
+  std::vector<std::string> missed;  // enrolled appearances not named right: "name (scenario)"
   std::uint64_t frames_read = 0, dropped = 0, decisions = 0, rounds = 0;
   double busy_s = 0, cpu_s = 0, grab_cpu_s = 0, video_s = 0;
 };
@@ -325,6 +326,7 @@ void score(const Clip& clip, const std::vector<Person>& persons, const Run& run,
     }
     ++t.enrolled;
     if (right) ++t.right;
+    else t.missed.push_back(p.name + " (" + clip.scenario + ")");
     if (wrong) ++t.wrong;
     if (first_right) {
       int f80 = 0;
@@ -582,6 +584,7 @@ void run_stream_bench(const EngineOptions& engine_options, const Args& a) {
                           {"latency_ms_p95", std::round(quantile(t.latency_ms, 0.95))},
                           {"named_before_80px", t.decided_before_80},
                           {"decisions", t.decisions},
+                          {"missed", t.missed},
                           {"detection_rounds", t.rounds},
                           {"cpu_ms_per_round", t.rounds == 0 ? 0.0 : std::round(t.cpu_s / t.rounds * 1000 * 10) / 10},
                           // CPU seconds per second of video, worker and grabber (decoding): the share
