@@ -1,6 +1,7 @@
 // candor collection | consent | enroll | search | subject | retention | audit
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cmath>
 #include <ctime>
@@ -16,6 +17,7 @@
 #include "candor/collections.h"
 #include "candor/crypto.h"
 #include "candor/json.h"
+#include "candor/stream.h"
 #include "cli_context.h"
 
 namespace candor::cli {
@@ -199,9 +201,92 @@ void run_calibrate(CliContext& ctx, const std::shared_ptr<StoreArgs>& a, const C
   })();
 }
 
+struct WatchArgs {
+  std::string source, collection, purpose, reason, name = "stream";
+  int detect_every = StreamOptions{}.detect_every;
+  std::size_t frames = DecisionOptions{}.frames;
+  double stall_after_s = 5;
+  bool once = false;
+  bool fast = false;
+  std::string webhook;  // URL; its secret from $CANDOR_WEBHOOK_SECRET (not an argument: ps shows those)
+};
+
+std::atomic<bool> g_interrupted{false};
+
+// candor watch: the stream runs until Ctrl-C (or, with --once, until a file ends); events
+// go to stdout as JSON Lines, the final status to stderr.
+int run_watch(CliContext& ctx, Session& s, const StoreArgs& a, const WatchArgs& w) {
+  VideoSourceOptions source_options;
+  source_options.realtime = !w.fast;
+  auto source = make_video_source(w.source, source_options);
+  if (!source) return fail(source.error());
+  StreamOptions options;
+  options.name = w.name;
+  options.collection = w.collection;
+  options.purpose = w.purpose;
+  options.context = {a.actor, w.reason};
+  options.detect_every = w.detect_every;
+  options.decision.frames = w.frames;
+  options.stall_after = std::chrono::milliseconds(static_cast<std::int64_t>(w.stall_after_s * 1000));
+  options.stop_after_ends = w.once ? 1 : 0;
+  auto lines = make_json_lines_sink(std::cout);
+  std::vector<EventSink*> sinks{lines.get()};
+  std::unique_ptr<WebhookSink> webhook;
+  if (!w.webhook.empty()) {
+    const char* secret = std::getenv("CANDOR_WEBHOOK_SECRET");
+    WebhookOptions wo;
+    wo.url = w.webhook;
+    wo.secret = secret != nullptr ? secret : "";
+    auto created = WebhookSink::create(wo);
+    if (!created) return fail({created.error().code, created.error().message + " (the secret is $CANDOR_WEBHOOK_SECRET)"});
+    webhook = std::move(*created);
+    sinks.push_back(webhook.get());
+  }
+  auto sink = make_fanout_sink(sinks);
+  auto stream = Stream::start(ctx.engine(), &ctx.analyzer(), *s.collections, std::move(*source), *sink, options);
+  if (!stream) return fail(stream.error());
+  g_interrupted = false;
+  std::signal(SIGINT, [](int) { g_interrupted = true; });
+  std::signal(SIGTERM, [](int) { g_interrupted = true; });
+  while (!(*stream)->wait(std::chrono::milliseconds(200)) && !g_interrupted) {
+  }
+  (*stream)->stop();
+  const StreamStatus st = (*stream)->status();
+  nlohmann::json j = {{"frames_read", st.frames_read},           {"frames_processed", st.frames_processed},
+                      {"frames_dropped", st.frames_dropped},     {"frames_corrupt", st.frames_corrupt},
+                      {"detections_run", st.detections_run},     {"reconnects", st.reconnects},
+                      {"tracks", st.tracks},                     {"decisions", st.decisions},
+                      {"recognised", st.recognised}};
+  if (st.last_error) j["last_error"] = {{"code", error_code_name(st.last_error->code)}, {"message", st.last_error->message}};
+  std::cerr << j.dump() << "\n";
+  return 0;
+}
+
 }  // namespace
 
 void register_collection_commands(CLI::App& app, CliContext& ctx) {
+  // ---- watch
+  {
+    auto a = std::make_shared<StoreArgs>();
+    auto w = std::make_shared<WatchArgs>();
+    CLI::App* c = app.add_subcommand("watch", "Recognise consenting people in a camera stream (JSON Lines on stdout)");
+    c->add_option("source", w->source, "Video file, rtsp://, http(s):// MJPEG, or a V4L2 device (/dev/video0 or 0)")
+        ->required();
+    c->add_option("--collection", w->collection)->required();
+    c->add_option("--purpose", w->purpose, "The stream's purpose: must be the collection's")->required();
+    c->add_option("--reason", w->reason, "Why the stream is watched (each decision's audit entry)")->required();
+    c->add_option("--name", w->name, "The stream's name in events and the audit log")->capture_default_str();
+    c->add_option("--detect-every", w->detect_every, "Detect faces on every n-th frame")->capture_default_str();
+    c->add_option("--frames", w->frames, "Good frames a track collects before it is decided")->capture_default_str();
+    c->add_option("--stall-after", w->stall_after_s, "Seconds without a frame before stream_stalled")
+        ->capture_default_str();
+    c->add_flag("--once", w->once, "Stop when the source ends (a file played once) instead of reconnecting");
+    c->add_flag("--fast", w->fast, "Read a file as fast as it decodes, not at its frame rate");
+    c->add_option("--webhook", w->webhook, "Also POST each event to this http:// URL, signed with $CANDOR_WEBHOOK_SECRET");
+    add_store_options(c, *a);
+    c->callback(with_session(ctx, a, true, [a, w, &ctx](Session& s) { return run_watch(ctx, s, *a, *w); }));
+  }
+
   // ---- collection
   CLI::App* coll = app.add_subcommand("collection", "Create, list, show and delete collections");
   coll->require_subcommand(1);

@@ -195,6 +195,22 @@ struct EnrollOptions {
 // refused while a photo filed under the wrong name almost always is.
 inline constexpr float kOutlierFraction = 0.5f;
 
+// A probe that is already a template: a camera stream's track (candor/stream.h), whose
+// evidence several frames made. Nothing of it is stored; its template is not copied.
+struct TemplateProbe {
+  std::span<const float> embedding;  // L2-normalised, the recogniser's dim()
+  Box box;                           // where the face was last seen (audit details)
+  // The liveness check's outcome for the track, when one ran. A collection that
+  // requires liveness refuses a probe without a live one.
+  std::optional<bool> live;
+  // Who asks, in the audit details: e.g. "stream door-1 track 17". At most 256 bytes.
+  std::string source;
+  // The purpose the probe was taken for: must be the collection's (its subjects
+  // consented to that purpose and no other).
+  std::string purpose;
+  std::size_t frames = 1;  // frames whose templates were combined (audit details)
+};
+
 class Collections {
  public:
   // Loads every collection's templates from the store into memory.
@@ -264,6 +280,20 @@ class Collections {
     options.top_k = top_k;
     return search(collection, probe, options, ctx);
   }
+
+  // 1:N with a template instead of a photo: the search() of one face, for callers that
+  // embedded it themselves (a stream combining several frames of a track). The same
+  // re-check against the store, thresholds and one audit entry, whose details add the
+  // probe's source, purpose and frame count. options.largest_face_only is ignored;
+  // options.admit_faces is asked for one face.
+  // ensures: kInvalidArgument for a bad context, options, source, or a template of the
+  //          wrong size (nothing audited); kNotFound for an unknown collection; audited
+  //          refusals: kConsentRequired when probe.purpose is not the collection's,
+  //          kLivenessFailed when the collection requires liveness and probe.live is not
+  //          true, admit_faces's error.
+  //          The result's probe holds the box only.
+  virtual Result<FaceSearch> search_template(const std::string& collection, const TemplateProbe& probe,
+                                             const SearchOptions& options, const AuditContext& ctx) = 0;
 
   // 1:1 against one subject: is the largest face of `probe` this subject? Decided on the
   // subject's template at the collection's operating point; audited as a search ("verify"

@@ -37,6 +37,9 @@ constexpr float kDominantFaceAreaRatio = 2.0f;
 // set is cleared (it is an optimisation: the search re-check keeps results correct).
 constexpr std::size_t kMaxTombstones = 1'000'000;
 
+// A template probe's source goes into the append-only audit log: a name, not a payload.
+constexpr std::size_t kMaxProbeSourceBytes = 256;
+
 struct CollectionState {
   CollectionState(Collection c, int dim, const std::string& index_spec) : info(std::move(c)), gallery(dim, index_spec) {}
   Collection info;
@@ -198,7 +201,8 @@ class CollectionsImpl final : public Collections {
         nf.box = {face->first.box.x, face->first.box.y, face->first.box.width, face->first.box.height};
         nf.detector_score = face->first.score;
         nlohmann::json q = face_to_json(face->first).value("quality", nlohmann::json::object());
-        nf.quality_level = q.value("level", "unassessed");
+        const auto level = q.find("level");  // not json::value(): GCC 12 warns of a null dereference inside it here
+        nf.quality_level = level != q.end() && level->is_string() ? level->get<std::string>() : "unassessed";
         nf.quality_json = q.dump();
         nf.image_sha256 = face->second;
         nf.model_id = engine_.recognizer_spec().id;
@@ -262,6 +266,53 @@ class CollectionsImpl final : public Collections {
       result.faces.push_back(FaceSearch{std::move(face), std::move(*searched)});
     }
     return result;
+  }
+
+  Result<FaceSearch> search_template(const std::string& collection, const TemplateProbe& probe,
+                                     const SearchOptions& options, const AuditContext& ctx) override {
+    if (auto ok = check_audit_context(ctx, true); !ok) return ok.error();
+    if (options.top_k == 0 || options.top_k > 100) return Error{ErrorCode::kInvalidArgument, "top_k must be 1..100"};
+    if (probe.source.size() > kMaxProbeSourceBytes) {
+      return Error{ErrorCode::kInvalidArgument, "a probe's source is at most 256 bytes"};
+    }
+    if (static_cast<int>(probe.embedding.size()) != engine_.recognizer_spec().dim) {
+      return Error{ErrorCode::kInvalidArgument, "a template of " + std::to_string(probe.embedding.size()) +
+                                                    " values; the recogniser's have " +
+                                                    std::to_string(engine_.recognizer_spec().dim)};
+    }
+    auto info = collection_info(collection);
+    if (!info) return info.error();
+    const nlohmann::json extra = {{"source", probe.source}, {"purpose", probe.purpose}, {"frames", probe.frames}};
+    auto refuse = [&](const Error& e) -> Error {
+      nlohmann::json details = extra;
+      SearchRecord record{ctx, collection, {}, details.dump(), "refused: " + std::string(error_code_name(e.code))};
+      record.charged = e.code != ErrorCode::kRateLimited;
+      (void)store_.record_search(record);
+      return e;
+    };
+    if (probe.purpose != info->purpose) {
+      return refuse({ErrorCode::kConsentRequired, "the probe's purpose is not collection " + collection +
+                                                      "'s: its subjects consented to that purpose only"});
+    }
+    if (info->liveness_required && probe.live != std::optional<bool>(true)) {
+      return refuse({ErrorCode::kLivenessFailed, "collection " + collection + " requires a live presentation"});
+    }
+    if (options.admit_faces) {
+      if (auto admitted = options.admit_faces(1); !admitted) return refuse(admitted.error());
+    }
+    Face face;
+    face.box = probe.box;
+    face.embedding.assign(probe.embedding.begin(), probe.embedding.end());
+    std::shared_lock registry(registry_mutex_);
+    auto state = find(collection, registry);
+    if (!state) return state.error();
+    std::shared_lock lock((*state)->mutex);
+    SearchOptions one = options;
+    one.largest_face_only = false;  // the box goes into the details
+    auto searched = search_face(**state, operating_point_of((*state)->info), face, one, ctx, extra);
+    if (!searched) return searched.error();
+    face.embedding.clear();
+    return FaceSearch{std::move(face), std::move(*searched)};
   }
 
   Result<VerifyResult> verify(const std::string& collection, const std::string& subject,
@@ -629,7 +680,8 @@ class CollectionsImpl final : public Collections {
   // the threshold for its photo count, and audited as one search.
   // requires: s.mutex held (shared).
   Result<std::vector<SubjectMatch>> search_face(const CollectionState& s, const OperatingPoint& point, const Face& face,
-                                                const SearchOptions& options, const AuditContext& ctx) {
+                                                const SearchOptions& options, const AuditContext& ctx,
+                                                const nlohmann::json& extra_details = nlohmann::json::object()) {
     // A few more subjects than asked for: some may turn out to have been removed meanwhile.
     const auto hits = s.gallery.search(face.embedding, options.top_k + 8);
     std::vector<FaceId> ids;
@@ -645,6 +697,7 @@ class CollectionsImpl final : public Collections {
     nlohmann::json details = {{"top_k", options.top_k}, {"results", nlohmann::json::array()}};
     if (options.include_candidates) details["candidates"] = true;
     if (!options.largest_face_only) details["face_box"] = {face.box.x, face.box.y, face.box.width, face.box.height};
+    details.update(extra_details);
     for (const auto& h : hits) {
       auto best = s.gallery.best_face(h.subject, face.embedding, live);
       if (!best) continue;  // none of its faces is still identifiable

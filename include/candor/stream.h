@@ -1,0 +1,294 @@
+// Candor: camera streams — faces followed across the frames of a video source and
+// decided once per track, not once per frame (issue 12, `candor watch`).
+//
+// A Stream reads a FrameSource on a grabber thread of its own that keeps only the newest
+// frame (a frame the worker has not taken when the next one arrives is counted as
+// dropped, so latency stays bounded and no backlog grows), and runs a worker thread that
+//
+//   detects    every `detect_every`-th frame it takes, over the whole frame, at
+//              min_face px (frames between detections only advance the tracks' clocks);
+//   tracks     detections onto tracks by predicted-box overlap (constant velocity) and
+//              appearance (template cosine), which bridges short occlusions and people
+//              crossing;
+//   collects   per track, the templates of its best frames by quality (size, sharpness,
+//              pose, eyes: candor/analyzer.h), at most DecisionOptions::max_evidence;
+//   decides    once the track holds `frames` good frames (or earlier when it ends), on
+//              the quality-weighted mean of those templates (subject_template()),
+//              through Collections::search_template at the collection's operating
+//              point: one audited search per decision, with the stream's purpose, reason
+//              and budget. A track decided `unknown` that later collects clearly better
+//              evidence is decided again (an upgrade, which the event says).
+//
+// Strangers leave nothing: a track's templates live in memory only while it is open
+// and are cleared when it ends; an `unknown` event carries the stream, time, track id,
+// duration and face size only. Events never carry templates or pixels, and nothing is
+// stored per frame. The networks are the Engine's and the analyser's (their NetPool
+// leases); a stream owns none.
+//
+// Thread safety: a Stream's members may be called from any thread. Its two threads
+// are started by Stream::start and stopped and joined by stop() or its destructor.
+// An EventSink's publish() is called from the stream's threads, one call at a time.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <opencv2/core/mat.hpp>
+
+#include "candor/collections.h"
+#include "candor/engine.h"
+#include "candor/face.h"
+#include "candor/result.h"
+#include "candor/store.h"
+
+namespace candor {
+
+class FaceAnalyzer;
+
+// Where frames come from. Implementations need not be thread safe: a Stream calls a
+// source from its grabber thread only.
+class FrameSource {
+ public:
+  virtual ~FrameSource() = default;
+  // (Re)opens the source. ensures: kIoError naming the source when it cannot be opened.
+  virtual Status open() = 0;
+  // The next frame (CV_8UC3). May block until one arrives.
+  // ensures: kImageCorrupt for a frame that did not decode (the caller skips it and
+  //          reads on); kIoError when the source ended or failed (the caller reopens).
+  virtual Result<cv::Mat> read() = 0;
+  // Frames per second the source announces; 0 when unknown.
+  virtual double fps() const = 0;
+  // The source for messages, with any credentials of its URL masked.
+  virtual std::string describe() const = 0;
+};
+
+struct VideoSourceOptions {
+  // Deliver a file's frames at its frame rate (as a camera would) instead of as fast
+  // as they decode. Ignored for live sources, whose read() waits for the camera.
+  // A file that ends reports kIoError; reopening plays it again from the start.
+  bool realtime = true;
+};
+
+// A source over OpenCV's video I/O (cv::VideoCapture, Debian's build: FFmpeg and
+// GStreamer): a file path, rtsp://, http(s):// (MJPEG), or a V4L2 device ("/dev/video0"
+// or its number "0"). Nothing is opened until open().
+// ensures: kInvalidArgument for an empty uri.
+Result<std::unique_ptr<FrameSource>> make_video_source(const std::string& uri, const VideoSourceOptions& options = {});
+
+// `uri` with the password of its user-info masked ("rtsp://cam:***@host/..."), for
+// messages and events: credentials in a source URL are secrets.
+std::string mask_credentials(const std::string& uri);
+
+// What a stream says. Only the fields of its kind are set; see stream_event_to_json.
+struct StreamEvent {
+  enum class Kind {
+    kRecognised,     // a track decided as `subject`
+    kUnknown,        // a track decided as nobody enrolled
+    kTrackEnded,     // a track left; its final outcome
+    kStreamStalled,  // no frame for StreamOptions::stall_after
+    kStreamResumed,  // frames arrive again after a stall or a reconnect
+    kSourceError,    // the source failed; a reconnect follows after `retry_in_ms`
+  };
+  Kind kind = Kind::kUnknown;
+  std::string stream;
+  TimePoint time;              // wall clock, milliseconds
+  std::int64_t track = 0;
+  double duration_s = 0;        // the track's age at the event
+  float face_px = 0;            // the largest face size the track's evidence held
+  // kRecognised only:
+  std::string subject;
+  float similarity = 0;
+  float threshold = 0;
+  std::size_t frames_used = 0;  // frames whose templates were combined
+  double decision_ms = 0;       // from the track's first frame to the decision
+  std::int64_t frame = 0;       // the index of the frame that completed the decision
+  // kRecognised after an earlier decision of the same track: that decision's outcome
+  // ("unknown", or the subject it named); empty for a first decision.
+  std::string upgrade_of;
+  // kTrackEnded: "recognised", "unknown" or "undecided" (no frame was good enough).
+  std::string outcome;
+  // kSourceError / kStreamStalled: what happened; never the source's credentials.
+  std::string message;
+  double retry_in_ms = 0;
+};
+
+// "recognised", "unknown", "track_ended", "stream_stalled", "stream_resumed", "source_error".
+std::string_view stream_event_kind_name(StreamEvent::Kind kind) noexcept;
+
+// The event as one line of JSON (no newline): "event", "stream", "time" (RFC 3339) and
+// the fields of its kind only. An unknown track's line holds no subject, similarity or
+// frame: nothing that tells who the stranger resembles.
+std::string stream_event_to_json(const StreamEvent& event);
+
+// Where events go. publish() must not block for long: it runs on the stream's worker
+// (webhook and MQTT sinks queue and return).
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  virtual void publish(const StreamEvent& event) = 0;
+};
+
+// One JSON object per line, flushed per event (candor watch's stdout).
+// requires: `out` outlives the sink. thread safety: publish() serialised by a lock.
+std::unique_ptr<EventSink> make_json_lines_sink(std::ostream& out);
+
+// Webhooks: each event POSTed as JSON to `url` from a thread of the sink's own, through a
+// bounded queue, so publish() never waits for the network. The receiver checks
+//   X-Candor-Timestamp: <Unix milliseconds>
+//   X-Candor-Signature: sha256=<hex HMAC-SHA256 (libsodium) of "<timestamp>.<body>" under secret>
+// (the timestamp signed too, so an old delivery cannot be replayed as new). A delivery that
+// fails (no connection, timeout, a status other than 2xx) is retried with doubling delays;
+// after max_attempts it is given up (counted). When the queue is full the oldest event is
+// dropped (counted): a dead receiver costs events, never the video loop.
+struct WebhookOptions {
+  std::string url;     // http://host[:port]/path
+  std::string secret;  // at least 16 bytes
+  std::size_t queue = 256;
+  int max_attempts = 5;
+  std::chrono::milliseconds retry_initial{200};
+  std::chrono::milliseconds retry_max{10000};
+  std::chrono::milliseconds timeout{2000};  // connect and read, per attempt
+};
+
+struct WebhookStatus {
+  std::uint64_t delivered = 0;
+  std::uint64_t dropped = 0;    // pushed out of a full queue
+  std::uint64_t given_up = 0;   // failed max_attempts times
+  std::uint64_t attempts_failed = 0;
+  std::size_t pending = 0;
+};
+
+class WebhookSink : public EventSink {
+ public:
+  // ensures: kInvalidArgument for a URL that is not http://host[:port][/path] or a secret
+  //          under 16 bytes. The delivery thread is joined by the destructor, which first
+  //          tries the queued events once each within `timeout`.
+  static Result<std::unique_ptr<WebhookSink>> create(WebhookOptions options);
+  virtual WebhookStatus status() const = 0;
+};
+
+// The signature header's value for `body` sent at `timestamp_ms` (for receivers and tests).
+std::string webhook_signature(const std::string& secret, std::int64_t timestamp_ms, const std::string& body);
+
+// Every event to each of `sinks`, in order (stdout and a webhook).
+// requires: the sinks outlive the returned one.
+std::unique_ptr<EventSink> make_fanout_sink(std::vector<EventSink*> sinks);
+
+struct TrackerOptions {
+  // A detection continues a track when its box overlaps the track's predicted box by at
+  // least this IoU (0.3: the usual MOT gate, e.g. SORT's), or, when both have templates,
+  // when its centre lies within max_jump track widths and the templates agree.
+  float min_iou = 0.3f;
+  float max_jump = 1.5f;
+  // Templates at least this similar are taken for the same face. 0.35 lies above the
+  // recogniser's fmr-1e-3 threshold (0.338; config/models.json), so two strangers are
+  // seldom joined, while the same face in consecutive frames scores ~0.7 and more.
+  float min_appearance = 0.35f;
+  // Detection rounds a track survives without a detection (an occlusion, a missed
+  // frame) before it ends: 5 rounds at detect_every 3 and 25 fps is 0.6 s.
+  int max_missed = 5;
+};
+
+struct DecisionOptions {
+  // Good frames a track collects before it is decided (sooner if it ends first). 1
+  // decides on the first good frame alone (the baseline `candor bench stream` prints).
+  std::size_t frames = 3;
+  // A frame is good when its face is at least this large (px, shorter side) and its
+  // quality level at least medium (QualityThresholds: 40 px, sharpness 15).
+  float min_face = 40;
+  // The most templates a track keeps (the best by weight).
+  std::size_t max_evidence = 8;
+  // A track decided unknown is decided again when it has collected this many good
+  // frames more than at its last decision and its largest face grew by `regrow`
+  // (a closer, better view); at most max_redecisions times.
+  std::size_t redecide_after = 3;
+  float regrow = 1.25f;
+  std::size_t max_redecisions = 2;
+};
+
+struct StreamOptions {
+  std::string name = "stream";  // in events and audit details
+  std::string collection;
+  // The stream's purpose: must be the collection's purpose (its subjects consented to
+  // that), checked at start(); written into each decision's audit entry.
+  std::string purpose;
+  AuditContext context;         // actor and reason of every decision's audit entry
+  // Detect on every n-th frame taken (1: every frame). 3 at 25 fps is 8.3 detections a
+  // second; see README "Camera streams" for what it costs and what it buys.
+  int detect_every = 3;
+  DetectOptions detect = [] {
+    DetectOptions d;
+    d.min_face_size = 40;  // faces below 40 px are not recognisable (QualityThresholds)
+    return d;
+  }();
+  TrackerOptions tracker;
+  DecisionOptions decision;
+  // A source that delivers nothing for this long raises kStreamStalled (once per stall).
+  std::chrono::milliseconds stall_after{5000};
+  // Reconnection: first delay, doubling up to the maximum.
+  std::chrono::milliseconds reconnect_initial{200};
+  std::chrono::milliseconds reconnect_max{10000};
+  // Stop after the source ended this many times (0: reconnect for ever). 1 makes a file
+  // source play once: the stream finishes, wait() returns.
+  int stop_after_ends = 0;
+  // For files and measurement: the grabber waits until the worker has taken each frame
+  // instead of replacing it, so no frame is dropped and a run does not depend on the
+  // machine's load (a camera cannot wait: leave it off for live sources).
+  bool lossless = false;
+  // Asked before each decision's search, as SearchOptions::admit_faces (a budget).
+  std::function<Status(std::size_t)> admit;
+  // For measurement in-process only (`candor bench stream`): called on the worker with
+  // each detected box and the track it joined. Never an event, never stored.
+  std::function<void(std::int64_t track, std::int64_t frame, const Box& box)> on_track_box;
+};
+
+struct StreamStatus {
+  std::uint64_t frames_read = 0;      // frames the source delivered
+  std::uint64_t frames_processed = 0; // frames the worker took
+  std::uint64_t frames_dropped = 0;   // replaced by a newer one before the worker took them
+  std::uint64_t frames_corrupt = 0;   // skipped: did not decode
+  std::uint64_t detections_run = 0;
+  double busy_s = 0;                  // worker wall time spent detecting, embedding and deciding
+  double busy_cpu_s = 0;              // ... and the CPU time it took (thread CPU clock: load-independent)
+  double grab_cpu_s = 0;              // CPU time of the grabber (reading and decoding frames)
+  std::uint64_t reconnects = 0;
+  std::uint64_t open_tracks = 0;
+  std::uint64_t tracks = 0;
+  std::uint64_t decisions = 0;        // audited searches
+  std::uint64_t recognised = 0;       // tracks whose latest decision named someone
+  bool stalled = false;
+  bool finished = false;              // the worker has stopped (stop(), or stop_after_ends)
+  std::optional<Error> last_error;
+};
+
+class Stream {
+ public:
+  // Starts the grabber and worker threads.
+  // requires: engine, collections, sink (and analyzer when given) outlive the Stream.
+  //   Without an analyser, frames are weighed by size alone and liveness cannot be checked.
+  // ensures: kInvalidArgument for a bad context, an empty name, detect_every < 1 or
+  //          decision.frames == 0; kNotFound for an unknown collection; kConsentRequired
+  //          when the purpose is not the collection's; kInvalidArgument when the
+  //          collection requires liveness and no analyser is given.
+  static Result<std::unique_ptr<Stream>> start(const Engine& engine, const FaceAnalyzer* analyzer,
+                                               Collections& collections, std::unique_ptr<FrameSource> source,
+                                               EventSink& sink, StreamOptions options);
+  virtual ~Stream() = default;
+
+  // Stops reading, decides the open tracks that hold good frames, ends them, and joins
+  // the threads. Idempotent. A source blocked in read() is waited for (OpenCV offers no
+  // way to interrupt it); files and the test sources return promptly.
+  virtual void stop() = 0;
+  // Waits until the stream finishes by itself (stop_after_ends) or `timeout` passes.
+  // ensures: true when it finished.
+  virtual bool wait(std::chrono::milliseconds timeout) = 0;
+  virtual StreamStatus status() const = 0;
+};
+
+}  // namespace candor

@@ -1,0 +1,453 @@
+// A camera stream: grabber and worker threads, tracks, decisions (candor/stream.h).
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <time.h>
+
+#include "candor/analyzer.h"
+#include "candor/stream.h"
+#include "tracker.h"
+
+namespace candor {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// CPU time of the calling thread, seconds: what a frame costs whatever else the machine runs.
+double thread_cpu_s() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+using stream_detail::Detection;
+using stream_detail::Evidence;
+using stream_detail::TrackEvidence;
+
+// A stream's name goes into every event and audit entry: a label, not a payload.
+constexpr std::size_t kMaxStreamNameBytes = 128;
+
+struct Grabbed {
+  cv::Mat bgr;
+  std::int64_t index = 0;
+  Clock::time_point at;
+};
+
+// What the worker knows of one open track.
+struct TrackRecord {
+  explicit TrackRecord(std::size_t capacity) : evidence(capacity) {}
+  Clock::time_point first_seen;
+  Clock::time_point last_seen;
+  Box last_box;
+  TrackEvidence evidence;
+  std::size_t decisions = 0;
+  bool recognised = false;
+  std::string outcome;  // of the latest decision: the subject, or "unknown"
+  std::size_t frames_at_decision = 0;
+  float face_at_decision = 0;
+};
+
+class StreamImpl final : public Stream {
+ public:
+  StreamImpl(const Engine& engine, const FaceAnalyzer* analyzer, Collections& collections,
+             std::unique_ptr<FrameSource> source, EventSink& sink, StreamOptions options, bool liveness_required)
+      : engine_(engine),
+        analyzer_(analyzer),
+        collections_(collections),
+        source_(std::move(source)),
+        sink_(sink),
+        options_(std::move(options)),
+        liveness_required_(liveness_required),
+        tracker_(options_.tracker) {}
+
+  ~StreamImpl() override { stop(); }
+
+  void begin() {
+    last_frame_at_ = Clock::now();
+    grabber_ = std::thread([this] { grab(); });
+    worker_ = std::thread([this] { work(); });
+  }
+
+  void stop() override {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    std::lock_guard join_lock(join_mutex_);
+    if (grabber_.joinable()) grabber_.join();
+    if (worker_.joinable()) worker_.join();
+  }
+
+  bool wait(std::chrono::milliseconds timeout) override {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, timeout, [this] { return status_.finished; });
+  }
+
+  StreamStatus status() const override {
+    std::lock_guard lock(mutex_);
+    return status_;
+  }
+
+ private:
+  void publish(StreamEvent e) {
+    e.stream = options_.name;
+    e.time = now_ms();
+    sink_.publish(e);
+  }
+
+  // Sleeps for `d` unless the stream stops first. ensures: false when stopping.
+  bool pause(std::chrono::milliseconds d) {
+    std::unique_lock lock(mutex_);
+    return !cv_.wait_for(lock, d, [this] { return stopping_; });
+  }
+
+  // The grabber: reads the source, keeps only the newest frame, reconnects with backoff.
+  void grab() {
+    bool open = false;
+    int ends = 0;
+    std::int64_t index = 0;
+    auto delay = options_.reconnect_initial;
+    auto source_failed = [&](const Error& e) {
+      {
+        std::lock_guard lock(mutex_);
+        status_.last_error = e;
+        interrupted_ = true;
+      }
+      StreamEvent ev;
+      ev.kind = StreamEvent::Kind::kSourceError;
+      ev.message = e.message;
+      ev.retry_in_ms = static_cast<double>(delay.count());
+      publish(ev);
+    };
+    for (;;) {
+      {
+        std::lock_guard lock(mutex_);
+        if (stopping_) break;
+      }
+      if (!open) {
+        if (auto st = source_->open(); !st) {
+          source_failed(st.error());
+          if (!pause(delay)) break;
+          delay = std::min(delay * 2, options_.reconnect_max);
+          continue;
+        }
+        open = true;
+        {
+          std::lock_guard lock(mutex_);
+          if (index > 0) ++status_.reconnects;
+        }
+      }
+      auto frame = source_->read();
+      if (!frame) {
+        if (frame.error().code == ErrorCode::kImageCorrupt) {
+          std::lock_guard lock(mutex_);
+          ++status_.frames_corrupt;
+          continue;
+        }
+        open = false;
+        ++ends;
+        if (options_.stop_after_ends > 0 && ends >= options_.stop_after_ends) {
+          std::lock_guard lock(mutex_);
+          source_done_ = true;
+          cv_.notify_all();
+          break;
+        }
+        source_failed(frame.error());
+        if (!pause(delay)) break;
+        delay = std::min(delay * 2, options_.reconnect_max);
+        continue;
+      }
+      delay = options_.reconnect_initial;
+      std::unique_lock lock(mutex_);
+      if (options_.lossless) {
+        cv_.wait(lock, [this] { return stopping_ || !slot_; });
+        if (stopping_) break;  // woken by stop(): the frame in the slot was not dropped
+      }
+      status_.grab_cpu_s = thread_cpu_s();
+      if (slot_) ++status_.frames_dropped;  // the worker never took it: newest frame wins
+      slot_ = Grabbed{std::move(*frame), index++, Clock::now()};
+      ++status_.frames_read;
+      last_frame_at_ = slot_->at;
+      cv_.notify_all();
+    }
+  }
+
+  // The worker: takes the newest frame, watches for stalls, runs detection and decisions.
+  void work() {
+    const auto tick = std::clamp(options_.stall_after / 4, std::chrono::milliseconds(10), std::chrono::milliseconds(250));
+    for (;;) {
+      std::optional<Grabbed> frame;
+      bool stalled_now = false, resumed = false;
+      {
+        std::unique_lock lock(mutex_);
+        cv_.wait_for(lock, tick, [this] { return stopping_ || source_done_ || slot_.has_value(); });
+        if (slot_) {
+          frame = std::move(slot_);
+          slot_.reset();
+          cv_.notify_all();  // a lossless grabber waits for the slot
+          ++status_.frames_processed;
+          if (status_.stalled || interrupted_) resumed = true;
+          status_.stalled = false;
+          interrupted_ = false;
+        } else if (stopping_ || source_done_) {
+          break;
+        } else if (!status_.stalled && Clock::now() - last_frame_at_ >= options_.stall_after) {
+          status_.stalled = stalled_now = true;
+        }
+      }
+      if (stalled_now) {
+        StreamEvent e;
+        e.kind = StreamEvent::Kind::kStreamStalled;
+        e.message = "no frame for " + std::to_string(options_.stall_after.count()) + " ms";
+        publish(e);
+      }
+      if (resumed) {
+        StreamEvent e;
+        e.kind = StreamEvent::Kind::kStreamResumed;
+        publish(e);
+      }
+      if (frame) {
+        const auto t0 = Clock::now();
+        const double cpu0 = thread_cpu_s();
+        process(*frame);
+        const double cpu = thread_cpu_s() - cpu0;
+        const double busy = std::chrono::duration<double>(Clock::now() - t0).count();
+        std::lock_guard lock(mutex_);
+        status_.busy_s += busy;
+        status_.busy_cpu_s += cpu;
+      }
+    }
+    finish_tracks();
+    std::lock_guard lock(mutex_);
+    status_.finished = true;
+    status_.open_tracks = 0;
+    cv_.notify_all();
+  }
+
+  // A track whose identity is settled: recognised, or unknown with no re-decision left.
+  bool settled(const TrackRecord& r) const {
+    return r.recognised || r.decisions > options_.decision.max_redecisions;
+  }
+
+  void process(const Grabbed& frame) {
+    if (last_detect_ >= 0 && frame.index - last_detect_ < options_.detect_every) return;
+    last_detect_ = frame.index;
+    DetectOptions boxes_only = options_.detect;
+    boxes_only.landmarks = false;  // located below, only for the faces embedded
+    std::vector<Face> faces = engine_.detect(frame.bgr, boxes_only);
+    // Templates are what appearance matching and the decisions need; a face that clearly
+    // continues a settled track alone (one prediction overlaps it, well) is not embedded.
+    std::vector<Face> to_embed;
+    std::vector<std::size_t> embedded_index;
+    for (std::size_t i = 0; i < faces.size(); ++i) {
+      if (!continues_settled_track(faces[i].box)) {
+        to_embed.push_back(faces[i]);
+        embedded_index.push_back(i);
+      }
+    }
+    if (!to_embed.empty()) {
+      engine_.locate_landmarks(frame.bgr, to_embed);
+      engine_.embed(frame.bgr, to_embed);
+      if (analyzer_ != nullptr) {
+        AnalysisRequest request;
+        request.liveness = liveness_required_;
+        analyzer_->analyze(frame.bgr, to_embed, request);
+      }
+    }
+    std::vector<Detection> detections(faces.size());
+    for (std::size_t i = 0; i < faces.size(); ++i) detections[i].box = faces[i].box;
+    for (std::size_t k = 0; k < to_embed.size(); ++k) detections[embedded_index[k]].embedding = to_embed[k].embedding;
+    const auto update = tracker_.update(detections);
+    for (std::size_t i = 0; i < faces.size(); ++i) {
+      const std::int64_t id = update.track_of[i];
+      auto [it, added] = tracks_.try_emplace(id, options_.decision.max_evidence);
+      TrackRecord& r = it->second;
+      if (added) r.first_seen = frame.at;
+      r.last_seen = frame.at;
+      r.last_box = faces[i].box;
+      if (options_.on_track_box) options_.on_track_box(id, frame.index, faces[i].box);
+    }
+    for (std::size_t k = 0; k < to_embed.size(); ++k) {
+      TrackRecord& r = tracks_.at(update.track_of[embedded_index[k]]);
+      const Face& f = to_embed[k];
+      Evidence e;
+      e.weight = stream_detail::quality_weight(f, options_.decision.min_face);
+      if (e.weight <= 0 || settled(r)) continue;
+      e.embedding = f.embedding;
+      e.face_px = std::min(f.box.width, f.box.height);
+      e.frame = frame.index;
+      if (f.liveness) e.liveness = f.liveness->score;
+      r.evidence.add(std::move(e));
+    }
+    for (Face& f : to_embed) std::fill(f.embedding.begin(), f.embedding.end(), 0.0f);
+    for (auto& [id, r] : tracks_) {
+      if (settled(r)) continue;
+      const std::size_t good = r.evidence.good_frames();
+      const bool first = r.decisions == 0 && good >= options_.decision.frames;
+      const bool again = r.decisions > 0 && good >= r.frames_at_decision + options_.decision.redecide_after &&
+                         r.evidence.largest_face() >= options_.decision.regrow * r.face_at_decision;
+      if (first || again) decide(id, r, frame.index);
+    }
+    for (std::int64_t id : update.ended) end_track(id, frame.index);
+    std::lock_guard lock(mutex_);
+    ++status_.detections_run;
+    status_.open_tracks = tracks_.size();
+  }
+
+  bool continues_settled_track(const Box& box) const {
+    const stream_detail::TrackState* only = nullptr;
+    for (const auto& t : tracker_.tracks()) {
+      const float overlap = iou(stream_detail::Tracker::predict(t, t.missed + 1), box);
+      if (overlap < options_.tracker.min_iou) continue;
+      if (only != nullptr || overlap < 0.5f) return false;  // two candidates, or a loose fit: look
+      only = &t;
+    }
+    if (only == nullptr) return false;
+    auto it = tracks_.find(only->id);
+    return it != tracks_.end() && settled(it->second);
+  }
+
+  void decide(std::int64_t id, TrackRecord& r, std::int64_t frame_index) {
+    std::vector<float> combined = r.evidence.combined();
+    TemplateProbe probe;
+    probe.embedding = combined;
+    probe.box = r.last_box;
+    probe.source = "stream " + options_.name + " track " + std::to_string(id);
+    probe.purpose = options_.purpose;
+    probe.frames = r.evidence.size();
+    if (liveness_required_ && analyzer_ != nullptr) {
+      const auto score = r.evidence.liveness();
+      probe.live = score && *score >= analyzer_->liveness_threshold();
+    }
+    SearchOptions search;
+    search.top_k = 1;
+    search.admit_faces = options_.admit;
+    auto found = collections_.search_template(options_.collection, probe, search, options_.context);
+    std::fill(combined.begin(), combined.end(), 0.0f);
+    const std::string previous = r.decisions > 0 ? r.outcome : std::string();
+    ++r.decisions;
+    r.frames_at_decision = r.evidence.good_frames();
+    r.face_at_decision = r.evidence.largest_face();
+    {
+      std::lock_guard lock(mutex_);
+      ++status_.decisions;
+      if (!found) status_.last_error = found.error();
+    }
+    const bool match = found && !found->matches.empty() && found->matches.front().match;
+    const auto now = Clock::now();
+    StreamEvent e;
+    e.track = id;
+    e.duration_s = std::chrono::duration<double>(now - r.first_seen).count();
+    e.face_px = r.evidence.largest_face();
+    if (!match) {
+      r.outcome = "unknown";
+      if (!previous.empty()) return;  // still unknown: nothing new to say
+      e.kind = StreamEvent::Kind::kUnknown;
+      publish(e);
+      return;
+    }
+    const SubjectMatch& m = found->matches.front();
+    r.recognised = true;
+    r.outcome = m.subject;
+    {
+      std::lock_guard lock(mutex_);
+      ++status_.recognised;
+    }
+    e.kind = StreamEvent::Kind::kRecognised;
+    e.subject = m.subject;
+    e.similarity = m.similarity;
+    e.threshold = m.threshold;
+    e.frames_used = probe.frames;
+    e.decision_ms = std::chrono::duration<double, std::milli>(now - r.first_seen).count();
+    e.frame = frame_index;
+    e.upgrade_of = previous;
+    publish(e);
+  }
+
+  void end_track(std::int64_t id, std::int64_t frame_index) {
+    auto it = tracks_.find(id);
+    if (it == tracks_.end()) return;
+    TrackRecord& r = it->second;
+    if (r.decisions == 0 && r.evidence.good_frames() > 0) decide(id, r, frame_index);
+    StreamEvent e;
+    e.kind = StreamEvent::Kind::kTrackEnded;
+    e.track = id;
+    e.duration_s = std::chrono::duration<double>(r.last_seen - r.first_seen).count();
+    e.outcome = r.decisions == 0 ? "undecided" : (r.recognised ? "recognised" : "unknown");
+    r.evidence.clear();
+    tracks_.erase(it);
+    {
+      std::lock_guard lock(mutex_);
+      ++status_.tracks;
+    }
+    publish(e);
+  }
+
+  void finish_tracks() {
+    for (std::int64_t id : tracker_.end_all()) end_track(id, last_detect_);
+  }
+
+  const Engine& engine_;
+  const FaceAnalyzer* analyzer_;
+  Collections& collections_;
+  std::unique_ptr<FrameSource> source_;
+  EventSink& sink_;
+  const StreamOptions options_;
+  const bool liveness_required_;
+
+  // Worker-only state.
+  stream_detail::Tracker tracker_;
+  std::map<std::int64_t, TrackRecord> tracks_;
+  std::int64_t last_detect_ = -1;
+
+  // Shared between the threads, under mutex_.
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::optional<Grabbed> slot_;  // the newest frame, not yet taken
+  Clock::time_point last_frame_at_;
+  bool stopping_ = false;
+  bool source_done_ = false;
+  bool interrupted_ = false;     // a source error since the last frame taken
+  StreamStatus status_;
+
+  std::mutex join_mutex_;        // stop() from two threads joins once
+  std::thread grabber_;
+  std::thread worker_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Stream>> Stream::start(const Engine& engine, const FaceAnalyzer* analyzer,
+                                              Collections& collections, std::unique_ptr<FrameSource> source,
+                                              EventSink& sink, StreamOptions options) {
+  if (!source) throw std::invalid_argument("Stream::start: no source");
+  if (auto ok = check_audit_context(options.context, true); !ok) return ok.error();
+  if (options.name.empty() || options.name.size() > kMaxStreamNameBytes) {
+    return Error{ErrorCode::kInvalidArgument, "a stream's name is 1..128 bytes"};
+  }
+  if (options.detect_every < 1) return Error{ErrorCode::kInvalidArgument, "detect_every must be at least 1"};
+  if (options.decision.frames == 0 || options.decision.max_evidence == 0) {
+    return Error{ErrorCode::kInvalidArgument, "a decision needs at least one frame"};
+  }
+  auto collection = collections.store().get_collection(options.collection);
+  if (!collection) return collection.error();
+  if (options.purpose != collection->purpose) {
+    return Error{ErrorCode::kConsentRequired, "the stream's purpose is not collection " + options.collection +
+                                                  "'s (\"" + collection->purpose +
+                                                  "\"): its subjects consented to that purpose only"};
+  }
+  if (collection->liveness_required && analyzer == nullptr) {
+    return Error{ErrorCode::kInvalidArgument, "collection " + options.collection +
+                                                  " requires liveness: the stream needs the face analyser"};
+  }
+  auto s = std::make_unique<StreamImpl>(engine, analyzer, collections, std::move(source), sink, std::move(options),
+                                        collection->liveness_required);
+  s->begin();
+  return std::unique_ptr<Stream>(std::move(s));
+}
+
+}  // namespace candor
