@@ -19,23 +19,28 @@
 // added wait for them).
 //
 // The algorithm is named by a spec string, in the manner of make_index():
-//   "cw[,k=K][,edge=E][,merge=M][,iter=I]"
+//   "cw[,k=K][,edge=E][,sharp=S][,merge=M][,grow=G][,link=centroid|average][,iter=I]"
 //     1. neighbours: each face's K nearest faces (default 24), found with the
 //        index named by GroupingOptions::index_spec (never an n x n matrix);
-//     2. a graph of the pairs with similarity >= E (default 0.48), minus
-//        same-photo and cannot-link pairs; must-linked faces are one node;
-//     3. Chinese whispers (Biemann 2006) weighted by similarity, I rounds
-//        (default 20), in a seeded random order;
+//     2. a graph of the pairs with similarity >= E (default 0.54), minus
+//        same-photo and cannot-link pairs, each weighing exp(S * (sim - E))
+//        (default S = 10: a pair at 0.64 outvotes one at 0.54 2.7 to 1; S = 0 is
+//        dlib's unweighted graph); must-linked faces are one node;
+//     3. Chinese whispers (Biemann 2006) over that graph, at most I rounds
+//        (default 20), in a random order drawn from GroupingOptions::seed;
 //     4. groups that hold a conflict (same photo, cannot-link) are split:
-//        faces in order of similarity to the group's mean template, each into
-//        the first part it does not conflict with;
-//     5. groups merged while the cosine of their mean templates (the subject
-//        template of issue 11) is >= M (default 0.56), best pair first,
-//        unless the merge would join a conflict; candidate pairs are the
-//        groups joined by a neighbour pair of step 1.
-//   The defaults were chosen on LFW people whose names start A-M with this
-//   model's templates (`candor bench library`, README "Photo libraries"):
-//   BCubed F on the people N-Z and on all of LFW is reported there.
+//        faces in order of similarity to the group's mean, each into the first
+//        part it does not conflict with;
+//     5. groups merged in rounds, best pair first, while the cosine of their mean
+//        templates (the subject template of issue 11; link=average: the mean
+//        pairwise similarity) is >= M + G * (1 - 1/min(size_a, size_b))
+//        (default M = 0.50, G = 0.1: a single face joins a group at 0.50, two
+//        groups of many faces need 0.60, as the means of larger groups score
+//        higher for impostors too), unless the merge would join a conflict;
+//        candidate pairs are the groups joined by a neighbour pair of step 1.
+//   The defaults were chosen on the LFW people whose names start A-M with this
+//   model's templates (`candor bench library --tune`); BCubed F on the people
+//   N-Z and on all of LFW is in README "Photo libraries: grouping (issue 13)".
 //
 // Thread safety: the const members may be called concurrently with each other;
 // add, correct and regroup need exclusive access (the owner holds a
@@ -75,12 +80,15 @@ struct GroupingConstraints {
 };
 
 // The default grouping spec (see the top of this file for where it comes from).
-inline constexpr const char* kDefaultGroupingSpec = "cw,k=24,edge=0.48,merge=0.56,iter=20";
+inline constexpr const char* kDefaultGroupingSpec = "cw,k=24,edge=0.54,sharp=10,merge=0.50,grow=0.1,iter=20";
 
 struct GroupingOptions {
   std::string spec = kDefaultGroupingSpec;
-  // The neighbour search (a make_index spec). Exact at LFW's size; at 100k faces
-  // "IVF" keeps a full grouping under a minute (README "Photo libraries").
+  // The neighbour search (a make_index spec). "Flat" is exact and right at LFW's
+  // size (13k faces: all 13k searches in ~2 s of BLAS); at 100k faces it would
+  // cost ~10 TFLOP, so large libraries pass an IVF spec, e.g.
+  // "IVF1024,SQ8,nprobe=32,pca=128,refine=100" (exhaustive, so exact, below
+  // 40,960 faces; timings in README "Photo libraries: grouping (issue 13)").
   std::string index_spec = "Flat";
   int threads = 0;          // 0: one per core
   std::uint64_t seed = 1;   // the order of Chinese whispers: the same seed, the same groups

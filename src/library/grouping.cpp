@@ -21,12 +21,13 @@ namespace candor {
 namespace {
 
 struct Params {
+  // The defaults are kDefaultGroupingSpec's (include/candor/library.h).
   std::size_t k = 24;
-  float edge = 0.48F;
-  float merge = 0.56F;
-  float grow = 0.0F;      // the merge threshold rises by grow * (1 - 1/min(size_a, size_b))
+  float edge = 0.54F;
+  float merge = 0.50F;
+  float grow = 0.1F;      // the merge threshold rises by grow * (1 - 1/min(size_a, size_b))
   bool average = false;   // link=average: mean pairwise similarity instead of the means' cosine
-  float sharp = 0.0F;     // an edge weighs exp(sharp * (similarity - edge)); 0: every edge weighs 1
+  float sharp = 10.0F;    // an edge weighs exp(sharp * (similarity - edge)); 0: every edge weighs 1
   int iterations = 20;
 };
 
@@ -546,9 +547,10 @@ class FaceGroupingImpl final : public FaceGrouping {
 
   // Step 5: merge groups by the cosine of their mean templates. In rounds: the
   // pairs of groups joined by a neighbour pair, scored with this round's means, best
-  // first, each group merged at most once per round; until a round merges nothing.
+  // first, each re-scored if a side has changed; until a round merges nothing.
   // (A priority queue re-scoring every neighbour after each merge costs
-  // groups x neighbours x dim once groups grow large.)
+  // groups x neighbours x dim once groups grow large; one merge per group per round
+  // needs as many rounds as the largest group absorbs: minutes at 100k faces.)
   void merge_groups(const Problem& p, bool merge_fixed) {
     const auto d = static_cast<std::size_t>(dim_);
     struct Group {
@@ -587,8 +589,18 @@ class FaceGroupingImpl final : public FaceGrouping {
     };
     std::vector<std::pair<std::int64_t, std::int64_t>> pairs;
     std::vector<Candidate> candidates;
-    std::unordered_set<std::int64_t> used;
+    std::unordered_map<std::int64_t, std::int64_t> forward;  // merged label -> the label it went to
     std::unordered_map<std::int64_t, double> norms;
+    auto score = [&](const Group& a, const Group& b) {
+      const double ab = std::inner_product(a.sum.begin(), a.sum.end(), b.sum.begin(), 0.0);
+      if (params_.average) return ab / (static_cast<double>(a.faces.size()) * static_cast<double>(b.faces.size()));
+      const double n2 = norm(a) * norm(b);
+      return n2 > 0 ? ab / n2 : 0.0;
+    };
+    auto threshold = [&](const Group& a, const Group& b) {
+      const auto smaller = static_cast<double>(std::min(a.faces.size(), b.faces.size()));
+      return params_.merge + params_.grow * (1.0 - 1.0 / smaller);
+    };
     for (;;) {
       pairs.clear();
       for (const Edge& e : p.edges) {
@@ -608,20 +620,29 @@ class FaceGroupingImpl final : public FaceGrouping {
         const double na = norms[la], nb = norms[lb];
         if (na <= 0 || nb <= 0) continue;
         const double ab = std::inner_product(a.sum.begin(), a.sum.end(), b.sum.begin(), 0.0);
-        const auto sa = static_cast<double>(a.faces.size()), sb = static_cast<double>(b.faces.size());
-        const double s = params_.average ? ab / (sa * sb) : ab / (na * nb);
-        if (s >= params_.merge + params_.grow * (1.0 - 1.0 / std::min(sa, sb))) candidates.push_back({s, la, lb});
+        const double s = params_.average ? ab / (static_cast<double>(a.faces.size()) * static_cast<double>(b.faces.size()))
+                                         : ab / (na * nb);
+        if (s >= threshold(a, b)) candidates.push_back({s, la, lb});
       }
       std::sort(candidates.begin(), candidates.end(), [](const Candidate& x, const Candidate& y) {
         return x.score != y.score ? x.score > y.score : std::tie(x.a, x.b) < std::tie(y.a, y.b);
       });
-      used.clear();
+      // A pair scored at the start of the round is re-scored with the current means
+      // (either side may have merged since) before it merges.
+      forward.clear();
+      auto current = [&](std::int64_t l) {
+        for (auto it = forward.find(l); it != forward.end(); it = forward.find(l)) l = it->second;
+        return l;
+      };
       bool merged = false;
       for (const Candidate& c : candidates) {
-        if (used.count(c.a) || used.count(c.b)) continue;
-        Group* keep = &groups.at(c.a);
-        Group* gone = &groups.at(c.b);
-        std::int64_t keep_l = c.a, gone_l = c.b;
+        const std::int64_t ca = current(c.a), cb = current(c.b);
+        if (ca == cb) continue;
+        Group* keep = &groups.at(ca);
+        Group* gone = &groups.at(cb);
+        if (!merge_fixed && keep->fixed && gone->fixed) continue;
+        if ((ca != c.a || cb != c.b) && score(*keep, *gone) < threshold(*keep, *gone)) continue;
+        std::int64_t keep_l = ca, gone_l = cb;
         // The survivor keeps a fixed group's id (at most one of them is fixed when
         // merge_fixed is false); otherwise the larger group's.
         if (gone->fixed > keep->fixed || (gone->fixed == keep->fixed && gone->faces.size() > keep->faces.size())) {
@@ -636,12 +657,12 @@ class FaceGroupingImpl final : public FaceGrouping {
           if (clash) break;
         }
         if (clash) continue;
-        used.insert(c.a), used.insert(c.b);
         for (int f : gone->faces) group_[static_cast<std::size_t>(f)] = keep_l;
         keep->faces.insert(keep->faces.end(), gone->faces.begin(), gone->faces.end());
         for (std::size_t j = 0; j < d; ++j) keep->sum[j] += gone->sum[j];
         keep->fixed = keep->fixed || gone->fixed;
         groups.erase(gone_l);
+        forward[gone_l] = keep_l;
         merged = true;
       }
       if (!merged) break;
