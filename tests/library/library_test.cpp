@@ -141,14 +141,18 @@ TEST(FaceGroupingTest, TwoFacesOfOnePhotoNeverGrouped) {
   }
 }
 
+// Whether faces a and b end in one group when the people are grouped all at once.
+bool grouped_together(const People& p, const GroupingConstraints& c, std::int64_t a, std::int64_t b) {
+  auto full = group_faces(kDim, p.faces, p.vectors, c);
+  EXPECT_TRUE(full.ok());
+  return full.ok() && full->at(a) == full->at(b);
+}
+
 TEST(FaceGroupingTest, CannotLinkRespectedByFullIncrementalAndRegroup) {
   const People p(8, 5, 3);
-  const FacePair apart{1, 2};  // two faces of the first person
-  GroupingConstraints c;
-  c.cannot_link.push_back(apart);
-  auto full = group_faces(kDim, p.faces, p.vectors, c);
-  ASSERT_TRUE(full.ok());
-  EXPECT_NE(full->at(1), full->at(2));
+  const GroupingConstraints c{{{1, 2}}, {}};  // two faces of the first person
+  EXPECT_TRUE(grouped_together(p, {}, 1, 2));
+  EXPECT_FALSE(grouped_together(p, c, 1, 2));
 
   auto g = make();
   ASSERT_TRUE(g->add(std::span(p.faces).first(20), p.rows(0, 20)).ok());
@@ -171,12 +175,9 @@ TEST(FaceGroupingTest, CannotLinkRecordedBeforeTheFacesArrive) {
 
 TEST(FaceGroupingTest, MustLinkRespectedByFullIncrementalAndRegroup) {
   const People p(8, 5, 5);
-  const FacePair together{1, 40};  // the first and the last person
-  GroupingConstraints c;
-  c.must_link.push_back(together);
-  auto full = group_faces(kDim, p.faces, p.vectors, c);
-  ASSERT_TRUE(full.ok());
-  EXPECT_EQ(full->at(1), full->at(40));
+  const GroupingConstraints c{{}, {{1, 40}}};  // the first and the last person
+  EXPECT_FALSE(grouped_together(p, {}, 1, 40));
+  EXPECT_TRUE(grouped_together(p, c, 1, 40));
 
   auto g = make();
   ASSERT_TRUE(g->add(p.faces, p.vectors).ok());
