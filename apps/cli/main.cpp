@@ -11,6 +11,7 @@
 #include "analyze/analyze_bench.h"
 #include "engine/engine_bench.h"
 #include "stream/stream_bench.h"
+#include "library/library_bench.h"
 #include "server_commands.h"
 #if CANDOR_HAVE_INDEX_BENCH
 #include "index/index_bench.h"
@@ -105,6 +106,7 @@ int main(int argc, char** argv) {
   candor::bench::register_engine_bench_commands(*bench, ctx.engine_options);
   candor::bench::register_analyze_bench_commands(*bench, ctx.engine_options);
   candor::bench::register_stream_bench_commands(*bench, ctx.engine_options);
+  candor::bench::register_library_bench_commands(*bench, ctx.engine_options);
 #if CANDOR_HAVE_INDEX_BENCH
   candor::bench::register_index_bench_commands(*bench);
 #endif

@@ -197,9 +197,6 @@ SubjectCalibration calibrate_subject_thresholds(const std::vector<PersonImages>&
   return c;
 }
 
-namespace {
-
-// Groups sorted "Name/Name_NNNN.jpg" keys by person: indices into `keys`.
 std::vector<PersonImages> group_by_person(const std::vector<std::string>& keys) {
   std::vector<PersonImages> people;
   std::string last;
@@ -211,7 +208,6 @@ std::vector<PersonImages> group_by_person(const std::vector<std::string>& keys) 
   return people;
 }
 
-// Every image under <root>/lfw, grouped by person, in name then index order.
 std::vector<std::string> all_lfw_keys(const std::filesystem::path& root) {
   std::map<std::string, std::vector<std::string>> people;
   for (const auto& dir : std::filesystem::directory_iterator(root / "lfw")) {
@@ -229,6 +225,8 @@ std::vector<std::string> all_lfw_keys(const std::filesystem::path& root) {
   }
   return keys;
 }
+
+namespace {
 
 constexpr double kFpirs[] = {1e-2, 1e-3};
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <filesystem>
 #include <optional>
 #include <span>
 #include <string>
@@ -16,6 +17,13 @@
 namespace candor::bench {
 
 // One person's images (candor::PersonImages), in LFW order (_0001 first).
+
+// Every image under <root>/lfw as "Name/Name_NNNN.jpg", grouped by person, in name then
+// index order (the keys of the template cache).
+std::vector<std::string> all_lfw_keys(const std::filesystem::path& root);
+
+// Groups sorted "Name/Name_NNNN.jpg" keys by person: indices into `keys`.
+std::vector<PersonImages> group_by_person(const std::vector<std::string>& keys);
 
 struct IdentProbe {
   std::size_t image = 0;
