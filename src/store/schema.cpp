@@ -5,6 +5,7 @@
 #include <array>
 #include <string>
 
+#include "schema_history.h"
 #include "sqlite_store.h"
 
 namespace candor::store_detail {
@@ -170,7 +171,9 @@ std::int64_t schema_version(Database& db) {
   return db.query_int("SELECT MAX(version) FROM schema_version").value_or(0);
 }
 
-void migrate(Database& db, std::int64_t now_ms) {
+void migrate(Database& db, std::int64_t now_ms) { migrate_up_to(db, latest_schema_version(), now_ms); }
+
+void migrate_up_to(Database& db, int target_version, std::int64_t now_ms) {
   Transaction txn(db);
   db.exec(
       "CREATE TABLE IF NOT EXISTS schema_version ("
@@ -183,7 +186,7 @@ void migrate(Database& db, std::int64_t now_ms) {
              std::to_string(latest_schema_version()) + "); upgrade Candor");
   }
   for (const Migration& m : kMigrations) {
-    if (m.version <= current) continue;
+    if (m.version <= current || m.version > target_version) continue;
     db.exec(m.sql);
     Statement st = db.prepare("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)");
     st.bind(1, m.version).bind(2, now_ms).run();
