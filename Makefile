@@ -36,6 +36,7 @@ bench-lfw: setup  ## LFW accuracy (needs ../shared/datasets/lfw)
 	@$(BUILD)/candor bench lfw
 
 deb: setup        ## the Debian package build/package/candor_<version>_amd64.deb (binary, models, console, systemd unit)
+	@cmake --build $(BUILD) -j $(JOBS) --target candor
 	@cd $(BUILD) && cpack -G DEB
 	@ls -l $(BUILD)/package/*.deb
 

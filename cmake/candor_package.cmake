@@ -14,6 +14,10 @@
 # (installed_data_dir in candor/models.h), so one build serves the tree and the package.
 include(GNUInstallDirs)
 
+# `cmake --install` and CPack install what is built; they do not first build every target of
+# the tree (tests, benchmarks, fuzzers): `make deb` builds the candor target before CPack.
+set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY ON)
+
 install(TARGETS candor RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
 file(READ "${PROJECT_SOURCE_DIR}/config/models.json" _candor_manifest)
@@ -36,8 +40,8 @@ set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGE_CONTACT "Candor maintainers <candor@localhost>")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "Consent-first face recognition engine and HTTP service")
 set(CPACK_PACKAGE_DESCRIPTION
-    "Candor detects, embeds and identifies faces against collections of enrolled subjects who gave\n"
-    "consent, with encrypted templates and a hash-chained audit log, served over HTTP by systemd.")
+    "Candor detects, embeds and identifies faces against collections of enrolled subjects who gave \
+consent, with encrypted templates and a hash-chained audit log, served over HTTP by systemd.")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_PACKAGE_FILE_NAME "candor_${PROJECT_VERSION}_amd64")
 set(CPACK_OUTPUT_FILE_PREFIX "${PROJECT_BINARY_DIR}/package")
