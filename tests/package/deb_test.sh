@@ -27,12 +27,17 @@ for d in /var/lib/candor /etc/candor; do
   [ ! -e "$d" ] || skip "$d exists; the test's purge would delete it"
 done
 
-# The package: given, else the one `make deb` left if it is newer than the binary, else
-# built now (once; later runs reuse it).
+# The package: given, else the one `make deb` left if it is newer than its inputs, else
+# built now when any of its inputs is newer (once; later runs reuse it).
 deb="${CANDOR_DEB:-}"
 if [ -z "$deb" ]; then
   deb="$(ls -t "$build"/package/candor_*.deb 2>/dev/null | head -1 || true)"
-  if [ -z "$deb" ] || [ "$build/candor" -nt "$deb" ]; then
+  src="$(cd "$(dirname "$0")/../.." && pwd)"
+  stale=0
+  for input in "$build/candor" "$src"/packaging/* "$src"/packaging/debian/* "$src/cmake/candor_package.cmake"; do
+    if [ -z "$deb" ] || [ "$input" -nt "$deb" ]; then stale=1; fi
+  done
+  if [ "$stale" = 1 ]; then
     (cd "$build" && cpack -G DEB >/dev/null)
     deb="$(ls -t "$build"/package/candor_*.deb | head -1)"
   fi
