@@ -180,6 +180,12 @@ class VerifyTest : public StaffStoreTest {
     store_.reset();  // verify opens its own
   }
   Result<StoreCheck> verify() { return verify_store(path_, options_with_key()); }
+  // The first problem verify names ("" when it finds none, or cannot read the store).
+  std::string first_problem() {
+    Result<StoreCheck> r = verify();
+    EXPECT_TRUE(r.ok()) << r.error().message;
+    return r.ok() && !r->ok() ? r->problems.front() : std::string();
+  }
   std::vector<FaceId> ids_;
 };
 
@@ -197,27 +203,21 @@ TEST_P(VerifyTest, NamesACorruptedTemplate) {
   // Another face's ciphertext in this row: valid bytes, bound to another face id.
   db_->exec("UPDATE faces SET template = (SELECT template FROM faces WHERE id = " + std::to_string(ids_[0]) +
             ") WHERE id = " + std::to_string(ids_[1]));
-  Result<StoreCheck> r = verify();
-  ASSERT_TRUE(r.ok()) << r.error().message;
-  ASSERT_FALSE(r->ok());
-  EXPECT_NE(r->problems.front().find("face " + std::to_string(ids_[1])), std::string::npos) << r->problems.front();
+  const std::string problem = first_problem();
+  EXPECT_NE(problem.find("face " + std::to_string(ids_[1])), std::string::npos) << problem;
 }
 
 TEST_P(VerifyTest, NamesABrokenAuditChain) {
   db_->drop_audit_guards();
   db_->exec("UPDATE audit_log SET reason = 'nothing happened' WHERE seq = 3");
-  Result<StoreCheck> r = verify();
-  ASSERT_TRUE(r.ok()) << r.error().message;
-  ASSERT_FALSE(r->ok());
-  EXPECT_NE(r->problems.front().find("seq 3"), std::string::npos) << r->problems.front();
+  const std::string problem = first_problem();
+  EXPECT_NE(problem.find("seq 3"), std::string::npos) << problem;
 }
 
 TEST_P(VerifyTest, NamesAFaceWithoutConsent) {
   db_->exec("DELETE FROM consents WHERE subject = 'alice'");
-  Result<StoreCheck> r = verify();
-  ASSERT_TRUE(r.ok()) << r.error().message;
-  ASSERT_FALSE(r->ok());
-  EXPECT_NE(r->problems.front().find("no consent record"), std::string::npos) << r->problems.front();
+  const std::string problem = first_problem();
+  EXPECT_NE(problem.find("no consent record"), std::string::npos) << problem;
 }
 
 TEST_P(VerifyTest, TheWrongKeyFailsClearly) {
