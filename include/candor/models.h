@@ -94,6 +94,9 @@ std::string_view model_role_name(ModelRole role) noexcept;
 std::filesystem::path installed_data_dir(const std::filesystem::path& executable);
 // installed_data_dir() of the running process (/proc/self/exe).
 std::filesystem::path installed_data_dir();
+// ensures: installed_data_dir() / relative when this process runs from an installation,
+//          else build_default (the source tree's file, compiled in).
+std::filesystem::path installed_or(const std::filesystem::path& relative, const std::filesystem::path& build_default);
 
 // The model directory and manifest in force: `given` when not empty, else
 // $CANDOR_MODEL_DIR / $CANDOR_MANIFEST, else the installed data directory's

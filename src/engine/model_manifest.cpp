@@ -52,13 +52,10 @@ std::filesystem::path installed_data_dir() {
   return ec ? std::filesystem::path() : installed_data_dir(self);
 }
 
-namespace {
-// The build's default, unless this binary runs from an installation (see installed_data_dir).
-std::filesystem::path installed_or(const std::filesystem::path& relative, const char* build_default) {
+std::filesystem::path installed_or(const std::filesystem::path& relative, const std::filesystem::path& build_default) {
   const std::filesystem::path installed = installed_data_dir();
-  return installed.empty() ? std::filesystem::path(build_default) : installed / relative;
+  return installed.empty() ? build_default : installed / relative;
 }
-}  // namespace
 
 std::filesystem::path resolve_model_dir(const std::filesystem::path& given) {
   return !given.empty() ? given : env_or("CANDOR_MODEL_DIR", installed_or("models", CANDOR_DEFAULT_MODEL_DIR));

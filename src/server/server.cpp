@@ -118,12 +118,8 @@ class ServerImpl final : public Server {
     ctx_.gate = std::make_unique<server::AdmissionGate>(workers, queue,
                                                         std::chrono::milliseconds(options.queue_timeout_ms));
 
-    // Default: the installed console (installed_data_dir, candor/models.h), else the source tree's.
-    std::filesystem::path web = options.web_dir;
-    if (web.empty()) {
-      const std::filesystem::path installed = installed_data_dir();
-      web = installed.empty() ? std::filesystem::path(CANDOR_WEB_DIR) : installed / "web";
-    }
+    // Default: the installed console (installed_or, candor/models.h), else the source tree's.
+    const std::filesystem::path web = options.web_dir.empty() ? installed_or("web", CANDOR_WEB_DIR) : options.web_dir;
     std::error_code ec;
     if (!web.empty()) ctx_.web_root = std::filesystem::canonical(web, ec);
     if (ctx_.web_root.empty() || ec) {

@@ -40,6 +40,7 @@ TEST_F(InstallPathsTest, ABuildTreeBinaryKeepsTheBuildsPaths) {
   const char* env = std::getenv("CANDOR_MODEL_DIR");
   EXPECT_EQ(resolve_model_dir(), std::filesystem::path(env != nullptr && *env ? env : CANDOR_MODEL_DIR));
   EXPECT_EQ(resolve_model_dir("/given"), std::filesystem::path("/given"));
+  EXPECT_EQ(installed_or("web", "/source/web"), std::filesystem::path("/source/web"));
 }
 
 }  // namespace
