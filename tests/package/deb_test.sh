@@ -20,7 +20,7 @@ done
 # One package test at a time on this machine.
 exec 9>/tmp/candor-deb-test.lock
 flock 9
-if dpkg-query -W -f='${Status}' candor 2>/dev/null | grep -q installed; then
+if dpkg-query -W -f='${Status}' candor 2>/dev/null | grep installed >/dev/null; then
   skip "a candor package is installed already; the test would remove it"
 fi
 for d in /var/lib/candor /etc/candor; do
@@ -56,6 +56,8 @@ cleanup() {
 trap cleanup EXIT
 work="$(mktemp -d)"
 fail() { echo "FAIL: $*"; exit 1; }
+# Pipelines end in `grep PATTERN >/dev/null`, not `grep -q`: -q stops reading at the first
+# match and the writer then fails with EPIPE, which pipefail turns into a failure.
 mode_of() { stat -c '%a %U:%G' "$1"; }
 expect_mode() {  # PATH "MODE OWNER:GROUP"
   local got; got="$(mode_of "$1")"
@@ -67,11 +69,11 @@ expect_mode() {  # PATH "MODE OWNER:GROUP"
 dpkg-deb -c "$deb" > "$work/contents"
 for f in ./usr/bin/candor ./usr/share/candor/config/models.json ./usr/share/candor/web/index.html \
          ./lib/systemd/system/candor.service ./etc/candor/candor.conf; do
-  grep -q " $f\$" "$work/contents" || fail "package lacks $f"
+  grep " $f\$" "$work/contents" >/dev/null || fail "package lacks $f"
 done
 models=$(grep -c ' ./usr/share/candor/models/.*\.onnx$' "$work/contents" || true)
 [ "$models" -ge 3 ] || fail "package holds $models models"
-dpkg-deb --ctrl-tarfile "$deb" | tar -x -O ./conffiles | grep -qx /etc/candor/candor.conf \
+dpkg-deb --ctrl-tarfile "$deb" | tar -x -O ./conffiles | grep -x /etc/candor/candor.conf >/dev/null \
   || fail "/etc/candor/candor.conf is not a conffile"
 
 dpkg -i "$deb" >/dev/null
@@ -89,7 +91,7 @@ else
   echo "note: systemd-analyze not installed; unit not verified"
 fi
 # The installed binary finds its data under /usr/share/candor, not in a build tree.
-/usr/bin/candor --help | grep -q "/usr/share/candor/models" || fail "candor --help does not name /usr/share/candor/models"
+/usr/bin/candor --help | grep "/usr/share/candor/models" >/dev/null || fail "candor --help does not name /usr/share/candor/models"
 
 # Start it as the unit does. The operator's edit of the conffile: a free port.
 unit_value() { sed -n "s/^$1=//p" "$unit" | head -1; }
@@ -97,7 +99,7 @@ user="$(unit_value User)"; group="$(unit_value Group)"; wd="$(unit_value Working
 envfile="$(unit_value EnvironmentFile)"; exec_start="$(unit_value ExecStart)"; umask_value="$(unit_value UMask)"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 sed -i "s/--port [0-9]*/--port $port/" "$envfile"
-grep -q -- "--port $port" "$envfile" || fail "could not set the port in $envfile"
+grep -- "--port $port" "$envfile" >/dev/null || fail "could not set the port in $envfile"
 # systemd reads the environment file as KEY=value lines and expands $VAR in ExecStart
 # into words; a shell does the same for these plain values.
 set -a; . "$envfile"; set +a
@@ -121,10 +123,10 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 [ -n "$ready" ] || { cat "$work/stderr"; fail "not ready within 30 s"; }
-curl -fsS "$url/healthz" | grep -q '"ok"' || fail "/healthz"
-curl -fsS "$url/" | grep -qi "<html" || fail "the console (/usr/share/candor/web) is not served"
-! grep -q "Created the first admin API key" "$work/stdout" || fail "the server printed a key although one existed"
-curl -fsS -H "X-API-Key: $key" "$url/v1/collections" | grep -q collections || fail "GET /v1/collections"
+curl -fsS "$url/healthz" | grep '"ok"' >/dev/null || fail "/healthz"
+curl -fsS "$url/" | grep -i "<html" >/dev/null || fail "the console (/usr/share/candor/web) is not served"
+! grep "Created the first admin API key" "$work/stdout" >/dev/null || fail "the server printed a key although one existed"
+curl -fsS -H "X-API-Key: $key" "$url/v1/collections" | grep collections >/dev/null || fail "GET /v1/collections"
 [ "$(ps -o user=,comm= -p "$server_pid" | tr -s ' ')" = "candor candor" ] || fail "the server does not run as candor"
 expect_mode /var/lib/candor/candor.db "600 candor:candor"
 expect_mode /var/lib/candor/candor.db.key "600 candor:candor"
