@@ -6,7 +6,7 @@ FUZZ_SECONDS ?= 300
 # Extra ctest arguments for test-sanitize and test-tsan, e.g. CTEST_ARGS='-R Server'.
 CTEST_ARGS ?=
 
-.PHONY: setup run test test-sanitize test-tsan fuzz fuzz-ci bench-lfw clean
+.PHONY: setup run test test-sanitize test-tsan fuzz fuzz-ci bench-lfw deb clean
 
 setup:            ## install Debian packages, fetch + verify models, build (idempotent)
 	@bash scripts/setup.sh
@@ -34,6 +34,11 @@ fuzz-ci:          ## every fuzz target for 60 s (what CI runs)
 
 bench-lfw: setup  ## LFW accuracy (needs ../shared/datasets/lfw)
 	@$(BUILD)/candor bench lfw
+
+deb: setup        ## the Debian package build/package/candor_<version>_amd64.deb (binary, models, console, systemd unit)
+	@cmake --build $(BUILD) -j $(JOBS) --target candor
+	@cd $(BUILD) && cpack -G DEB
+	@ls -l $(BUILD)/package/*.deb
 
 clean:
 	rm -rf $(BUILD) build-asan build-tsan

@@ -163,9 +163,9 @@ std::vector<std::string> split_list(const std::string& s) {
 
 void add_model_options(CLI::App& app, EngineOptions& engine_options) {
   app.add_option("--models", engine_options.model_dir,
-                 "Model directory (default: $CANDOR_MODEL_DIR, else the build's: " + resolve_model_dir().string() + ")");
+                 "Model directory (default: $CANDOR_MODEL_DIR, else: " + resolve_model_dir().string() + ")");
   app.add_option("--manifest", engine_options.manifest,
-                 "Model manifest (default: $CANDOR_MANIFEST, else the build's: " + resolve_manifest().string() + ")");
+                 "Model manifest (default: $CANDOR_MANIFEST, else: " + resolve_manifest().string() + ")");
 }
 
 void register_server_commands(CLI::App& app, const EngineOptions& engine_options) {
@@ -181,7 +181,7 @@ void register_server_commands(CLI::App& app, const EngineOptions& engine_options
                   "Comma-separated collections this node holds in memory, names or prefix* (default: all)");
     c->add_option("--host", a->options.host, "Address to bind (default: loopback only)")->capture_default_str();
     c->add_option("--port", a->options.port, "TCP port")->capture_default_str();
-    c->add_option("--web", a->options.web_dir, "Web console directory (default: the source tree's web/)");
+    c->add_option("--web", a->options.web_dir, "Web console directory (default: <installation>/share/candor/web, else the source tree's web/)");
     c->add_option("--workers", a->options.workers, "Concurrent inferences (0: one per core)")->capture_default_str();
     c->add_option("--queue", a->options.queue, "Inferences that may wait for a worker before 503 (-1: 2 x workers)")
         ->capture_default_str();

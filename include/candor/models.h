@@ -86,8 +86,21 @@ Result<std::filesystem::path> locate_model(const ModelSpec& spec, const std::fil
 
 std::string_view model_role_name(ModelRole role) noexcept;
 
+// Where an installed Candor keeps its read-only data (models/, config/models.json, web/):
+// <directory of `executable`>/../share/candor, the layout of the Debian package
+// (/usr/bin/candor, /usr/share/candor). A binary run from a build tree has no such
+// directory and keeps the build's paths.
+// ensures: that directory when it exists, else an empty path.
+std::filesystem::path installed_data_dir(const std::filesystem::path& executable);
+// installed_data_dir() of the running process (/proc/self/exe).
+std::filesystem::path installed_data_dir();
+// ensures: installed_data_dir() / relative when this process runs from an installation,
+//          else build_default (the source tree's file, compiled in).
+std::filesystem::path installed_or(const std::filesystem::path& relative, const std::filesystem::path& build_default);
+
 // The model directory and manifest in force: `given` when not empty, else
-// $CANDOR_MODEL_DIR / $CANDOR_MANIFEST, else where the build's set-up puts them.
+// $CANDOR_MODEL_DIR / $CANDOR_MANIFEST, else the installed data directory's
+// (models/, config/models.json), else where the build's set-up puts them.
 std::filesystem::path resolve_model_dir(const std::filesystem::path& given = {});
 std::filesystem::path resolve_manifest(const std::filesystem::path& given = {});
 

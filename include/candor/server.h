@@ -59,7 +59,7 @@ struct ServerOptions {
   std::vector<std::string> collections;
   std::string host = "127.0.0.1";       // loopback unless the operator says otherwise
   int port = 8080;                      // 0: an ephemeral port (tests); see Server::port()
-  std::filesystem::path web_dir;        // static console; empty: the compiled-in <source>/web
+  std::filesystem::path web_dir;        // static console; empty: the installed one (installed_data_dir()/web), else <source>/web
   int workers = 0;                      // concurrent inferences; 0: hardware threads
   int queue = -1;                       // inferences allowed to wait for a worker; -1: 2 x workers
   int http_threads = 0;                 // connection threads; 0: max(16, 4 x workers)

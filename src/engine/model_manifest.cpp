@@ -40,12 +40,30 @@ std::filesystem::path env_or(const char* name, const std::filesystem::path& fall
 }
 }  // namespace
 
+std::filesystem::path installed_data_dir(const std::filesystem::path& executable) {
+  std::error_code ec;
+  const std::filesystem::path dir = executable.parent_path().parent_path() / "share" / "candor";
+  return std::filesystem::is_directory(dir, ec) ? dir : std::filesystem::path();
+}
+
+std::filesystem::path installed_data_dir() {
+  std::error_code ec;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::filesystem::path() : installed_data_dir(self);
+}
+
+std::filesystem::path installed_or(const std::filesystem::path& relative, const std::filesystem::path& build_default) {
+  const std::filesystem::path installed = installed_data_dir();
+  return installed.empty() ? build_default : installed / relative;
+}
+
 std::filesystem::path resolve_model_dir(const std::filesystem::path& given) {
-  return !given.empty() ? given : env_or("CANDOR_MODEL_DIR", CANDOR_DEFAULT_MODEL_DIR);
+  return !given.empty() ? given : env_or("CANDOR_MODEL_DIR", installed_or("models", CANDOR_DEFAULT_MODEL_DIR));
 }
 
 std::filesystem::path resolve_manifest(const std::filesystem::path& given) {
-  return !given.empty() ? given : env_or("CANDOR_MANIFEST", CANDOR_DEFAULT_MANIFEST);
+  return !given.empty() ? given
+                        : env_or("CANDOR_MANIFEST", installed_or("config/models.json", CANDOR_DEFAULT_MANIFEST));
 }
 
 std::string_view model_role_name(ModelRole role) noexcept {

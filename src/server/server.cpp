@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "candor/json.h"
+#include "candor/models.h"
 #include "candor/server.h"
 #include "connection_guard.h"
 #include "http_util.h"
@@ -117,7 +118,8 @@ class ServerImpl final : public Server {
     ctx_.gate = std::make_unique<server::AdmissionGate>(workers, queue,
                                                         std::chrono::milliseconds(options.queue_timeout_ms));
 
-    std::filesystem::path web = options.web_dir.empty() ? std::filesystem::path(CANDOR_WEB_DIR) : options.web_dir;
+    // Default: the installed console (installed_or, candor/models.h), else the source tree's.
+    const std::filesystem::path web = options.web_dir.empty() ? installed_or("web", CANDOR_WEB_DIR) : options.web_dir;
     std::error_code ec;
     if (!web.empty()) ctx_.web_root = std::filesystem::canonical(web, ec);
     if (ctx_.web_root.empty() || ec) {

@@ -2,6 +2,7 @@
 // SQLite's words, applied in one write transaction.
 #include <string>
 
+#include "schema_history.h"
 #include "sqlite_store.h"
 
 namespace candor::store_detail {
@@ -38,13 +39,17 @@ std::int64_t schema_version(Database& db) {
   return db.query_int("SELECT MAX(version) FROM schema_version").value_or(0);
 }
 
-void migrate(Database& db, std::int64_t now_ms) {
+void migrate(Database& db, std::int64_t now_ms) { migrate_up_to(db, latest_schema_version(), now_ms); }
+
+void migrate_up_to(Database& db, int target_version, std::int64_t now_ms) {
   Transaction txn(db);
   db.exec(
       "CREATE TABLE IF NOT EXISTS schema_version ("
       " version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
+  // The full list decides what is "newer than this build"; the apply step stops at the target.
   apply_migrations(db.query_int("SELECT MAX(version) FROM schema_version").value_or(0), migrations(),
-                   [&db, now_ms](const SchemaMigration& m) {
+                   [&db, now_ms, target_version](const SchemaMigration& m) {
+                     if (m.version > target_version) return;
                      db.exec(m.sql);
                      db.prepare("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)")
                          .bind(1, m.version)
