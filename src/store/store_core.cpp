@@ -22,6 +22,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <unordered_map>
 
 #include "store_driver.h"
 
@@ -966,11 +967,12 @@ class CoreStore final : public Store {
     const Rows r = db_->run("SELECT seq, subject FROM audit_subjects WHERE seq " + std::string(db_->in_ids_at_1()) +
                                 " ORDER BY seq, subject",
                             Params().add_ids(seqs));
-    std::size_t j = 0;
+    // By seq, not by walking both lists in step: entries may come newest first
+    // (AuditFilter::newest_first).
+    std::unordered_map<std::int64_t, AuditEntry*> by_seq;
+    for (AuditEntry& e : entries) by_seq.emplace(e.seq, &e);
     for (std::size_t i = 0; i < r.size(); ++i) {
-      const std::int64_t seq = r.int64(i, 0);
-      while (j < entries.size() && entries[j].seq < seq) ++j;
-      if (j < entries.size() && entries[j].seq == seq) entries[j].subjects.push_back(r.text(i, 1));
+      if (auto it = by_seq.find(r.int64(i, 0)); it != by_seq.end()) it->second->subjects.push_back(r.text(i, 1));
     }
   }
 

@@ -289,6 +289,13 @@ TEST_P(StoreTest, AuditListsNewestFirstByActorTimeAndSeq) {
   f.newest_first = true;
   f.limit = 2;
   EXPECT_EQ(seqs(f), (std::vector<std::int64_t>{4, 3})) << "the newest two, newest first";
+  // Each entry keeps its own subject's name in either order (a merge that assumed
+  // ascending seqs once named nobody here).
+  const Result<std::vector<AuditEntry>> newest = store_->audit_list(f);
+  ASSERT_TRUE(newest.ok());
+  ASSERT_EQ(newest->size(), 2u);
+  EXPECT_EQ((*newest)[0].subjects, std::vector<std::string>{"carol"});
+  EXPECT_EQ((*newest)[1].subjects, std::vector<std::string>{"bob"});
   f.before_seq = 3;
   EXPECT_EQ(seqs(f), (std::vector<std::int64_t>{2, 1})) << "the page before";
   f = AuditFilter{};
