@@ -488,8 +488,9 @@ class FaceGroupingImpl final : public FaceGrouping {
     }
     std::unordered_map<int, int> part;  // global face -> part, for the faces placed so far
     std::vector<char> in_problem;  // filled when a group needs a split
-    for (auto& [l, group_units] : by_label) {
+    for (auto& [label, group_units] : by_label) {
       if (group_units.size() < 2) continue;
+      const auto l = label;  // a copy: lambdas may not capture a structured binding (clang 14)
       bool any = false;
       for (int u : group_units) {
         for (int i : unit_faces[static_cast<std::size_t>(u)]) {
