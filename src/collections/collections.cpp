@@ -132,9 +132,8 @@ class CollectionsImpl final : public Collections {
     for (const auto& person : people) {
       PersonImages& images = by_person.emplace_back();
       for (const auto& t : person) {
-        if (!t.empty() && t.size() != static_cast<std::size_t>(recognizer.dim)) {
-          return Error{ErrorCode::kInvalidArgument, "a template of " + std::to_string(t.size()) +
-                                                        " values; the recogniser's have " + std::to_string(recognizer.dim)};
+        if (!t.empty()) {
+          if (auto ok = check_template_size(t.size()); !ok) return ok.error();
         }
         images.push_back(templates.size());
         templates.push_back(t);
@@ -165,11 +164,8 @@ class CollectionsImpl final : public Collections {
     if (!info) return info.error();
     // The shipped point of the name the collection decides at; a custom threshold stays.
     const OperatingPoint now = operating_point_of(*info);
-    float threshold = now.threshold;
-    for (const OperatingPoint& p : engine_.recognizer_spec().operating_points) {
-      if (p.name == now.name) threshold = p.threshold;
-    }
-    return set_calibration(collection, std::nullopt, threshold, ctx);
+    auto shipped = find_operating_point(engine_.recognizer_spec(), now.name);
+    return set_calibration(collection, std::nullopt, shipped ? shipped->threshold : now.threshold, ctx);
   }
 
   Result<std::vector<EnrollOutcome>> enroll(const std::string& collection, const std::string& subject,
@@ -275,11 +271,7 @@ class CollectionsImpl final : public Collections {
     if (probe.source.size() > kMaxProbeSourceBytes) {
       return Error{ErrorCode::kInvalidArgument, "a probe's source is at most 256 bytes"};
     }
-    if (static_cast<int>(probe.embedding.size()) != engine_.recognizer_spec().dim) {
-      return Error{ErrorCode::kInvalidArgument, "a template of " + std::to_string(probe.embedding.size()) +
-                                                    " values; the recogniser's have " +
-                                                    std::to_string(engine_.recognizer_spec().dim)};
-    }
+    if (auto ok = check_template_size(probe.embedding.size()); !ok) return ok.error();
     auto info = collection_info(collection);
     if (!info) return info.error();
     const nlohmann::json extra = {{"source", probe.source}, {"purpose", probe.purpose}, {"frames", probe.frames}};
@@ -588,6 +580,14 @@ class CollectionsImpl final : public Collections {
     return state;
   }
 
+  // A template handed in by a caller (a stream's, a calibration set's) must be the recogniser's.
+  Status check_template_size(std::size_t size) const {
+    const int dim = engine_.recognizer_spec().dim;
+    if (static_cast<int>(size) == dim) return ok_status();
+    return Error{ErrorCode::kInvalidArgument,
+                 "a template of " + std::to_string(size) + " values; the recogniser's have " + std::to_string(dim)};
+  }
+
   // Stores a calibration and puts the stored record in this node's state (other nodes
   // take it from the store at their next sync(): refresh_records()).
   Result<Collection> set_calibration(const std::string& collection, const std::optional<CollectionCalibration>& c,
@@ -667,9 +667,9 @@ class CollectionsImpl final : public Collections {
     tombstones_.insert(ids.begin(), ids.end());
   }
 
-
-  // The recogniser's operating point whose threshold the collection was created with, for
-  // its subject thresholds; a threshold set otherwise applies to every photo count.
+  // The point the collection decides at (its calibrated one, else the shipped one whose
+  // threshold it was created with), for its subject thresholds; a threshold set otherwise
+  // applies to every photo count.
   OperatingPoint operating_point_of(const Collection& c) const {
     const ModelSpec& recognizer = engine_.recognizer_spec();
     return collection_operating_point(c, recognizer.operating_points, recognizer.id);
