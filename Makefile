@@ -23,7 +23,7 @@ test-sanitize:    ## the whole suite under AddressSanitizer + UBSan (preset asan
 
 test-tsan:        ## the concurrency tests under ThreadSanitizer (preset tsan, build-tsan/)
 	@CANDOR_PRESET=tsan bash scripts/setup.sh
-	@ctest --preset tsan $(CTEST_ARGS)
+	@ctest --preset tsan -j $(JOBS) $(CTEST_ARGS)
 	@ctest --preset tsan-index $(CTEST_ARGS)
 
 fuzz:             ## every fuzz target for FUZZ_SECONDS (300) each (build preset fuzz, build-asan/)

@@ -6,7 +6,9 @@
 #include <set>
 
 #include <opencv2/core/utility.hpp>
+#include <opencv2/core/version.hpp>
 
+#include "candor/platform.h"
 #include "cli_context.h"
 #include "analyze/analyze_bench.h"
 #include "engine/engine_bench.h"
@@ -79,6 +81,7 @@ std::vector<std::filesystem::path> image_files(const std::filesystem::path& dir,
 }  // namespace candor::cli
 
 int main(int argc, char** argv) {
+  candor::ensure_vector_blas_kernel(argv);  // before anything else: it may restart the process
   using namespace candor::cli;
   CLI::App app{"Candor: consent-first face recognition (detect, compare, embed, collections, bench)"};
   app.require_subcommand(1);
@@ -97,6 +100,14 @@ int main(int argc, char** argv) {
     ctx.limits.max_pixels = static_cast<std::int64_t>(max_megapixels * 1e6);
   });
 
+  {
+    CLI::App* c = app.add_subcommand("version", "Print Candor's version and what it runs on (OpenCV, BLAS kernels)");
+    c->callback([] {
+      const std::string core = candor::blas_core();
+      std::cout << "candor " << CANDOR_VERSION << "\nOpenCV " << CV_VERSION << "\nBLAS "
+                << (core.empty() ? std::string("(not OpenBLAS)") : "OpenBLAS, " + core + " kernels") << "\n";
+    });
+  }
   register_engine_commands(app, ctx);
   register_collection_commands(app, ctx);
   register_store_commands(app, ctx);

@@ -12,6 +12,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "../common/run_command.h"
+#include "candor/platform.h"
 
 namespace {
 
@@ -299,6 +300,28 @@ TEST_F(CliInFolder, EmbedDrawsItsProgressBarOnlyOnATerminal) {
   EXPECT_EQ(piped.status, 0) << piped.output;
   EXPECT_EQ(piped.output.find("images, "), std::string::npos) << piped.output;
   EXPECT_NE(piped.output.find("images/s"), std::string::npos) << "the rate is reported either way";
+}
+
+}  // namespace
+
+namespace {
+
+// Debian 12's OpenBLAS falls back to its generic SSE3 kernels on CPU models it does not
+// know (README "Speed of the engine"); the binary restarts itself with OPENBLAS_CORETYPE
+// set. Without that restart this machine's `candor version` says "Prescott kernels".
+TEST(CliPlatform, TheBinaryRunsOpenBlasVectorKernelsWhenTheCpuHasThem) {
+  const std::string best = candor::best_blas_coretype();
+  if (best.empty()) GTEST_SKIP() << "this CPU has neither AVX2 nor AVX-512: the generic kernels are right";
+  const CommandRun r = run_command("env -u OPENBLAS_CORETYPE " + std::string(CANDOR_BINARY) + " version");
+  ASSERT_EQ(r.status, 0) << r.output;
+  if (r.output.find("(not OpenBLAS)") != std::string::npos) GTEST_SKIP() << "libblas.so.3 is not OpenBLAS here";
+  EXPECT_EQ(r.output.find("Prescott"), std::string::npos) << r.output;
+  const bool vector = r.output.find(best) != std::string::npos || r.output.find("Cooperlake") != std::string::npos ||
+                      r.output.find("SapphireRapids") != std::string::npos;
+  EXPECT_TRUE(vector) << "expected " << best << " or newer kernels:\n" << r.output;
+  // An operator's own choice is kept as it is.
+  const CommandRun forced = run_command("OPENBLAS_CORETYPE=Prescott " + std::string(CANDOR_BINARY) + " version");
+  EXPECT_NE(forced.output.find("Prescott"), std::string::npos) << forced.output;
 }
 
 }  // namespace
