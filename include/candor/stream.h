@@ -73,6 +73,15 @@ struct VideoSourceOptions {
   // as they decode. Ignored for live sources, whose read() waits for the camera.
   // A file that ends reports kIoError; reopening plays it again from the start.
   bool realtime = true;
+  // Network sources (a URI with "://"): how long opening one, and then each read, may wait
+  // before the source counts as lost (kIoError, then a reconnect). OpenCV's FFmpeg backend
+  // waits 30 s by default (LIBAVFORMAT_INTERRUPT_OPEN/READ_DEFAULT_TIMEOUT_MS in
+  // cap_ffmpeg_impl.hpp), and a camera that dies without closing its connection (power,
+  // network) sends nothing at all. Opening waits for the first key frame, which cameras
+  // send every 1-4 s, hence the longer open; a read of a 25 fps stream waits 40 ms, and 5 s
+  // matches StreamOptions::stall_after.
+  std::chrono::milliseconds open_timeout{10000};
+  std::chrono::milliseconds read_timeout{5000};
 };
 
 // A source over OpenCV's video I/O (cv::VideoCapture, Debian's build: FFmpeg and

@@ -85,6 +85,12 @@ class ChildProcess {
     pid_ = -1;
   }
 
+  // Sends `sig` (SIGSTOP: a process that hangs with its sockets open, as a camera that
+  // lost power behind a switch; SIGCONT: back).
+  void signal(int sig) {
+    if (pid_ > 0) ::kill(pid_, sig);
+  }
+
   bool running() const { return pid_ > 0; }
 
  private:

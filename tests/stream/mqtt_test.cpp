@@ -14,11 +14,9 @@
 #include <mosquitto.h>
 #include <nlohmann/json.hpp>
 
-#include "../engine/test_support.h"
-#include "../store/store_test_util.h"
-#include "candor/collections.h"
 #include "candor/stream.h"
 #include "child_process.h"
+#include "stream_env.h"
 
 namespace candor {
 namespace {
@@ -299,29 +297,17 @@ class NullSink final : public EventSink {
 // sink at all and once with an MQTT sink whose broker is down: the frames processed are
 // the same, and so is the time, within the noise of a loaded machine.
 TEST(Mqtt, AVideoLoopKeepsItsPaceWhileTheBrokerIsDown) {
-  test::TempDir dir;
-  test::TestClock clock;
-  auto store = open_store(dir.file("s.db"), test::options_with_key(&clock));
-  ASSERT_TRUE(store.ok()) << store.error().message;
-  auto collections = Collections::open(test::shared_engine(), **store, {});
-  ASSERT_TRUE(collections.ok()) << collections.error().message;
-  NewCollection spec;
-  spec.name = "staff";
-  spec.purpose = std::string(test::kPurpose);
-  ASSERT_TRUE((*collections)->create_collection(spec, "fmr-1e-4", {"admin", ""}).ok());
+  test::StreamEnv env;
+  ASSERT_TRUE(env.open().ok());
   auto run = [&](EventSink& sink) {
-    StreamOptions o;
-    o.name = "door 1";
-    o.collection = "staff";
-    o.purpose = std::string(test::kPurpose);
-    o.context = {"watcher", "door 1 entry control"};
+    StreamOptions o = test::StreamEnv::stream_options();
     o.detect_every = 1000;  // the loop and its events are measured, not the detector
     o.lossless = true;
     o.reconnect_initial = std::chrono::milliseconds(1);
     o.reconnect_max = std::chrono::milliseconds(1);
     o.stop_after_ends = 40;
     const auto t0 = std::chrono::steady_clock::now();
-    auto stream = Stream::start(test::shared_engine(), nullptr, **collections, std::make_unique<FlakySource>(20), sink, o);
+    auto stream = Stream::start(test::shared_engine(), nullptr, *env.collections, std::make_unique<FlakySource>(20), sink, o);
     EXPECT_TRUE(stream.ok());
     EXPECT_TRUE((*stream)->wait(std::chrono::seconds(30)));
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
