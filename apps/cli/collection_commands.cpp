@@ -277,6 +277,9 @@ int run_watch(CliContext& ctx, Session& s, const StoreArgs& a, const WatchArgs& 
   if (mqtt) j["mqtt_dropped"] = mqtt->status().dropped;
   if (st.last_error) j["last_error"] = {{"code", error_code_name(st.last_error->code)}, {"message", st.last_error->message}};
   std::cerr << j.dump() << "\n";
+  // A source that never delivered a frame and gave up (--once: a missing or corrupt file)
+  // is a failure, with its error; a stream that ran is not.
+  if (st.frames_read == 0 && st.finished && st.last_error && !g_interrupted) return fail(*st.last_error);
   return 0;
 }
 

@@ -123,6 +123,15 @@ class StreamImpl final : public Stream {
       ev.retry_in_ms = static_cast<double>(delay.count());
       publish(ev);
     };
+    // One more end of the source. ensures: true when that was the last (stop_after_ends).
+    auto ended = [&](const Error* error) {
+      if (options_.stop_after_ends <= 0 || ++ends < options_.stop_after_ends) return false;
+      std::lock_guard lock(mutex_);
+      if (error != nullptr) status_.last_error = *error;
+      source_done_ = true;
+      cv_.notify_all();
+      return true;
+    };
     for (;;) {
       {
         std::lock_guard lock(mutex_);
@@ -130,6 +139,9 @@ class StreamImpl final : public Stream {
       }
       if (!open) {
         if (auto st = source_->open(); !st) {
+          // A source that cannot be opened has ended too: a corrupt file played --once
+          // must finish with its error, not retry for ever (StreamFiles.ACorruptFile...).
+          if (ended(&st.error())) break;
           source_failed(st.error());
           if (!pause(delay)) break;
           delay = std::min(delay * 2, options_.reconnect_max);
@@ -149,13 +161,7 @@ class StreamImpl final : public Stream {
           continue;
         }
         open = false;
-        ++ends;
-        if (options_.stop_after_ends > 0 && ends >= options_.stop_after_ends) {
-          std::lock_guard lock(mutex_);
-          source_done_ = true;
-          cv_.notify_all();
-          break;
-        }
+        if (ended(nullptr)) break;  // a file that ended is not an error
         source_failed(frame.error());
         if (!pause(delay)) break;
         delay = std::min(delay * 2, options_.reconnect_max);

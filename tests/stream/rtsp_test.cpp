@@ -123,9 +123,8 @@ TEST(Rtsp, ACameraKilledMidStreamIsNoticedWithinSecondsAndResumesWhenBack) {
 // A camera that hangs with its connection open (SIGSTOP: no FIN, no RST, no packets) is the
 // case a read timeout is for: FFmpeg's default would block read() for 30 s.
 TEST(Rtsp, ACameraThatHangsWithItsConnectionOpenIsLostAfterTheReadTimeout) {
-  test::StreamEnv env;
-  ASSERT_TRUE(env.open().ok());
-  const std::string picture = write_picture(env.dir, test::face_crop_jpeg(6, 0, 0.4f), 120, "ben.jpg");
+  test::TempDir dir;  // a source alone: no engine, no store
+  const std::string picture = write_picture(dir, test::face_crop_jpeg(6, 0, 0.4f), 120, "ben.jpg");
   const int port = test::free_port();
   test::ChildProcess camera;
   ASSERT_TRUE(camera.start({CANDOR_RTSP_TEST_SERVER, std::to_string(port), picture}));
