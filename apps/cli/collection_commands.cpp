@@ -274,7 +274,11 @@ int run_watch(CliContext& ctx, Session& s, const StoreArgs& a, const WatchArgs& 
                       {"detections_run", st.detections_run},     {"reconnects", st.reconnects},
                       {"tracks", st.tracks},                     {"decisions", st.decisions},
                       {"recognised", st.recognised}};
-  if (mqtt) j["mqtt_dropped"] = mqtt->status().dropped;
+  if (mqtt) {
+    const MqttStatus ms = mqtt->status();
+    j["mqtt_dropped"] = ms.dropped;
+    if (!ms.refused.empty()) j["mqtt_refused"] = ms.refused;
+  }
   if (st.last_error) j["last_error"] = {{"code", error_code_name(st.last_error->code)}, {"message", st.last_error->message}};
   std::cerr << j.dump() << "\n";
   // A source that never delivered a frame and gave up (--once: a missing or corrupt file)

@@ -223,6 +223,7 @@ struct MqttStatus {
   std::uint64_t acknowledged = 0;   // messages the broker acknowledged (events, states, configs)
   std::uint64_t dropped = 0;        // events pushed out of a full queue
   std::size_t pending = 0;          // events queued, not yet handed to libmosquitto
+  std::string refused;              // the broker's latest refusal ("not authorised", ...); empty once connected
 };
 
 class MqttSink : public EventSink {

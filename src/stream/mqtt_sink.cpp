@@ -149,7 +149,11 @@ class MqttSinkImpl final : public MqttSink {
   // libmosquitto's network thread: only state changes and a wake-up.
   void on_connect(int rc) {
     std::lock_guard lock(mutex_);
-    if (rc != 0) return;  // refused (bad credentials, ...): libmosquitto retries
+    if (rc != 0) {  // refused (bad credentials, ...): libmosquitto retries
+      status_.refused = mosquitto_connack_string(rc);
+      return;
+    }
+    status_.refused.clear();
     connected_ = true;
     announce_ = true;
     state_dirty_ = true;

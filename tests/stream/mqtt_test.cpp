@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <set>
@@ -263,6 +264,35 @@ TEST(Mqtt, RefusesBadUrlsAndCredentialsInTheUrl) {
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.error().message.find("s3cret"), std::string::npos) << "a password in an error message";
   EXPECT_EQ(mqtt_stream_id("door 1/a+b#"), "door_1_a_b_");
+}
+
+// A broker that wants a password: the right one connects, a wrong one is refused and said so.
+TEST(Mqtt, CredentialsFromTheOptionsAndARefusalInTheStatus) {
+  test::TempDir dir;
+  const int port = test::free_port();
+  test::ChildProcess passwd;
+  ASSERT_TRUE(passwd.start({"mosquitto_passwd", "-c", "-b", dir.file("pw"), "door", "s3cretpw"}));
+  ASSERT_TRUE(eventually([&] { return std::filesystem::exists(dir.file("pw")) && std::filesystem::file_size(dir.file("pw")) > 0; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::ofstream(dir.file("auth.conf")) << "listener " << port << " 127.0.0.1\nallow_anonymous false\npassword_file "
+                                       << dir.file("pw") << "\npersistence false\nlog_dest none\nuser root\n";
+  test::ChildProcess broker;
+  ASSERT_TRUE(broker.start({"mosquitto", "-c", dir.file("auth.conf")}));
+  ASSERT_TRUE(test::wait_for_port(port, std::chrono::seconds(5)));
+  MqttOptions o;
+  o.url = "mqtt://127.0.0.1:" + std::to_string(port);
+  o.username = "door";
+  o.password = "s3cretpw";
+  auto good = MqttSink::create(o);
+  ASSERT_TRUE(good.ok());
+  EXPECT_TRUE(eventually([&] { return (*good)->status().connected; }));
+  o.password = "wrong";
+  auto bad = MqttSink::create(o);
+  ASSERT_TRUE(bad.ok());
+  ASSERT_TRUE(eventually([&] { return !(*bad)->status().refused.empty(); }));
+  EXPECT_FALSE((*bad)->status().connected);
+  EXPECT_NE((*bad)->status().refused.find("not authorised"), std::string::npos) << (*bad)->status().refused;
+  EXPECT_EQ((*bad)->status().refused.find("wrong"), std::string::npos);
 }
 
 // ---- the video loop while the broker is down
