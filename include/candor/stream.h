@@ -299,9 +299,10 @@ struct StreamOptions {
   // Reconnection: first delay, doubling up to the maximum.
   std::chrono::milliseconds reconnect_initial{200};
   std::chrono::milliseconds reconnect_max{10000};
-  // Stop after the source ended, or failed to open, this many times (0: reconnect for
-  // ever). 1 makes a file source play once: the stream finishes, wait() returns, and a
-  // file that cannot be opened (missing, not a video) leaves its error in last_error.
+  // Stop after the source ended this many times (0: reconnect for ever); a source that
+  // fails to open before it ever opened counts as an end too. 1 makes a file source play
+  // once: the stream finishes, wait() returns, and a file that cannot be opened (missing,
+  // not a video) leaves its error in last_error instead of being retried for ever.
   int stop_after_ends = 0;
   // For files and measurement: the grabber waits until the worker has taken each frame
   // instead of replacing it, so no frame is dropped and a run does not depend on the

@@ -107,7 +107,7 @@ class StreamImpl final : public Stream {
 
   // The grabber: reads the source, keeps only the newest frame, reconnects with backoff.
   void grab() {
-    bool open = false;
+    bool open = false, ever_opened = false;
     int ends = 0;
     std::int64_t index = 0;
     auto delay = options_.reconnect_initial;
@@ -139,15 +139,16 @@ class StreamImpl final : public Stream {
       }
       if (!open) {
         if (auto st = source_->open(); !st) {
-          // A source that cannot be opened has ended too: a corrupt file played --once
-          // must finish with its error, not retry for ever (StreamFiles.ACorruptFile...).
-          if (ended(&st.error())) break;
+          // A source that could never be opened has ended too: a missing or corrupt file
+          // played --once finishes with its error instead of being retried for ever
+          // (StreamFiles.ACorruptFile...). One that opened before is retried (a camera back).
+          if (!ever_opened && ended(&st.error())) break;
           source_failed(st.error());
           if (!pause(delay)) break;
           delay = std::min(delay * 2, options_.reconnect_max);
           continue;
         }
-        open = true;
+        open = ever_opened = true;
         {
           std::lock_guard lock(mutex_);
           if (index > 0) ++status_.reconnects;
