@@ -63,6 +63,20 @@ std::string write_picture(const test::TempDir& dir, const std::vector<std::uint8
   return path;
 }
 
+// The test camera on `port` showing `picture`. ensures: it accepts connections.
+bool start_camera(test::ChildProcess& camera, int port, const std::string& picture) {
+  return camera.start({CANDOR_RTSP_TEST_SERVER, std::to_string(port), picture}) &&
+         test::wait_for_port(port, std::chrono::seconds(5));
+}
+
+// A source on the test camera with a 2 s read timeout.
+std::unique_ptr<FrameSource> camera_source(int port) {
+  VideoSourceOptions vo;
+  vo.read_timeout = std::chrono::milliseconds(2000);
+  auto source = make_video_source("rtsp://127.0.0.1:" + std::to_string(port) + "/cam", vo);
+  return source ? std::move(*source) : nullptr;
+}
+
 TEST(Rtsp, ACameraKilledMidStreamIsNoticedWithinSecondsAndResumesWhenBack) {
   test::StreamEnv env;
   ASSERT_TRUE(env.open().ok());
@@ -70,20 +84,16 @@ TEST(Rtsp, ACameraKilledMidStreamIsNoticedWithinSecondsAndResumesWhenBack) {
   const std::string second = write_picture(env.dir, test::face_crop_jpeg(3, 1, 0.4f), 360, "anna.jpg");
   const int port = test::free_port();
   test::ChildProcess camera;
-  ASSERT_TRUE(camera.start({CANDOR_RTSP_TEST_SERVER, std::to_string(port), first}));
-  ASSERT_TRUE(test::wait_for_port(port, std::chrono::seconds(5))) << "the RTSP test server did not start";
-
-  VideoSourceOptions vo;
-  vo.read_timeout = std::chrono::milliseconds(2000);
-  auto source = make_video_source("rtsp://127.0.0.1:" + std::to_string(port) + "/cam", vo);
-  ASSERT_TRUE(source.ok());
+  ASSERT_TRUE(start_camera(camera, port, first)) << "the RTSP test server did not start";
+  auto source = camera_source(port);
+  ASSERT_TRUE(source);
   StreamOptions o = test::StreamEnv::stream_options();
   o.detect_every = 2;
   o.stall_after = std::chrono::milliseconds(2000);
   o.reconnect_initial = std::chrono::milliseconds(200);
   o.reconnect_max = std::chrono::milliseconds(500);
   TimedSink sink;
-  auto stream = Stream::start(test::shared_engine(), nullptr, *env.collections, std::move(*source), sink, o);
+  auto stream = Stream::start(test::shared_engine(), nullptr, *env.collections, std::move(source), sink, o);
   ASSERT_TRUE(stream.ok()) << stream.error().message;
 
   // The stranger in the picture is decided (unknown: nobody is enrolled).
@@ -104,8 +114,7 @@ TEST(Rtsp, ACameraKilledMidStreamIsNoticedWithinSecondsAndResumesWhenBack) {
   // Back, with another stranger at another place: frames resume and a new track is decided.
   const auto frames_before = (*stream)->status().frames_read;
   const auto restarted = Clock::now();
-  ASSERT_TRUE(camera.start({CANDOR_RTSP_TEST_SERVER, std::to_string(port), second}));
-  ASSERT_TRUE(test::wait_for_port(port, std::chrono::seconds(5)));
+  ASSERT_TRUE(start_camera(camera, port, second));
   ASSERT_TRUE(eventually([&] { return sink.first(StreamEvent::Kind::kStreamResumed, restarted).has_value(); },
                          std::chrono::seconds(10)))
       << "frames did not resume";
@@ -127,18 +136,15 @@ TEST(Rtsp, ACameraThatHangsWithItsConnectionOpenIsLostAfterTheReadTimeout) {
   const std::string picture = write_picture(dir, test::face_crop_jpeg(6, 0, 0.4f), 120, "ben.jpg");
   const int port = test::free_port();
   test::ChildProcess camera;
-  ASSERT_TRUE(camera.start({CANDOR_RTSP_TEST_SERVER, std::to_string(port), picture}));
-  ASSERT_TRUE(test::wait_for_port(port, std::chrono::seconds(5))) << "the RTSP test server did not start";
-  VideoSourceOptions vo;
-  vo.read_timeout = std::chrono::milliseconds(2000);
-  auto source = make_video_source("rtsp://127.0.0.1:" + std::to_string(port) + "/cam", vo);
-  ASSERT_TRUE(source.ok());
-  ASSERT_TRUE((*source)->open().ok());
-  ASSERT_TRUE((*source)->read().ok());
+  ASSERT_TRUE(start_camera(camera, port, picture)) << "the RTSP test server did not start";
+  auto source = camera_source(port);
+  ASSERT_TRUE(source);
+  ASSERT_TRUE(source->open().ok());
+  ASSERT_TRUE(source->read().ok());
   camera.signal(SIGSTOP);
   const auto hung = Clock::now();
   Result<cv::Mat> frame = cv::Mat();
-  for (int i = 0; i < 100 && frame.ok(); ++i) frame = (*source)->read();  // what was buffered, then the wait
+  for (int i = 0; i < 100 && frame.ok(); ++i) frame = source->read();  // what was buffered, then the wait
   const double waited_s = std::chrono::duration<double>(Clock::now() - hung).count();
   ASSERT_FALSE(frame.ok()) << "frames kept coming from a stopped camera";
   EXPECT_EQ(frame.error().code, ErrorCode::kIoError);
