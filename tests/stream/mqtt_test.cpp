@@ -4,6 +4,7 @@
 // while the broker is down.
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -293,6 +294,41 @@ TEST(Mqtt, CredentialsFromTheOptionsAndARefusalInTheStatus) {
   EXPECT_FALSE((*bad)->status().connected);
   EXPECT_NE((*bad)->status().refused.find("not authorised"), std::string::npos) << (*bad)->status().refused;
   EXPECT_EQ((*bad)->status().refused.find("wrong"), std::string::npos);
+}
+
+// mqtts:// verifies the broker against the system's CA certificates. The test's own CA
+// stands in for them through SSL_CERT_FILE (OpenSSL's default verify paths read it): with
+// it the sink connects, and a sink started before it was set was refused (unknown CA).
+TEST(Mqtt, TlsTrustsTheSystemsCertificatesOnly) {
+  test::TempDir dir;
+  const std::string d = dir.file("");
+  const std::string script =
+      "cd '" + d + "' && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 -subj '/CN=test CA' "
+      "&& openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=localhost "
+      "&& printf 'subjectAltName=DNS:localhost\\n' > ext && openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key "
+      "-CAcreateserial -out srv.pem -days 1 -extfile ext && chmod 644 srv.key";
+  if (std::system((script + " >/dev/null 2>&1").c_str()) != 0) GTEST_SKIP() << "openssl could not make test certificates";
+  const int port = test::free_port();
+  std::ofstream(dir.file("tls.conf")) << "listener " << port << " 127.0.0.1\nallow_anonymous true\ncertfile "
+                                      << dir.file("srv.pem") << "\nkeyfile " << dir.file("srv.key")
+                                      << "\npersistence false\nlog_dest none\nuser root\n";
+  test::ChildProcess broker;
+  ASSERT_TRUE(broker.start({"mosquitto", "-c", dir.file("tls.conf")}));
+  ASSERT_TRUE(test::wait_for_port(port, std::chrono::seconds(5)));
+  MqttOptions o;
+  o.url = "mqtts://localhost:" + std::to_string(port);
+  o.reconnect_max = std::chrono::seconds(1);
+  auto untrusted = MqttSink::create(o);
+  ASSERT_TRUE(untrusted.ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_FALSE((*untrusted)->status().connected) << "a certificate of an unknown CA was accepted";
+  untrusted->reset();
+  ::setenv("SSL_CERT_FILE", dir.file("ca.pem").c_str(), 1);
+  auto trusted = MqttSink::create(o);
+  ASSERT_TRUE(trusted.ok());
+  const bool connected = eventually([&] { return (*trusted)->status().connected; });
+  ::unsetenv("SSL_CERT_FILE");
+  EXPECT_TRUE(connected);
 }
 
 // ---- the video loop while the broker is down
