@@ -209,7 +209,13 @@ struct WatchArgs {
   bool once = false;
   bool fast = false;
   std::string webhook;  // URL; its secret from $CANDOR_WEBHOOK_SECRET (not an argument: ps shows those)
+  std::string mqtt;     // URL; its username and password from $CANDOR_MQTT_USERNAME/_PASSWORD, as above
 };
+
+std::string env_or_empty(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr ? v : "";
+}
 
 std::atomic<bool> g_interrupted{false};
 
@@ -233,14 +239,25 @@ int run_watch(CliContext& ctx, Session& s, const StoreArgs& a, const WatchArgs& 
   std::vector<EventSink*> sinks{lines.get()};
   std::unique_ptr<WebhookSink> webhook;
   if (!w.webhook.empty()) {
-    const char* secret = std::getenv("CANDOR_WEBHOOK_SECRET");
     WebhookOptions wo;
     wo.url = w.webhook;
-    wo.secret = secret != nullptr ? secret : "";
+    wo.secret = env_or_empty("CANDOR_WEBHOOK_SECRET");
     auto created = WebhookSink::create(wo);
     if (!created) return fail({created.error().code, created.error().message + " (the secret is $CANDOR_WEBHOOK_SECRET)"});
     webhook = std::move(*created);
     sinks.push_back(webhook.get());
+  }
+  std::unique_ptr<MqttSink> mqtt;
+  if (!w.mqtt.empty()) {
+    MqttOptions mo;
+    mo.url = w.mqtt;
+    mo.stream = w.name;
+    mo.username = env_or_empty("CANDOR_MQTT_USERNAME");
+    mo.password = env_or_empty("CANDOR_MQTT_PASSWORD");
+    auto created = MqttSink::create(mo);
+    if (!created) return fail(created.error());
+    mqtt = std::move(*created);
+    sinks.push_back(mqtt.get());
   }
   auto sink = make_fanout_sink(sinks);
   auto stream = Stream::start(ctx.engine(), &ctx.analyzer(), *s.collections, std::move(*source), *sink, options);
@@ -257,8 +274,16 @@ int run_watch(CliContext& ctx, Session& s, const StoreArgs& a, const WatchArgs& 
                       {"detections_run", st.detections_run},     {"reconnects", st.reconnects},
                       {"tracks", st.tracks},                     {"decisions", st.decisions},
                       {"recognised", st.recognised}};
+  if (mqtt) {
+    const MqttStatus ms = mqtt->status();
+    j["mqtt_dropped"] = ms.dropped;
+    if (!ms.refused.empty()) j["mqtt_refused"] = ms.refused;
+  }
   if (st.last_error) j["last_error"] = {{"code", error_code_name(st.last_error->code)}, {"message", st.last_error->message}};
   std::cerr << j.dump() << "\n";
+  // A source that never delivered a frame and gave up (--once: a missing or corrupt file)
+  // is a failure, with its error; a stream that ran is not.
+  if (st.frames_read == 0 && st.finished && st.last_error && !g_interrupted) return fail(*st.last_error);
   return 0;
 }
 
@@ -283,6 +308,9 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
     c->add_flag("--once", w->once, "Stop when the source ends (a file played once) instead of reconnecting");
     c->add_flag("--fast", w->fast, "Read a file as fast as it decodes, not at its frame rate");
     c->add_option("--webhook", w->webhook, "Also POST each event to this http:// URL, signed with $CANDOR_WEBHOOK_SECRET");
+    c->add_option("--mqtt", w->mqtt,
+                  "Also publish events over MQTT (mqtt[s]://host[:port][/prefix], Home Assistant discovery); "
+                  "credentials from $CANDOR_MQTT_USERNAME and $CANDOR_MQTT_PASSWORD");
     add_store_options(c, *a);
     c->callback(with_session(ctx, a, true, [a, w, &ctx](Session& s) { return run_watch(ctx, s, *a, *w); }));
   }

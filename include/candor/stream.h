@@ -73,6 +73,15 @@ struct VideoSourceOptions {
   // as they decode. Ignored for live sources, whose read() waits for the camera.
   // A file that ends reports kIoError; reopening plays it again from the start.
   bool realtime = true;
+  // Network sources (a URI with "://"): how long opening one, and then each read, may wait
+  // before the source counts as lost (kIoError, then a reconnect). OpenCV's FFmpeg backend
+  // waits 30 s by default (LIBAVFORMAT_INTERRUPT_OPEN/READ_DEFAULT_TIMEOUT_MS in
+  // cap_ffmpeg_impl.hpp), and a camera that dies without closing its connection (power,
+  // network) sends nothing at all. Opening waits for the first key frame, which cameras
+  // send every 1-4 s, hence the longer open; a read of a 25 fps stream waits 40 ms, and 5 s
+  // matches StreamOptions::stall_after.
+  std::chrono::milliseconds open_timeout{10000};
+  std::chrono::milliseconds read_timeout{5000};
 };
 
 // A source over OpenCV's video I/O (cv::VideoCapture, Debian's build: FFmpeg and
@@ -176,6 +185,62 @@ class WebhookSink : public EventSink {
 // The signature header's value for `body` sent at `timestamp_ms` (for receivers and tests).
 std::string webhook_signature(const std::string& secret, std::int64_t timestamp_ms, const std::string& body);
 
+// MQTT (libmosquitto): every event as stream_event_to_json on `<prefix>/<id>/event` (QoS 1),
+// where <id> is the stream's name with every character outside [A-Za-z0-9_-] replaced by
+// '_' (topics and Home Assistant ids cannot hold '/', '+', '#' or spaces). Retained
+// states beside it:
+//   <prefix>/<id>/availability     "online", and "offline" as the Last Will and on close;
+//   <prefix>/<id>/last_recognised  the subject of the latest recognised event;
+//   <prefix>/<id>/unknown_count    tracks decided unknown since the sink started.
+// Home Assistant MQTT discovery: two retained sensor configs,
+//   <discovery_prefix>/sensor/candor_<id>_last_recognised/config and ..._unknown_count/config,
+// with unique_id, a device block naming the stream, state_topic and availability_topic.
+// The states, the availability and the configs are sent again on every (re)connect, so a
+// broker that lost its retained messages gets them back.
+//
+// publish() never waits for the network: events go to a bounded queue (when full, the
+// oldest is dropped and counted); a thread of the sink's own hands them to libmosquitto,
+// at most max_inflight unacknowledged at a time and only while connected, and
+// libmosquitto's network thread (mosquitto_loop_start) sends them and reconnects with
+// doubling delays. A stranger's event is the JSON every sink sends: no identity fields.
+struct MqttOptions {
+  std::string url;  // mqtt://host[:port][/prefix] (port 1883) or mqtts:// (8883, the system's CAs)
+  std::string stream = "stream";      // the stream's name (events carry it; topics use its id)
+  std::string username;               // empty: anonymous. Never in the URL: ps and logs show those
+  std::string password;
+  std::string discovery_prefix = "homeassistant";  // Home Assistant's default
+  std::size_t queue = 256;
+  std::size_t max_inflight = 20;      // libmosquitto's own default for QoS 1 in flight
+  std::chrono::seconds reconnect_initial{1};  // libmosquitto counts whole seconds
+  std::chrono::seconds reconnect_max{30};
+  std::chrono::seconds keepalive{30};
+  std::chrono::milliseconds flush_timeout{2000};  // the destructor's wait for queued events
+};
+
+struct MqttStatus {
+  bool connected = false;
+  std::uint64_t connects = 0;       // successful CONNACKs, the first included
+  std::uint64_t acknowledged = 0;   // messages the broker acknowledged (events, states, configs)
+  std::uint64_t dropped = 0;        // events pushed out of a full queue
+  std::size_t pending = 0;          // events queued, not yet handed to libmosquitto
+  std::string refused;              // the broker's latest refusal ("not authorised", ...); empty once connected
+};
+
+class MqttSink : public EventSink {
+ public:
+  // ensures: kInvalidArgument for a URL that is not mqtt(s)://host[:port][/prefix], a URL
+  //          with user-info (credentials go in username/password), a prefix holding '+' or
+  //          '#', an empty stream name, a zero queue or max_inflight; kInternal when
+  //          libmosquitto cannot set up the client. A broker that is down is not an error:
+  //          the sink connects when it comes up. The destructor waits up to flush_timeout
+  //          for queued events, publishes "offline" and joins both threads.
+  static Result<std::unique_ptr<MqttSink>> create(MqttOptions options);
+  virtual MqttStatus status() const = 0;
+};
+
+// The topic and discovery id of a stream's name (see MqttOptions).
+std::string mqtt_stream_id(const std::string& stream);
+
 // Every event to each of `sinks`, in order (stdout and a webhook).
 // requires: the sinks outlive the returned one.
 std::unique_ptr<EventSink> make_fanout_sink(std::vector<EventSink*> sinks);
@@ -234,8 +299,10 @@ struct StreamOptions {
   // Reconnection: first delay, doubling up to the maximum.
   std::chrono::milliseconds reconnect_initial{200};
   std::chrono::milliseconds reconnect_max{10000};
-  // Stop after the source ended this many times (0: reconnect for ever). 1 makes a file
-  // source play once: the stream finishes, wait() returns.
+  // Stop after the source ended this many times (0: reconnect for ever); a source that
+  // fails to open before it ever opened counts as an end too. 1 makes a file source play
+  // once: the stream finishes, wait() returns, and a file that cannot be opened (missing,
+  // not a video) leaves its error in last_error instead of being retried for ever.
   int stop_after_ends = 0;
   // For files and measurement: the grabber waits until the worker has taken each frame
   // instead of replacing it, so no frame is dropped and a run does not depend on the

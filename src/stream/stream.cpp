@@ -107,7 +107,7 @@ class StreamImpl final : public Stream {
 
   // The grabber: reads the source, keeps only the newest frame, reconnects with backoff.
   void grab() {
-    bool open = false;
+    bool open = false, ever_opened = false;
     int ends = 0;
     std::int64_t index = 0;
     auto delay = options_.reconnect_initial;
@@ -123,6 +123,15 @@ class StreamImpl final : public Stream {
       ev.retry_in_ms = static_cast<double>(delay.count());
       publish(ev);
     };
+    // One more end of the source. ensures: true when that was the last (stop_after_ends).
+    auto ended = [&](const Error* error) {
+      if (options_.stop_after_ends <= 0 || ++ends < options_.stop_after_ends) return false;
+      std::lock_guard lock(mutex_);
+      if (error != nullptr) status_.last_error = *error;
+      source_done_ = true;
+      cv_.notify_all();
+      return true;
+    };
     for (;;) {
       {
         std::lock_guard lock(mutex_);
@@ -130,12 +139,16 @@ class StreamImpl final : public Stream {
       }
       if (!open) {
         if (auto st = source_->open(); !st) {
+          // A source that could never be opened has ended too: a missing or corrupt file
+          // played --once finishes with its error instead of being retried for ever
+          // (StreamFiles.ACorruptFile...). One that opened before is retried (a camera back).
+          if (!ever_opened && ended(&st.error())) break;
           source_failed(st.error());
           if (!pause(delay)) break;
           delay = std::min(delay * 2, options_.reconnect_max);
           continue;
         }
-        open = true;
+        open = ever_opened = true;
         {
           std::lock_guard lock(mutex_);
           if (index > 0) ++status_.reconnects;
@@ -149,13 +162,7 @@ class StreamImpl final : public Stream {
           continue;
         }
         open = false;
-        ++ends;
-        if (options_.stop_after_ends > 0 && ends >= options_.stop_after_ends) {
-          std::lock_guard lock(mutex_);
-          source_done_ = true;
-          cv_.notify_all();
-          break;
-        }
+        if (ended(nullptr)) break;  // a file that ended is not an error
         source_failed(frame.error());
         if (!pause(delay)) break;
         delay = std::min(delay * 2, options_.reconnect_max);

@@ -19,7 +19,23 @@ class VideoSource final : public FrameSource {
   Status open() override {
     capture_.release();
     const bool device_number = std::all_of(uri_.begin(), uri_.end(), [](unsigned char c) { return std::isdigit(c); });
-    const bool opened = device_number ? capture_.open(std::stoi(uri_)) : capture_.open(uri_);
+    bool opened = false;
+    if (device_number) {
+      opened = capture_.open(std::stoi(uri_));  // V4L2
+    } else if (uri_.find("://") != std::string::npos) {
+      // A network source: bounded waits, or a camera that hangs with its connection open
+      // blocks read() for FFmpeg's default 30 s (Rtsp.ACameraThatHangsWithItsConnectionOpen...).
+      auto ms = [](std::chrono::milliseconds t) { return static_cast<int>(std::clamp<std::int64_t>(t.count(), 1, 1 << 30)); };
+      opened = capture_.open(uri_, cv::CAP_FFMPEG,
+                             {cv::CAP_PROP_OPEN_TIMEOUT_MSEC, ms(options_.open_timeout), cv::CAP_PROP_READ_TIMEOUT_MSEC,
+                              ms(options_.read_timeout)});
+    } else {
+      // FFmpeg only, for files as for URLs: when FFmpeg cannot open a file, OpenCV's
+      // CAP_ANY goes on to its GStreamer backend, which on a cut MP4 waits in open() for a
+      // pipeline that never prerolls, for ever (StreamFiles.TruncatedVideosEndWithoutACrash,
+      // about one run in five).
+      opened = capture_.open(uri_, cv::CAP_FFMPEG);
+    }
     if (!opened || !capture_.isOpened()) return Error{ErrorCode::kIoError, "cannot open video source " + describe()};
     file_ = std::filesystem::is_regular_file(uri_);
     fps_ = capture_.get(cv::CAP_PROP_FPS);
