@@ -2,7 +2,10 @@
 #include "stream_manager.h"
 
 #include <algorithm>
+#include <mutex>
 #include <set>
+
+#include <opencv2/core/utils/logger.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -211,6 +214,13 @@ void StreamManager::round() {
 }
 
 void StreamManager::start_local(const StreamRecord& record) {
+  // OpenCV's own log (stderr, not the server's) quotes a source it failed to open, whole:
+  // cv::VideoCapture with CAP_ANY tries every backend, and CAP_IMAGES reports "can't find
+  // starting number (in the name of file): rtsp://user:password@..." at ERROR level
+  // (StreamsTest.TheSourcePasswordAppearsInNoResponseLogAuditOrDatabase reads stderr). A
+  // server that runs streams keeps only OpenCV's fatal messages.
+  static std::once_flag quiet;
+  std::call_once(quiet, [] { cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_FATAL); });
   auto fail = [&](const std::string& message) {
     std::lock_guard lock(mutex_);
     auto& last = start_errors_[record.id];

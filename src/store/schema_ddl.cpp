@@ -171,7 +171,7 @@ CREATE TABLE streams (
   outputs_sealed        {blob} NOT NULL,
   outputs_redacted      TEXT NOT NULL,
   created_by            TEXT NOT NULL,
-  running               {flag},
+  running               INTEGER NOT NULL CHECK (running IN (0, 1)),
   owner_node            TEXT,
   lease_expires_at      {bigint},
   created_at            {bigint} NOT NULL

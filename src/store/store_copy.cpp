@@ -74,7 +74,7 @@ const std::vector<Table>& tables() {
        {{"id", Type::kText}, {"name", Type::kText}, {"source_sealed", Type::kBlob},
         {"source_redacted", Type::kText}, {"collection", Type::kText}, {"purpose", Type::kText},
         {"reason", Type::kText}, {"operating_point", Type::kText}, {"outputs_sealed", Type::kBlob},
-        {"outputs_redacted", Type::kText}, {"created_by", Type::kText}, {"running", Type::kBool},
+        {"outputs_redacted", Type::kText}, {"created_by", Type::kText}, {"running", Type::kInt},
         {"owner_node", Type::kText}, {"lease_expires_at", Type::kInt}, {"created_at", Type::kInt}}},
       {"meta", "key", nullptr, {{"key", Type::kText}, {"value", Type::kText}}},
   };

@@ -111,7 +111,7 @@ StreamRecord insert_stream(Driver& db, const TemplateCipher& cipher, TimePoint n
           .add_bytes(outputs)
           .add(s.outputs_redacted_json)
           .add(s.created_by)
-          .add(s.running)
+          .add(s.running ? 1 : 0)
           .add(ms(now)));
   audit.collection = s.collection;
   audit.details = details_of(s);
@@ -149,7 +149,7 @@ StreamRecord update_stream_running(Driver& db, std::string_view id, bool running
   // Stopping frees the lease too, so a start on another node need not wait for it to expire.
   db.defer(running ? "UPDATE streams SET running = $2 WHERE id = $1"
                    : "UPDATE streams SET running = $2, owner_node = NULL, lease_expires_at = NULL WHERE id = $1",
-           Params().add(id).add(running));
+           Params().add(id).add(running ? 1 : 0));
   s.running = running;
   if (!running) s.owner_node.clear(), s.lease_expires_at.reset();
   return s;
@@ -171,7 +171,7 @@ bool claim_stream_lease(Driver& db, std::string_view id, std::string_view node, 
   const Rows r = db.run(
       "UPDATE streams SET owner_node = $2, lease_expires_at = $3 WHERE id = $1 AND running = $5"
       " AND (owner_node IS NULL OR owner_node = $2 OR lease_expires_at IS NULL OR lease_expires_at <= $4)",
-      Params().add(id).add(node).add(ms(now) + ttl.count()).add(ms(now)).add(true));
+      Params().add(id).add(node).add(ms(now) + ttl.count()).add(ms(now)).add(1));
   return r.affected() == 1;
 }
 
