@@ -24,6 +24,7 @@
 #include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
 
+#include "candor/analyzer.h"
 #include "candor/server.h"
 #include "test_support.h"
 
@@ -93,6 +94,16 @@ void write_video(const std::filesystem::path& path, const std::vector<std::uint8
   }
 }
 
+// One analyser for every node of the run: loading its networks is most of a node's start.
+const FaceAnalyzer& shared_analyzer() {
+  static std::unique_ptr<FaceAnalyzer> a = [] {
+    auto created = FaceAnalyzer::create();
+    if (!created) throw std::runtime_error("analyzer: " + created.error().message);
+    return std::move(*created);
+  }();
+  return *a;
+}
+
 // One node over the store in `dir`, its log captured, serving until destroyed.
 class Node {
  public:
@@ -101,6 +112,7 @@ class Node {
     o.store_uri = (dir / "store.db").string();
     o.port = 0;
     o.engine = &test::shared_engine();
+    o.analyzer = &shared_analyzer();
     o.workers = 2;
     o.retention_interval_min = 0;
     o.node_id = node_id;
@@ -170,13 +182,14 @@ class StreamsTest : public ::testing::Test {
   }
 
   // A collection "staff" with anna enrolled (from other photos than the video's).
-  void prepare(Node& n) {
+  void prepare(Node& n, bool enroll = true) {
     key_ = n.bootstrap;
     ASSERT_EQ(post(n, "/v1/collections", {{"name", "staff"}, {"purpose", "door access"}, {"retention_days", 30}})->status, 201);
     ASSERT_EQ(post(n, "/v1/collections/staff/consents",
                    {{"subject", "anna"}, {"evidence_sha256", std::string(64, 'a')}, {"collected_by", "test"}})
                   ->status,
               201);
+    if (!enroll) return;
     auto e = n.client().Post("/v1/collections/staff/subjects/anna/faces", auth(),
                              httplib::MultipartFormDataItems{{"images", face_crop(1, 2, 0.3f), "a1.jpg", "image/jpeg"},
                                                              {"images", face_crop(1, 2, 0.6f), "a2.jpg", "image/jpeg"}});
@@ -331,7 +344,7 @@ TEST_F(StreamsTest, TwoNodesOnOneStoreRunAStreamOnceAndTakeOverWhenOneStops) {
 
 TEST_F(StreamsTest, HostileRequestsGet400AndNoStream) {
   Node n(dir_, "node-a");
-  prepare(n);
+  prepare(n, false);
   const std::vector<std::string> sources = {"ftp://h/x",  "file:///etc/passwd", "videotestsrc ! appsink", "concat:/a|/b",
                                             "rtsp://",    "rtsp://h/a b",       "rtsp://h/x!y",           "/dev/sda",
                                             "/etc/../x",  "/no/such/file.avi",  std::string(5000, 'a'),   "\x01rtsp://h"};
@@ -368,7 +381,7 @@ TEST_F(StreamsTest, HostileRequestsGet400AndNoStream) {
 
 TEST_F(StreamsTest, EventClientsAreLimited) {
   Node n(dir_, "node-a");
-  prepare(n);
+  prepare(n, false);
   const std::string id = create(n, video_.string(), false);
   std::atomic<int> open{0};
   std::atomic<bool> done{false};
