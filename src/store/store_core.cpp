@@ -661,10 +661,10 @@ class CoreStore final : public Store {
   }
   Result<bool> claim_stream(std::string_view id, std::string_view node, TimePoint now,
                             std::chrono::milliseconds ttl) override {
-    return unaudited_write<bool>([&] { return claim_stream_lease(*db_, id, node, now, ttl); });
+    return plain_op<bool>(true, [&] { return claim_stream_lease(*db_, id, node, now, ttl); });
   }
   Status release_stream(std::string_view id, std::string_view node) override {
-    return unaudited_write<Ok>([&] {
+    return plain_op<Ok>(true, [&] {
       release_stream_lease(*db_, id, node);
       return Ok{};
     });
@@ -839,12 +839,13 @@ class CoreStore final : public Store {
     return facts;
   }
 
-  // Runs `fn` under the mutex in a read snapshot.
+  // Runs `fn` under the mutex in one transaction that appends no audit entry: a read
+  // snapshot, or (write) a write transaction (a stream's lease).
   template <typename T, typename Fn>
-  Result<T> read_op(Fn&& fn) {
+  Result<T> plain_op(bool write, Fn&& fn) {
     std::lock_guard lock(mutex_);
     try {
-      Txn txn(*db_, false);
+      Txn txn(*db_, write);
       T out = fn();
       txn.commit();
       return out;
@@ -852,19 +853,9 @@ class CoreStore final : public Store {
       return f.error;
     }
   }
-
-  // Runs `fn` in a write transaction that appends no audit entry (a stream's lease).
   template <typename T, typename Fn>
-  Result<T> unaudited_write(Fn&& fn) {
-    std::lock_guard lock(mutex_);
-    try {
-      Txn txn(*db_, true);
-      T out = fn();
-      txn.commit();
-      return out;
-    } catch (const StoreFailure& f) {
-      return f.error;
-    }
+  Result<T> read_op(Fn&& fn) {
+    return plain_op<T>(false, std::forward<Fn>(fn));
   }
 
   // Runs `fn` in a write transaction; fn fills in the draft's details, and the
