@@ -119,6 +119,7 @@ struct StreamManager::Running {
   std::unique_ptr<Stream> stream;
   std::string source;  // for scrubbing messages
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point renewed = started;  // the last claim that held the lease
 };
 
 StreamManager::StreamManager(Context& ctx, std::string node, std::chrono::milliseconds lease, std::size_t queue,
@@ -195,10 +196,21 @@ void StreamManager::round() {
     }
     auto claimed = ctx_.store->claim_stream(s.id, node_, ctx_.now(), lease_);
     if (!claimed) {
-      // Unreachable store: a running stream keeps running; its lease may lapse meanwhile,
-      // and the next round here finds whether another node took it.
+      // Unreachable store: a running stream keeps running while its lease lasts, then stops,
+      // since another node may take it over once it has expired.
       ctx_.log->warn("streams: cannot renew a lease", {{"stream", s.id}, {"code", error_code_name(claimed.error().code)}});
+      bool lapsed = false;
+      {
+        std::lock_guard lock(mutex_);
+        auto it = running_.find(s.id);
+        lapsed = it != running_.end() && std::chrono::steady_clock::now() - it->second->renewed >= lease_;
+      }
+      if (lapsed) stop_local(s.id);
       continue;
+    }
+    if (*claimed && local) {
+      std::lock_guard lock(mutex_);
+      if (auto it = running_.find(s.id); it != running_.end()) it->second->renewed = std::chrono::steady_clock::now();
     }
     if (*claimed && !local) start_local(s);
     if (!*claimed && local) stop_local(s.id);  // another node took it over

@@ -6,7 +6,8 @@
 // desired state is running is claimed (Store::claim_stream: the lease is taken when free
 // or expired and renewed while held); the node holding the lease runs it, every other
 // node does not. A node that stops (or crashes) lets its leases expire, and another node
-// takes the stream over within one lease. A stream stopped or deleted through any node is
+// takes the stream over within one lease; a node that cannot renew a lease (its store is
+// unreachable) stops the stream once the lease has run out. A stream stopped or deleted through any node is
 // stopped by its runner at its next round (at once on the node that was asked).
 //
 // A stream's decisions are searches of the key that created it: its actor ("key:<name>")
