@@ -138,4 +138,49 @@ export const api = {
   createKey: (spec) => request('POST', '/v1/keys', { json: spec }),
   deleteKey: (name) => request('DELETE', `/v1/keys/${enc(name)}`),
   retentionRun: () => request('POST', '/v1/retention/run'),
+  listStreams: () => request('GET', '/v1/streams'),
+  getStream: (id) => request('GET', `/v1/streams/${enc(id)}`),
+  createStream: (spec) => request('POST', '/v1/streams', { json: spec }),
+  startStream: (id) => request('POST', `/v1/streams/${enc(id)}/start`),
+  stopStream: (id) => request('POST', `/v1/streams/${enc(id)}/stop`),
+  deleteStream: (id) => request('DELETE', `/v1/streams/${enc(id)}`),
 };
+
+// A stream's Server-Sent Events, read through fetch (EventSource cannot send the key
+// header). Calls onEvent with each parsed `data:` object until `signal` aborts or the
+// server ends the response; resolves then, rejects with an ApiError on a refusal.
+export async function streamEvents(id, signal, onEvent) {
+  const headers = { Accept: 'text/event-stream' };
+  if (apiKey) headers['X-API-Key'] = apiKey;
+  const response = await fetch(`/v1/streams/${enc(id)}/events`, { headers, signal, credentials: 'omit', cache: 'no-store' });
+  if (!response.ok) {
+    let e = {};
+    try {
+      e = (await response.json()).error || {};
+    } catch {
+      e = {};
+    }
+    throw new ApiError(response.status, e.code || `http_${response.status}`, e.message || `${response.status}`);
+  }
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    let end;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      for (const line of block.split('\n')) {
+        if (!line.startsWith('data: ')) continue; // comments are heartbeats
+        try {
+          onEvent(JSON.parse(line.slice(6)));
+        } catch {
+          // a line that is not JSON is not an event
+        }
+      }
+    }
+  }
+}

@@ -1,7 +1,7 @@
 // Candor console: the single-page operator console. Uses only the v1 routes of
 // docs/api.md; no inline scripts or styles (the server's CSP forbids them). This module
 // holds the key prompt, the tabs and four pages; each other page is a module of its own
-// (compare.js, audit.js, subjects.js, keys.js, retention.js) exporting init().
+// (compare.js, audit.js, subjects.js, keys.js, retention.js, streams.js) exporting init().
 
 import { api, setKey, restoreKey, clearKey, hasKey } from './api.js';
 import { $, el, clear, show, showError, showOk, fmt, busy, plural, focusOn } from './dom.js';
@@ -15,10 +15,11 @@ import * as auditPage from './audit.js';
 import * as subjectsPage from './subjects.js';
 import * as keysPage from './keys.js';
 import * as retentionPage from './retention.js';
+import * as streamsPage from './streams.js';
 
 // ---------------------------------------------------------------- key + tabs
 
-const PAGES = ['detect', 'compare', 'collections', 'consent', 'subjects', 'search', 'audit', 'keys', 'retention'];
+const PAGES = ['detect', 'compare', 'collections', 'consent', 'subjects', 'search', 'audit', 'keys', 'retention', 'streams'];
 const loaders = {}; // page -> function run when the page is shown
 
 // What each page needs of the key (docs/api.md "Routes"); a page the key cannot use is not shown.
@@ -32,6 +33,7 @@ const PAGE_NEEDS = {
   audit: () => can('audit'),
   keys: () => can('admin'),
   retention: () => can('admin') && everyCollection(),
+  streams: () => can('streams'),
 };
 
 function visiblePages() {
@@ -609,6 +611,7 @@ function start() {
   subjectsPage.init(loaders);
   keysPage.init(loaders);
   retentionPage.init(loaders);
+  streamsPage.init(loaders);
   const saved = restoreKey();
   if (saved) {
     signIn(saved, true).catch((err) => signOut(err));

@@ -216,6 +216,13 @@ void register_server_commands(CLI::App& app, const EngineOptions& engine_options
     c->add_option("--retention-interval-min", a->options.retention_interval_min,
                   "Purge templates past retention or consent this often (0: only `candor retention run`)")
         ->capture_default_str();
+    c->add_flag("--stream-files", a->options.stream_allow_files,
+                "Allow file paths as camera stream sources (/v1/streams): a file source reads any file the server can");
+    c->add_option("--node-id", a->options.node_id,
+                  "This node's name in camera streams' leases (default: host:pid:random)");
+    c->add_option("--stream-lease-ms", a->options.stream_lease_ms,
+                  "How long a node holds a camera stream's lease; another node takes over within it")
+        ->capture_default_str();
     c->callback([a, &engine_options] { serve(*a, engine_options); });
   }
 

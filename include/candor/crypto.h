@@ -86,6 +86,12 @@ class TemplateCipher {
   Result<std::vector<float>> open(std::span<const std::uint8_t> sealed,
                                   std::string_view associated_data, std::size_t dim) const;
 
+  // Other secrets of the store (a camera's source URL with its password) under the
+  // same key and construction: nonce || ciphertext || tag (24 + size + 16 bytes).
+  // ensures (open_text): the text sealed with the same associated data, or
+  // kIntegrityError as open().
+  std::vector<std::uint8_t> seal_text(std::string_view text, std::string_view associated_data) const;
+  Result<std::string> open_text(std::span<const std::uint8_t> sealed, std::string_view associated_data) const;
   // A key check value: a MAC of a fixed label under a subkey derived from the
   // template key. Stored in the database so a wrong key is detected at open
   // rather than at the first failed decryption; it reveals nothing about the key.
@@ -93,6 +99,9 @@ class TemplateCipher {
   std::string key_check_value() const;
 
  private:
+  std::vector<std::uint8_t> seal_bytes(std::span<const std::uint8_t> plain, std::string_view associated_data) const;
+  Result<std::vector<std::uint8_t>> open_bytes(std::span<const std::uint8_t> sealed,
+                                               std::string_view associated_data) const;
   SecretKey key_;
 };
 

@@ -109,6 +109,21 @@ struct ServerOptions {
   // Inference that has waited this long for a worker gives up with 503.
   int queue_timeout_ms = 30'000;
 
+  // Camera streams (/v1/streams, issue 12). This node's name in the streams' leases;
+  // empty: "<hostname>:<pid>:<random>", so two nodes on one host differ.
+  std::string node_id;
+  // A node holds a stream's lease this long and renews it every third of it; a node that
+  // dies is replaced by another within one lease.
+  int stream_lease_ms = 30'000;
+  // File paths as stream sources (`candor serve --stream-files`): off, because a file
+  // source reads any file the server may read. rtsp(s), http(s) and /dev/videoN always.
+  bool stream_allow_files = false;
+  // SSE clients of /v1/streams/{id}/events at once on this node (each holds a connection
+  // thread), events a client may have unsent before it is dropped, and the heartbeat.
+  int stream_max_event_clients = 8;
+  int stream_event_queue = 256;
+  int stream_sse_heartbeat_ms = 15'000;
+
   // The clock of the store and of the search budgets; empty: the system clock (now_ms).
   // Tests inject one to cross minute and day windows without waiting.
   std::function<TimePoint()> clock;

@@ -222,6 +222,46 @@ struct ApiKeyRecord {
   TimePoint created_at{};
 };
 
+// A camera stream a server runs (issue 12, /v1/streams). Its source URL and outputs may
+// hold credentials (rtsp://user:password@..., a webhook's signing secret): the store keeps
+// them sealed under the template key (TemplateCipher::seal_text, associated data binding
+// them to the stream's id) and returns them only through stream_secrets(). What a listing
+// shows is the redacted copy the caller gave at creation.
+struct NewStream {
+  std::string name;             // 1..128 bytes
+  std::string source;           // secret: sealed
+  std::string source_redacted;  // for display: the caller's copy with the credentials masked
+  std::string collection;       // must exist
+  std::string purpose;
+  std::string reason;           // of every decision's audit entry
+  std::string operating_point;  // "" : the collection's own threshold
+  std::string outputs_json;     // secret: sealed (webhook URL and secret ...); "{}" when none
+  std::string outputs_redacted_json = "{}";  // for display
+  std::string created_by;       // the key whose budget its decisions spend ("key:<name>")
+  bool running = false;         // the desired state
+};
+
+struct StreamRecord {
+  std::string id;               // "st_" + 16 hex digits, chosen by the store
+  std::string name;
+  std::string source_redacted;
+  std::string collection;
+  std::string purpose;
+  std::string reason;
+  std::string operating_point;
+  std::string outputs_redacted_json;
+  std::string created_by;
+  bool running = false;         // desired state: the node holding the lease runs it
+  std::string owner_node;       // the node holding the lease; "" when none
+  std::optional<TimePoint> lease_expires_at;
+  TimePoint created_at{};
+};
+
+struct StreamSecrets {
+  std::string source;
+  std::string outputs_json;
+};
+
 struct AuditFilter {
   std::optional<std::string> subject;     // entries whose subject index names her (a search: only if matched)
   std::optional<std::string> collection;
@@ -409,6 +449,33 @@ class Store {
   virtual Result<std::vector<ApiKeyRecord>> list_api_keys() = 0;
   // ensures: kNotFound when there is no such key.
   virtual Status delete_api_key(std::string_view name, const AuditContext& ctx) = 0;
+
+  // -- camera streams (issue 12; audited as "stream_create", "stream_start", "stream_stop",
+  //    "stream_delete" with the redacted source only: never the URL's credentials)
+  // ensures: the new stream; kNotFound for an unknown collection; kInvalidArgument for an
+  //          empty or oversized name, source or field, or outputs that are not a JSON object.
+  virtual Result<StreamRecord> create_stream(const NewStream& spec, const AuditContext& ctx) = 0;
+  // ensures: every stream, oldest first.
+  virtual Result<std::vector<StreamRecord>> list_streams() = 0;
+  // ensures: kNotFound when there is no such stream.
+  virtual Result<StreamRecord> get_stream(std::string_view id) = 0;
+  // The sealed fields, opened. Not audited: the caller is the node that runs the stream.
+  // ensures: kNotFound; kIntegrityError when they do not open (another key, altered).
+  virtual Result<StreamSecrets> stream_secrets(std::string_view id) = 0;
+  // Sets the desired state. ensures: the stream as now stored; kNotFound.
+  virtual Result<StreamRecord> set_stream_running(std::string_view id, bool running, const AuditContext& ctx) = 0;
+  // ensures: kNotFound when there is no such stream.
+  virtual Status delete_stream(std::string_view id, const AuditContext& ctx) = 0;
+  // The lease that lets one node of several run a stream: taken when the stream should
+  // run and its lease is free, expired (lease_expires_at <= now) or already `node`'s,
+  // and then held until now + ttl. Not audited (a renewal every few seconds is
+  // bookkeeping; the start and stop that decide it are audited).
+  // ensures: true when `node` holds the lease after the call; false when another node
+  //          holds an unexpired one or the stream should not run; kNotFound.
+  virtual Result<bool> claim_stream(std::string_view id, std::string_view node, TimePoint now,
+                                    std::chrono::milliseconds ttl) = 0;
+  // Gives up `node`'s lease (a node that stops a stream); nothing when it holds none.
+  virtual Status release_stream(std::string_view id, std::string_view node) = 0;
 
   // -- audit
   virtual Result<std::vector<AuditEntry>> audit_list(const AuditFilter& filter) = 0;

@@ -137,13 +137,8 @@ TemplateCipher::TemplateCipher(SecretKey key) : key_(std::move(key)) {
   if (key_.data() == nullptr) throw std::logic_error("TemplateCipher built from a moved-from key");
 }
 
-std::vector<std::uint8_t> TemplateCipher::seal(std::span<const float> embedding,
-                                               std::string_view associated_data) const {
-  std::vector<std::uint8_t> plain(embedding.size() * 4);
-  for (std::size_t i = 0; i < embedding.size(); ++i) {
-    std::uint32_t bits = std::bit_cast<std::uint32_t>(embedding[i]);
-    for (int b = 0; b < 4; ++b) plain[i * 4 + b] = static_cast<std::uint8_t>(bits >> (8 * b));
-  }
+std::vector<std::uint8_t> TemplateCipher::seal_bytes(std::span<const std::uint8_t> plain,
+                                                     std::string_view associated_data) const {
   std::vector<std::uint8_t> out(kNonceBytes + plain.size() + kTagBytes);
   randombytes_buf(out.data(), kNonceBytes);
   unsigned long long written = 0;
@@ -151,9 +146,50 @@ std::vector<std::uint8_t> TemplateCipher::seal(std::span<const float> embedding,
                                              plain.size(), uc(associated_data),
                                              associated_data.size(), nullptr, out.data(),
                                              key_.data());
+  out.resize(kNonceBytes + written);
+  return out;
+}
+
+Result<std::vector<std::uint8_t>> TemplateCipher::open_bytes(std::span<const std::uint8_t> sealed,
+                                                             std::string_view associated_data) const {
+  if (sealed.size() < kNonceBytes + kTagBytes) {
+    return Error{ErrorCode::kIntegrityError, "ciphertext too short"};
+  }
+  std::vector<std::uint8_t> plain(sealed.size() - kNonceBytes - kTagBytes);
+  unsigned long long written = 0;
+  if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+          plain.data(), &written, nullptr, sealed.data() + kNonceBytes,
+          sealed.size() - kNonceBytes, uc(associated_data), associated_data.size(),
+          sealed.data(), key_.data()) != 0) {
+    return Error{ErrorCode::kIntegrityError,
+                 "ciphertext does not decrypt: altered, moved to another row, or another key"};
+  }
+  return plain;
+}
+
+std::vector<std::uint8_t> TemplateCipher::seal(std::span<const float> embedding,
+                                               std::string_view associated_data) const {
+  std::vector<std::uint8_t> plain(embedding.size() * 4);
+  for (std::size_t i = 0; i < embedding.size(); ++i) {
+    std::uint32_t bits = std::bit_cast<std::uint32_t>(embedding[i]);
+    for (int b = 0; b < 4; ++b) plain[i * 4 + b] = static_cast<std::uint8_t>(bits >> (8 * b));
+  }
+  auto out = seal_bytes(plain, associated_data);
   // The plaintext is the biometric itself: do not leave it in freed heap.
   sodium_memzero(plain.data(), plain.size());
-  out.resize(kNonceBytes + written);
+  return out;
+}
+
+std::vector<std::uint8_t> TemplateCipher::seal_text(std::string_view text, std::string_view associated_data) const {
+  return seal_bytes({reinterpret_cast<const std::uint8_t*>(text.data()), text.size()}, associated_data);
+}
+
+Result<std::string> TemplateCipher::open_text(std::span<const std::uint8_t> sealed,
+                                              std::string_view associated_data) const {
+  auto plain = open_bytes(sealed, associated_data);
+  if (!plain) return plain.error();
+  std::string out(plain->begin(), plain->end());
+  sodium_memzero(plain->data(), plain->size());
   return out;
 }
 
@@ -163,22 +199,18 @@ Result<std::vector<float>> TemplateCipher::open(std::span<const std::uint8_t> se
   if (sealed.size() != kNonceBytes + dim * 4 + kTagBytes) {
     return Error{ErrorCode::kIntegrityError, "template ciphertext has the wrong length"};
   }
-  std::vector<std::uint8_t> plain(dim * 4);
-  unsigned long long written = 0;
-  if (crypto_aead_xchacha20poly1305_ietf_decrypt(
-          plain.data(), &written, nullptr, sealed.data() + kNonceBytes,
-          sealed.size() - kNonceBytes, uc(associated_data), associated_data.size(),
-          sealed.data(), key_.data()) != 0) {
+  auto plain = open_bytes(sealed, associated_data);
+  if (!plain) {
     return Error{ErrorCode::kIntegrityError,
                  "template does not decrypt: altered, moved to another row, or another key"};
   }
   std::vector<float> out(dim);
   for (std::size_t i = 0; i < dim; ++i) {
     std::uint32_t bits = 0;
-    for (int b = 0; b < 4; ++b) bits |= static_cast<std::uint32_t>(plain[i * 4 + b]) << (8 * b);
+    for (int b = 0; b < 4; ++b) bits |= static_cast<std::uint32_t>((*plain)[i * 4 + b]) << (8 * b);
     out[i] = std::bit_cast<float>(bits);
   }
-  sodium_memzero(plain.data(), plain.size());
+  sodium_memzero(plain->data(), plain->size());
   return out;
 }
 

@@ -46,9 +46,11 @@ namespace candor::server {
 // The operations a key may be granted (docs/api.md "Scopes"). "metrics" reads the
 // per-collection series of /metrics for the key's collections; "candidates": a search may
 // also return the subjects below the threshold (routes_collections.cpp).
-inline constexpr std::array<std::string_view, 9> kOperations = {"detect", "compare", "enroll", "search",
-                                                                  "consents", "audit", "metrics", "admin",
-                                                                  "candidates"};
+// "streams": create, run and watch camera streams (/v1/streams; creating one also needs
+// "search", since its decisions are searches of the creating key).
+inline constexpr std::array<std::string_view, 10> kOperations = {"detect", "compare", "enroll", "search",
+                                                                   "consents", "audit", "metrics", "admin",
+                                                                   "candidates", "streams"};
 
 struct ApiKey {
   std::string name;                      // [A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}; the audit actor is "key:<name>"

@@ -1,5 +1,9 @@
 // Server: wiring of httplib, the shared Context and the routes; start-up, loading
 // and graceful shutdown.
+#include <sodium.h>
+#include <unistd.h>
+
+#include <array>
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
@@ -7,12 +11,14 @@
 #include <mutex>
 #include <thread>
 
+#include "candor/crypto.h"
 #include "candor/json.h"
 #include "candor/models.h"
 #include "candor/server.h"
 #include "connection_guard.h"
 #include "http_util.h"
 #include "server_context.h"
+#include "stream_manager.h"
 
 #ifndef CANDOR_WEB_DIR
 #define CANDOR_WEB_DIR ""
@@ -115,6 +121,13 @@ class ServerImpl final : public Server {
     ctx_.throttle = std::make_unique<server::AuthThrottle>(options.auth_failures_allowed,
                                                            std::chrono::seconds(options.auth_failure_window_s));
     ctx_.budget = std::make_unique<server::SearchBudget>(*ctx_.store, options.clock);
+    if (options.stream_lease_ms < 100 || options.stream_max_event_clients < 0 || options.stream_event_queue < 1) {
+      return Error{ErrorCode::kInvalidArgument, "stream lease under 100 ms, or negative event clients or queue"};
+    }
+    ctx_.streams = std::make_unique<server::StreamManager>(
+        ctx_, options.node_id.empty() ? default_node_id() : options.node_id,
+        std::chrono::milliseconds(options.stream_lease_ms), static_cast<std::size_t>(options.stream_event_queue),
+        static_cast<std::size_t>(options.stream_max_event_clients));
     ctx_.gate = std::make_unique<server::AdmissionGate>(workers, queue,
                                                         std::chrono::milliseconds(options.queue_timeout_ms));
 
@@ -144,6 +157,7 @@ class ServerImpl final : public Server {
     server::register_collection_routes(*router_);
     server::register_audit_routes(*router_);
     server::register_key_routes(*router_);
+    server::register_stream_routes(*router_);
     server::register_static_files(*http_, ctx_);  // last: the GET fallback
 
     if (options.port == 0) {
@@ -171,6 +185,7 @@ class ServerImpl final : public Server {
     bool listened = true;
     if (!stop_requested_) listened = http_->listen_after_bind();
     listen_returned_ = true;
+    if (ctx_.streams) ctx_.streams->stop_all();  // the streams stop cleanly, their leases released
     // listen_after_bind returns after the connection threads have finished their requests.
     if (loader_.joinable()) loader_.join();
     {
@@ -191,6 +206,9 @@ class ServerImpl final : public Server {
       retention_wakeup_.notify_all();
     }
     if (!http_) return;
+    // Event streams never end by themselves: end them so that httplib's stop, which waits
+    // for in-flight responses, returns.
+    if (ctx_.streams) ctx_.streams->close_clients();
     // run() may be between its stop check and httplib marking itself running.
     while (run_called_ && !listen_returned_ && !http_->is_running()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -370,7 +388,17 @@ class ServerImpl final : public Server {
     ctx_.collections = std::move(*collections);
     ctx_.loaded = true;
     ctx_.log->info("ready");
+    ctx_.streams->begin();  // the streams whose desired state is running, this node's share
     if (ctx_.options.retention_interval_min > 0) retention_ = std::thread([this] { retention_schedule(); });
+  }
+
+  // "<hostname>:<pid>:<8 hex>": unique per process, readable in a lease row.
+  static std::string default_node_id() {
+    char host[256] = {};
+    if (gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+    std::array<unsigned char, 4> r{};
+    randombytes_buf(r.data(), r.size());
+    return std::string(host) + ":" + std::to_string(getpid()) + ":" + to_hex(r);
   }
 
   // Purges what is past its retention term or consent, at start-up and every

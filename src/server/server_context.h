@@ -27,6 +27,8 @@
 
 namespace candor::server {
 
+class StreamManager;
+
 struct Context {
   ServerOptions options;
   std::unique_ptr<Engine> owned_engine;
@@ -46,6 +48,8 @@ struct Context {
   std::atomic<bool> loaded{false};      // engine + collections in place
   std::atomic<bool> load_failed{false};
   std::filesystem::path web_root;       // canonical
+  // Last, so it is destroyed first: its streams use the engine, collections and store.
+  std::unique_ptr<StreamManager> streams;
 
   // options.clock, else the system clock: the store's and the budgets' time.
   TimePoint now() const { return options.clock ? options.clock() : now_ms(); }
@@ -134,6 +138,7 @@ void register_engine_routes(Router& router);      // detect, compare
 void register_collection_routes(Router& router);  // collections, consents, subjects, enroll, search
 void register_audit_routes(Router& router);       // audit, export, retention
 void register_key_routes(Router& router);         // keys (admin)
+void register_stream_routes(Router& router);      // camera streams and their events (issue 12)
 // GET fallback serving the web console from ctx.web_root (static_files.cpp).
 void register_static_files(httplib::Server& http, Context& ctx);
 

@@ -154,10 +154,35 @@ constexpr std::string_view kSchemaV3 = R"sql(
 ALTER TABLE collections ADD COLUMN calibration TEXT;
 )sql";
 
-constexpr std::array<std::pair<int, std::string_view>, 3> kMigrations = {{
+// v4: camera streams a server runs (issue 12). source_sealed and outputs_sealed hold the
+// source URL and the outputs (credentials) sealed under the template key; the redacted
+// copies are for display. owner_node / lease_expires_at: the lease by which one node of
+// several runs a stream (Store::claim_stream).
+constexpr std::string_view kSchemaV4 = R"sql(
+CREATE TABLE streams (
+  id                    TEXT PRIMARY KEY,
+  name                  TEXT NOT NULL,
+  source_sealed         {blob} NOT NULL,
+  source_redacted       TEXT NOT NULL,
+  collection            TEXT NOT NULL,
+  purpose               TEXT NOT NULL,
+  reason                TEXT NOT NULL,
+  operating_point       TEXT NOT NULL,
+  outputs_sealed        {blob} NOT NULL,
+  outputs_redacted      TEXT NOT NULL,
+  created_by            TEXT NOT NULL,
+  running               INTEGER NOT NULL CHECK (running IN (0, 1)),
+  owner_node            TEXT,
+  lease_expires_at      {bigint},
+  created_at            {bigint} NOT NULL
+);
+)sql";
+
+constexpr std::array<std::pair<int, std::string_view>, 4> kMigrations = {{
     {1, kSchemaV1},
     {2, kSchemaV2},
     {3, kSchemaV3},
+    {4, kSchemaV4},
 }};
 
 // `text` with every {token} replaced by the dialect's spelling.

@@ -68,6 +68,14 @@ const std::vector<Table>& tables() {
         {"face_id", Type::kInt}, {"time", Type::kInt}}},
       {"api_keys", "name", nullptr,
        {{"name", Type::kText}, {"hash_hex", Type::kText}, {"scopes_json", Type::kText}, {"created_at", Type::kInt}}},
+      // Streams' sealed fields are bound to their id, not to a row number: they open in the
+      // copy under the same template key.
+      {"streams", "id", nullptr,
+       {{"id", Type::kText}, {"name", Type::kText}, {"source_sealed", Type::kBlob},
+        {"source_redacted", Type::kText}, {"collection", Type::kText}, {"purpose", Type::kText},
+        {"reason", Type::kText}, {"operating_point", Type::kText}, {"outputs_sealed", Type::kBlob},
+        {"outputs_redacted", Type::kText}, {"created_by", Type::kText}, {"running", Type::kInt},
+        {"owner_node", Type::kText}, {"lease_expires_at", Type::kInt}, {"created_at", Type::kInt}}},
       {"meta", "key", nullptr, {{"key", Type::kText}, {"value", Type::kText}}},
   };
   return t;

@@ -25,6 +25,7 @@
 #include <unordered_map>
 
 #include "store_driver.h"
+#include "store_streams.h"
 
 namespace candor::store_detail {
 
@@ -632,6 +633,43 @@ class CoreStore final : public Store {
     });
   }
 
+  // ---------------------------------------------------------------- streams
+  // The SQL is in store_streams.cpp; here only the transactions and their audit.
+
+  Result<StreamRecord> create_stream(const NewStream& spec, const AuditContext& ctx) override {
+    return write_op<StreamRecord>(ctx, AuditDraft{"stream_create", spec.collection, {}, "{}", "ok"},
+                                  [&](AuditDraft& audit) { return insert_stream(*db_, *cipher_, clock_(), spec, audit); });
+  }
+  Result<std::vector<StreamRecord>> list_streams() override {
+    return read_op<std::vector<StreamRecord>>([&] { return select_streams(*db_); });
+  }
+  Result<StreamRecord> get_stream(std::string_view id) override {
+    return read_op<StreamRecord>([&] { return select_stream(*db_, id); });
+  }
+  Result<StreamSecrets> stream_secrets(std::string_view id) override {
+    return read_op<StreamSecrets>([&] { return open_stream_secrets(*db_, *cipher_, id); });
+  }
+  Result<StreamRecord> set_stream_running(std::string_view id, bool running, const AuditContext& ctx) override {
+    return write_op<StreamRecord>(ctx, AuditDraft{running ? "stream_start" : "stream_stop", "", {}, "{}", "ok"},
+                                  [&](AuditDraft& audit) { return update_stream_running(*db_, id, running, audit); });
+  }
+  Status delete_stream(std::string_view id, const AuditContext& ctx) override {
+    return write_op<Ok>(ctx, AuditDraft{"stream_delete", "", {}, "{}", "ok"}, [&](AuditDraft& audit) {
+      remove_stream(*db_, id, audit);
+      return Ok{};
+    });
+  }
+  Result<bool> claim_stream(std::string_view id, std::string_view node, TimePoint now,
+                            std::chrono::milliseconds ttl) override {
+    return plain_op<bool>(true, [&] { return claim_stream_lease(*db_, id, node, now, ttl); });
+  }
+  Status release_stream(std::string_view id, std::string_view node) override {
+    return plain_op<Ok>(true, [&] {
+      release_stream_lease(*db_, id, node);
+      return Ok{};
+    });
+  }
+
   // ------------------------------------------------------------------ audit
 
   Result<std::vector<AuditEntry>> audit_list(const AuditFilter& f) override {
@@ -801,18 +839,23 @@ class CoreStore final : public Store {
     return facts;
   }
 
-  // Runs `fn` under the mutex in a read snapshot.
+  // Runs `fn` under the mutex in one transaction that appends no audit entry: a read
+  // snapshot, or (write) a write transaction (a stream's lease).
   template <typename T, typename Fn>
-  Result<T> read_op(Fn&& fn) {
+  Result<T> plain_op(bool write, Fn&& fn) {
     std::lock_guard lock(mutex_);
     try {
-      Txn txn(*db_, false);
+      Txn txn(*db_, write);
       T out = fn();
       txn.commit();
       return out;
     } catch (const StoreFailure& f) {
       return f.error;
     }
+  }
+  template <typename T, typename Fn>
+  Result<T> read_op(Fn&& fn) {
+    return plain_op<T>(false, std::forward<Fn>(fn));
   }
 
   // Runs `fn` in a write transaction; fn fills in the draft's details, and the

@@ -1,0 +1,294 @@
+// Camera streams (issue 12): /v1/streams and their Server-Sent Events. Every field of a
+// request is hostile until checked here; the source URL's credentials are sealed by the
+// store and never leave it again but to the node that runs the stream (stream_manager.h).
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <filesystem>
+#include <regex>
+
+#include "candor/audit.h"
+#include "http_util.h"
+#include "server_context.h"
+#include "stream_manager.h"
+
+namespace candor::server {
+namespace {
+
+constexpr std::size_t kMaxNameBytes = 128;     // as StreamOptions' name (src/stream)
+constexpr std::size_t kMaxSourceBytes = 2048;  // as the store's limit (store_streams.cpp)
+constexpr std::size_t kMaxSecretBytes = 256;
+
+Error bad(std::string message) { return Error{ErrorCode::kInvalidArgument, std::move(message)}; }
+
+bool printable(const std::string& s) {
+  return std::none_of(s.begin(), s.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f;
+  });
+}
+
+// The sources OpenCV may open for a stream: network cameras (rtsp, rtsps, http, https with
+// a host), V4L2 devices (/dev/videoN), and files only when the operator allowed them (a
+// file source reads any path the server can). Nothing else: OpenCV's GStreamer backend
+// reads a string with "!" as a pipeline, and FFmpeg knows many protocols (file:, concat:,
+// subfile: ...) that read local files.
+Status check_source(const std::string& source, bool allow_files) {
+  if (source.empty() || source.size() > kMaxSourceBytes) return bad("source: 1.." + std::to_string(kMaxSourceBytes) + " bytes");
+  if (!printable(source)) return bad("source: control characters are not allowed");
+  static const std::regex device(R"(/dev/video[0-9]{1,3})");
+  if (std::regex_match(source, device)) return ok_status();
+  // RFC 3986 characters only: no spaces, no '!' (GStreamer pipelines), no quotes.
+  static const std::regex url(R"((rtsps?|https?)://[A-Za-z0-9._~%:;=&+$,*'()-]*@?[A-Za-z0-9.\[\]:-]+(/[A-Za-z0-9._~%:;=&+$,/?#@*'()-]*)?)");
+  const auto scheme_end = source.find("://");
+  if (scheme_end != std::string::npos) {
+    const std::string scheme = source.substr(0, scheme_end);
+    if (scheme != "rtsp" && scheme != "rtsps" && scheme != "http" && scheme != "https") {
+      // The input is not echoed: a malformed URL may hold its credentials anywhere.
+      return bad(std::string("source: the scheme is not allowed (rtsp, rtsps, http, https, /dev/videoN") +
+                 (allow_files ? ", or a file path)" : "; files only with `candor serve --stream-files`)"));
+    }
+    if (source.find('!') != std::string::npos || !std::regex_match(source, url)) {
+      return bad("source: not a well-formed " + scheme + ":// URL with a host");
+    }
+    return ok_status();
+  }
+  if (source.front() == '/' && source.find('!') == std::string::npos) {
+    if (!allow_files) {
+      return bad("source: file sources are off on this server (start it with `candor serve --stream-files`)");
+    }
+    if (source.find("/../") != std::string::npos || source.ends_with("/..") || source.rfind("/dev/", 0) == 0) {
+      return bad("source: not a plain file path");
+    }
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(source, ec)) return bad("source: no such file");
+    return ok_status();
+  }
+  return bad("source: expected rtsp://, rtsps://, http://, https:// or /dev/videoN");
+}
+
+// A string field: absent -> fallback; present -> a string of at most `max` printable bytes.
+Result<std::string> text_field(const nlohmann::json& body, const char* name, std::size_t max, bool required,
+                               std::string fallback = "") {
+  auto it = body.find(name);
+  if (it == body.end() || it->is_null()) {
+    if (required) return bad(std::string("field '") + name + "' is required");
+    return fallback;
+  }
+  if (!it->is_string()) return bad(std::string("field '") + name + "' must be a string");
+  std::string v = it->get<std::string>();
+  if ((required && v.empty()) || v.size() > max || !printable(v)) {
+    return bad(std::string("field '") + name + "': 1.." + std::to_string(max) + " printable bytes");
+  }
+  return v;
+}
+
+nlohmann::json stream_json(Context& ctx, const StreamRecord& s) {
+  nlohmann::json j = {{"id", s.id},
+                      {"name", s.name},
+                      {"source", s.source_redacted},
+                      {"collection", s.collection},
+                      {"purpose", s.purpose},
+                      {"reason", s.reason},
+                      {"operating_point", s.operating_point.empty() ? "collection" : s.operating_point},
+                      {"outputs", nlohmann::json::parse(s.outputs_redacted_json, nullptr, false)},
+                      {"created_by", s.created_by},
+                      {"state", s.running ? "running" : "stopped"},
+                      {"node", s.owner_node.empty() ? nlohmann::json(nullptr) : nlohmann::json(s.owner_node)},
+                      {"created_at", format_time(s.created_at)}};
+  if (auto live = ctx.streams->live_status(s.id)) {
+    const StreamStatus& st = live->status;
+    j["running_here"] = true;
+    j["status"] = {{"fps", std::round(live->fps * 10) / 10},
+                   {"uptime_s", std::round(live->uptime_s)},
+                   {"frames_read", st.frames_read},
+                   {"frames_processed", st.frames_processed},
+                   {"frames_dropped", st.frames_dropped},
+                   {"frames_corrupt", st.frames_corrupt},
+                   {"reconnects", st.reconnects},
+                   {"open_tracks", st.open_tracks},
+                   {"tracks", st.tracks},
+                   {"decisions", st.decisions},
+                   {"recognised", st.recognised},
+                   {"stalled", st.stalled},
+                   {"last_error", st.last_error ? nlohmann::json(st.last_error->message) : nlohmann::json(nullptr)}};
+  } else {
+    j["running_here"] = false;
+    if (auto e = ctx.streams->start_error(s.id)) j["start_error"] = *e;
+  }
+  return j;
+}
+
+// The stream named by {id}, if the key sees its collection; else 404 (hidden and missing alike).
+std::optional<StreamRecord> visible_stream(Context& ctx, Call& call) {
+  auto s = ctx.store->get_stream(call.param("id"));
+  if (!s) {
+    send_error(call.res, s.error().code == ErrorCode::kInvalidArgument ? Error{ErrorCode::kNotFound, "no such stream"}
+                                                                        : s.error());
+    return std::nullopt;
+  }
+  if (!call.key->sees_collection(s->collection)) {
+    send_error(call.res, {ErrorCode::kNotFound, "no such stream"});
+    return std::nullopt;
+  }
+  return std::move(*s);
+}
+
+void create_stream(Context& ctx, Call& call) {
+  auto body = json_body(call.req);
+  if (!body) return send_error(call.res, body.error());
+  static const std::array<std::string_view, 8> kFields = {"name",   "source",          "collection", "purpose",
+                                                          "reason", "operating_point", "outputs",    "start"};
+  for (const auto& [k, v] : body->items()) {
+    if (std::find(kFields.begin(), kFields.end(), k) == kFields.end()) {
+      return send_error(call.res, bad("unknown field '" + k.substr(0, 64) + "'"));
+    }
+  }
+  NewStream spec;
+  auto name = text_field(*body, "name", kMaxNameBytes, true);
+  if (!name) return send_error(call.res, name.error());
+  auto source = text_field(*body, "source", kMaxSourceBytes, true);
+  if (!source) return send_error(call.res, Error{ErrorCode::kInvalidArgument, "field 'source': a string of 1..2048 bytes"});
+  if (auto st = check_source(*source, ctx.options.stream_allow_files); !st) return send_error(call.res, st.error());
+  auto collection = text_field(*body, "collection", 256, true);
+  if (!collection) return send_error(call.res, collection.error());
+  auto purpose = text_field(*body, "purpose", 1024, true);
+  if (!purpose) return send_error(call.res, purpose.error());
+  auto reason = text_field(*body, "reason", kMaxReasonBytes, true);
+  if (!reason) return send_error(call.res, reason.error());
+  auto point = text_field(*body, "operating_point", 64, false, "collection");
+  if (!point) return send_error(call.res, point.error());
+  if (*point != "collection") {
+    return send_error(call.res, bad("operating_point: a stream decides at its collection's operating point "
+                                    "(\"collection\"); set the collection's with its creation or `candor calibrate`"));
+  }
+  bool start = false;
+  if (auto it = body->find("start"); it != body->end()) {
+    if (!it->is_boolean()) return send_error(call.res, bad("field 'start' must be a boolean"));
+    start = it->get<bool>();
+  }
+  nlohmann::json outputs = nlohmann::json::object(), shown = nlohmann::json::object();
+  if (auto it = body->find("outputs"); it != body->end() && !it->is_null()) {
+    if (!it->is_object()) return send_error(call.res, bad("field 'outputs' must be an object"));
+    for (const auto& [k, v] : it->items()) {
+      if (k != "webhook") return send_error(call.res, bad("outputs: unknown output '" + k.substr(0, 64) + "' (webhook)"));
+      if (!v.is_object()) return send_error(call.res, bad("outputs.webhook must be an object {url, secret}"));
+      auto url = text_field(v, "url", kMaxSourceBytes, true);
+      auto secret = text_field(v, "secret", kMaxSecretBytes, true);
+      if (!url || !secret || !url->starts_with("http://") || secret->size() < 16 || v.size() != 2) {
+        return send_error(call.res, bad("outputs.webhook: {url: http://host[:port]/path, secret: 16..256 bytes}"));
+      }
+      outputs["webhook"] = {{"url", *url}, {"secret", *secret}};
+      shown["webhook"] = {{"url", redact_source(*url)}};
+    }
+  }
+  // The decisions are searches of this key: it must see the collection and may search.
+  if (!call.key->sees_collection(*collection)) return send_error(call.res, collection_not_found());
+  if (!call.key->allows("search")) {
+    return send_error(call.res, {ErrorCode::kPermissionDenied, "a stream searches: this key lacks the 'search' scope"});
+  }
+  auto c = ctx.store->get_collection(*collection);
+  if (!c) return send_error(call.res, c.error().code == ErrorCode::kInvalidArgument ? collection_not_found() : c.error());
+  if (c->purpose != *purpose) {
+    return send_error(call.res, {ErrorCode::kConsentRequired, "the stream's purpose is not the collection's: its "
+                                                              "subjects consented to that purpose only"});
+  }
+  spec.name = *name;
+  spec.source = *source;
+  spec.source_redacted = redact_source(*source);
+  spec.collection = *collection;
+  spec.purpose = *purpose;
+  spec.reason = *reason;
+  spec.outputs_json = outputs.dump();
+  spec.outputs_redacted_json = shown.dump();
+  spec.created_by = call.actor;
+  spec.running = start;
+  auto created = ctx.store->create_stream(spec, call.audit("stream created"));
+  if (!created) return send_error(call.res, created.error());
+  ctx.log->info("stream created", {{"stream", created->id}, {"source", created->source_redacted}});
+  if (start) ctx.streams->poke();
+  send_json(call.res, 201, stream_json(ctx, *created));
+}
+
+void set_running(Context& ctx, Call& call, bool running) {
+  auto s = visible_stream(ctx, call);
+  if (!s) return;
+  auto updated = ctx.store->set_stream_running(s->id, running, call.audit(running ? "stream started" : "stream stopped"));
+  if (!updated) return send_error(call.res, updated.error());
+  ctx.streams->poke();
+  send_json(call.res, 200, stream_json(ctx, *updated));
+}
+
+// One SSE connection: "data: {json}" per event, a comment line as heartbeat.
+void stream_events(Context& ctx, Call& call) {
+  auto s = visible_stream(ctx, call);
+  if (!s) return;
+  auto client = ctx.streams->subscribe(s->id);
+  if (!client) {
+    return send_error(call.res, {ErrorCode::kOverloaded, "too many event clients on this node"}, 5);
+  }
+  const auto heartbeat = std::chrono::milliseconds(std::max(10, ctx.options.stream_sse_heartbeat_ms));
+  auto first = std::make_shared<bool>(true);
+  StreamManager* manager = ctx.streams.get();
+  const std::string id = s->id;
+  call.res.set_header("X-Accel-Buffering", "no");  // proxies (nginx) pass each event on at once
+  call.res.set_chunked_content_provider(
+      "text/event-stream",
+      [client, heartbeat, first](std::size_t, httplib::DataSink& sink) {
+        std::string out;
+        std::unique_lock lock(client->mutex);
+        if (*first) {
+          *first = false;
+          out = "retry: 3000\n: connected\n\n";  // the headers and this go out at once
+        } else {
+          client->cv.wait_for(lock, heartbeat, [&] { return client->closed || client->dropped || !client->lines.empty(); });
+          if (client->dropped) return false;  // a slow client: the connection ends
+          if (client->closed) {
+            lock.unlock();
+            sink.done();
+            return true;
+          }
+          if (client->lines.empty()) out = ": heartbeat\n\n";
+          while (!client->lines.empty()) {
+            out += "data: " + client->lines.front() + "\n\n";
+            client->lines.pop_front();
+          }
+        }
+        lock.unlock();
+        return sink.write(out.data(), out.size());
+      },
+      [manager, id, client](bool) { manager->unsubscribe(id, client); });
+}
+
+}  // namespace
+
+void register_stream_routes(Router& router) {
+  const auto scoped = [](const char* method, const char* path) {
+    return RouteSpec{method, path, Access::kScoped, "streams", false, Span::kOwnCollections};
+  };
+  router.add(scoped("POST", "/v1/streams"), create_stream);
+  router.add(scoped("GET", "/v1/streams"), [](Context& ctx, Call& call) {
+    auto all = ctx.store->list_streams();
+    if (!all) return send_error(call.res, all.error());
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& s : *all) {
+      if (call.key->sees_collection(s.collection)) out.push_back(stream_json(ctx, s));
+    }
+    send_json(call.res, 200, {{"streams", out}, {"node", ctx.streams->node()}});
+  });
+  router.add(scoped("GET", "/v1/streams/{id}"), [](Context& ctx, Call& call) {
+    if (auto s = visible_stream(ctx, call)) send_json(call.res, 200, stream_json(ctx, *s));
+  });
+  router.add(scoped("POST", "/v1/streams/{id}/start"), [](Context& ctx, Call& call) { set_running(ctx, call, true); });
+  router.add(scoped("POST", "/v1/streams/{id}/stop"), [](Context& ctx, Call& call) { set_running(ctx, call, false); });
+  router.add(scoped("DELETE", "/v1/streams/{id}"), [](Context& ctx, Call& call) {
+    auto s = visible_stream(ctx, call);
+    if (!s) return;
+    if (auto st = ctx.store->delete_stream(s->id, call.audit("stream deleted")); !st) return send_error(call.res, st.error());
+    ctx.streams->poke();
+    send_json(call.res, 200, {{"deleted", s->id}});
+  });
+  router.add(scoped("GET", "/v1/streams/{id}/events"), stream_events);
+}
+
+}  // namespace candor::server
