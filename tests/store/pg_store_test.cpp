@@ -87,7 +87,7 @@ TEST_P(PgStoreTest, NodesStartingTogetherMigrateOnce) {
   }
   for (std::thread& t : nodes) t.join();
   EXPECT_EQ(opened.load(), 4);
-  EXPECT_EQ(db_->scalar("SELECT COUNT(*) FROM schema_version"), 3);
+  EXPECT_EQ(db_->scalar("SELECT COUNT(*) FROM schema_version"), 4);
   EXPECT_EQ(db_->scalar("SELECT COUNT(*) FROM meta WHERE key = 'key_check'"), 1);
 }
 

@@ -520,7 +520,7 @@ TEST_P(StoreTest, MigrationsAreIdempotentAndDataPersists) {
     EXPECT_EQ(again->load_faces("staff")->size(), 2u);
     EXPECT_TRUE(again->audit_verify()->intact);
   }
-  EXPECT_EQ(db_->scalar("SELECT COUNT(*) FROM schema_version"), 3);
+  EXPECT_EQ(db_->scalar("SELECT COUNT(*) FROM schema_version"), 4);
 }
 
 TEST_P(StoreTest, NewerSchemaIsRefused) {
