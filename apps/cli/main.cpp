@@ -82,6 +82,7 @@ int main(int argc, char** argv) {
 
   register_engine_commands(app, ctx);
   register_collection_commands(app, ctx);
+  register_library_commands(app, ctx);
   register_store_commands(app, ctx);
   candor::register_server_commands(app, ctx.engine_options);
   CLI::App* bench = app.add_subcommand("bench", "Measure accuracy and speed (see README 'Measuring')");
