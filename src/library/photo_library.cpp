@@ -55,12 +55,25 @@ Result<LoadedGrouping> load_grouping(LibraryStore& store, std::string_view libra
     vectors.insert(vectors.end(), f.embedding.begin(), f.embedding.end());
     groups.push_back(f.group);
   }
-  if (dim == 0) return out;  // no face yet: nothing to group
+  if (dim == 0) return out;  // no face yet: nothing to group (grouping stays null)
   auto grouping = FaceGrouping::create(dim, options);
   if (!grouping) return grouping.error();
   if (auto r = (*grouping)->restore(held, vectors, groups, constraints_of(*corrections)); !r) return r.error();
   out.grouping = std::move(*grouping);
   return out;
+}
+
+// FaceGrouping::add of the faces the store holds without a group (new ones, or those an
+// interrupted run left).
+Status add_ungrouped(LoadedGrouping& g) {
+  std::vector<GroupingFace> faces;
+  std::vector<float> vectors;
+  for (const LibraryFace& f : g.ungrouped) {
+    faces.push_back(GroupingFace{f.id, f.photo});
+    vectors.insert(vectors.end(), f.embedding.begin(), f.embedding.end());
+  }
+  g.ungrouped.clear();
+  return g.grouping->add(faces, vectors);
 }
 
 // Writes back the faces whose group changed.
@@ -261,21 +274,7 @@ Result<std::size_t> group_new_faces(LibraryStore& store, std::string_view librar
   auto g = load_grouping(store, library, options);
   if (!g) return g.error();
   if (g->ungrouped.empty()) return std::size_t{0};
-  std::vector<GroupingFace> faces;
-  std::vector<float> vectors;
-  for (const LibraryFace& f : g->ungrouped) {
-    faces.push_back(GroupingFace{f.id, f.photo});
-    vectors.insert(vectors.end(), f.embedding.begin(), f.embedding.end());
-  }
-  if (!g->grouping) {
-    auto created = FaceGrouping::create(static_cast<int>(g->ungrouped.front().embedding.size()), options);
-    if (!created) return created.error();
-    auto corrections = store.list_corrections(library);
-    if (!corrections) return corrections.error();
-    if (auto r = (*created)->restore({}, {}, {}, constraints_of(*corrections)); !r) return r.error();
-    g->grouping = std::move(*created);
-  }
-  if (auto r = g->grouping->add(faces, vectors); !r) return r.error();
+  if (auto r = add_ungrouped(*g); !r) return r.error();
   return save_changes(store, library, *g, ctx);
 }
 
@@ -342,15 +341,7 @@ Result<std::size_t> regroup_library(LibraryStore& store, std::string_view librar
   auto g = load_grouping(store, library, options);
   if (!g) return g.error();
   if (!g->grouping) return std::size_t{0};
-  if (!g->ungrouped.empty()) {
-    std::vector<GroupingFace> faces;
-    std::vector<float> vectors;
-    for (const LibraryFace& f : g->ungrouped) {
-      faces.push_back(GroupingFace{f.id, f.photo});
-      vectors.insert(vectors.end(), f.embedding.begin(), f.embedding.end());
-    }
-    if (auto r = g->grouping->add(faces, vectors); !r) return r.error();
-  }
+  if (auto r = add_ungrouped(*g); !r) return r.error();
   if (auto r = g->grouping->regroup(); !r) return r.error();
   return save_changes(store, library, *g, ctx);
 }

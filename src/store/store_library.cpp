@@ -20,7 +20,7 @@ std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_hand
 
 // The audit entry's collection field for a library: collection names cannot hold ':',
 // so a library's entries never pass for a collection's.
-std::string audit_scope(std::string_view library) { return "library:" + std::string(library); }
+std::string audit_scope(std::string_view library) { return std::string(kLibraryScopePrefix) + std::string(library); }
 
 AuditDraft draft(std::string_view operation, std::string_view library) {
   return AuditDraft{std::string(operation), audit_scope(library), {}, "{}", "ok"};

@@ -179,6 +179,13 @@ TEST_P(LibraryStoreTest, ForgetThenReAddBringsNothingBack) {
   auto groups = group_by_person(2);
   auto refused = lib_->forget_group("family", groups[0], AuditContext{"tester", ""});
   ASSERT_FALSE(refused.ok()) << "forgetting needs a reason";
+  // The refusal is audited under the library's scope (refusal_draft kept it).
+  AuditFilter forgets;
+  forgets.operation = "library_forget";
+  const auto refusals = store_->audit_list(forgets).value();
+  ASSERT_EQ(refusals.size(), 1U);
+  EXPECT_EQ(refusals[0].result, "refused: invalid_argument");
+  EXPECT_EQ(refusals[0].collection, "library:family");
   const auto forgotten = lib_->forget_group("family", groups[0], who("the owner's request")).value();
   ASSERT_EQ(forgotten.size(), 3U);
   EXPECT_EQ(db_->scalar("SELECT COUNT(*) FROM library_faces WHERE state = 'forgotten' AND template IS NULL"), 3);
