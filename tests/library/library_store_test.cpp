@@ -212,6 +212,12 @@ TEST_P(LibraryStoreTest, DeleteLeavesNoRowAndIsAudited) {
   ASSERT_TRUE(group_new_faces(*lib_, "family", {}, who()).ok());
   auto groups = group_by_person(2);
   ASSERT_TRUE(lib_->set_group_label("family", groups[1], "Bob", who()).ok());
+  ASSERT_TRUE(lib_->set_group_hidden("family", groups[1], true, who()).ok());
+  const auto listed = lib_->list_groups("family").value();
+  for (const LibraryGroup& g : listed) {
+    EXPECT_EQ(g.hidden, g.number == groups[1]);
+    EXPECT_EQ(g.label, g.number == groups[1] ? "Bob" : "") << "hiding keeps the name";
+  }
   ASSERT_TRUE(lib_->add_corrections("family", std::vector<LibraryCorrection>{{LibraryCorrection::Kind::kCannotLink, 1, 2}},
                                     who())
                   .ok());
