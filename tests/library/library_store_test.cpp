@@ -90,6 +90,12 @@ class LibraryStoreTest : public BackendTest {
     return out;
   }
 
+  std::vector<AuditEntry> entries_of(const std::string& operation) {
+    AuditFilter f;
+    f.operation = operation;
+    return store_->audit_list(f).value();
+  }
+
   std::string label_of(std::int64_t group) {
     const auto rows1 = lib_->list_groups("family").value();
 
@@ -180,9 +186,7 @@ TEST_P(LibraryStoreTest, ForgetThenReAddBringsNothingBack) {
   auto refused = lib_->forget_group("family", groups[0], AuditContext{"tester", ""});
   ASSERT_FALSE(refused.ok()) << "forgetting needs a reason";
   // The refusal is audited under the library's scope (refusal_draft kept it).
-  AuditFilter forgets;
-  forgets.operation = "library_forget";
-  const auto refusals = store_->audit_list(forgets).value();
+  const auto refusals = entries_of("library_forget");
   ASSERT_EQ(refusals.size(), 1U);
   EXPECT_EQ(refusals[0].result, "refused: invalid_argument");
   EXPECT_EQ(refusals[0].collection, "library:family");
@@ -228,14 +232,11 @@ TEST_P(LibraryStoreTest, DeleteLeavesNoRowAndIsAudited) {
   for (const char* table : {"libraries", "library_photos", "library_faces", "library_groups", "library_corrections"}) {
     EXPECT_EQ(db_->scalar(std::string("SELECT COUNT(*) FROM ") + table), 0) << table;
   }
-  AuditFilter f;
-  f.operation = "library_delete";
-  const auto entries = store_->audit_list(f).value();
+  const auto entries = entries_of("library_delete");
   ASSERT_EQ(entries.size(), 1U);
   EXPECT_EQ(entries[0].collection, "library:family");
   EXPECT_EQ(entries[0].reason, "the owner's request");
-  f.operation = "library_find";
-  EXPECT_EQ(store_->audit_list(f)->size(), 1U);
+  EXPECT_EQ(entries_of("library_find").size(), 1U);
   EXPECT_TRUE(store_->audit_verify()->intact);
   EXPECT_EQ(lib_->get_library("family").error().code, ErrorCode::kNotFound);
 }
