@@ -17,6 +17,7 @@
 #include "candor/analyzer.h"
 #include "candor/collections.h"
 #include "candor/engine.h"
+#include "candor/parallel.h"
 
 namespace candor::cli {
 
@@ -44,26 +45,14 @@ struct CliContext {
 // Prints "candor: <code>: <message>" to stderr and returns 1, the exit status of an expected failure.
 int fail(const Error& error);
 
-// Runs fn(i) for every i in [0, n) on `workers` threads, the calling one among them.
-// requires: fn is safe to call concurrently.
-template <typename Fn>
-void parallel_for(std::size_t n, int workers, Fn fn) {
-  std::atomic<std::size_t> next{0};
-  auto worker = [&] {
-    for (std::size_t i; (i = next++) < n;) fn(i);
-  };
-  std::vector<std::thread> pool;
-  for (int t = 1; t < workers; ++t) pool.emplace_back(worker);
-  worker();
-  for (auto& t : pool) t.join();
-}
+// parallel_for: candor/parallel.h (the library's ingest runs the same loop).
+using candor::parallel_for;
 
-// The image files in `dir` (and, when recursive, its sub-folders), by extension: every
-// format read_image decodes (JPEG, PNG, WebP, BMP, PGM, PPM); sorted by path.
-std::vector<std::filesystem::path> image_files(const std::filesystem::path& dir, bool recursive);
+// image_files: candor/image.h.
 
 void register_engine_commands(CLI::App& app, CliContext& ctx);
 void register_collection_commands(CLI::App& app, CliContext& ctx);
+void register_library_commands(CLI::App& app, CliContext& ctx);  // library_commands.cpp
 
 // A one-line bar on stderr, redrawn in place; drawn only when stderr is a terminal, so
 // that a log file or a pipe gets no carriage-return noise. Used by bulk embed and enroll.

@@ -19,33 +19,10 @@
 #include "candor/json.h"
 #include "candor/stream.h"
 #include "cli_context.h"
+#include "store_args.h"
 
 namespace candor::cli {
 namespace {
-
-struct StoreArgs {
-  std::string store;
-  std::string key_file;
-  std::string actor;
-  // Only `collection create` makes a new store (and its key file). Every other command
-  // reads or changes one that exists: a missing one is a mistyped path or a wrong folder,
-  // refused with not_found rather than answered from a new, empty store left behind.
-  bool may_create = false;
-};
-
-std::string default_actor() {
-  const char* user = std::getenv("USER");
-  if (user == nullptr || *user == '\0') {
-    const passwd* pw = getpwuid(geteuid());
-    user = pw != nullptr ? pw->pw_name : "unknown";
-  }
-  return std::string("cli:") + user;
-}
-
-std::string default_store() {
-  const char* env = std::getenv("CANDOR_STORE");
-  return env != nullptr && *env ? env : "candor.db";
-}
 
 // Opens the store, and (when the command needs the engine) the collections over it.
 struct Session {
@@ -55,10 +32,7 @@ struct Session {
 
 Result<Session> open_session(CliContext& ctx, const StoreArgs& args, bool with_engine) {
   Session session;
-  StoreOptions store_options;
-  store_options.key_file = args.key_file;  // empty: CANDOR_KEY, or the SQLite default beside the file
-  store_options.create_if_missing = args.may_create;
-  auto store = open_store(args.store, store_options);
+  auto store = open_cli_store(args);
   if (!store) return store.error();
   session.store = std::move(*store);
   if (with_engine) {
@@ -73,14 +47,6 @@ Result<Session> open_session(CliContext& ctx, const StoreArgs& args, bool with_e
   return session;
 }
 
-void print_json(const nlohmann::json& j) { std::cout << j.dump(2) << "\n"; }
-
-void add_store_options(CLI::App* cmd, StoreArgs& a) {
-  cmd->add_option("--store", a.store, "Database file or postgresql://... (default: $CANDOR_STORE or ./candor.db)");
-  cmd->add_option("--key-file", a.key_file,
-                  "Template key file (default: <database>.key for SQLite; PostgreSQL needs this or $CANDOR_KEY)");
-  cmd->add_option("--actor", a.actor, "Who is acting, for the audit log (default: cli:$USER)");
-}
 
 // Runs `body` with an opened session, mapping errors to exit status 1.
 template <typename Body>

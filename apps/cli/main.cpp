@@ -61,23 +61,6 @@ int fail(const Error& error) {
   return 1;
 }
 
-std::vector<std::filesystem::path> image_files(const std::filesystem::path& dir, bool recursive) {
-  static const std::set<std::string> kExtensions = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".pgm", ".ppm"};
-  std::vector<std::filesystem::path> files;
-  auto keep = [&](const std::filesystem::directory_entry& e) {
-    std::string ext = e.path().extension().string();
-    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-    if (e.is_regular_file() && kExtensions.count(ext) != 0) files.push_back(e.path());
-  };
-  if (recursive) {
-    for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) keep(e);
-  } else {
-    for (const auto& e : std::filesystem::directory_iterator(dir)) keep(e);
-  }
-  std::sort(files.begin(), files.end());
-  return files;
-}
-
 }  // namespace candor::cli
 
 int main(int argc, char** argv) {
@@ -110,6 +93,7 @@ int main(int argc, char** argv) {
   }
   register_engine_commands(app, ctx);
   register_collection_commands(app, ctx);
+  register_library_commands(app, ctx);
   register_store_commands(app, ctx);
   candor::register_server_commands(app, ctx.engine_options);
   CLI::App* bench = app.add_subcommand("bench", "Measure accuracy and speed (see README 'Measuring')");

@@ -21,6 +21,7 @@
 #include "engine/lfw_ident.h"
 #include "index/gallery.h"
 #include "library/cluster_metrics.h"
+#include "library/ingest_bench.h"
 
 namespace candor::bench {
 namespace {
@@ -69,6 +70,7 @@ struct LibraryArgs {
   std::size_t synthetic = 0;
   std::size_t add = 1000;
   int runs = 3;
+  std::size_t ingest = 0;  // photos of the ingest bench (ingest_bench.h)
 };
 
 GroupingOptions grouping_options(const LibraryArgs& a, const std::string& spec) {
@@ -356,7 +358,11 @@ void register_library_bench_commands(CLI::App& bench, const EngineOptions& optio
   c->add_option("--add", a->add, "--synthetic: faces added to the grouping per timed add")->capture_default_str();
   c->add_option("--runs", a->runs, "--synthetic: runs (medians are reported)")->capture_default_str();
   c->add_flag("--json", a->json, "Print JSON");
-  c->callback([&options, a] { a->synthetic > 0 ? run_synthetic(*a) : run_lfw(options, *a); });
+  c->add_option("--ingest", a->ingest, "Time `library add` on N synthetic 12 MP JPEGs made from LFW faces (--threads workers)");
+  c->callback([&options, a] {
+    if (a->ingest > 0) return run_ingest(options, a->root, a->ingest, a->threads, a->json);
+    a->synthetic > 0 ? run_synthetic(*a) : run_lfw(options, *a);
+  });
 }
 
 }  // namespace candor::bench

@@ -1,6 +1,7 @@
 // Candor: the typed result of looking at a face.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <optional>
 #include <vector>
@@ -20,8 +21,15 @@ struct Box {
   cv::Point2f center() const noexcept { return {x + width / 2, y + height / 2}; }
 };
 
-// Intersection over union; 0 for disjoint or empty boxes.
-float iou(const Box& a, const Box& b) noexcept;
+// Intersection over union; 0 for disjoint or empty boxes. Inline: the store (forgotten
+// library faces) compares boxes too, and does not link the detector.
+inline float iou(const Box& a, const Box& b) noexcept {
+  const float ix = std::max(0.0f, std::min(a.right(), b.right()) - std::max(a.x, b.x));
+  const float iy = std::max(0.0f, std::min(a.bottom(), b.bottom()) - std::max(a.y, b.y));
+  const float inter = ix * iy;
+  const float uni = a.area() + b.area() - inter;
+  return uni > 0 ? inter / uni : 0.0f;
+}
 
 // The five points of the ArcFace alignment, in this order. "Left" and "right" are as
 // seen in the image (the subject's right eye is the image's left eye).

@@ -85,9 +85,23 @@ Result<ImageInfo> probe_image(std::span<const std::uint8_t> bytes);
 //          decoding), kImageTooSmall.
 Result<cv::Mat> decode_image(std::span<const std::uint8_t> bytes, const ImageLimits& limits = {});
 
+// decode_image at 1/reduction of each side (reduction 1, 2, 4 or 8), for a detector that
+// need not see every pixel: a JPEG goes through libjpeg's scaled decoding (OpenCV's
+// IMREAD_REDUCED_COLOR_<reduction>, sides rounded up), which skips most of the inverse
+// DCT's work; other formats decode whole and are shrunk (INTER_AREA). The limits are
+// checked as decode_image checks them (on the full image: they bound the input).
+// requires: reduction in {1, 2, 4, 8} (else std::invalid_argument).
+// ensures: as decode_image, the result ceil(width / reduction) x ceil(height / reduction).
+Result<cv::Mat> decode_image_reduced(std::span<const std::uint8_t> bytes, const ImageLimits& limits, int reduction);
+
 // Reads a file (at most limits.max_bytes + 1 bytes are read) and decodes it.
 // ensures: in addition to decode_image's errors, kIoError when the file cannot be read.
 Result<cv::Mat> read_image(const std::filesystem::path& path, const ImageLimits& limits = {});
+
+// The image files in `dir` (and, when recursive, its sub-folders), by extension: every
+// format read_image decodes (JPEG, PNG, WebP, BMP, PGM, PPM); sorted by path.
+// Throws std::filesystem::filesystem_error when `dir` cannot be listed.
+std::vector<std::filesystem::path> image_files(const std::filesystem::path& dir, bool recursive);
 
 // Reads a whole file, refusing one larger than max_bytes (kImageTooLarge) without reading it all.
 Result<std::vector<std::uint8_t>> read_file_bytes(const std::filesystem::path& path, std::size_t max_bytes);

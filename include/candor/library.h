@@ -121,6 +121,21 @@ class FaceGrouping {
   //   cannot-linked pair, in one group.
   virtual Status add(std::span<const GroupingFace> faces, std::span<const float> vectors) = 0;
 
+  // Puts back faces with the groups they were given before (a library reopened from
+  // the store) and the corrections recorded so far, without grouping anything. Later
+  // adds, corrections and regroups go on from there; a restored group that breaks a
+  // promise (the store holds what an interrupted run left) is repaired by the next
+  // correct() or regroup() that touches it.
+  // requires: an empty grouping; vectors.size() == faces.size() * dim(); groups
+  //   parallel to faces, each > 0.
+  // ensures: group_of(face) == its given group; new groups are numbered above every
+  //   restored one and above `next_group` (numbers once used by groups now gone).
+  //   kInvalidArgument (nothing held) when a requirement is broken, a face repeats,
+  //   or the must-links contradict themselves.
+  virtual Status restore(std::span<const GroupingFace> faces, std::span<const float> vectors,
+                         std::span<const std::int64_t> groups, const GroupingConstraints& constraints,
+                         std::int64_t next_group = 1) = 0;
+
   // Records corrections and repairs the groups they touch: those groups are
   // re-grouped among themselves (with every correction), keeping their ids by
   // overlap as regroup() does; other groups do not change.

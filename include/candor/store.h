@@ -67,6 +67,8 @@ namespace candor {
 
 using FaceId = std::int64_t;  // never reused, even after deletion
 
+class LibraryStore;  // candor/library_store.h
+
 // Who is acting and why; written to every audit entry the operation appends.
 struct AuditContext {
   std::string actor;   // required: non-empty, at most kMaxActorBytes (API key name, CLI user)
@@ -514,6 +516,10 @@ class Store {
   // (with backoff, on later calls); nothing committed is lost and a call that
   // failed had no effect.
   virtual Status ping() = 0;
+
+  // -- photo libraries (candor/library_store.h): the same database, transactions and
+  // audit chain; owned by this Store.
+  virtual LibraryStore& library() = 0;
 };
 
 // Opens (creating if allowed) the store named by `uri`:

@@ -46,14 +46,6 @@ constexpr float kMaxFineLevelFacePx = static_cast<float>(kMinDetectablePx * kLev
 
 }  // namespace
 
-float iou(const Box& a, const Box& b) noexcept {
-  const float ix = std::max(0.0f, std::min(a.right(), b.right()) - std::max(a.x, b.x));
-  const float iy = std::max(0.0f, std::min(a.bottom(), b.bottom()) - std::max(a.y, b.y));
-  const float inter = ix * iy;
-  const float uni = a.area() + b.area() - inter;
-  return uni > 0 ? inter / uni : 0.0f;
-}
-
 std::vector<Face> suppress_overlaps(std::vector<Face> faces, float iou_threshold, float containment) {
   std::stable_sort(faces.begin(), faces.end(), [](const Face& a, const Face& b) { return a.score > b.score; });
   std::vector<Face> kept;

@@ -1,8 +1,11 @@
 // Header probing and guarded decoding. See include/candor/image.h for the contract.
 #include <algorithm>
+#include <cctype>
+#include <set>
 #include <fstream>
 #include <limits>
 #include <optional>
+#include <stdexcept>
 #include <string>
 
 #include <opencv2/imgcodecs.hpp>
@@ -336,7 +339,21 @@ Result<ImageInfo> probe_image(Bytes bytes) {
   return Error{ErrorCode::kImageUnsupported, "not a JPEG, PNG, WebP, BMP, PGM or PPM image"};
 }
 
-Result<cv::Mat> decode_image(Bytes bytes, const ImageLimits& limits) {
+namespace {
+Result<cv::Mat> decode_scaled(Bytes bytes, const ImageLimits& limits, int reduction);
+}  // namespace
+
+Result<cv::Mat> decode_image(Bytes bytes, const ImageLimits& limits) { return decode_scaled(bytes, limits, 1); }
+
+Result<cv::Mat> decode_image_reduced(Bytes bytes, const ImageLimits& limits, int reduction) {
+  if (reduction != 1 && reduction != 2 && reduction != 4 && reduction != 8) {
+    throw std::invalid_argument("decode_image_reduced: reduction must be 1, 2, 4 or 8");
+  }
+  return decode_scaled(bytes, limits, reduction);
+}
+
+namespace {
+Result<cv::Mat> decode_scaled(Bytes bytes, const ImageLimits& limits, int reduction) {
   if (bytes.size() > limits.max_bytes) {
     return Error{ErrorCode::kImageTooLarge, "the image is " + std::to_string(bytes.size()) +
                                                 " bytes; the limit is " + std::to_string(limits.max_bytes)};
@@ -377,7 +394,12 @@ Result<cv::Mat> decode_image(Bytes bytes, const ImageLimits& limits) {
   }
   // JPEG: IMREAD_COLOR applies the EXIF orientation. The others rarely carry EXIF and
   // need IMREAD_UNCHANGED to keep alpha and 16-bit samples for a correct conversion.
-  const int flags = info->format == ImageFormat::kJpeg ? cv::IMREAD_COLOR : cv::IMREAD_UNCHANGED;
+  const bool jpeg = info->format == ImageFormat::kJpeg;
+  const int reduced_jpeg = reduction == 2 ? cv::IMREAD_REDUCED_COLOR_2
+                           : reduction == 4 ? cv::IMREAD_REDUCED_COLOR_4
+                           : reduction == 8 ? cv::IMREAD_REDUCED_COLOR_8
+                                            : cv::IMREAD_COLOR;
+  const int flags = jpeg ? reduced_jpeg : cv::IMREAD_UNCHANGED;
   cv::Mat decoded;
   try {
     const cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8U, const_cast<std::uint8_t*>(bytes.data()));
@@ -388,8 +410,15 @@ Result<cv::Mat> decode_image(Bytes bytes, const ImageLimits& limits) {
   if (decoded.empty()) return Error{ErrorCode::kImageCorrupt, name + " does not decode"};
   cv::Mat bgr = to_bgr8(decoded);
   if (bgr.empty()) return Error{ErrorCode::kImageUnsupported, "unsupported channel layout"};
+  if (!jpeg && reduction > 1) {
+    cv::Mat small;
+    cv::resize(bgr, small, cv::Size((bgr.cols + reduction - 1) / reduction, (bgr.rows + reduction - 1) / reduction), 0, 0,
+               cv::INTER_AREA);
+    return small;
+  }
   return bgr;
 }
+}  // namespace
 
 Result<std::vector<std::uint8_t>> read_file_bytes(const std::filesystem::path& path, std::size_t max_bytes) {
   std::error_code ec;
@@ -413,6 +442,23 @@ Result<cv::Mat> read_image(const std::filesystem::path& path, const ImageLimits&
   auto bytes = read_file_bytes(path, limits.max_bytes);
   if (!bytes) return bytes.error();
   return decode_image(*bytes, limits);
+}
+
+std::vector<std::filesystem::path> image_files(const std::filesystem::path& dir, bool recursive) {
+  static const std::set<std::string> kExtensions = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".pgm", ".ppm"};
+  std::vector<std::filesystem::path> files;
+  auto keep = [&](const std::filesystem::directory_entry& e) {
+    std::string ext = e.path().extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (e.is_regular_file() && kExtensions.count(ext) != 0) files.push_back(e.path());
+  };
+  if (recursive) {
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) keep(e);
+  } else {
+    for (const auto& e : std::filesystem::directory_iterator(dir)) keep(e);
+  }
+  std::sort(files.begin(), files.end());
+  return files;
 }
 
 }  // namespace candor

@@ -148,6 +148,31 @@ class FaceGroupingImpl final : public FaceGrouping {
     return ok_status();
   }
 
+  Status restore(std::span<const GroupingFace> faces, std::span<const float> vectors,
+                 std::span<const std::int64_t> groups, const GroupingConstraints& c, std::int64_t next_group) override {
+    if (!ids_.empty()) return Error{ErrorCode::kInvalidArgument, "restore needs an empty grouping"};
+    if (groups.size() != faces.size()) {
+      return Error{ErrorCode::kInvalidArgument, "restore needs one group per face"};
+    }
+    if (std::any_of(groups.begin(), groups.end(), [](std::int64_t g) { return g <= 0; })) {
+      return Error{ErrorCode::kInvalidArgument, "restored group ids must be > 0"};
+    }
+    for (const FacePair& pair : c.cannot_link) cannot_[pair.a].push_back(pair.b), cannot_[pair.b].push_back(pair.a);
+    for (const FacePair& pair : c.must_link) must_[pair.a].push_back(pair.b), must_[pair.b].push_back(pair.a);
+    // Only the corrections' consistency is checked: the restored groups are as stored.
+    if (auto inserted = insert(faces, vectors); !inserted) {
+      cannot_.clear(), must_.clear();
+      return inserted;
+    }
+    next_group_ = std::max<std::int64_t>(next_group_, next_group);
+    for (std::size_t i = 0; i < groups.size(); ++i) {
+      group_[i] = groups[i];
+      next_group_ = std::max(next_group_, groups[i] + 1);
+    }
+    rebuild_members();
+    return ok_status();
+  }
+
   Status correct(const GroupingConstraints& c) override {
     for (const auto* list : {&c.cannot_link, &c.must_link}) {
       for (const FacePair& pair : *list) {

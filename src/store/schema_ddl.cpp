@@ -178,11 +178,82 @@ CREATE TABLE streams (
 );
 )sql";
 
-constexpr std::array<std::pair<int, std::string_view>, 4> kMigrations = {{
+// v5: photo libraries (candor/library_store.h, issue 13). A library is one owner's photos;
+// nothing of it is a collection (no consent, no change feed, no search path reaches it).
+// library_faces.template is NULL once the face is forgotten: the row stays as the marker
+// (photo hash + box) that keeps a later ingest of the same photo from bringing it back.
+// Groups are numbered per library by the grouping (FaceGrouping ids); library_groups holds
+// only what the owner set on a number (a label, hidden). Hidden is 0/1 in both dialects.
+constexpr std::string_view kSchemaV5 = R"sql(
+CREATE TABLE libraries (
+  id             {id},
+  name           TEXT NOT NULL UNIQUE,
+  owner          TEXT NOT NULL,
+  retention_days INTEGER NOT NULL CHECK (retention_days > 0),
+  created_at     {bigint} NOT NULL
+);
+
+CREATE TABLE library_photos (
+  id         {id},
+  library_id {bigint} NOT NULL REFERENCES libraries(id) ON DELETE CASCADE,
+  path       TEXT NOT NULL,
+  sha256     TEXT NOT NULL,
+  size       {bigint} NOT NULL,
+  mtime      {bigint} NOT NULL,
+  status     TEXT NOT NULL CHECK (status IN ('ingested', 'failed')),
+  faces      INTEGER NOT NULL,
+  error      TEXT NOT NULL,
+  added_at   {bigint} NOT NULL,
+  UNIQUE (library_id, path)
+);
+CREATE INDEX library_photos_by_hash ON library_photos(library_id, sha256);
+
+CREATE TABLE library_faces (
+  id             {id},
+  library_id     {bigint} NOT NULL REFERENCES libraries(id) ON DELETE CASCADE,
+  photo_id       {bigint} NOT NULL REFERENCES library_photos(id) ON DELETE CASCADE,
+  photo_sha256   TEXT NOT NULL,
+  box_x          {real} NOT NULL,
+  box_y          {real} NOT NULL,
+  box_w          {real} NOT NULL,
+  box_h          {real} NOT NULL,
+  detector_score {real} NOT NULL,
+  dim            INTEGER NOT NULL,
+  model_id       TEXT NOT NULL,
+  template       {blob},
+  group_number   {bigint},
+  state          TEXT NOT NULL CHECK (state IN ('active', 'forgotten')),
+  created_at     {bigint} NOT NULL
+);
+CREATE INDEX library_faces_by_photo ON library_faces(photo_id);
+CREATE INDEX library_faces_by_hash ON library_faces(library_id, photo_sha256);
+CREATE INDEX library_faces_by_group ON library_faces(library_id, group_number);
+
+CREATE TABLE library_groups (
+  library_id {bigint} NOT NULL REFERENCES libraries(id) ON DELETE CASCADE,
+  number     {bigint} NOT NULL,
+  label      TEXT,
+  hidden     INTEGER NOT NULL DEFAULT 0 CHECK (hidden IN (0, 1)),
+  PRIMARY KEY (library_id, number)
+);
+
+CREATE TABLE library_corrections (
+  id         {id},
+  library_id {bigint} NOT NULL REFERENCES libraries(id) ON DELETE CASCADE,
+  kind       TEXT NOT NULL CHECK (kind IN ('must_link', 'cannot_link')),
+  face_a     {bigint} NOT NULL,
+  face_b     {bigint} NOT NULL,
+  created_at {bigint} NOT NULL
+);
+CREATE INDEX library_corrections_by_library ON library_corrections(library_id);
+)sql";
+
+constexpr std::array<std::pair<int, std::string_view>, 5> kMigrations = {{
     {1, kSchemaV1},
     {2, kSchemaV2},
     {3, kSchemaV3},
     {4, kSchemaV4},
+    {5, kSchemaV5},
 }};
 
 // `text` with every {token} replaced by the dialect's spelling.

@@ -151,7 +151,10 @@ AuditDraft refusal_draft(const AuditDraft& draft, ErrorCode code) {
   if (!details.is_object()) details = json::object();
   details["error"] = error_code_name(code);
   refusal.details = details.dump(-1, ' ', false, json::error_handler_t::replace);
-  if (!is_valid_collection_name(refusal.collection)) refusal.collection.clear();
+  // A library's entries name it "library:<name>" (store_library.cpp): kept when the name is valid.
+  std::string_view scope = refusal.collection;
+  if (scope.starts_with(kLibraryScopePrefix)) scope.remove_prefix(kLibraryScopePrefix.size());
+  if (!is_valid_collection_name(scope)) refusal.collection.clear();
   std::erase_if(refusal.subjects,
                 [](const std::string& s) { return s.empty() || s.size() > 256 || has_control_char(s); });
   return refusal;

@@ -113,6 +113,10 @@ std::string refusal_result(ErrorCode code);
 // The details of a "key_create" entry: name and scopes, never the hash.
 std::string api_key_details(const ApiKeyRecord& key);
 
+// The audit entries of a photo library carry "library:<name>" where a collection's carry its
+// name: collection names cannot hold ':', so the two never meet (library_store.h).
+inline constexpr std::string_view kLibraryScopePrefix = "library:";
+
 struct AuditDraft {
   std::string operation;
   std::string collection;

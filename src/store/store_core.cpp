@@ -25,6 +25,7 @@
 #include <unordered_map>
 
 #include "store_driver.h"
+#include "store_library.h"
 #include "store_streams.h"
 
 namespace candor::store_detail {
@@ -139,13 +140,16 @@ class Txn {
   bool open_ = true;
 };
 
-class CoreStore final : public Store {
+class CoreStore final : public Store, private LibraryCore {
  public:
   CoreStore(std::unique_ptr<Driver> db, const StoreOptions& options)
       : db_(std::move(db)), waiter_(db_->change_waiter()), clock_(options.clock) {
     if (!clock_) clock_ = now_ms;
     cipher_ = db_->attach_key(options);
+    library_ = make_library_store(*this);
   }
+
+  LibraryStore& library() override { return *library_; }
 
   // ------------------------------------------------------------ collections
 
@@ -811,6 +815,23 @@ class CoreStore final : public Store {
   }
 
  private:
+  // ------------------------------------------------ LibraryCore (store_library.cpp)
+
+  Status write(const AuditContext& ctx, AuditDraft draft, const std::function<void(Driver&, AuditDraft&)>& fn) override {
+    return write_op<Ok>(ctx, std::move(draft), [&](AuditDraft& audit) {
+      fn(*db_, audit);
+      return Ok{};
+    });
+  }
+  Status read(const std::function<void(Driver&)>& fn) override {
+    return read_op<Ok>([&] {
+      fn(*db_);
+      return Ok{};
+    });
+  }
+  const TemplateCipher& cipher() const override { return *cipher_; }
+  TimePoint now() const override { return clock_(); }
+
   // What enroll() (and check_enroll_consent()) must know of a collection, in one query.
   struct EnrollFacts {
     Collection collection;
@@ -1149,6 +1170,7 @@ class CoreStore final : public Store {
   std::unique_ptr<ChangeWaiter> waiter_;
   std::function<TimePoint()> clock_;
   std::unique_ptr<TemplateCipher> cipher_;
+  std::unique_ptr<LibraryStore> library_;  // borrows *this as its LibraryCore
 };
 
 }  // namespace

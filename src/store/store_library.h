@@ -1,0 +1,31 @@
+// Internal: what the photo-library operations (store_library.cpp) need from the store
+// core, so that they run in the core's transactions and append to its audit chain
+// without store_core.cpp holding them.
+#pragma once
+
+#include <functional>
+#include <memory>
+
+#include "candor/library_store.h"
+#include "store_driver.h"
+
+namespace candor::store_detail {
+
+class LibraryCore {
+ public:
+  virtual ~LibraryCore() = default;
+  // Runs `fn` in a write transaction under the store's mutex, as every Store mutation
+  // runs (write_op in store_core.cpp): fn fills in the draft's details; the entry is
+  // appended before COMMIT; a StoreFailure rolls back and audits the refusal.
+  virtual Status write(const AuditContext& ctx, AuditDraft draft,
+                       const std::function<void(Driver&, AuditDraft&)>& fn) = 0;
+  // Runs `fn` in a read snapshot under the store's mutex.
+  virtual Status read(const std::function<void(Driver&)>& fn) = 0;
+  virtual const TemplateCipher& cipher() const = 0;
+  virtual TimePoint now() const = 0;
+};
+
+// The LibraryStore over `core`, which must outlive it.
+std::unique_ptr<LibraryStore> make_library_store(LibraryCore& core);
+
+}  // namespace candor::store_detail
