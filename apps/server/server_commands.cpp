@@ -166,6 +166,10 @@ void add_model_options(CLI::App& app, EngineOptions& engine_options) {
                  "Model directory (default: $CANDOR_MODEL_DIR, else: " + resolve_model_dir().string() + ")");
   app.add_option("--manifest", engine_options.manifest,
                  "Model manifest (default: $CANDOR_MANIFEST, else: " + resolve_manifest().string() + ")");
+  app.add_option("--landmark-passes", engine_options.landmark_passes,
+                 "Landmark network runs per face: 1 (box crop only) .. 4 (README 'Speed of the engine')")
+      ->check(CLI::Range(kMinLandmarkPasses, kMaxLandmarkPasses))
+      ->capture_default_str();
 }
 
 void register_server_commands(CLI::App& app, const EngineOptions& engine_options) {

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -266,9 +267,12 @@ void run_pipeline(const EngineOptions& options, const PipelineArgs& a) {
     return bare;
   };
   BareNet det = net_for(det_spec, 1);
-  // The landmark network runs once on the box crop, then on three refined crops in one batch.
+  // The landmark network runs once on the box crop, then on landmark_passes - 1 refined
+  // crops in one batch.
+  const int refined = opts.landmark_passes - 1;
   BareNet lmk = net_for(lmk_spec, 1);
-  BareNet lmk3 = net_for(lmk_spec, 3);
+  std::optional<BareNet> lmk_refined;
+  if (refined > 0) lmk_refined = net_for(lmk_spec, refined);
   BareNet rec = net_for(rec_spec, 1);
   PlainPipeline plain{net_for(det_spec, 1).net, net_for(lmk_spec, 1).net, net_for(rec_spec, 1).net, det_spec,
                       lmk_spec, rec_spec};
@@ -294,7 +298,7 @@ void run_pipeline(const EngineOptions& options, const PipelineArgs& a) {
       nd.push_back(time_ms([&] { det.run(); }));
       nl.push_back(time_ms([&] {
         lmk.run();
-        lmk3.run();
+        if (lmk_refined) lmk_refined->run();
       }));
       nr.push_back(time_ms([&] { rec.run(); }));
       std::vector<float> t;
@@ -312,7 +316,8 @@ void run_pipeline(const EngineOptions& options, const PipelineArgs& a) {
               image->rows, faces_found, faces_found == 1 ? "" : "s", a.runs, a.repeat);
   std::printf("  decode            %7.2f ms\n", median(decode));
   std::printf("  detect            %7.2f ms   (detector network alone %.2f ms)\n", median(boxes), median(net_det));
-  std::printf("  landmarks         %7.2f ms   (landmark network, 1 + 3 crops, alone %.2f ms)\n", median(landmarks), median(net_lmk));
+  std::printf("  landmarks         %7.2f ms   (landmark network, 1 + %d crops, alone %.2f ms)\n", median(landmarks), refined,
+              median(net_lmk));
   std::printf("  align + embed     %7.2f ms   (recogniser network alone %.2f ms)\n", median(embed), median(net_rec));
   std::printf("  pixels->template  %7.2f ms   networks alone %.2f ms: Candor's own work adds %.1f%% (median of per-run ratios)\n",
               median(total), nets, 100.0 * (median(ratio) - 1.0));
@@ -325,11 +330,11 @@ void run_pipeline(const EngineOptions& options, const PipelineArgs& a) {
   // see network_flops) over its time alone in this run.
   std::printf("  network      input        GFLOP     ms   GFLOP/s\n");
   const std::pair<const char*, std::pair<BareNet*, double>> rows[] = {
-      {"detector", {&det, median(net_det)}}, {"landmarks", {&lmk3, median(net_lmk)}}, {"recogniser", {&rec, median(net_rec)}}};
+      {"detector", {&det, median(net_det)}}, {"landmarks", {&lmk, median(net_lmk)}}, {"recogniser", {&rec, median(net_rec)}}};
   for (const auto& [name, net_ms] : rows) {
     const auto& [bare, ms] = net_ms;
     double flops = network_flops(bare->net, bare->input);
-    if (bare == &lmk3) flops *= 4.0 / 3.0;  // timed as 1 + 3 crops
+    if (bare == &lmk) flops *= 1 + refined;  // timed as 1 + refined crops
     std::printf("  %-11s  %4dx%-4d %9.3f %7.2f %8.1f\n", name, bare->input.size[3], bare->input.size[2], flops / 1e9,
                 ms, flops / 1e6 / ms);
   }

@@ -1,8 +1,9 @@
-// 68-point landmarks (PFLD-style network, 64x64 grayscale) in two passes.
+// 68-point landmarks (PFLD-style network, 64x64 grayscale): a box crop, then refined crops.
 #pragma once
 
 #include <memory>
 #include <span>
+#include <vector>
 
 #include "candor/engine.h"
 #include "infer/net_pool.h"
@@ -11,12 +12,15 @@ namespace candor {
 
 class Landmarker {
  public:
-  Landmarker(ModelSpec spec, std::unique_ptr<NetPool> nets);
+  // requires: kMinLandmarkPasses <= passes <= kMaxLandmarkPasses (EngineOptions);
+  //   throws std::invalid_argument otherwise.
+  Landmarker(ModelSpec spec, std::unique_ptr<NetPool> nets, int passes);
 
-  // Sets landmarks68 and the five ArcFace points of every face, in one batch per pass.
-  // Pass 1 sees a square crop around the detector box; pass 2 square crops around the
-  // first pass's points (1.05, 1.10 and 1.15x their extent, centre 5% lower), averaged,
-  // which frames the face the same way whatever the detector's box looked like.
+  // Sets landmarks68 and the five ArcFace points of every face, in one batch per stage.
+  // The first pass sees a square crop around the detector box; with passes > 1, the
+  // other passes - 1 see square crops around the first pass's points (refine_scales()
+  // times their extent, centre 5% lower), averaged, which frames the face the same way
+  // whatever the detector's box looked like. With one pass, the first pass's points.
   void locate(const cv::Mat& bgr, std::span<Face> faces) const;
 
  private:
@@ -25,7 +29,12 @@ class Landmarker {
 
   ModelSpec spec_;
   std::unique_ptr<NetPool> nets_;
+  std::vector<float> refine_scales_;
 };
+
+// The enlargements of the refined crops for `passes` landmark passes: passes - 1 values
+// 0.05 apart, centred on 1.10 (empty for one pass; 1.05, 1.10, 1.15 for four).
+std::vector<float> refine_scales(int passes);
 
 // Five ArcFace points from 68 iBUG points: eye centres (mean of 36-41, 42-47),
 // nose tip (30), mouth corners (48, 54).

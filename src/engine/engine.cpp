@@ -54,6 +54,11 @@ class DefaultEngine final : public Engine {
 }  // namespace
 
 Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& options) {
+  if (options.landmark_passes < kMinLandmarkPasses || options.landmark_passes > kMaxLandmarkPasses) {
+    return Error{ErrorCode::kInvalidArgument, "landmark passes must be " + std::to_string(kMinLandmarkPasses) + ".." +
+                                                  std::to_string(kMaxLandmarkPasses) + ", not " +
+                                                  std::to_string(options.landmark_passes)};
+  }
   const std::filesystem::path model_dir = resolve_model_dir(options.model_dir);
   const std::filesystem::path manifest_path = resolve_manifest(options.manifest);
   auto manifest = load_manifest(manifest_path);
@@ -89,7 +94,7 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& options) {
   }
   std::unique_ptr<Engine> engine = std::make_unique<DefaultEngine>(
       std::make_unique<UltraFaceDetector>(std::move(det->first), std::move(det->second)),
-      std::make_unique<Landmarker>(std::move(lmk->first), std::move(lmk->second)),
+      std::make_unique<Landmarker>(std::move(lmk->first), std::move(lmk->second), options.landmark_passes),
       std::make_unique<Embedder>(std::move(rec->first), std::move(rec->second)));
   return engine;
 }

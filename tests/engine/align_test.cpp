@@ -1,4 +1,7 @@
+#include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <opencv2/imgproc.hpp>
@@ -87,6 +90,57 @@ TEST(Align, TheAlignedCropIs112SquareAndPutsTheEyesOnTheTemplate) {
   }
   // The nose and mouth move with head pose, so the fit is not exact: a few pixels RMS.
   EXPECT_LT(std::sqrt(sum_sq / 5), 8.0);
+}
+
+TEST(LandmarkPasses, RefinedCropsFollowTheCount) {
+  EXPECT_TRUE(refine_scales(1).empty());
+  EXPECT_EQ(refine_scales(2), std::vector<float>({1.10f}));
+  EXPECT_EQ(refine_scales(3), std::vector<float>({1.075f, 1.125f}));
+  EXPECT_EQ(refine_scales(4), std::vector<float>({1.05f, 1.10f, 1.15f}));
+  EXPECT_THROW(refine_scales(kMinLandmarkPasses - 1), std::invalid_argument);
+  EXPECT_THROW(refine_scales(kMaxLandmarkPasses + 1), std::invalid_argument);
+}
+
+TEST(LandmarkPasses, AnEngineRejectsACountOutOfRangeBeforeLoading) {
+  for (int passes : {kMinLandmarkPasses - 1, kMaxLandmarkPasses + 1}) {
+    EngineOptions o;
+    o.model_dir = "/nonexistent";  // the count is checked first, so no model is looked for
+    o.landmark_passes = passes;
+    auto e = Engine::create(o);
+    ASSERT_FALSE(e.ok()) << passes;
+    EXPECT_EQ(e.error().code, ErrorCode::kInvalidArgument) << e.error().message;
+    EXPECT_NE(e.error().message.find("landmark passes"), std::string::npos) << e.error().message;
+  }
+}
+
+// Fewer passes move the five points by a little, not to another face part: within 8% of
+// the eye distance of the default's (four passes) on a sample face.
+TEST(LandmarkPasses, EveryCountPutsThePointsOnTheSameFace) {
+  const auto path = test::testdata("face-api/sample1.jpg");
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " is absent: run `make setup`";
+  auto image = read_image(path);
+  ASSERT_TRUE(image.ok());
+  auto faces = test::shared_engine().detect(*image);
+  ASSERT_FALSE(faces.empty());
+  const Face reference = faces[0];
+  const float eyes = static_cast<float>(cv::norm(reference.landmarks[0] - reference.landmarks[1]));
+  ASSERT_GT(eyes, 10.0f);
+  for (int passes = kMinLandmarkPasses; passes < kMaxLandmarkPasses; ++passes) {
+    SCOPED_TRACE(passes);
+    EngineOptions o;
+    o.landmark_passes = passes;
+    o.replicas = 1;
+    o.verify_hashes = false;
+    auto engine = Engine::create(o);
+    ASSERT_TRUE(engine.ok()) << engine.error().message;
+    std::vector<Face> one{reference};
+    (*engine)->locate_landmarks(*image, one);
+    ASSERT_EQ(one[0].landmarks68.size(), 68u);
+    float moved = 0;
+    for (std::size_t i = 0; i < 5; ++i) moved = std::max(moved, static_cast<float>(cv::norm(one[0].landmarks[i] - reference.landmarks[i])));
+    EXPECT_LT(moved, 0.08f * eyes);
+    EXPECT_GT(moved, 0.0f);  // a different count is a different computation
+  }
 }
 
 }  // namespace
