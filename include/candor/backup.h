@@ -60,7 +60,9 @@ struct StoreCheck {
 // key (a wrong key is refused by the key check value), every template of every collection
 // decrypts (load_faces), the faces each collection counts are the faces that load, every
 // face's subject holds a consent record in its collection, and the audit chain verifies.
-// Opening applies pending schema migrations, as every open does. Nothing is audited.
+// The store is opened read-only (StoreOptions::read_only): nothing is written to it, not
+// even a migration (a store at an older schema is refused, naming `candor migrate`), and
+// nothing is audited.
 // ensures: an Error when the store cannot be opened or read (kIntegrityError for a wrong
 //          key, kNotFound for a missing store or key, ...); otherwise the check, whose
 //          problems say what does not verify.

@@ -138,9 +138,10 @@ std::unique_ptr<TemplateCipher> attach_key(const StoreOptions& options, const st
     fail(ErrorCode::kIntegrityError,
          "database " + db_label + " holds templates but no key check value; it was tampered with");
   }
-  ResolvedKey key = resolve_key(options, db_label, default_key_file, !kcv.has_value(), templates);
+  ResolvedKey key = resolve_key(options, db_label, default_key_file, !kcv.has_value() && !options.read_only, templates);
   auto cipher = std::make_unique<TemplateCipher>(std::move(key.key));
   const std::string mine = cipher->key_check_value();
+  if (!kcv && options.read_only) return cipher;  // an empty store that was never keyed: nothing to check against
   if (!kcv) access.insert_kcv_if_absent(mine);
   // Re-read: another process may have keyed the database first.
   const std::optional<std::string> stored = access.read_kcv();
