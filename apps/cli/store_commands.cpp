@@ -1,4 +1,4 @@
-// candor migrate | store copy | store verify | backup: administration of the system of record itself.
+// candor migrate | store copy | store verify | backup | key rotate: administration of the system of record itself.
 #include <iostream>
 #include <memory>
 #include <string>
@@ -47,6 +47,31 @@ int run_verify(const std::string& store, const std::string& key_file) {
   }
   std::cout << "store verified: " << r->collections << " collections, " << r->consents << " consents, " << r->faces
             << " faces (every template decrypts; counts match), " << r->audit_entries << " audit entries (chain intact)\n";
+  return 0;
+}
+
+int run_rotate(const std::string& store, const std::string& key_file, const std::string& new_key_file,
+               const std::string& actor) {
+  KeyRotation rotation;
+  rotation.new_key_file = new_key_file;
+  const char* user = std::getenv("USER");
+  rotation.context = {actor.empty() ? std::string("cli:") + (user != nullptr && *user ? user : "unknown") : actor,
+                      "template key rotated"};
+  const std::string uri = store_or_default(store);
+  Result<KeyRotationReport> r = rotate_key(uri, key_options(key_file), rotation);
+  if (!r) return fail(r.error());
+  if (r->finished_interrupted) {
+    std::cout << "finished an interrupted rotation: the store's key is now in " << r->key_file << "\n";
+  } else {
+    std::cout << "re-encrypted " << r->faces << " templates under a new key, in one audited transaction\n"
+              << "the store's key is now in " << r->key_file << "\n";
+  }
+  if (!r->old_key_file.empty()) {
+    std::cout << "the old key is kept in " << r->old_key_file
+              << ": backups made before now open only with it. Delete it once no such backup is kept.\n";
+  }
+  std::cout << "restart every process that has the store open (they hold the old key), and keep a copy of the new "
+               "key apart from the backups\n";
   return 0;
 }
 
@@ -120,6 +145,24 @@ void register_store_commands(CLI::App& app, CliContext& ctx) {
     c->add_option("--store", a->store, "Database (SQLite path or postgresql:// URI; default: $CANDOR_STORE or ./candor.db)");
     c->add_option("--key-file", a->key_file, "Template key file (default: $CANDOR_KEY, or <path>.key for SQLite)");
     c->callback([&ctx, a] { ctx.exit_code = run_verify(a->store, a->key_file); });
+  }
+  {
+    struct RotateArgs {
+      std::string store, key_file, new_key_file, actor;
+    };
+    auto a = std::make_shared<RotateArgs>();
+    CLI::App* key = app.add_subcommand(
+        "key", "Manage the API keys of `candor serve` (directly in the store; every node sees them), rotate the template key");
+    key->require_subcommand(1);
+    CLI::App* c = key->add_subcommand(
+        "rotate", "Re-encrypt every template under a new template key in one audited transaction, then install the key");
+    c->add_option("--store", a->store, "Database (SQLite path or postgresql:// URI; default: $CANDOR_STORE or ./candor.db)");
+    c->add_option("--key-file", a->key_file, "The current template key file (default: $CANDOR_KEY, or <path>.key for SQLite)");
+    c->add_option("--new-key-file", a->new_key_file,
+                  "Write the new key to this new file instead of replacing the key file in place (needed when the "
+                  "key comes from $CANDOR_KEY)");
+    c->add_option("--actor", a->actor, "Who is acting, for the audit log (default: cli:$USER)");
+    c->callback([&ctx, a] { ctx.exit_code = run_rotate(a->store, a->key_file, a->new_key_file, a->actor); });
   }
 }
 

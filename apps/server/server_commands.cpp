@@ -230,7 +230,13 @@ void register_server_commands(CLI::App& app, const EngineOptions& engine_options
     c->callback([a, &engine_options] { serve(*a, engine_options); });
   }
 
-  CLI::App* key = app.add_subcommand("key", "Manage the API keys of `candor serve` (directly in the store; every node sees them)");
+  // `candor key rotate` (the template key) may have made the group already (apps/cli).
+  CLI::App* key = nullptr;
+  try {
+    key = app.get_subcommand("key");
+  } catch (const CLI::OptionNotFound&) {
+    key = app.add_subcommand("key", "Manage the API keys of `candor serve` (directly in the store; every node sees them)");
+  }
   key->require_subcommand(1);
   {
     struct CreateArgs {

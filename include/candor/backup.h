@@ -60,10 +60,48 @@ struct StoreCheck {
 // key (a wrong key is refused by the key check value), every template of every collection
 // decrypts (load_faces), the faces each collection counts are the faces that load, every
 // face's subject holds a consent record in its collection, and the audit chain verifies.
-// Opening applies pending schema migrations, as every open does. Nothing is audited.
+// The store is opened read-only (StoreOptions::read_only): nothing is written to it, not
+// even a migration (a store at an older schema is refused, naming `candor migrate`), and
+// nothing is audited.
 // ensures: an Error when the store cannot be opened or read (kIntegrityError for a wrong
 //          key, kNotFound for a missing store or key, ...); otherwise the check, whose
 //          problems say what does not verify.
 Result<StoreCheck> verify_store(std::string_view uri, const StoreOptions& options);
+
+struct KeyRotation {
+  // Where the new key is written (a new file, mode 0600; it must not exist). Empty: the
+  // store's key file is replaced in place (the new key is written to "<key file>.new",
+  // then renamed over the key file; the old key stays as "<key file>.old"). A key given
+  // as CANDOR_KEY or StoreOptions::key_hex has no file to replace: name one here.
+  std::string new_key_file;
+  AuditContext context;  // the "key_rotate" entry's actor and reason
+};
+
+struct KeyRotationReport {
+  std::int64_t faces = 0;     // templates re-encrypted (0 when only an interrupted rotation was finished)
+  std::string key_file;       // where the store's key is now
+  std::string old_key_file;   // where the retired key is kept ("" when it came from CANDOR_KEY / key_hex)
+  bool finished_interrupted = false;  // a rotation cut off after its commit was completed (files only)
+};
+
+// Re-encrypts every template of the store at `uri` under a fresh key in one transaction
+// (audited "key_rotate" with the counts; see also StoreOptions for where the current key
+// comes from), then installs the new key. The steps, each durable before the next: the
+// new key is written to its pending file (fsync); one transaction re-seals every template
+// and records the new key check value; then (in place) the old key file is linked to
+// "<key file>.old" and the pending file renamed over the key file. Killed at any point,
+// the store opens with exactly one of the two keys: before the commit the old one (the
+// pending file is a stale leftover that the next rotation removes); after it the new one,
+// in the pending file until it is installed, and opening with the old key says so, naming
+// that file. Running rotate_key again finishes an interrupted installation.
+// Rotations of one key file are serialised (a lock on its directory); processes that keep
+// the store open keep the old key in memory, and their enrollments are refused from the
+// commit on (kIntegrityError: restart them with the new key).
+// requires: the store exists; rotation.context.actor non-empty.
+// ensures: kAlreadyExists when "<key file>.old" is still there from an earlier rotation
+//          (delete it first, once no backup needs it) or new_key_file exists and is not
+//          the store's key; kInvalidArgument when the key has no file and none is named;
+//          the errors of open_store; nothing changed on any error.
+Result<KeyRotationReport> rotate_key(std::string_view uri, const StoreOptions& options, const KeyRotation& rotation);
 
 }  // namespace candor

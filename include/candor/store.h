@@ -325,6 +325,12 @@ struct StoreOptions {
   // SQLite: create the file. PostgreSQL: the database itself must exist (it
   // is the DBA's to create); this allows creating the Candor schema in it.
   bool create_if_missing = true;
+  // Open without writing anything (`candor store verify`, so checking a backup never changes
+  // it): SQLite opens the file read-only (SQLITE_OPEN_READONLY), PostgreSQL runs every
+  // transaction READ ONLY. No migration (a store at an older schema is refused with
+  // kStoreError naming `candor migrate`), no key file created, no key check value recorded;
+  // every mutation fails with kStoreError (the database refuses the write).
+  bool read_only = false;
   int busy_timeout_ms = 5000;  // SQLite only
   Durability durability = Durability::kFull;
   // The store's clock (timestamps, consent expiry at enroll). Tests inject one.

@@ -52,6 +52,18 @@ std::optional<std::string> read_key_file(const std::string& path) {
   return text;
 }
 
+// Creates the key file with a fresh key; if another process won the race to
+// create it, returns that process's key instead.
+SecretKey create_key_file(const std::string& path) {
+  SecretKey key = SecretKey::generate();
+  if (write_new_key_file(path, key)) return key;
+  std::optional<SecretKey> theirs = read_key(path);
+  if (!theirs) fail(ErrorCode::kIoError, "cannot create key file " + path + ": it vanished while being created");
+  return std::move(*theirs);
+}
+
+}  // namespace
+
 void fsync_parent_dir(const std::string& path) {
   std::filesystem::path parent = std::filesystem::path(path).parent_path();
   if (parent.empty()) parent = ".";
@@ -62,16 +74,16 @@ void fsync_parent_dir(const std::string& path) {
   }
 }
 
-// Creates the key file with a fresh key; if another process won the race to
-// create it, returns that process's key instead.
-SecretKey create_key_file(const std::string& path) {
-  SecretKey key = SecretKey::generate();
+std::optional<SecretKey> read_key(const std::string& path) {
+  std::optional<std::string> text = read_key_file(path);
+  if (!text) return std::nullopt;
+  return parse_or_fail(*text, "key file " + path);
+}
+
+bool write_new_key_file(const std::string& path, const SecretKey& key) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
-    if (errno == EEXIST) {
-      std::optional<std::string> text = read_key_file(path);
-      if (text) return parse_or_fail(*text, "key file " + path);
-    }
+    if (errno == EEXIST) return false;
     fail(ErrorCode::kIoError, "cannot create key file " + path + ": " + errno_text(errno));
   }
   ::fchmod(fd, 0600);  // whatever the umask did
@@ -85,10 +97,8 @@ SecretKey create_key_file(const std::string& path) {
     fail(ErrorCode::kIoError, "cannot write key file " + path + ": " + errno_text(err));
   }
   fsync_parent_dir(path);
-  return key;
+  return true;
 }
-
-}  // namespace
 
 ResolvedKey resolve_key(const StoreOptions& options, const std::string& db_label,
                         const std::string& default_key_file, bool may_create, std::int64_t templates_held) {
@@ -128,16 +138,18 @@ std::unique_ptr<TemplateCipher> attach_key(const StoreOptions& options, const st
     fail(ErrorCode::kIntegrityError,
          "database " + db_label + " holds templates but no key check value; it was tampered with");
   }
-  ResolvedKey key = resolve_key(options, db_label, default_key_file, !kcv.has_value(), templates);
+  ResolvedKey key = resolve_key(options, db_label, default_key_file, !kcv.has_value() && !options.read_only, templates);
   auto cipher = std::make_unique<TemplateCipher>(std::move(key.key));
   const std::string mine = cipher->key_check_value();
+  if (!kcv && options.read_only) return cipher;  // an empty store that was never keyed: nothing to check against
   if (!kcv) access.insert_kcv_if_absent(mine);
   // Re-read: another process may have keyed the database first.
   const std::optional<std::string> stored = access.read_kcv();
   if (!stored || *stored != mine) {
     fail(ErrorCode::kIntegrityError,
          "wrong key for database " + db_label + ": the key from " + key.source +
-             " does not match the key this database was created with (key check value differs)");
+             " does not match the database's key (key check value differs)" +
+             rotation_hint(access.read_rotation_note ? access.read_rotation_note() : std::nullopt, mine, db_label));
   }
   return cipher;
 }

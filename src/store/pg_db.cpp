@@ -182,6 +182,8 @@ void PgConnection::connect() {
 }
 
 void PgConnection::close() {
+  prepared_.clear();
+  prepared_count_ = 0;
   if (conn_ != nullptr) {
     PQfinish(conn_);
     conn_ = nullptr;
@@ -253,26 +255,59 @@ void PgConnection::exec_script(std::string_view sql) {
 
 std::vector<PgResult> PgConnection::exec_pipeline(const std::vector<PipelineStatement>& statements) {
   if (conn_ == nullptr) fail(ErrorCode::kStoreUnavailable, "not connected to PostgreSQL; retry later");
+  // The store's statement texts are a bounded set (defer_insert caps its row counts); past
+  // this many, texts are sent unprepared rather than kept on the server without end.
+  constexpr std::size_t kMaxPrepared = 512;
   ++round_trips;
   if (PQenterPipelineMode(conn_) == 0) raise(nullptr, "pipeline");
-  for (const PipelineStatement& s : statements) {
+  // Per statement: the name of the statement prepared in this pipeline ahead of it
+  // (its Parse sends a result of its own), or "".
+  std::vector<std::string> preparing(statements.size());
+  for (std::size_t i = 0; i < statements.size(); ++i) {
+    const PipelineStatement& s = statements[i];
     const std::string text(s.sql);
-    if (PQsendQueryParams(conn_, text.c_str(), s.params->size(), nullptr, s.params->values(), s.params->lengths(),
-                          s.params->formats(), /*resultFormat=*/0) == 0) {
-      raise(nullptr, s.sql);  // the connection is unusable: raise closes it
+    auto it = prepared_.find(text);
+    if (it == prepared_.end() && prepared_.size() < kMaxPrepared) {
+      const std::string name = "candor_" + std::to_string(prepared_count_++);
+      if (PQsendPrepare(conn_, name.c_str(), text.c_str(), s.params->size(), nullptr) == 0) raise(nullptr, s.sql);
+      it = prepared_.emplace(text, name).first;
+      preparing[i] = name;
     }
+    const int sent = it != prepared_.end()
+                         ? PQsendQueryPrepared(conn_, it->second.c_str(), s.params->size(), s.params->values(),
+                                               s.params->lengths(), s.params->formats(), /*resultFormat=*/0)
+                         : PQsendQueryParams(conn_, text.c_str(), s.params->size(), nullptr, s.params->values(),
+                                             s.params->lengths(), s.params->formats(), /*resultFormat=*/0);
+    if (sent == 0) raise(nullptr, s.sql);  // the connection is unusable: raise closes it
   }
   if (PQpipelineSync(conn_) == 0) raise(nullptr, "pipeline sync");
+  // ensures: the next result of the pipeline (one per request, then a null that ends it).
+  const auto next_result = [this](std::string_view what) {
+    PgResult r(PQgetResult(conn_));
+    if (r.get() == nullptr) raise(nullptr, what);
+    while (PGresult* extra = PQgetResult(conn_)) PQclear(extra);
+    return r;
+  };
   std::vector<PgResult> results;
   results.reserve(statements.size());
   std::optional<std::size_t> failed;
   for (std::size_t i = 0; i < statements.size(); ++i) {
-    // One result per statement, then a null that ends it.
-    PgResult r(PQgetResult(conn_));
-    if (r.get() == nullptr) raise(nullptr, statements[i].sql);
+    if (!preparing[i].empty()) {
+      PgResult parsed = next_result(statements[i].sql);
+      // Not prepared (an earlier failure skipped it, or it failed): forget the name.
+      if (PQresultStatus(parsed.get()) != PGRES_COMMAND_OK) {
+        prepared_.erase(std::string(statements[i].sql));
+        if (!failed) failed = i;
+        if (PQresultStatus(parsed.get()) == PGRES_FATAL_ERROR) {
+          results.push_back(std::move(parsed));
+          (void)next_result(statements[i].sql);  // the execution, skipped
+          continue;
+        }
+      }
+    }
+    PgResult r = next_result(statements[i].sql);
     const ExecStatusType st = PQresultStatus(r.get());
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && !failed) failed = i;
-    while (PGresult* extra = PQgetResult(conn_)) PQclear(extra);
     results.push_back(std::move(r));
   }
   // The sync point; then the connection may leave pipeline mode.

@@ -20,6 +20,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "store_common.h"
@@ -99,7 +100,9 @@ class PgConnection {
   void exec_script(std::string_view sql);
   // Sends every statement at once and waits once (libpq pipeline mode): one
   // round trip. A failing statement skips those after it (an open transaction
-  // is then aborted and must be rolled back).
+  // is then aborted and must be rolled back). Each statement text is prepared
+  // once per connection (its Parse travels in the same pipeline) and executed
+  // by name after that: the server parses and plans it once, not per call.
   // ensures: one result per statement; throws as exec() for the first that failed.
   struct PipelineStatement {
     std::string_view sql;
@@ -121,6 +124,10 @@ class PgConnection {
  private:
   std::string uri_;
   PGconn* conn_ = nullptr;
+  // Statement texts prepared on this connection (exec_pipeline), and their names. Cleared
+  // with the connection: prepared statements live as long as the server session.
+  std::unordered_map<std::string, std::string> prepared_;
+  std::uint64_t prepared_count_ = 0;  // names are never reused within a session
 };
 
 // Round trips to the server made by every connection of this process so far

@@ -179,19 +179,28 @@ class PgDriver final : public Driver {
  public:
   enum class Role { kStore, kReader };
 
-  PgDriver(const std::string& uri, const StoreOptions& options, Role role) : uri_(uri), db_(uri) {
+  PgDriver(const std::string& uri, const StoreOptions& options, Role role)
+      : uri_(uri), db_(uri), read_only_(options.read_only) {
     if (role == Role::kReader) {
       db_.connect();
+      if (read_only_) db_.exec_script(kReadOnlySession);
       return;
     }
     const bool relaxed = options.durability == Durability::kNormal;
+    const bool read_only = read_only_;
     // Async commit survives a crash of this process or of PostgreSQL (the WAL
     // is written, only not waited for); a power cut may lose the last commits.
-    reconnect_.set_on_connect([relaxed](PgConnection& c) {
+    reconnect_.set_on_connect([relaxed, read_only](PgConnection& c) {
       if (relaxed) c.exec_script("SET synchronous_commit = off");
+      if (read_only) c.exec_script(kReadOnlySession);
     });
     reconnect_.ensure(db_);
     label_ = db_.label();
+    if (read_only_) {
+      if (pg_schema_version(db_) == 0) fail(ErrorCode::kNotFound, "database " + label_ + " holds no Candor store");
+      pg_require_current_schema(db_);
+      return;
+    }
     if (!options.create_if_missing && pg_schema_version(db_) == 0) {
       fail(ErrorCode::kNotFound, "database " + label_ + " holds no Candor store (and creating one was not allowed)");
     }
@@ -273,7 +282,9 @@ class PgDriver final : public Driver {
   }
 
   std::unique_ptr<Driver> open_reader() override {
-    return std::make_unique<PgDriver>(uri_, StoreOptions{}, Role::kReader);
+    StoreOptions reader;
+    reader.read_only = read_only_;
+    return std::make_unique<PgDriver>(uri_, reader, Role::kReader);
   }
 
   std::unique_ptr<ChangeWaiter> change_waiter() override { return std::make_unique<PgWaiter>(uri_); }
@@ -319,8 +330,12 @@ class PgDriver final : public Driver {
     }
   }
 
+  // Every transaction of the session READ ONLY: the server refuses any write.
+  static constexpr const char* kReadOnlySession = "SET default_transaction_read_only = on";
+
   std::string uri_;  // for the connections open_reader and change_waiter open
   PgConnection db_;
+  bool read_only_ = false;
   Reconnector reconnect_;
   std::string label_;
   std::vector<Queued> queue_;

@@ -52,6 +52,8 @@ std::int64_t pg_schema_version(PgConnection& db) {
   return db.query_int("SELECT MAX(version) FROM schema_version").value_or(0);
 }
 
+void pg_require_current_schema(PgConnection& db) { require_current_schema(pg_schema_version(db), migrations()); }
+
 void pg_migrate(PgConnection& db, std::int64_t now_ms) {
   PgTransaction txn(db);
   // Two nodes starting at once: the second waits here until the first has

@@ -26,6 +26,9 @@ std::int64_t pg_schema_version(PgConnection& db);
 // ensures: throws StoreFailure(kStoreError) if the database is newer than this build.
 void pg_migrate(PgConnection& db, std::int64_t now_ms);
 
+// For a read-only open: see require_current_schema (schema_ddl.h).
+void pg_require_current_schema(PgConnection& db);
+
 // Resolves the template key (key_hex, CANDOR_KEY or key_file: there is no
 // default file), recording its key check value in a new database.
 std::unique_ptr<TemplateCipher> pg_attach_key(PgConnection& db, const std::string& label, const StoreOptions& options);

@@ -41,6 +41,8 @@ std::int64_t schema_version(Database& db) {
 
 void migrate(Database& db, std::int64_t now_ms) { migrate_up_to(db, latest_schema_version(), now_ms); }
 
+void require_current_schema(Database& db) { require_current_schema(schema_version(db), migrations()); }
+
 void migrate_up_to(Database& db, int target_version, std::int64_t now_ms) {
   Transaction txn(db);
   db.exec(

@@ -301,6 +301,14 @@ void apply_migrations(std::int64_t current, const std::vector<SchemaMigration>& 
   }
 }
 
+void require_current_schema(std::int64_t current, const std::vector<SchemaMigration>& migrations) {
+  apply_migrations(current, migrations, [current, &migrations](const SchemaMigration&) {
+    fail(ErrorCode::kStoreError, "database schema version " + std::to_string(current) + " is older than this build's (" +
+                                     std::to_string(migrations.back().version) +
+                                     ") and it was opened read-only; run `candor migrate` first");
+  });
+}
+
 std::vector<SchemaMigration> schema_migrations(const SchemaDialect& dialect) {
   std::vector<SchemaMigration> out;
   for (const auto& [version, text] : kMigrations) out.push_back(SchemaMigration{version, spell(text, dialect)});

@@ -34,6 +34,11 @@ struct SchemaMigration {
 };
 
 // Every migration, ascending, spelled for `dialect`.
+// A store opened read-only cannot migrate: the check apply_migrations makes (newer than
+// this build), and a refusal naming `candor migrate` when a migration is pending.
+// ensures: throws StoreFailure(kStoreError) unless `current` is the newest of `migrations`.
+void require_current_schema(std::int64_t current, const std::vector<SchemaMigration>& migrations);
+
 std::vector<SchemaMigration> schema_migrations(const SchemaDialect& dialect);
 
 // Applies, in order, the migrations newer than `current` (the version the

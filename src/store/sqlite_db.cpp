@@ -92,9 +92,9 @@ std::optional<std::int64_t> Statement::column_optional_int(int col) const {
 
 // ------------------------------------------------------------------- Database
 
-Database::Database(const std::string& path, bool create) {
-  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;  // our own mutex guards the connection
-  if (create) flags |= SQLITE_OPEN_CREATE;
+Database::Database(const std::string& path, bool create, bool read_only) {
+  int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOMUTEX;  // our own mutex guards the connection
+  if (create && !read_only) flags |= SQLITE_OPEN_CREATE;
   int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);

@@ -68,7 +68,8 @@ class Statement {
 class Database {
  public:
   // ensures: an open connection, or throws StoreFailure (kStoreError / kIoError).
-  Database(const std::string& path, bool create);
+  // read_only: SQLITE_OPEN_READONLY (create is then ignored).
+  Database(const std::string& path, bool create, bool read_only = false);
   Database(const Database&) = delete;
   Database& operator=(const Database&) = delete;
   ~Database();

@@ -148,7 +148,7 @@ class SqliteWaiter final : public ChangeWaiter {
     constexpr std::chrono::milliseconds kPollInterval{25};
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     if (!db_) {
-      db_ = std::make_unique<Database>(path_, false);
+      db_ = std::make_unique<Database>(path_, false, options_.read_only);
       configure(*db_, options_);
     }
     for (;;) {
@@ -170,9 +170,15 @@ class SqliteDriver final : public Driver {
   enum class Role { kStore, kReader };
 
   SqliteDriver(std::string path, const StoreOptions& options, Role role)
-      : path_(std::move(path)), options_(options), db_(path_, role == Role::kStore && options.create_if_missing) {
+      : path_(std::move(path)),
+        options_(options),
+        db_(path_, role == Role::kStore && options.create_if_missing, options.read_only) {
     configure(db_, options);
     if (role == Role::kReader) return;
+    if (options.read_only) {  // as it is: no WAL switch, no migration, nothing written
+      require_current_schema(db_);
+      return;
+    }
     const std::optional<std::string> mode = db_.query_text("PRAGMA journal_mode = WAL");
     if (!mode || *mode != "wal") fail(ErrorCode::kStoreError, "cannot switch " + path_ + " to WAL mode");
     db_.exec("PRAGMA foreign_keys = ON");
@@ -270,7 +276,7 @@ std::unique_ptr<TemplateCipher> sqlite_attach_key(Database& db, const std::strin
 Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, const StoreOptions& options) {
   if (path.empty()) return Error{ErrorCode::kInvalidArgument, "empty database path"};
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0 && !options.create_if_missing) {
+  if (::stat(path.c_str(), &st) != 0 && (!options.create_if_missing || options.read_only)) {
     return Error{ErrorCode::kNotFound, "database " + path + " does not exist"};
   }
   try {

@@ -24,6 +24,9 @@ int latest_schema_version() noexcept;
 // ensures: throws StoreFailure(kStoreError) if the database is newer than this build.
 void migrate(Database& db, std::int64_t now_ms);
 
+// For a read-only open: see require_current_schema (schema_ddl.h).
+void require_current_schema(Database& db);
+
 // The schema version recorded in the database (0 for a new one).
 std::int64_t schema_version(Database& db);
 

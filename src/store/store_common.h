@@ -175,12 +175,22 @@ struct ResolvedKey {
 ResolvedKey resolve_key(const StoreOptions& options, const std::string& db_label,
                         const std::string& default_key_file, bool may_create, std::int64_t templates_held);
 
+// A key file's key, nullopt when the file does not exist; throws StoreFailure for a
+// file that is unreadable, malformed, or open to group or others.
+std::optional<SecretKey> read_key(const std::string& path);
+// Writes `key` to a new file at `path` (mode 0600), fsyncs it and its directory.
+// ensures: false (nothing written) when `path` exists; throws StoreFailure(kIoError).
+bool write_new_key_file(const std::string& path, const SecretKey& key);
+void fsync_parent_dir(const std::string& path);
+
 // How a store reads and records its key check value.
 struct KeyCheckAccess {
   std::function<std::optional<std::string>()> read_kcv;
   std::function<std::int64_t()> count_templates;
   // Records `kcv` unless a value is already there (another node keyed the database first).
   std::function<void(const std::string& kcv)> insert_kcv_if_absent;
+  // meta 'key_rotation' (see reencrypt_templates), for a wrong key's message.
+  std::function<std::optional<std::string>()> read_rotation_note;
 };
 
 // The reads of KeyCheckAccess over a connection `db` (SQLite's Database or
@@ -190,8 +200,22 @@ KeyCheckAccess key_check_reads(Db& db) {
   KeyCheckAccess access;
   access.read_kcv = [&db] { return db.query_text("SELECT value FROM meta WHERE key = 'key_check'"); };
   access.count_templates = [&db] { return db.query_int("SELECT COUNT(*) FROM faces").value_or(0); };
+  access.read_rotation_note = [&db] { return db.query_text("SELECT value FROM meta WHERE key = 'key_rotation'"); };
   return access;
 }
+
+// The note a key rotation records (meta 'key_rotation'), and what a wrong key's message
+// makes of it (key_rotation.cpp).
+struct RotationNote {
+  std::string previous_key_check;  // of the key the rotation retired
+  std::string pending_key_file;    // where the new key was written first
+  std::string key_file;            // where it is installed (the same file, or the old key file)
+};
+std::string rotation_note_json(const RotationNote& note, std::int64_t rotated_at_ms);
+// ensures: what to tell the operator whose key (check value `offered`) is not the
+//          database's: "" when the note says nothing about it.
+std::string rotation_hint(const std::optional<std::string>& note_json, const std::string& offered,
+                          const std::string& db_label);
 
 // Resolves the key and checks it against the database's key check value,
 // recording one for a new database. The rules: a database holding templates

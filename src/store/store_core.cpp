@@ -344,6 +344,13 @@ class CoreStore final : public Store, private LibraryCore {
       const EnrollFacts facts = enroll_facts(collection, subject, now);
       const Collection& c = facts.collection;
       if (!facts.consent) fail(ErrorCode::kConsentRequired, no_consent_message(c));
+      // Another process (or node) may have rotated the key since this one opened the store:
+      // a template sealed with the old key now would never open again.
+      if (facts.key_check != cipher_->key_check_value()) {
+        fail(ErrorCode::kIntegrityError,
+             "the store's template key was rotated (`candor key rotate`) after this process opened it; "
+             "restart it with the new key");
+      }
       if (facts.model) {
         const auto& [model, dim] = *facts.model;
         if (model != faces.front().model_id || dim != static_cast<std::int64_t>(faces.front().embedding.size())) {
@@ -837,6 +844,7 @@ class CoreStore final : public Store, private LibraryCore {
     Collection collection;
     bool consent = false;  // the subject holds an active, unexpired consent for its purpose
     std::optional<std::pair<std::string, std::int64_t>> model;  // model_id and dim the collection holds
+    std::string key_check;  // the store's key check value now (a rotation elsewhere changes it)
   };
 
   EnrollFacts enroll_facts(std::string_view collection, std::string_view subject, std::int64_t now) {
@@ -849,14 +857,16 @@ class CoreStore final : public Store, private LibraryCore {
         " EXISTS (SELECT 1 FROM consents c WHERE c.collection_id = k.id AND c.subject = $2 AND c.purpose = k.purpose"
         " AND c.revoked_at IS NULL AND c.granted_at <= $3 AND (c.expires_at IS NULL OR c.expires_at > $3)),"
         " (SELECT model_id FROM faces WHERE collection_id = k.id LIMIT 1),"
-        " (SELECT dim FROM faces WHERE collection_id = k.id LIMIT 1)"
+        " (SELECT dim FROM faces WHERE collection_id = k.id LIMIT 1),"
+        " (SELECT value FROM meta WHERE key = 'key_check')"
         " FROM collections k WHERE k.name = $1",
         Params().add(collection).add(subject).add(now));
     if (r.empty()) fail(ErrorCode::kNotFound, "no collection named '" + std::string(collection) + "'");
-    EnrollFacts facts{collection_from(r, 0), r.boolean(0, kCollectionColumnCount), std::nullopt};
+    EnrollFacts facts{collection_from(r, 0), r.boolean(0, kCollectionColumnCount), std::nullopt, {}};
     if (!r.is_null(0, kCollectionColumnCount + 1)) {
       facts.model.emplace(r.text(0, kCollectionColumnCount + 1), r.int64(0, kCollectionColumnCount + 2));
     }
+    facts.key_check = r.text(0, kCollectionColumnCount + 3);
     return facts;
   }
 
@@ -894,10 +904,14 @@ class CoreStore final : public Store, private LibraryCore {
       T out = fn(audit);
       append_audit(ctx, audit);
       txn.commit();
+      // A key rotation's cipher takes over at its commit, under the lock: no template is
+      // sealed with the old key after the store records the new one.
+      if (next_cipher_) cipher_ = std::move(next_cipher_);
       return out;
     } catch (const StoreFailure& f) {
       error = f.error;
     }
+    next_cipher_.reset();
     pending_changes_.clear();  // rolled back with the transaction
     // Without a connection there is nothing to audit into; the operation had no effect.
     if (error.code == ErrorCode::kStoreUnavailable) return error;
@@ -1171,9 +1185,63 @@ class CoreStore final : public Store, private LibraryCore {
   std::function<TimePoint()> clock_;
   std::unique_ptr<TemplateCipher> cipher_;
   std::unique_ptr<LibraryStore> library_;  // borrows *this as its LibraryCore
+  std::unique_ptr<TemplateCipher> next_cipher_;  // a key rotation's, until its commit
+
+ public:
+  // See reencrypt_templates (store_driver.h).
+  Result<std::int64_t> reencrypt(std::unique_ptr<TemplateCipher> next, const AuditContext& ctx,
+                                 const std::string& rotation_note, const std::function<void(std::int64_t)>& progress) {
+    return write_op<std::int64_t>(ctx, AuditDraft{"key_rotate", "", {}, "{}", "ok"}, [&](AuditDraft& audit) {
+      const Rows kcv = db_->run("SELECT value FROM meta WHERE key = 'key_check'");
+      if (kcv.empty() || kcv.text(0, 0) != cipher_->key_check_value()) {
+        fail(ErrorCode::kIntegrityError,
+             "the store's key changed after it was opened (another key rotation?); nothing was re-encrypted");
+      }
+      // In pages, all in this one transaction: every template moves to the new key or none does.
+      constexpr std::int64_t kPage = 2000;
+      std::int64_t done = 0;
+      std::set<std::string> collections;
+      FaceId after = 0;
+      for (;;) {
+        const Rows r = db_->run(std::string(kFaceColumns) + " WHERE f.id > $1 ORDER BY f.id LIMIT $2",
+                                Params().add(after).add(kPage));
+        for (std::size_t i = 0; i < r.size(); ++i) {
+          const FaceRecord f = face_from(r, i, true);  // opens under the old key, or names the face
+          const std::vector<std::uint8_t> sealed =
+              next->seal(f.embedding, template_ad(r.int64(i, 15), f.collection, f.id, f.subject, f.model_id));
+          db_->defer("UPDATE faces SET template = $1 WHERE id = $2", Params().add_bytes(sealed).add(f.id));
+          collections.insert(f.collection);
+          after = f.id;
+          progress(++done);
+        }
+        if (r.size() < static_cast<std::size_t>(kPage)) break;
+      }
+      // Everything else sealed under the store key moves with the templates: photo-library
+      // templates and the streams' sources and outputs.
+      const std::int64_t library_templates = reseal_library_templates(*db_, *cipher_, *next);
+      const std::int64_t streams = reseal_streams(*db_, *cipher_, *next);
+      db_->defer("UPDATE meta SET value = $1 WHERE key = 'key_check'", Params().add(next->key_check_value()));
+      db_->defer("INSERT INTO meta (key, value) VALUES ('key_rotation', $1)"
+                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                 Params().add(rotation_note));
+      audit.details = dump(json{{"faces_reencrypted", done}, {"collections", collections.size()},
+                                {"library_templates_reencrypted", library_templates},
+                                {"streams_reencrypted", streams}});
+      next_cipher_ = std::move(next);
+      return done;
+    });
+  }
 };
 
 }  // namespace
+
+Result<std::int64_t> reencrypt_templates(Store& store, std::unique_ptr<TemplateCipher> next, const AuditContext& ctx,
+                                         const std::string& rotation_note,
+                                         const std::function<void(std::int64_t)>& progress) {
+  auto* core = dynamic_cast<CoreStore*>(&store);
+  if (core == nullptr) return Error{ErrorCode::kInternal, "key rotation needs a store opened by open_store"};
+  return core->reencrypt(std::move(next), ctx, rotation_note, progress);
+}
 
 std::unique_ptr<Store> make_core_store(std::unique_ptr<Driver> driver, const StoreOptions& options) {
   return std::make_unique<CoreStore>(std::move(driver), options);

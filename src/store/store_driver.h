@@ -32,6 +32,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -211,5 +212,19 @@ class Driver {
 
 // The Store over `driver`; clock from options (now_ms when unset).
 std::unique_ptr<Store> make_core_store(std::unique_ptr<Driver> driver, const StoreOptions& options);
+
+// The database half of a key rotation (key_rotation.cpp holds the files): in one write
+// transaction, checks that the store's key check value is still the one `store` opened
+// with, re-seals every template under `next` (same associated data), records next's key
+// check value and `rotation_note` (meta 'key_rotation': JSON naming where the new key was
+// written and the previous key check value, no secret), appends a "key_rotate" audit
+// entry with the counts, and commits; from then on `store` seals and opens with `next`.
+// progress(n) is called after the n-th template is re-sealed (before the commit).
+// requires: `store` came from open_store (the core).
+// ensures: the number of templates re-sealed; on failure nothing changed (kIntegrityError
+//          naming a face that does not open, or when the key changed since the open).
+Result<std::int64_t> reencrypt_templates(Store& store, std::unique_ptr<TemplateCipher> next, const AuditContext& ctx,
+                                         const std::string& rotation_note,
+                                         const std::function<void(std::int64_t)>& progress);
 
 }  // namespace candor::store_detail

@@ -51,6 +51,29 @@ std::string library_ad(const PhotoLibrary& lib, std::int64_t face, std::string_v
   return template_ad(lib.id, audit_scope(lib.name), face, "", model_id);
 }
 
+}  // namespace
+
+std::int64_t reseal_library_templates(Driver& db, const TemplateCipher& from, const TemplateCipher& to) {
+  const Rows r = db.run(
+      "SELECT f.id, f.dim, f.model_id, f.template, l.id, l.name FROM library_faces f"
+      " JOIN libraries l ON l.id = f.library_id WHERE f.template IS NOT NULL ORDER BY f.id");
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    PhotoLibrary lib;
+    lib.id = r.int64(i, 4);
+    lib.name = r.text(i, 5);
+    const std::int64_t face = r.int64(i, 0);
+    const std::string ad = library_ad(lib, face, r.text(i, 2));
+    const auto dim = static_cast<std::size_t>(std::max<std::int64_t>(r.int64(i, 1), 0));
+    auto plain = from.open(r.bytes(i, 3), ad, dim);
+    if (!plain) fail(ErrorCode::kIntegrityError, "library face " + std::to_string(face) + ": " + plain.error().message);
+    db.defer("UPDATE library_faces SET template = $1 WHERE id = $2",
+             Params().add_bytes(to.seal(*plain, ad)).add(face));
+  }
+  return static_cast<std::int64_t>(r.size());
+}
+
+namespace {
+
 class LibraryStoreImpl final : public LibraryStore {
  public:
   explicit LibraryStoreImpl(LibraryCore& core) : core_(core) {}

@@ -25,6 +25,14 @@ class LibraryCore {
   virtual TimePoint now() const = 0;
 };
 
+// A key rotation's share (reencrypt in store_core.cpp): every library template still held
+// (forgotten faces hold none) opened under `from` and sealed again under `to`, with the
+// same associated data; the updates are deferred to the caller's transaction.
+// requires: a write transaction.
+// ensures: returns how many templates were sealed again; throws StoreFailure
+//   (kIntegrityError) naming the face when one does not open under `from`.
+std::int64_t reseal_library_templates(Driver& db, const TemplateCipher& from, const TemplateCipher& to);
+
 // The LibraryStore over `core`, which must outlive it.
 std::unique_ptr<LibraryStore> make_library_store(LibraryCore& core);
 

@@ -142,6 +142,20 @@ StreamSecrets open_stream_secrets(Driver& db, const TemplateCipher& cipher, std:
   return StreamSecrets{std::move(*source), std::move(*outputs)};
 }
 
+std::int64_t reseal_streams(Driver& db, const TemplateCipher& from, const TemplateCipher& to) {
+  const Rows r = db.run("SELECT id FROM streams ORDER BY id");
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    const std::string id = r.text(i, 0);
+    const StreamSecrets secrets = open_stream_secrets(db, from, id);
+    db.defer("UPDATE streams SET source_sealed = $1, outputs_sealed = $2 WHERE id = $3",
+             Params()
+                 .add_bytes(to.seal_text(secrets.source, stream_ad(id, "source")))
+                 .add_bytes(to.seal_text(secrets.outputs_json, stream_ad(id, "outputs")))
+                 .add(id));
+  }
+  return static_cast<std::int64_t>(r.size());
+}
+
 StreamRecord update_stream_running(Driver& db, std::string_view id, bool running, AuditDraft& audit) {
   StreamRecord s = select_stream(db, id);
   audit.collection = s.collection;

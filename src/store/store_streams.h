@@ -28,5 +28,10 @@ void remove_stream(Driver& db, std::string_view id, AuditDraft& audit);
 bool claim_stream_lease(Driver& db, std::string_view id, std::string_view node, TimePoint now,
                         std::chrono::milliseconds ttl);
 void release_stream_lease(Driver& db, std::string_view id, std::string_view node);
+// A key rotation's share (reencrypt in store_core.cpp): each stream's sealed source and
+// outputs opened under `from` and sealed again under `to`, deferred to the caller's
+// transaction. requires: a write transaction. ensures: returns how many streams were
+// sealed again; throws StoreFailure (kIntegrityError) when one does not open under `from`.
+std::int64_t reseal_streams(Driver& db, const TemplateCipher& from, const TemplateCipher& to);
 
 }  // namespace candor::store_detail

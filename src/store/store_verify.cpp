@@ -49,6 +49,7 @@ Status verify_collection(Store& store, const Collection& c, StoreCheck& check) {
 Result<StoreCheck> verify_store(std::string_view uri, const StoreOptions& options) {
   StoreOptions existing = options;
   existing.create_if_missing = false;  // verifying never creates a store, or a key
+  existing.read_only = true;           // nor writes to one: checking a backup leaves it as it was
   Result<std::unique_ptr<Store>> opened = open_store(uri, existing);
   if (!opened) return opened.error();
   Store& store = **opened;

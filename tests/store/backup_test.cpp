@@ -3,12 +3,16 @@
 // a corrupted template, a broken chain and a face without consent, and refuses a wrong
 // key (both backends). The SIGKILLed backup is in tests/cli/backup_cli_test.cpp.
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <thread>
 
 #include "backend_fixture.h"
 #include "candor/backup.h"
+#include "schema_history.h"
+#include "sqlite_store.h"
 
 namespace candor::test {
 namespace {
@@ -229,7 +233,61 @@ TEST_P(VerifyTest, TheWrongKeyFailsClearly) {
   EXPECT_NE(r.error().message.find("wrong key"), std::string::npos) << r.error().message;
 }
 
+// Verify reads, never writes: here an unkeyed store (no template yet), which a read-write
+// open would key (insert its key check value).
+TEST_P(VerifyTest, WritesNothingToTheStore) {
+  db_->exec("DELETE FROM faces; DELETE FROM meta WHERE key = 'key_check'");
+  Result<StoreCheck> r = verify();
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(db_->scalar("SELECT COUNT(*) FROM meta WHERE key = 'key_check'"), 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Store, VerifyTest, ::testing::Values("sqlite", "postgresql"), backend_name);
+
+// A backup file's bytes and mtime are the same after verify, because it is opened
+// read-only. The copy is of a store not keyed yet (no template, no key check value: the
+// one thing a read-write open of a current store writes, its key check value).
+TEST(VerifyReadOnlyTest, VerifyingABackupLeavesItsFileUnchanged) {
+  TempDir dir;
+  const std::string live = dir.file("live.db");
+  {
+    std::unique_ptr<Store> s = open_or_die(live, options_with_key());
+    ASSERT_TRUE(s->create_collection(staff_collection(), who()).ok());
+  }
+  RawDb(live).exec("DELETE FROM meta WHERE key = 'key_check'");
+  const std::string copy = dir.file("copy.db");
+  ASSERT_TRUE(backup_store(live, copy, options_with_key()).ok());
+  const auto read_bytes = [&copy] {
+    std::string bytes(std::filesystem::file_size(copy), '\0');
+    std::ifstream in(copy, std::ios::binary);
+    in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    return bytes;
+  };
+  const std::string before = read_bytes();
+  const auto mtime = std::filesystem::last_write_time(copy);
+  Result<StoreCheck> r = verify_store(copy, options_with_key());
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_TRUE(r->ok()) << r->problems.front();
+  EXPECT_EQ(r->collections, 1);
+  EXPECT_TRUE(read_bytes() == before) << "verify changed the backup's bytes";
+  EXPECT_EQ(std::filesystem::last_write_time(copy), mtime);
+}
+
+// A store older than the build is not migrated by verify (that would write): refused,
+// naming the command that migrates it.
+TEST(VerifyReadOnlyTest, AnOlderSchemaIsRefusedNamingMigrate) {
+  TempDir dir;
+  const std::string path = dir.file("old.db");
+  {
+    store_detail::Database db(path, true);
+    store_detail::migrate_up_to(db, store_detail::latest_schema_version() - 1, 1'700'000'000'000);
+  }
+  Result<StoreCheck> r = verify_store(path, options_with_key());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kStoreError);
+  EXPECT_NE(r.error().message.find("candor migrate"), std::string::npos) << r.error().message;
+  EXPECT_EQ(RawDb(path).scalar("SELECT MAX(version) FROM schema_version"), store_detail::latest_schema_version() - 1);
+}
 
 }  // namespace
 }  // namespace candor::test
