@@ -29,9 +29,10 @@ std::string best_blas_coretype();
 // requires: argv is main's argv (argv[0] and a terminating nullptr).
 // ensures: if OPENBLAS_CORETYPE is unset, OpenBLAS chose a kernel without vector (AVX2 or
 //   AVX-512) support and best_blas_coretype() is not empty, the process replaces itself by
-//   the same program with the same arguments and OPENBLAS_CORETYPE set (execv of
-//   /proc/self/exe: nothing is printed, the pid stays). Otherwise, or when the exec fails,
-//   it returns and nothing has changed. It never loops: the new process finds the variable set.
+//   the same program with the same arguments and OPENBLAS_CORETYPE set (execv of the
+//   binary /proc/self/exe names: nothing is printed, the pid and the process name stay).
+//   Otherwise, or when the exec fails, it returns and nothing has changed. It never
+//   loops: the new process finds the variable set.
 void ensure_vector_blas_kernel(char** argv);
 
 }  // namespace candor

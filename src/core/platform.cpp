@@ -51,9 +51,14 @@ void ensure_vector_blas_kernel(char** argv) {
   if (core.empty() || has_vector_kernels(core)) return;
   const std::string best = best_blas_coretype();
   if (best.empty()) return;
+  // The binary's own path, not /proc/self/exe: the kernel names a process after the file
+  // it executes, and `ps`, `top` and the package test look for "candor", not "exe".
+  std::array<char, 4096> self{};
+  const ssize_t n = readlink("/proc/self/exe", self.data(), self.size() - 1);
+  if (n <= 0 || static_cast<std::size_t>(n) >= self.size() - 1) return;
   if (setenv("OPENBLAS_CORETYPE", best.c_str(), 1) != 0) return;
-  execv("/proc/self/exe", argv);
-  unsetenv("OPENBLAS_CORETYPE");  // exec failed (no /proc): carry on as we were
+  execv(self.data(), argv);
+  unsetenv("OPENBLAS_CORETYPE");  // exec failed: carry on as we were
 }
 
 }  // namespace candor
