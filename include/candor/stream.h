@@ -90,8 +90,8 @@ struct VideoSourceOptions {
 // ensures: kInvalidArgument for an empty uri.
 Result<std::unique_ptr<FrameSource>> make_video_source(const std::string& uri, const VideoSourceOptions& options = {});
 
-// `uri` with the password of its user-info masked ("rtsp://cam:***@host/..."), for
-// messages and events: credentials in a source URL are secrets.
+// `uri` with its user-info masked ("rtsp://***@host/..."), for messages, events and every
+// user-visible copy of a source: the user name and password in a source URL are secrets.
 std::string mask_credentials(const std::string& uri);
 
 // What a stream says. Only the fields of its kind are set; see stream_event_to_json.

@@ -179,7 +179,7 @@ void create_stream(Context& ctx, Call& call) {
         return send_error(call.res, bad("outputs.webhook: {url: http://host[:port]/path, secret: 16..256 bytes}"));
       }
       outputs["webhook"] = {{"url", *url}, {"secret", *secret}};
-      shown["webhook"] = {{"url", redact_source(*url)}};
+      shown["webhook"] = {{"url", mask_credentials(*url)}};
     }
   }
   // The decisions are searches of this key: it must see the collection and may search.
@@ -195,7 +195,7 @@ void create_stream(Context& ctx, Call& call) {
   }
   spec.name = *name;
   spec.source = *source;
-  spec.source_redacted = redact_source(*source);
+  spec.source_redacted = mask_credentials(*source);
   spec.collection = *collection;
   spec.purpose = *purpose;
   spec.reason = *reason;

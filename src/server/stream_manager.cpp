@@ -35,7 +35,7 @@ void replace_all(std::string& text, const std::string& what, const std::string& 
 // `message` with every part of the source's credentials masked: the URL, the user-info,
 // its user and its password, wherever a library quoted them.
 std::string scrub(std::string message, const std::string& source) {
-  replace_all(message, source, redact_source(source));
+  replace_all(message, source, mask_credentials(source));
   const std::string info = user_info(source);
   replace_all(message, info, "***");
   const auto colon = info.find(':');
@@ -49,13 +49,6 @@ std::string scrub(std::string message, const std::string& source) {
 }
 
 }  // namespace
-
-std::string redact_source(const std::string& source) {
-  const std::string info = user_info(source);
-  if (info.empty()) return source;
-  const auto start = source.find("://") + 3;
-  return source.substr(0, start) + "***" + source.substr(start + info.size());
-}
 
 // The events of one stream, to this node's SSE clients of it.
 class StreamManager::Hub final : public EventSink {

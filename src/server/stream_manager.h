@@ -113,8 +113,4 @@ class StreamManager {
   std::mutex round_mutex_;  // one round at a time
 };
 
-// "scheme://***@host/path" for a URL with user-info; anything else unchanged. Every
-// user-visible copy of a stream's source (responses, logs, audit details) is this one.
-std::string redact_source(const std::string& source);
-
 }  // namespace candor::server

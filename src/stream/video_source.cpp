@@ -80,13 +80,12 @@ class VideoSource final : public FrameSource {
 std::string mask_credentials(const std::string& uri) {
   const auto scheme = uri.find("://");
   if (scheme == std::string::npos) return uri;
-  const auto host_start = scheme + 3;
-  const auto path = uri.find('/', host_start);
-  const auto at = uri.rfind('@', path == std::string::npos ? std::string::npos : path);
-  if (at == std::string::npos || at < host_start) return uri;
-  const auto colon = uri.find(':', host_start);
-  const std::string user = uri.substr(host_start, (colon != std::string::npos && colon < at ? colon : at) - host_start);
-  return uri.substr(0, host_start) + user + ":***" + uri.substr(at);
+  const auto start = scheme + 3;
+  // The user-info ends at the last '@' before the path, query or fragment (RFC 3986 3.2).
+  const auto end = uri.find_first_of("/?#", start);
+  const auto at = uri.rfind('@', end == std::string::npos ? std::string::npos : end);
+  if (at == std::string::npos || at < start) return uri;
+  return uri.substr(0, start) + "***" + uri.substr(at);
 }
 
 Result<std::unique_ptr<FrameSource>> make_video_source(const std::string& uri, const VideoSourceOptions& options) {

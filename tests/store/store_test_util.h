@@ -92,6 +92,23 @@ inline NewFace synthetic_face(std::uint32_t seed, std::size_t dim = 512) {
 
 inline AuditContext who(std::string reason = "test") { return AuditContext{"tester", std::move(reason)}; }
 
+// A camera stream on the "staff" collection whose source and outputs hold secrets
+// (a password, a webhook secret): what the streams and key-rotation tests seal.
+inline constexpr const char* kSecretSource = "rtsp://cam:Hunter2-x9@10.0.0.5/h264";
+inline NewStream door_stream() {
+  NewStream s;
+  s.name = "door-1";
+  s.source = kSecretSource;
+  s.source_redacted = "rtsp://***@10.0.0.5/h264";
+  s.collection = "staff";
+  s.purpose = std::string(kPurpose);
+  s.reason = "door 1 entry control";
+  s.outputs_json = R"({"webhook":{"url":"http://h/x","secret":"0123456789abcdef-secret"}})";
+  s.outputs_redacted_json = R"({"webhook":{"url":"http://h/x"}})";
+  s.created_by = "key:ops";
+  return s;
+}
+
 inline NewCollection staff_collection(std::string name = "staff") {
   NewCollection c;
   c.name = std::move(name);

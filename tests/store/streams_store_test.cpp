@@ -8,23 +8,9 @@
 namespace candor::test {
 namespace {
 
-constexpr const char* kSecretSource = "rtsp://cam:Hunter2-x9@10.0.0.5/h264";
-
 class StreamStoreTest : public StaffStoreTest {
  protected:
-  NewStream spec() const {
-    NewStream s;
-    s.name = "door-1";
-    s.source = kSecretSource;
-    s.source_redacted = "rtsp://***@10.0.0.5/h264";
-    s.collection = "staff";
-    s.purpose = std::string(kPurpose);
-    s.reason = "door 1 entry control";
-    s.outputs_json = R"({"webhook":{"url":"http://h/x","secret":"0123456789abcdef-secret"}})";
-    s.outputs_redacted_json = R"({"webhook":{"url":"http://h/x"}})";
-    s.created_by = "key:ops";
-    return s;
-  }
+  NewStream spec() const { return door_stream(); }
 };
 
 TEST_P(StreamStoreTest, TheSourceIsSealedAndOpensOnlyThroughStreamSecrets) {

@@ -147,7 +147,9 @@ TEST(TrackEvidence, LowQualityAndSmallFacesWeighNothing) {
 }
 
 TEST(StreamEvents, MaskCredentialsInSourceUrls) {
-  EXPECT_EQ(mask_credentials("rtsp://cam:s3cret@10.0.0.5:554/h264"), "rtsp://cam:***@10.0.0.5:554/h264");
+  EXPECT_EQ(mask_credentials("rtsp://cam:s3cret@10.0.0.5:554/h264"), "rtsp://***@10.0.0.5:554/h264");
+  EXPECT_EQ(mask_credentials("rtsp://cam@10.0.0.5/h264"), "rtsp://***@10.0.0.5/h264");
+  EXPECT_EQ(mask_credentials("http://u:p@cam?x=1"), "http://***@cam?x=1");
   EXPECT_EQ(mask_credentials("rtsp://10.0.0.5/h264?a=b@c"), "rtsp://10.0.0.5/h264?a=b@c");
   EXPECT_EQ(mask_credentials("/videos/door.mp4"), "/videos/door.mp4");
 }
