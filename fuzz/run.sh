@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make fuzz (FUZZ_SECONDS=300 per target) and make fuzz-ci (60 s): builds the `fuzz`
+# make fuzz (FUZZ_SECONDS=300 per target) and make fuzz-ci (30 s): builds the `fuzz`
 # build preset (the fuzz targets of the clang ASan+UBSan tree, build-asan/), writes the
 # seed corpus (fuzz_make_seeds), runs each libFuzzer target for a bounded time and prints
 # what it did. Exits 1 when any target crashed, leaked, timed
