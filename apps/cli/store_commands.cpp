@@ -46,7 +46,9 @@ int run_verify(const std::string& store, const std::string& key_file) {
     return 1;
   }
   std::cout << "store verified: " << r->collections << " collections, " << r->consents << " consents, " << r->faces
-            << " faces (every template decrypts; counts match), " << r->audit_entries << " audit entries (chain intact)\n";
+            << " faces (every template decrypts; counts match), " << r->libraries << " photo libraries with "
+            << r->library_faces << " faces (every template decrypts), " << r->audit_entries
+            << " audit entries (chain intact)\n";
   return 0;
 }
 

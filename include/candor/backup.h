@@ -50,6 +50,7 @@ Result<BackupReport> backup_store(std::string_view uri, const std::filesystem::p
 
 struct StoreCheck {
   std::int64_t collections = 0, consents = 0, faces = 0, audit_entries = 0;
+  std::int64_t libraries = 0, library_faces = 0;  // photo libraries; their active faces
   // What is wrong, in the order found (the first is the one to act on); empty: the store
   // verifies. Each names the collection, face id or audit seq concerned.
   std::vector<std::string> problems;
@@ -59,7 +60,8 @@ struct StoreCheck {
 // Checks a store end to end through the Store API, on either backend: it opens with its
 // key (a wrong key is refused by the key check value), every template of every collection
 // decrypts (load_faces), the faces each collection counts are the faces that load, every
-// face's subject holds a consent record in its collection, and the audit chain verifies.
+// face's subject holds a consent record in its collection, every active face of every photo
+// library decrypts, and the audit chain verifies.
 // The store is opened read-only (StoreOptions::read_only): nothing is written to it, not
 // even a migration (a store at an older schema is refused, naming `candor migrate`), and
 // nothing is audited.

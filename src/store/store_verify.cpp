@@ -3,6 +3,7 @@
 #include <set>
 
 #include "candor/backup.h"
+#include "candor/library_store.h"
 
 namespace candor {
 namespace {
@@ -44,6 +45,27 @@ Status verify_collection(Store& store, const Collection& c, StoreCheck& check) {
   return ok_status();
 }
 
+// Checks one photo library: every active face's template decrypts (list_faces opens each)
+// and is not empty; a forgotten face holds none.
+// ensures: an Error only when the store could not be read at all.
+Status verify_library(LibraryStore& libraries, const PhotoLibrary& lib, StoreCheck& check) {
+  Result<std::vector<LibraryFace>> faces = libraries.list_faces(lib.name, /*with_templates=*/true,
+                                                                /*with_forgotten=*/true);
+  if (!faces) {
+    if (faces.error().code != ErrorCode::kIntegrityError) return faces.error();
+    check.problems.push_back("library " + lib.name + ": " + faces.error().message);
+    return ok_status();
+  }
+  for (const LibraryFace& f : *faces) {
+    if (f.forgotten) continue;
+    ++check.library_faces;
+    if (f.embedding.empty()) {
+      check.problems.push_back("library " + lib.name + ": face " + std::to_string(f.id) + " holds an empty template");
+    }
+  }
+  return ok_status();
+}
+
 }  // namespace
 
 Result<StoreCheck> verify_store(std::string_view uri, const StoreOptions& options) {
@@ -60,6 +82,12 @@ Result<StoreCheck> verify_store(std::string_view uri, const StoreOptions& option
   check.collections = static_cast<std::int64_t>(collections->size());
   for (const Collection& c : *collections) {
     if (Status st = verify_collection(store, c, check); !st) return st.error();
+  }
+  Result<std::vector<PhotoLibrary>> libraries = store.library().list_libraries();
+  if (!libraries) return libraries.error();
+  check.libraries = static_cast<std::int64_t>(libraries->size());
+  for (const PhotoLibrary& lib : *libraries) {
+    if (Status st = verify_library(store.library(), lib, check); !st) return st.error();
   }
   Result<AuditVerification> audit = store.audit_verify();
   if (!audit) return audit.error();

@@ -11,6 +11,7 @@
 
 #include "backend_fixture.h"
 #include "candor/backup.h"
+#include "candor/library_store.h"
 #include "schema_history.h"
 #include "sqlite_store.h"
 
@@ -222,6 +223,39 @@ TEST_P(VerifyTest, NamesAFaceWithoutConsent) {
   db_->exec("DELETE FROM consents WHERE subject = 'alice'");
   const std::string problem = first_problem();
   EXPECT_NE(problem.find("no consent record"), std::string::npos) << problem;
+}
+
+// A photo library's templates are checked like a collection's: counted, and a template
+// that does not open is named with its library and face.
+TEST_P(VerifyTest, NamesACorruptedLibraryTemplateAndCountsTheRest) {
+  std::vector<std::int64_t> faces;
+  {
+    std::unique_ptr<Store> s = open_or_die(path_, options_with_key());
+    const AuditContext owner{"test:owner", "my photos"};
+    ASSERT_TRUE(s->library().create_library(NewPhotoLibrary{"family", "owner", 365}, owner).ok());
+    LibraryPhoto photo;
+    photo.path = "/photos/a.jpg";
+    photo.sha256 = std::string(64, 'a');
+    photo.size = 10;
+    photo.ingested = true;
+    const std::vector<NewLibraryFace> two = {
+        NewLibraryFace{FaceBox{10, 10, 50, 60}, 0.99F, std::vector<float>(64, 0.125F), "synthetic-64"},
+        NewLibraryFace{FaceBox{90, 10, 50, 60}, 0.98F, std::vector<float>(64, -0.125F), "synthetic-64"}};
+    Result<AddedPhoto> added = s->library().add_photo("family", photo, two, owner);
+    ASSERT_TRUE(added.ok()) << added.error().message;
+    faces = added->faces;
+  }
+  Result<StoreCheck> good = verify();
+  ASSERT_TRUE(good.ok()) << good.error().message;
+  EXPECT_TRUE(good->ok()) << good->problems.front();
+  EXPECT_EQ(good->libraries, 1);
+  EXPECT_EQ(good->library_faces, 2);
+  // The first face's ciphertext in the second's row: valid bytes, bound to another face.
+  db_->exec("UPDATE library_faces SET template = (SELECT template FROM library_faces WHERE id = " +
+            std::to_string(faces[0]) + ") WHERE id = " + std::to_string(faces[1]));
+  const std::string problem = first_problem();
+  EXPECT_NE(problem.find("library family"), std::string::npos) << problem;
+  EXPECT_NE(problem.find(std::to_string(faces[1])), std::string::npos) << problem;
 }
 
 TEST_P(VerifyTest, TheWrongKeyFailsClearly) {
