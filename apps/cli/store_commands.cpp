@@ -133,7 +133,8 @@ void register_store_commands(CLI::App& app, CliContext& ctx) {
                 << " faces" << (r->reencrypted ? " (re-encrypted under the destination's key)" : "") << ", "
                 << r->audit_entries << " audit entries, " << r->subject_salts << " subject salts, "
                 << r->search_counters << " search counters, " << r->api_keys << " API keys, " << r->changes
-                << " change-feed entries\n"
+                << " change-feed entries, " << r->streams << " streams, " << r->libraries << " photo libraries with "
+                << r->library_faces << " faces\n"
                 << "run `candor store verify --store " << a->to << "` to check the copy (templates, counts, chain)\n";
     });
   }

@@ -557,8 +557,8 @@ Result<SchemaVersions> migrate_store(std::string_view uri);
 
 struct StoreCopyReport {
   std::int64_t collections = 0, consents = 0, faces = 0, audit_entries = 0, subject_salts = 0,
-               search_counters = 0, api_keys = 0, changes = 0;
-  bool reencrypted = false;  // the destination's key differs, so every template was re-sealed
+               search_counters = 0, api_keys = 0, changes = 0, streams = 0, libraries = 0, library_faces = 0;
+  bool reencrypted = false;  // the destination's key differs, so every template and secret was re-sealed
 };
 
 // Copies everything `from` holds into `to`, which must hold nothing yet (no
@@ -567,12 +567,15 @@ struct StoreCopyReport {
 // the destination's key when it differs; the associated data binds each to
 // its face and collection ids, which are kept), the audit log verbatim with
 // its head (so audit verification passes on the destination), subject salts,
-// search counters, API keys, and the change feed with its version. Id
+// search counters, API keys, the change feed with its version, the streams (their
+// sealed sources and outputs re-sealed like templates) and the photo libraries with
+// their photos, faces (templates re-sealed), groups and corrections. Id
 // sequences continue from the source's, so no id is ever reused. The
 // destination is written in one transaction (all or nothing) from one read
 // snapshot of the source. Nothing is audited: the copied chain is the record.
 // Each side's key is resolved from its options as open_store does; the
-// destination is created (and keyed) if allowed.
+// destination is created (and keyed) if allowed. The destination must hold nothing yet:
+// no libraries or streams either.
 Result<StoreCopyReport> copy_store(std::string_view from_uri, const StoreOptions& from_options,
                                    std::string_view to_uri, const StoreOptions& to_options);
 

@@ -13,6 +13,8 @@
 
 #include "pg_store.h"
 #include "sqlite_store.h"
+#include "store_library.h"
+#include "store_streams.h"
 
 namespace candor::store_detail {
 namespace {
@@ -35,9 +37,9 @@ struct Table {
   std::vector<Column> columns;
 };
 
-// Every table of the current schema (v3) but schema_version (each side has its own
-// migrations) and audit_head (set from the source's head at the end). meta is
-// copied without the key check value (the destination keeps its own).
+// Every table of the current schema (v5) but schema_version (each side has its own
+// migrations) and audit_head (set from the source's head at the end), parents before
+// children. meta is copied without the key check value (the destination keeps its own).
 const std::vector<Table>& tables() {
   static const std::vector<Table> t = {
       {"collections", "id", "id",
@@ -68,21 +70,39 @@ const std::vector<Table>& tables() {
         {"face_id", Type::kInt}, {"time", Type::kInt}}},
       {"api_keys", "name", nullptr,
        {{"name", Type::kText}, {"hash_hex", Type::kText}, {"scopes_json", Type::kText}, {"created_at", Type::kInt}}},
-      // Streams' sealed fields are bound to their id, not to a row number: they open in the
-      // copy under the same template key.
+      // Streams' sealed fields are bound to their id (stream_ad), which the copy keeps.
       {"streams", "id", nullptr,
        {{"id", Type::kText}, {"name", Type::kText}, {"source_sealed", Type::kBlob},
         {"source_redacted", Type::kText}, {"collection", Type::kText}, {"purpose", Type::kText},
         {"reason", Type::kText}, {"operating_point", Type::kText}, {"outputs_sealed", Type::kBlob},
         {"outputs_redacted", Type::kText}, {"created_by", Type::kText}, {"running", Type::kInt},
         {"owner_node", Type::kText}, {"lease_expires_at", Type::kInt}, {"created_at", Type::kInt}}},
+      {"libraries", "id", nullptr,
+       {{"id", Type::kInt}, {"name", Type::kText}, {"owner", Type::kText}, {"retention_days", Type::kInt},
+        {"created_at", Type::kInt}}},
+      {"library_photos", "id", "id",
+       {{"id", Type::kInt}, {"library_id", Type::kInt}, {"path", Type::kText}, {"sha256", Type::kText},
+        {"size", Type::kInt}, {"mtime", Type::kInt}, {"status", Type::kText}, {"faces", Type::kInt},
+        {"error", Type::kText}, {"added_at", Type::kInt}}},
+      // A forgotten face keeps its row (the marker) with a NULL template.
+      {"library_faces", "id", "id",
+       {{"id", Type::kInt}, {"library_id", Type::kInt}, {"photo_id", Type::kInt}, {"photo_sha256", Type::kText},
+        {"box_x", Type::kReal}, {"box_y", Type::kReal}, {"box_w", Type::kReal}, {"box_h", Type::kReal},
+        {"detector_score", Type::kReal}, {"dim", Type::kInt}, {"model_id", Type::kText}, {"template", Type::kBlob},
+        {"group_number", Type::kInt}, {"state", Type::kText}, {"created_at", Type::kInt}}},
+      {"library_groups", "library_id, number", nullptr,
+       {{"library_id", Type::kInt}, {"number", Type::kInt}, {"label", Type::kText}, {"hidden", Type::kInt}}},
+      {"library_corrections", "id", "id",
+       {{"id", Type::kInt}, {"library_id", Type::kInt}, {"kind", Type::kText}, {"face_a", Type::kInt},
+        {"face_b", Type::kInt}, {"created_at", Type::kInt}}},
       {"meta", "key", nullptr, {{"key", Type::kText}, {"value", Type::kText}}},
   };
   return t;
 }
 
 // Tables whose integer ids come from a sequence the destination must continue.
-constexpr std::array kSequenced = {"collections", "consents", "faces", "face_changes"};
+constexpr std::array kSequenced = {"collections", "consents", "faces", "face_changes",
+                                   "libraries", "library_photos", "library_faces", "library_corrections"};
 
 std::string select_sql(const Table& t, const std::string& where, const std::string& limit) {
   std::string sql = "SELECT ";
@@ -299,8 +319,61 @@ std::unique_ptr<RawTables> open_tables(std::string_view uri, const StoreOptions&
 std::int64_t as_int(const Value& v) { return v ? std::get<std::int64_t>(*v) : 0; }
 const std::string& as_text(const Value& v) { return std::get<std::string>(*v); }
 
+// Names by id of the source's collections or libraries (the associated data of their
+// templates holds the name).
+std::map<std::int64_t, std::string> names_by_id(RawTables& from, const char* table) {
+  const Table t{table, "id", nullptr, {{"id", Type::kInt}, {"name", Type::kText}}};
+  std::map<std::int64_t, std::string> out;
+  for (const Row& row : from.select(t, select_sql(t, "", ""))) out[as_int(row[0])] = as_text(row[1]);
+  return out;
+}
+
+const std::string& name_of(const std::map<std::int64_t, std::string>& names, std::int64_t id, const char* what,
+                           std::int64_t face) {
+  const auto it = names.find(id);
+  if (it == names.end()) fail(ErrorCode::kIntegrityError, std::string(what) + " " + std::to_string(face) + " has no parent");
+  return it->second;
+}
+
+// Everything sealed under the store key is bound (associated data) to ids and names the
+// copy keeps, so under another key each value is opened with the source's key and sealed
+// with the destination's, with the same associated data: collection templates, library
+// templates (a forgotten face has none) and each stream's source and outputs.
+void reseal_row(const Table& t, Row& row, const RawTables& from, const RawTables& to,
+                const std::map<std::int64_t, std::string>& collections,
+                const std::map<std::int64_t, std::string>& libraries) {
+  const std::string name = t.name;
+  const auto reseal_template = [&](std::size_t col, std::int64_t id, std::int64_t dim, const std::string& ad) {
+    const Value& v = row[col];
+    if (!v) return;
+    Result<std::vector<float>> plain =
+        from.cipher().open(std::get<std::vector<std::uint8_t>>(*v), ad, static_cast<std::size_t>(dim));
+    if (!plain) fail(ErrorCode::kIntegrityError, name + " " + std::to_string(id) + ": " + plain.error().message);
+    row[col] = to.cipher().seal(*plain, ad);
+  };
+  if (name == "faces") {
+    const std::int64_t id = as_int(row[0]);
+    const std::string& collection = name_of(collections, as_int(row[1]), "face", id);
+    reseal_template(4, id, as_int(row[3]),
+                    template_ad(as_int(row[1]), collection, id, as_text(row[2]), as_text(row[13])));
+  } else if (name == "library_faces") {
+    const std::int64_t id = as_int(row[0]);
+    const std::string& library = name_of(libraries, as_int(row[1]), "library face", id);
+    reseal_template(11, id, as_int(row[9]), library_template_ad(as_int(row[1]), library, id, as_text(row[10])));
+  } else if (name == "streams") {
+    const std::string& id = as_text(row[0]);
+    for (const auto& [col, field] : {std::pair<std::size_t, const char*>{2, "source"}, {8, "outputs"}}) {
+      const std::string ad = stream_ad(id, field);
+      Result<std::string> plain = from.cipher().open_text(std::get<std::vector<std::uint8_t>>(*row[col]), ad);
+      if (!plain) fail(ErrorCode::kIntegrityError, "stream " + id + ": " + plain.error().message);
+      row[col] = to.cipher().seal_text(*plain, ad);
+    }
+  }
+}
+
 void copy_rows(RawTables& from, RawTables& to, const Table& t, StoreCopyReport& report, bool reseal,
-               const std::map<std::int64_t, std::string>& collection_names) {
+               const std::map<std::int64_t, std::string>& collection_names,
+               const std::map<std::int64_t, std::string>& library_names) {
   constexpr int kPage = 1000;
   std::optional<std::int64_t> after;
   for (;;) {
@@ -309,18 +382,7 @@ void copy_rows(RawTables& from, RawTables& to, const Table& t, StoreCopyReport& 
     const std::string limit = t.page_key == nullptr ? "" : " LIMIT " + std::to_string(kPage);
     std::vector<Row> rows = from.select(t, select_sql(t, where, limit));
     for (Row& row : rows) {
-      if (reseal && std::string(t.name) == "faces") {
-        // Same associated data on both sides: ids and names are kept.
-        const std::int64_t id = as_int(row[0]);
-        const std::int64_t collection_id = as_int(row[1]);
-        const auto name = collection_names.find(collection_id);
-        if (name == collection_names.end()) fail(ErrorCode::kIntegrityError, "face " + std::to_string(id) + " has no collection");
-        const std::string ad = template_ad(collection_id, name->second, id, as_text(row[2]), as_text(row[13]));
-        Result<std::vector<float>> plain = from.cipher().open(std::get<std::vector<std::uint8_t>>(*row[4]), ad,
-                                                              static_cast<std::size_t>(as_int(row[3])));
-        if (!plain) fail(ErrorCode::kIntegrityError, "face " + std::to_string(id) + ": " + plain.error().message);
-        row[4] = to.cipher().seal(*plain, ad);
-      }
+      if (reseal) reseal_row(t, row, from, to, collection_names, library_names);
       to.insert(t, row);
     }
     const std::string name = t.name;
@@ -333,6 +395,9 @@ void copy_rows(RawTables& from, RawTables& to, const Table& t, StoreCopyReport& 
     if (name == "search_counters") report.search_counters += n;
     if (name == "api_keys") report.api_keys += n;
     if (name == "face_changes") report.changes += n;
+    if (name == "streams") report.streams += n;
+    if (name == "libraries") report.libraries += n;
+    if (name == "library_faces") report.library_faces += n;
     if (t.page_key == nullptr || rows.size() < static_cast<std::size_t>(kPage)) break;
     after = as_int(rows.back()[0]);
   }
@@ -384,20 +449,18 @@ Result<StoreCopyReport> copy_store(std::string_view from_uri, const StoreOptions
     to->begin(true);
     const std::int64_t held = to->query_int("SELECT (SELECT COUNT(*) FROM collections) + (SELECT COUNT(*) FROM api_keys)"
                                             " + (SELECT COUNT(*) FROM subject_salts) + (SELECT COUNT(*) FROM search_counters)"
+                                            " + (SELECT COUNT(*) FROM libraries) + (SELECT COUNT(*) FROM streams)"
                                             " + (SELECT seq FROM audit_head WHERE id = 1)")
                                   .value_or(0);
     if (held != 0) {
       fail(ErrorCode::kAlreadyExists, "the destination store is not empty; copy only into a new, empty store");
     }
     from->begin(false);
-    std::map<std::int64_t, std::string> collection_names;
-    {
-      const Table& collections = tables().front();
-      for (const Row& row : from->select(collections, select_sql(collections, "", ""))) {
-        collection_names[as_int(row[0])] = as_text(row[1]);
-      }
+    const std::map<std::int64_t, std::string> collection_names = names_by_id(*from, "collections");
+    const std::map<std::int64_t, std::string> library_names = names_by_id(*from, "libraries");
+    for (const Table& t : tables()) {
+      copy_rows(*from, *to, t, report, report.reencrypted, collection_names, library_names);
     }
-    for (const Table& t : tables()) copy_rows(*from, *to, t, report, report.reencrypted, collection_names);
     // The head, so the copied chain verifies and the change feed continues at the same version.
     {
       Table head{"audit_head", "id", nullptr, {{"seq", Type::kInt}, {"hash", Type::kText}}};

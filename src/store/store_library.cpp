@@ -44,14 +44,16 @@ std::string_view kind_name(LibraryCorrection::Kind k) {
   return k == LibraryCorrection::Kind::kMustLink ? "must_link" : "cannot_link";
 }
 
-// Associated data of a library face's template: the collection template's format
-// (template_ad) with the library's audit scope as the collection and no subject, so a
-// library ciphertext opens in no collection's row and no other library's.
 std::string library_ad(const PhotoLibrary& lib, std::int64_t face, std::string_view model_id) {
-  return template_ad(lib.id, audit_scope(lib.name), face, "", model_id);
+  return library_template_ad(lib.id, lib.name, face, model_id);
 }
 
 }  // namespace
+
+std::string library_template_ad(std::int64_t library_id, std::string_view library_name, std::int64_t face,
+                                std::string_view model_id) {
+  return template_ad(library_id, audit_scope(library_name), face, "", model_id);
+}
 
 std::int64_t reseal_library_templates(Driver& db, const TemplateCipher& from, const TemplateCipher& to) {
   const Rows r = db.run(

@@ -33,6 +33,12 @@ class LibraryCore {
 //   (kIntegrityError) naming the face when one does not open under `from`.
 std::int64_t reseal_library_templates(Driver& db, const TemplateCipher& from, const TemplateCipher& to);
 
+// The associated data of a library face's template: the collection template's format
+// (template_ad) with the library's audit scope as the collection and no subject, so a
+// library ciphertext opens in no collection's row and no other library's.
+std::string library_template_ad(std::int64_t library_id, std::string_view library_name, std::int64_t face,
+                                std::string_view model_id);
+
 // The LibraryStore over `core`, which must outlive it.
 std::unique_ptr<LibraryStore> make_library_store(LibraryCore& core);
 

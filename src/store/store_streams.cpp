@@ -42,9 +42,6 @@ StreamRecord stream_from(const Rows& r, std::size_t i) {
 
 // Associated data of a stream's sealed fields: a ciphertext copied into another stream's
 // row, or from one field into the other, does not open.
-std::string stream_ad(std::string_view id, std::string_view field) {
-  return "candor-stream-v1:" + std::string(field) + ":" + std::string(id);
-}
 
 std::string new_stream_id() {
   std::array<std::uint8_t, 8> bytes{};
@@ -74,6 +71,10 @@ void validate(const NewStream& spec) {
 }
 
 }  // namespace
+
+std::string stream_ad(std::string_view id, std::string_view field) {
+  return "candor-stream-v1:" + std::string(field) + ":" + std::string(id);
+}
 
 StreamRecord insert_stream(Driver& db, const TemplateCipher& cipher, TimePoint now, const NewStream& spec,
                            AuditDraft& audit) {

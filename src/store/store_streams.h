@@ -34,4 +34,8 @@ void release_stream_lease(Driver& db, std::string_view id, std::string_view node
 // sealed again; throws StoreFailure (kIntegrityError) when one does not open under `from`.
 std::int64_t reseal_streams(Driver& db, const TemplateCipher& from, const TemplateCipher& to);
 
+// The associated data binding a stream's sealed `field` ("source" or "outputs") to its id:
+// the ciphertext opens only in that stream's row and field (store copy re-seals with it).
+std::string stream_ad(std::string_view id, std::string_view field);
+
 }  // namespace candor::store_detail

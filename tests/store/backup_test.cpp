@@ -258,6 +258,66 @@ TEST_P(VerifyTest, NamesACorruptedLibraryTemplateAndCountsTheRest) {
   EXPECT_NE(problem.find(std::to_string(faces[1])), std::string::npos) << problem;
 }
 
+// store copy moves photo libraries and streams too, and under another key re-seals their
+// templates and secrets (before: no library was copied, and a stream's secrets copied
+// verbatim would not open under the destination's key).
+class StoreCopyTest : public BackendTest {};
+
+TEST_P(StoreCopyTest, LibrariesAndStreamSecretsCopyUnderAnotherKey) {
+  const std::vector<float> mine(64, 0.125F), theirs(64, -0.125F);
+  SqliteTestDatabase source;
+  {
+    std::unique_ptr<Store> s = open_or_die(source.uri(), options_with_key());
+    ASSERT_TRUE(s->create_collection(staff_collection(), who()).ok());
+    ASSERT_TRUE(s->grant_consent(consent_for("alice"), who()).ok());
+    ASSERT_TRUE(s->enroll("staff", "alice", {synthetic_face(1)}, who()).ok());
+    ASSERT_TRUE(s->create_stream(door_stream(), who()).ok());
+    const AuditContext owner{"test:owner", "my photos"};
+    ASSERT_TRUE(s->library().create_library(NewPhotoLibrary{"family", "owner", 365}, owner).ok());
+    LibraryPhoto photo;
+    photo.path = "/photos/a.jpg";
+    photo.sha256 = std::string(64, 'a');
+    photo.size = 10;
+    photo.ingested = true;
+    const std::vector<NewLibraryFace> two = {NewLibraryFace{FaceBox{10, 10, 50, 60}, 0.99F, mine, "synthetic-64"},
+                                             NewLibraryFace{FaceBox{90, 10, 50, 60}, 0.98F, theirs, "synthetic-64"}};
+    ASSERT_TRUE(s->library().add_photo("family", photo, two, owner).ok());
+  }
+  StoreOptions other_key = options_with_key();
+  other_key.key_hex = SecretKey::generate().to_hex();
+  Result<StoreCopyReport> copied = copy_store(source.uri(), options_with_key(), path_, other_key);
+  ASSERT_TRUE(copied.ok()) << copied.error().message;
+  EXPECT_TRUE(copied->reencrypted);
+  EXPECT_EQ(copied->faces, 1);
+  EXPECT_EQ(copied->streams, 1);
+  EXPECT_EQ(copied->libraries, 1);
+  EXPECT_EQ(copied->library_faces, 2);
+
+  {
+    std::unique_ptr<Store> s = open_or_die(path_, other_key);
+    Result<std::vector<LibraryFace>> faces = s->library().list_faces("family", /*with_templates=*/true);
+    ASSERT_TRUE(faces.ok()) << faces.error().message;
+    ASSERT_EQ(faces->size(), 2U);
+    EXPECT_EQ((*faces)[0].embedding, mine);
+    EXPECT_EQ((*faces)[1].embedding, theirs);
+    Result<std::vector<StreamRecord>> streams = s->list_streams();
+    ASSERT_TRUE(streams.ok()) << streams.error().message;
+    ASSERT_EQ(streams->size(), 1U);
+    Result<StreamSecrets> secrets = s->stream_secrets(streams->front().id);
+    ASSERT_TRUE(secrets.ok()) << secrets.error().message;
+    EXPECT_EQ(secrets->source, kSecretSource);
+    EXPECT_EQ(secrets->outputs_json, door_stream().outputs_json);
+    // The destination now holds something: a second copy into it is refused.
+    EXPECT_EQ(copy_store(source.uri(), options_with_key(), path_, other_key).error().code, ErrorCode::kAlreadyExists);
+  }
+  Result<StoreCheck> check = verify_store(path_, other_key);
+  ASSERT_TRUE(check.ok()) << check.error().message;
+  EXPECT_TRUE(check->ok()) << check->problems.front();
+  EXPECT_EQ(check->library_faces, 2);
+}
+
+INSTANTIATE_TEST_SUITE_P(Store, StoreCopyTest, ::testing::Values("sqlite", "postgresql"), backend_name);
+
 TEST_P(VerifyTest, TheWrongKeyFailsClearly) {
   StoreOptions wrong = options_with_key();
   wrong.key_hex = std::string(64, 'a');
