@@ -631,7 +631,7 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
       auto r = s.store->retention_run(now_ms(), {a->actor, "retention schedule"});
       if (!r) return fail(r.error());
       print_json({{"removed_faces", r->removed.size()}, {"expired_by_age", r->expired_by_age},
-                  {"without_consent", r->without_consent}});
+                  {"without_consent", r->without_consent}, {"library_faces_expired", r->library_faces_expired}});
       return 0;
     }));
   }

@@ -49,7 +49,7 @@ struct PhotoLibrary {
   std::int64_t id = 0;
   std::string name;        // [a-z0-9_-]{1,64}, unique among libraries
   std::string owner;       // who the photos belong to (free text, non-empty)
-  int retention_days = 0;  // 1..kMaxRetentionDays
+  int retention_days = 0;  // 1..kMaxRetentionDays: retention_run deletes faces older than this
   TimePoint created_at{};
 };
 

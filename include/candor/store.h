@@ -20,7 +20,8 @@
 //   never accepted: only their SHA-256.
 // - Retention: retention_run() removes faces older than their collection's
 //   retention_days (at most 3 years, the BIPA ceiling) and faces whose subject
-//   no longer holds a valid consent.
+//   no longer holds a valid consent, and photo-library faces older than their
+//   library's retention_days (candor/library_store.h).
 //
 // The interface is database-neutral; open_store() picks the implementation
 // from the URI: SQLite (embedded, one machine) or PostgreSQL (shared by
@@ -191,6 +192,7 @@ struct RetentionReport {
   std::int64_t expired_by_age = 0;    // older than the collection's retention_days
   std::int64_t without_consent = 0;   // subject's consent expired, revoked or missing
   std::int64_t counters_pruned = 0;   // old search-rate buckets dropped
+  std::int64_t library_faces_expired = 0;  // photo-library faces older than their library's retention_days
 };
 
 struct SearchRecord {

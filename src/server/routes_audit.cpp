@@ -89,7 +89,7 @@ void register_audit_routes(Router& router) {
     if (!r) return send_error(call.res, r.error());
     send_json(call.res, 200,
               {{"removed_faces", r->removed.size()}, {"expired_by_age", r->expired_by_age},
-               {"without_consent", r->without_consent}});
+               {"without_consent", r->without_consent}, {"library_faces_expired", r->library_faces_expired}});
   });
 }
 

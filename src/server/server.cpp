@@ -410,7 +410,8 @@ class ServerImpl final : public Server {
       if (report) {
         ctx_.log->info("retention run", {{"removed_faces", report->removed.size()},
                                          {"expired_by_age", report->expired_by_age},
-                                         {"without_consent", report->without_consent}});
+                                         {"without_consent", report->without_consent},
+                                         {"library_faces_expired", report->library_faces_expired}});
       } else {
         ctx_.log->error("retention run failed", {{"code", error_code_name(report.error().code)}});
       }

@@ -49,13 +49,6 @@ std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_hand
 constexpr std::string_view kConsentColumns =
     "SELECT id, subject, purpose, evidence_sha256, collected_by, granted_at, expires_at, revoked_at FROM consents";
 
-std::vector<FaceId> ids_of(const Rows& r) {
-  std::vector<FaceId> ids;
-  ids.reserve(r.size());
-  for (std::size_t i = 0; i < r.size(); ++i) ids.push_back(r.int64(i, 0));
-  return ids;
-}
-
 std::vector<FaceId> sorted_unique(std::span<const FaceId> ids) {
   std::vector<FaceId> out(ids.begin(), ids.end());
   std::sort(out.begin(), out.end());
@@ -511,6 +504,9 @@ class CoreStore final : public Store, private LibraryCore {
                                                {"as_of", ms(now_tp)}}),
                                      "ok"});
       }
+      // Photo libraries' templates are under a retention term too (their own, per library).
+      const std::vector<AuditDraft> library_purges = expire_library_faces(*db_, now_tp, report.library_faces_expired);
+      for (const AuditDraft& d : library_purges) append_audit(ctx, d);
       report.counters_pruned =
           db_->run("DELETE FROM search_counters WHERE (unit = 'm' AND bucket_start < $1) OR (unit = 'd' AND bucket_start < $2)",
                    Params().add(now - kMinuteBucketHorizonMs - kMsPerDay).add(now - kDayBucketHorizonMs))
@@ -521,6 +517,8 @@ class CoreStore final : public Store, private LibraryCore {
                                 {"faces_removed", report.removed.size()},
                                 {"expired_by_age", report.expired_by_age},
                                 {"without_consent", report.without_consent},
+                                {"libraries_purged", library_purges.size()},
+                                {"library_faces_expired", report.library_faces_expired},
                                 {"counters_pruned", report.counters_pruned}});
       return report;
     });

@@ -126,6 +126,14 @@ class Rows {
   std::shared_ptr<const RowSet> set_;
 };
 
+// The first column of every row, as ids (face, photo, library ids...).
+inline std::vector<std::int64_t> ids_of(const Rows& r) {
+  std::vector<std::int64_t> ids;
+  ids.reserve(r.size());
+  for (std::size_t i = 0; i < r.size(); ++i) ids.push_back(r.int64(i, 0));
+  return ids;
+}
+
 class Driver;
 
 // Where a queued statement's result arrives.

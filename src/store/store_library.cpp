@@ -44,11 +44,54 @@ std::string_view kind_name(LibraryCorrection::Kind k) {
   return k == LibraryCorrection::Kind::kMustLink ? "must_link" : "cannot_link";
 }
 
+// Labels and flags of numbers no active face holds any more.
+std::int64_t drop_unused_groups(Driver& db, const PhotoLibrary& lib) {
+  return db.run("DELETE FROM library_groups WHERE library_id = $1 AND number NOT IN (SELECT group_number FROM"
+                " library_faces WHERE library_id = $1 AND state = 'active' AND group_number IS NOT NULL)",
+                Params().add(lib.id))
+      .affected();
+}
+
 std::string library_ad(const PhotoLibrary& lib, std::int64_t face, std::string_view model_id) {
   return library_template_ad(lib.id, lib.name, face, model_id);
 }
 
 }  // namespace
+
+std::vector<AuditDraft> expire_library_faces(Driver& db, TimePoint now, std::int64_t& expired) {
+  std::vector<AuditDraft> out;
+  std::vector<PhotoLibrary> libraries;
+  {
+    const Rows r = db.run(std::string(kLibraryColumns) + " ORDER BY id");
+    for (std::size_t i = 0; i < r.size(); ++i) libraries.push_back(library_from(r, i));
+  }
+  for (const PhotoLibrary& lib : libraries) {
+    const std::int64_t cutoff = ms(now) - static_cast<std::int64_t>(lib.retention_days) * kMsPerDay;
+    const std::vector<std::int64_t> ids =
+        ids_of(db.run("SELECT id FROM library_faces WHERE library_id = $1 AND state = 'active' AND created_at < $2"
+                      " ORDER BY id",
+                      Params().add(lib.id).add(cutoff)));
+    if (ids.empty()) continue;
+    const std::string in_ids(db.in_ids_at_1());
+    const std::int64_t corrections =
+        db.run("DELETE FROM library_corrections WHERE face_a " + in_ids + " OR face_b " + in_ids, Params().add_ids(ids))
+            .affected();
+    db.run("DELETE FROM library_faces WHERE id " + in_ids, Params().add_ids(ids));
+    const std::int64_t photos =
+        db.run("DELETE FROM library_photos WHERE library_id = $1 AND faces > 0 AND NOT EXISTS"
+               " (SELECT 1 FROM library_faces f WHERE f.photo_id = library_photos.id)",
+               Params().add(lib.id))
+            .affected();
+    const std::int64_t labels = drop_unused_groups(db, lib);
+    expired += static_cast<std::int64_t>(ids.size());
+    AuditDraft d = draft("library_retention_purge", lib.name);
+    d.details = dump(json{{"library_id", lib.id}, {"face_ids", ids}, {"photos_deleted", photos},
+                          {"corrections_deleted", corrections}, {"groups_deleted", labels},
+                          {"retention_days", lib.retention_days}, {"as_of", ms(now)}});
+    out.push_back(std::move(d));
+  }
+  return out;
+}
 
 std::string library_template_ad(std::int64_t library_id, std::string_view library_name, std::int64_t face,
                                 std::string_view model_id) {
@@ -459,19 +502,6 @@ class LibraryStoreImpl final : public LibraryStore {
     }
   }
 
-  static std::vector<std::int64_t> ids_of(const Rows& r) {
-    std::vector<std::int64_t> ids;
-    for (std::size_t i = 0; i < r.size(); ++i) ids.push_back(r.int64(i, 0));
-    return ids;
-  }
-
-  // Labels and flags of numbers no active face holds any more.
-  static std::int64_t drop_unused_groups(Driver& db, const PhotoLibrary& lib) {
-    return db.run("DELETE FROM library_groups WHERE library_id = $1 AND number NOT IN (SELECT group_number FROM"
-                  " library_faces WHERE library_id = $1 AND state = 'active' AND group_number IS NOT NULL)",
-                  Params().add(lib.id))
-        .affected();
-  }
 
   // The checks enroll() makes of its faces (validate_faces), and the photo's own.
   static void validate_photo(const LibraryPhoto& photo, const std::vector<NewLibraryFace>& faces) {

@@ -39,6 +39,17 @@ std::int64_t reseal_library_templates(Driver& db, const TemplateCipher& from, co
 std::string library_template_ad(std::int64_t library_id, std::string_view library_name, std::int64_t face,
                                 std::string_view model_id);
 
+// A retention run's share (retention_run in store_core.cpp): in every library, the active
+// faces whose templates were computed more than the library's retention_days before `now`
+// are deleted with the corrections that name them, the labels of numbers no face holds any
+// more, and the records of photos left with no face at all (so a later `library add`
+// computes fresh templates for them; a photo that keeps a forgotten face's marker is kept,
+// and so does not come back). Forgotten faces hold no template and are kept as markers.
+// requires: a write transaction. ensures: one audit draft ("library_retention_purge",
+//   the library's scope, counts and face ids) per library that lost a face; `expired`
+//   grows by the faces deleted.
+std::vector<AuditDraft> expire_library_faces(Driver& db, TimePoint now, std::int64_t& expired);
+
 // The LibraryStore over `core`, which must outlive it.
 std::unique_ptr<LibraryStore> make_library_store(LibraryCore& core);
 

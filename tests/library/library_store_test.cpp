@@ -241,6 +241,53 @@ TEST_P(LibraryStoreTest, DeleteLeavesNoRowAndIsAudited) {
   EXPECT_EQ(lib_->get_library("family").error().code, ErrorCode::kNotFound);
 }
 
+// A library's retention term is enforced by the retention run: faces older than it go with
+// their corrections, labels and photo records (so a later add computes them afresh); younger
+// faces and a forgotten face's marker stay; the purge is one audit entry in the library's scope.
+TEST_P(LibraryStoreTest, RetentionRunDeletesFacesPastTheLibrarysTerm) {
+  ASSERT_TRUE(lib_->create_library({"trip", "me", 30}, who()).ok());
+  const auto add = [&](const std::string& path, std::vector<NewLibraryFace> faces) {
+    return lib_->add_photo("trip", photo_at(path), faces, who()).value();
+  };
+  const AddedPhoto old_pair = add("/trip/old.jpg", {face_of(0, 0, 10), face_of(1, 0, 200)});
+  const AddedPhoto old_forgotten = add("/trip/forgotten.jpg", {face_of(2, 0, 10)});
+  ASSERT_TRUE(lib_->save_groups("trip", {{old_pair.faces[0], 1}, {old_pair.faces[1], 2}, {old_forgotten.faces[0], 3}},
+                                who())
+                  .ok());
+  ASSERT_TRUE(lib_->set_group_label("trip", 1, "Ann", who()).ok());
+  ASSERT_TRUE(lib_->add_corrections("trip",
+                                    std::vector<LibraryCorrection>{{LibraryCorrection::Kind::kCannotLink,
+                                                                    old_pair.faces[0], old_pair.faces[1]}},
+                                    who())
+                  .ok());
+  ASSERT_TRUE(lib_->forget_group("trip", 3, who("the owner's request")).ok());
+  clock_.advance_days(20);
+  const AddedPhoto young = add("/trip/young.jpg", {face_of(0, 1, 10)});
+  add_photos(0, 2, 2);  // "family" keeps its 365 days
+  clock_.advance_days(15);  // old: 35 days, young: 15
+
+  const RetentionReport r = store_->retention_run(clock_.now(), who()).value();
+  EXPECT_EQ(r.library_faces_expired, 2);
+  EXPECT_TRUE(r.removed.empty()) << "no collection face was touched";
+  const auto faces = lib_->list_faces("trip", true, /*with_forgotten=*/true).value();
+  std::set<std::int64_t> left;
+  for (const LibraryFace& f : faces) left.insert(f.id);
+  EXPECT_EQ(left, (std::set<std::int64_t>{old_forgotten.faces[0], young.faces[0]}));
+  std::set<std::string> photos;
+  const auto listed = lib_->list_photos("trip").value();
+  for (const LibraryPhoto& p : listed) photos.insert(p.path);
+  EXPECT_EQ(photos, (std::set<std::string>{"/trip/forgotten.jpg", "/trip/young.jpg"}));
+  EXPECT_EQ(db_->scalar("SELECT COUNT(*) FROM library_groups WHERE label = 'Ann'"), 0) << "the label of a number no face holds";
+  EXPECT_EQ(db_->scalar("SELECT COUNT(*) FROM library_corrections"), 0);
+  EXPECT_EQ(lib_->list_faces("family", false).value().size(), 2U);
+  const auto purges = entries_of("library_retention_purge");
+  ASSERT_EQ(purges.size(), 1U);
+  EXPECT_EQ(purges[0].collection, "library:trip");
+  EXPECT_TRUE(store_->audit_verify()->intact);
+  // The expired photo, added again, is ingested afresh.
+  EXPECT_EQ(add("/trip/old.jpg", {face_of(0, 0, 10)}).faces.size(), 1U);
+}
+
 TEST_P(LibraryStoreTest, AChangedFileReplacesItsFaces) {
   add_photos(0, 1, 1);
   LibraryPhoto changed = photo_at("/photos/0.jpg");
