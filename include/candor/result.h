@@ -69,7 +69,10 @@ class [[nodiscard]] Result {
 
   T& value() & { check(); return std::get<0>(state_); }
   const T& value() const& { check(); return std::get<0>(state_); }
-  T&& value() && { check(); return std::get<0>(std::move(state_)); }
+  // By value, not T&&: `for (auto& x : f().value())` would otherwise iterate a vector
+  // destroyed with the temporary Result at the end of the range's initialiser (GCC 12
+  // reported one such loop in a test as "may be used uninitialized").
+  T value() && { check(); return std::get<0>(std::move(state_)); }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T* operator->() { return &value(); }
