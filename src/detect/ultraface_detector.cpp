@@ -33,8 +33,9 @@ constexpr float kFineLevelStrictness = 0.8f;
 // is bounded whatever its size and the minimum face asked for: each level above the
 // finest holds 1/6.25 as many pixels as the one below it, and the coarsest (one view) at
 // most as many as the one below it, so all hold at most 1.4x the finest (a tile advances
-// 240 x 160 px: 265 tiles for a 4000x3000 photo at 24 px and for 7300x5470 at any
-// minimum face up to 44 px; 309 when levels were planned from the coarsest). 8.3 MP is
+// 256 x 176 px: 217 tiles for a 4000x3000 photo at 24 px and for 7300x5470 at any
+// minimum face up to 44 px; 265 with the earlier overlap of 80, 309 when levels were
+// planned from the coarsest). 8.3 MP is
 // what a 12 MP photo (4000x3000) needs at the default minimum face of 24 px, which stays as it
 // was; a 40 MP image is searched from 44 px up, and only images up to 1.3 MP are
 // upsampled 2.5x for 8 px faces (a 40 MP one was, to 250 MP: 83 s and 1.1 GB).
