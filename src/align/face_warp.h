@@ -17,6 +17,13 @@ struct FaceWarp {
 // template scaled to `size`. Shrinking by more than 2x with a bilinear warp aliases,
 // so in that case the image is first reduced with an area filter and the reduction
 // folded into the transform.
+// Only the part of bgr the warp samples is reduced (face_warp_region), so the cost does
+// not grow with the photo: source is then that part, reduced.
 FaceWarp face_warp(const cv::Mat& bgr, const std::array<cv::Point2f, 5>& landmarks, cv::Size size);
+
+// The pixels of an image of size `image` that a warp by `transform` (image -> crop) into
+// a crop of `size` samples: the crop's corners mapped back, widened by `margin` pixels
+// each side, within the image (empty when the crop lies wholly outside it).
+cv::Rect face_warp_region(const cv::Mat& transform, cv::Size size, cv::Size image, int margin);
 
 }  // namespace candor

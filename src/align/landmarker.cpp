@@ -42,10 +42,11 @@ cv::Rect square_region(cv::Point2f center, float side) {
           static_cast<int>(std::lround(center.y - static_cast<float>(s) / 2)), s, s};
 }
 
-cv::Mat crop_resized(const cv::Mat& image, const cv::Rect& region, cv::Size size) {
+cv::Mat crop_resized(const cv::Mat& image, const cv::Rect& region, cv::Size size, int conversion) {
   const cv::Rect inside = region & cv::Rect(0, 0, image.cols, image.rows);
   cv::Mat canvas(region.height, region.width, image.type(), cv::Scalar::all(0));
   if (inside.area() > 0) image(inside).copyTo(canvas(inside - region.tl()));
+  if (conversion >= 0) cv::cvtColor(canvas, canvas, conversion);
   cv::Mat out;
   const bool shrink = region.width > size.width;
   cv::resize(canvas, out, size, 0, 0, shrink ? cv::INTER_AREA : cv::INTER_LINEAR);
@@ -62,13 +63,13 @@ std::vector<float> refine_scales(int passes) {
 Landmarker::Landmarker(ModelSpec spec, std::unique_ptr<NetPool> nets, int passes)
     : spec_(std::move(spec)), nets_(std::move(nets)), refine_scales_(refine_scales(passes)) {}
 
-std::vector<std::vector<cv::Point2f>> Landmarker::run(const cv::Mat& gray, const std::vector<cv::Rect>& regions) const {
+std::vector<std::vector<cv::Point2f>> Landmarker::run(const cv::Mat& bgr, const std::vector<cv::Rect>& regions) const {
   std::vector<std::vector<cv::Point2f>> result;
   if (regions.empty()) return result;
   const cv::Size in(spec_.input.width, spec_.input.height);
   std::vector<cv::Mat> crops;
   crops.reserve(regions.size());
-  for (const cv::Rect& r : regions) crops.push_back(crop_resized(gray, r, in));
+  for (const cv::Rect& r : regions) crops.push_back(crop_resized(bgr, r, in, cv::COLOR_BGR2GRAY));
   cv::Mat blob = cv::dnn::blobFromImages(crops, spec_.input.scale, in, cv::Scalar::all(spec_.input.mean), false,
                                          false, CV_32F);
   const cv::Mat out = nets_->run(blob, {spec_.outputs.at("points")}).front();
@@ -87,11 +88,9 @@ std::vector<std::vector<cv::Point2f>> Landmarker::run(const cv::Mat& gray, const
 
 void Landmarker::locate(const cv::Mat& bgr, std::span<Face> faces) const {
   if (faces.empty()) return;
-  cv::Mat gray;
-  cv::cvtColor(bgr, gray, cv::COLOR_BGR2GRAY);
   std::vector<cv::Rect> regions;
   for (const Face& f : faces) regions.push_back(square_region(f.box.center(), std::max(f.box.width, f.box.height)));
-  auto first = run(gray, regions);
+  auto first = run(bgr, regions);
   if (refine_scales_.empty()) {
     for (std::size_t i = 0; i < faces.size(); ++i) {
       faces[i].landmarks68 = std::move(first[i]);
@@ -109,7 +108,7 @@ void Landmarker::locate(const cv::Mat& bgr, std::span<Face> faces) const {
     const cv::Point2f center(extent.x + extent.width / 2, extent.y + extent.height / 2 + kRefineShiftDown * extent.height);
     for (float scale : refine_scales_) regions.push_back(square_region(center, scale * std::max(extent.width, extent.height)));
   }
-  const auto second = run(gray, regions);  // refine_scales_.size() runs per face, in one batch
+  const auto second = run(bgr, regions);  // refine_scales_.size() runs per face, in one batch
   const std::size_t per_face = refine_scales_.size();
   for (std::size_t i = 0; i < faces.size(); ++i) {
     std::vector<cv::Point2f> mean(68, cv::Point2f(0, 0));

@@ -24,8 +24,9 @@ class Landmarker {
   void locate(const cv::Mat& bgr, std::span<Face> faces) const;
 
  private:
-  // Runs the network on square regions of `gray`; returns 68 image points per region.
-  std::vector<std::vector<cv::Point2f>> run(const cv::Mat& gray, const std::vector<cv::Rect>& regions) const;
+  // Runs the network on square regions of `bgr`, each made grey on its own; returns 68
+  // image points per region.
+  std::vector<std::vector<cv::Point2f>> run(const cv::Mat& bgr, const std::vector<cv::Rect>& regions) const;
 
   ModelSpec spec_;
   std::unique_ptr<NetPool> nets_;
@@ -44,7 +45,9 @@ std::array<cv::Point2f, 5> five_points_from_68(std::span<const cv::Point2f> poin
 cv::Rect square_region(cv::Point2f center, float side);
 
 // The pixels of `region` (which may extend past the image; the outside is black)
-// resized to `size`.
-cv::Mat crop_resized(const cv::Mat& image, const cv::Rect& region, cv::Size size);
+// resized to `size`; with a cv::ColorConversionCodes `conversion` (>= 0), converted
+// before resizing: the same pixels as converting the whole image first, at the cost of
+// the region only (a 12 MP photo made grey whole cost ~20 ms for its few faces).
+cv::Mat crop_resized(const cv::Mat& image, const cv::Rect& region, cv::Size size, int conversion = -1);
 
 }  // namespace candor

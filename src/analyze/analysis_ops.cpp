@@ -166,7 +166,7 @@ HeadPose pose_from_landmarks(std::span<const cv::Point2f> p, cv::Size image_size
   return pose;
 }
 
-std::array<cv::Mat, 2> eye_crops(const cv::Mat& gray, std::span<const cv::Point2f> p) {
+std::array<cv::Mat, 2> eye_crops(const cv::Mat& image, std::span<const cv::Point2f> p) {
   require68(p, "eye_crops");
   const double roll = roll_from_landmarks(p);
   auto one = [&](cv::Point2f center, cv::Point2f a, cv::Point2f b) {
@@ -174,7 +174,8 @@ std::array<cv::Mat, 2> eye_crops(const cv::Mat& gray, std::span<const cv::Point2
     // An axis-aligned region 1.5x the eye square, area-resized so the eye square is 24 px,
     // then rotated about its centre to level the eye line and cut to 24x24.
     constexpr int kPad = kEyeSize * 3 / 2;
-    cv::Mat region = crop_resized(gray, square_region(center, side * 1.5f), cv::Size(kPad, kPad));
+    cv::Mat region = crop_resized(image, square_region(center, side * 1.5f), cv::Size(kPad, kPad),
+                                  image.channels() == 3 ? cv::COLOR_BGR2GRAY : -1);
     const cv::Point2f c(kPad / 2.0f, kPad / 2.0f);
     cv::Mat m = cv::getRotationMatrix2D(c, roll, 1.0);
     m.at<double>(0, 2) -= (kPad - kEyeSize) / 2.0;

@@ -46,8 +46,10 @@ float roll_from_landmarks(std::span<const cv::Point2f> landmarks68);
 // The two 24x24 grayscale eye crops (image-left eye first), as the pack's JS frames them:
 // centred on the mean of the four lid points, side 1.6 x the eye's corner-to-corner
 // width, here rotated so the eye line is horizontal.
+// `image` is grey or BGR; a BGR image is made grey around each eye only (the same pixels
+// as converting the whole image first, without its cost on a large photo).
 // requires: landmarks68.size() == 68.
-std::array<cv::Mat, 2> eye_crops(const cv::Mat& gray, std::span<const cv::Point2f> landmarks68);
+std::array<cv::Mat, 2> eye_crops(const cv::Mat& image, std::span<const cv::Point2f> landmarks68);
 
 // The liveness network's view: the box enlarged `scale` times about its centre (the
 // scale reduced so the region fits in the image, then shifted inside it, as the pack's

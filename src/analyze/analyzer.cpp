@@ -58,15 +58,13 @@ class DefaultAnalyzer final : public FaceAnalyzer {
     if (request.liveness && !live_) {
       throw std::invalid_argument("FaceAnalyzer::analyze: liveness requested but the analyser was created without it");
     }
-    cv::Mat gray;
     for (Face& face : faces) {
       FaceQuality q;
       q.face_size_px = std::min(face.box.width, face.box.height);
       analysis::measure_crop(analysis::aligned_crop(bgr, face), q);
       if (request.pose) q.pose = pose(bgr, face);
       if (request.eyes && face.landmarks68.size() == 68) {
-        if (gray.empty()) cv::cvtColor(bgr, gray, cv::COLOR_BGR2GRAY);
-        const auto open = eyes(gray, face);
+        const auto open = eyes(bgr, face);  // grey around the eyes only (eye_crops)
         q.left_eye_open_probability = open[0], q.right_eye_open_probability = open[1];
         q.left_eye_open = open[0] >= kEyeOpenProbability, q.right_eye_open = open[1] >= kEyeOpenProbability;
       }
@@ -115,8 +113,8 @@ class DefaultAnalyzer final : public FaceAnalyzer {
     return p;
   }
 
-  std::array<float, 2> eyes(const cv::Mat& gray, const Face& face) const {
-    const auto crops = analysis::eye_crops(gray, face.landmarks68);
+  std::array<float, 2> eyes(const cv::Mat& bgr, const Face& face) const {
+    const auto crops = analysis::eye_crops(bgr, face.landmarks68);
     const InputSpec& in = eye_.spec.input;
     std::array<float, 2> open{};
     auto probability = [&](std::span<float> logits) {

@@ -17,9 +17,6 @@ constexpr double kMinDetectablePx = 20.0;
 // Successive pyramid levels differ by this factor; the anchors span 10..256 px, so a
 // face is inside the anchors' range at one level or the next.
 constexpr double kLevelStep = 2.5;
-// Tiles overlap by this many network pixels, so a face up to this size lies wholly
-// inside some tile; larger faces are found at a coarser level.
-constexpr int kTileOverlap = 80;
 // A box closer than this to a tile edge that is interior to the image is cut by the
 // tile: the same face appears whole in the neighbouring tile or a coarser level.
 constexpr float kCutMargin = 2.0f;
@@ -36,15 +33,34 @@ constexpr float kFineLevelStrictness = 0.8f;
 // is bounded whatever its size and the minimum face asked for: each level above the
 // finest holds 1/6.25 as many pixels as the one below it, and the coarsest (one view) at
 // most as many as the one below it, so all hold at most 1.4x the finest (a tile advances
-// 240 x 160 px: 265 tiles for a 4000x3000 photo at 24 px and for 7300x5470 at any
-// minimum face up to 44 px; 309 when levels were planned from the coarsest). 8.3 MP is
+// 256 x 176 px: 217 tiles for a 4000x3000 photo at 24 px and for 7300x5470 at any
+// minimum face up to 44 px; 265 with the earlier overlap of 80, 309 when levels were
+// planned from the coarsest). 8.3 MP is
 // what a 12 MP photo (4000x3000) needs at the default minimum face of 24 px, which stays as it
 // was; a 40 MP image is searched from 44 px up, and only images up to 1.3 MP are
 // upsampled 2.5x for 8 px faces (a 40 MP one was, to 250 MP: 83 s and 1.1 GB).
 constexpr double kMaxFinestLevelPixels = 4000.0 * 3000.0 * (kMinDetectablePx / 24) * (kMinDetectablePx / 24);
 constexpr float kMaxFineLevelFacePx = static_cast<float>(kMinDetectablePx * kLevelStep * 1.2);
+// Tiles overlap by this many network pixels: the largest face a tiled (finer) level keeps,
+// plus the cut margin on both sides, so every such face lies wholly inside some tile at
+// least kCutMargin from its interior edges (UltraFaceTiles.EveryKeptFaceLiesWhollyInATile).
+// Only finer levels are tiled: the coarsest is one view. It was 80, which tiled a
+// 4000x3000 photo's level for 60 px faces (1333x1000) 6 x 6 times, now 5 x 6: 35 detector
+// runs a photo in all, not 41 (README "Photo libraries", ingest).
+constexpr int kTileOverlap = static_cast<int>(kMaxFineLevelFacePx + 2 * kCutMargin);
 
 }  // namespace
+
+std::vector<int> tile_origins(int extent, int tile) {
+  std::vector<int> o{0};
+  if (extent <= tile) return o;
+  const int steps = static_cast<int>(std::ceil(static_cast<double>(extent - tile) / (tile - kTileOverlap)));
+  for (int i = 1; i <= steps; ++i) o.push_back(static_cast<int>(std::lround(static_cast<double>(extent - tile) * i / steps)));
+  return o;
+}
+
+int tiled_face_limit_px() { return static_cast<int>(kMaxFineLevelFacePx); }
+int tile_cut_margin_px() { return static_cast<int>(kCutMargin); }
 
 std::vector<Face> suppress_overlaps(std::vector<Face> faces, float iou_threshold, float containment) {
   std::stable_sort(faces.begin(), faces.end(), [](const Face& a, const Face& b) { return a.score > b.score; });
@@ -136,15 +152,7 @@ void UltraFaceDetector::search_levels(const cv::Mat& bgr, const std::vector<doub
     const int sh = std::max(1, static_cast<int>(std::lround(bgr.rows * scale)));
     cv::Mat scaled;
     cv::resize(bgr, scaled, cv::Size(sw, sh), 0, 0, scale < 1.0 ? cv::INTER_AREA : cv::INTER_LINEAR);
-    // Tile origins: the last tile ends at the image edge; tiles overlap by at least kTileOverlap.
-    auto origins = [](int extent, int tile) {
-      std::vector<int> o{0};
-      if (extent <= tile) return o;
-      const int steps = static_cast<int>(std::ceil(static_cast<double>(extent - tile) / (tile - kTileOverlap)));
-      for (int i = 1; i <= steps; ++i) o.push_back(static_cast<int>(std::lround(static_cast<double>(extent - tile) * i / steps)));
-      return o;
-    };
-    const auto xs = origins(sw, net_w), ys = origins(sh, net_h);
+    const auto xs = tile_origins(sw, net_w), ys = tile_origins(sh, net_h);
     for (int oy : ys) {
       for (int ox : xs) {
         const cv::Rect roi(ox, oy, std::min(net_w, sw - ox), std::min(net_h, sh - oy));

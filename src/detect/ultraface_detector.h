@@ -17,6 +17,16 @@ namespace candor {
 // boxes that tiles at different pyramid levels produce for one face.
 std::vector<Face> suppress_overlaps(std::vector<Face> faces, float iou_threshold, float containment);
 
+// The origins of the tiles of `tile` network pixels that cover `extent` pixels of a
+// pyramid level: the first at 0, the last ending at the edge, evenly spaced and
+// overlapping by at least the tile overlap (ultraface_detector.cpp, kTileOverlap).
+std::vector<int> tile_origins(int extent, int tile);
+
+// The largest face (network pixels, longer box side) a tiled level keeps, and how close
+// to a tile's interior edge a box may come before it counts as cut (both for tests).
+int tiled_face_limit_px();
+int tile_cut_margin_px();
+
 class UltraFaceDetector {
  public:
   UltraFaceDetector(ModelSpec spec, std::unique_ptr<NetPool> nets);

@@ -11,6 +11,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "../engine/test_support.h"
+#include "analyze/analysis_ops.h"
 #include "candor/analyzer.h"
 #include "candor/json.h"
 
@@ -263,6 +264,23 @@ TEST(AnalyzeEyes, OpenEyesAreOpenAndABlackBarIsNot) {
     EXPECT_FALSE(f.quality->left_eye_open.value_or(true));
     EXPECT_FALSE(f.quality->right_eye_open.value_or(true));
     EXPECT_LT(f.quality->level, QualityLevel::kHigh);
+  }
+}
+
+// The eye crops of a BGR photo are made grey around each eye only: the same pixels as
+// from the photo made grey whole (which cost the whole photo's conversion per analysis).
+TEST(AnalyzeEyes, EyeCropsOfTheColourPhotoEqualThoseOfItsGreyCopy) {
+  const cv::Mat img = load("sample3.jpg");
+  const auto faces = analysed(img);
+  ASSERT_FALSE(faces.empty());
+  cv::Mat gray;
+  cv::cvtColor(img, gray, cv::COLOR_BGR2GRAY);
+  for (const Face& f : faces) {
+    const auto from_bgr = analysis::eye_crops(img, f.landmarks68), from_gray = analysis::eye_crops(gray, f.landmarks68);
+    for (std::size_t i = 0; i < 2; ++i) {
+      ASSERT_EQ(from_bgr[i].type(), CV_8UC1);
+      EXPECT_EQ(cv::norm(from_bgr[i], from_gray[i], cv::NORM_INF), 0);
+    }
   }
 }
 

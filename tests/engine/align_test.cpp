@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <opencv2/imgproc.hpp>
 
+#include "align/face_warp.h"
 #include "align/landmarker.h"
 #include "candor/engine.h"
 #include "test_support.h"
@@ -61,6 +62,69 @@ TEST(CropResized, PadsOutsideTheImageWithBlack) {
   const cv::Mat out = crop_resized(img, {-10, 0, 20, 20}, {20, 20});
   EXPECT_EQ(out.at<uchar>(5, 2), 0);
   EXPECT_EQ(out.at<uchar>(5, 15), 200);
+}
+
+TEST(CropResized, ConvertingTheRegionEqualsConvertingTheWholeImage) {
+  cv::Mat bgr(60, 80, CV_8UC3);
+  cv::randu(bgr, cv::Scalar::all(0), cv::Scalar::all(256));
+  cv::Mat gray;
+  cv::cvtColor(bgr, gray, cv::COLOR_BGR2GRAY);
+  for (const cv::Rect r : {cv::Rect(10, 5, 30, 30), cv::Rect(-8, 40, 32, 32), cv::Rect(70, -5, 9, 9)}) {
+    for (const cv::Size size : {cv::Size(64, 64), cv::Size(16, 16)}) {
+      const cv::Mat whole = crop_resized(gray, r, size), region = crop_resized(bgr, r, size, cv::COLOR_BGR2GRAY);
+      ASSERT_EQ(region.type(), CV_8UC1);
+      EXPECT_EQ(cv::norm(whole, region, cv::NORM_INF), 0) << r << " " << size;
+    }
+  }
+}
+
+// The reference: the aligned crop as it was made before face_warp reduced only the face's
+// region (the whole image area-reduced, the reduction folded into the transform).
+cv::Mat aligned_from_whole_image(const cv::Mat& bgr, const std::array<cv::Point2f, 5>& landmarks) {
+  cv::Mat transform = similarity_transform(landmarks, arcface_template_112());
+  const double scale = std::sqrt(std::abs(cv::determinant(transform.colRange(0, 2))));
+  cv::Mat source = bgr;
+  if (scale < 0.5) {
+    const double pre = std::min(1.0, 2.0 * scale);
+    cv::resize(bgr, source, cv::Size(), pre, pre, cv::INTER_AREA);
+    transform.colRange(0, 2) /= pre;
+  }
+  cv::Mat crop;
+  cv::warpAffine(source, crop, transform, {112, 112}, cv::INTER_LINEAR, cv::BORDER_CONSTANT, cv::Scalar::all(0));
+  return crop;
+}
+
+// A large face in a 12 MP photo: the warp reduces only the part of the photo it samples
+// (the whole photo reduced cost ~60 ms a face), and the crop is the one the whole-image
+// reduction gives, but for resampling differences; also for faces at and past the edge.
+TEST(FaceWarp, ReducesOnlyThePartOfALargePhotoItSamples) {
+  cv::Mat noise(150, 200, CV_8UC3), photo;
+  cv::randu(noise, cv::Scalar::all(0), cv::Scalar::all(256));
+  cv::resize(noise, photo, cv::Size(4000, 3000), 0, 0, cv::INTER_CUBIC);  // smooth: resampling shows little
+  const auto tpl = arcface_template_112();
+  for (const cv::Point2f at : {cv::Point2f(1800, 1300), cv::Point2f(-150, 2900), cv::Point2f(3900, -100)}) {
+    for (const float size : {300.0f, 700.0f}) {  // face widths: crop scale 0.37 and 0.16
+      std::array<cv::Point2f, 5> landmarks{};
+      const float angle = 0.2f, k = size / 112.0f;
+      for (std::size_t i = 0; i < tpl.size(); ++i) {
+        landmarks[i] = at + cv::Point2f(k * (std::cos(angle) * tpl[i].x - std::sin(angle) * tpl[i].y),
+                                        k * (std::sin(angle) * tpl[i].x + std::cos(angle) * tpl[i].y));
+      }
+      const FaceWarp w = face_warp(photo, landmarks, {112, 112});
+      EXPECT_LT(w.source.total(), photo.total() / 50) << at << " " << size << ": the whole photo was reduced";
+      cv::Mat crop;
+      cv::warpAffine(w.source, crop, w.transform, {112, 112}, cv::INTER_LINEAR, cv::BORDER_CONSTANT, cv::Scalar::all(0));
+      const cv::Mat reference = aligned_from_whole_image(photo, landmarks);
+      cv::Mat diff;
+      cv::absdiff(crop, reference, diff);
+      EXPECT_LT(cv::mean(diff)[0], 2.0) << at << " " << size;
+      // Black (outside the photo) exactly where the reference is black.
+      cv::Mat black_ref, black;
+      cv::inRange(reference, cv::Scalar::all(0), cv::Scalar::all(0), black_ref);
+      cv::inRange(crop, cv::Scalar::all(0), cv::Scalar::all(0), black);
+      EXPECT_LT(cv::countNonZero(black_ref != black), 112 * 4) << at << " " << size;
+    }
+  }
 }
 
 TEST(Align, TheAlignedCropIs112SquareAndPutsTheEyesOnTheTemplate) {

@@ -1,3 +1,6 @@
+#include <algorithm>
+#include <cmath>
+
 #include <gtest/gtest.h>
 #include <opencv2/imgproc.hpp>
 
@@ -196,6 +199,43 @@ TEST(Detect, PyramidWorkIsBoundedWhateverTheImageAndMinimumFace) {
   // Below the bound nothing changes: a 640x480 image is still upsampled for 8 px faces.
   EXPECT_NEAR(probe.pyramid_scales({640, 480}, 8).back(), 2.5, 1e-9);
   EXPECT_NEAR(probe.pyramid_scales({4000, 3000}, 24).back(), 20.0 / 24, 1e-9);
+}
+
+// Tiled levels keep faces up to tiled_face_limit_px(); the tiles overlap just enough that
+// each such face, wherever it lies, is wholly inside some tile and at least the cut
+// margin away from that tile's interior edges (run_tile drops boxes that close).
+TEST(UltraFaceTiles, EveryKeptFaceLiesWhollyInATile) {
+  const int face = tiled_face_limit_px(), margin = tile_cut_margin_px();
+  for (const int tile : {320, 240}) {
+    for (const int extent : {tile + 1, 400, 533, 1000, 1333, 2000, 3001}) {
+      const std::vector<int> origins = tile_origins(extent, tile);
+      EXPECT_EQ(origins.front(), 0);
+      EXPECT_EQ(origins.back() + tile, extent);
+      for (int x = 0; x + face <= extent; ++x) {
+        const bool covered = std::any_of(origins.begin(), origins.end(), [&](int o) {
+          const bool left_ok = o == 0 || x - o >= margin;
+          const bool right_ok = o + tile == extent || o + tile - (x + face) >= margin;
+          return x >= o && x + face <= o + tile && left_ok && right_ok;
+        });
+        ASSERT_TRUE(covered) << "a " << face << " px face at " << x << " of " << extent << " (tile " << tile << ")";
+      }
+    }
+  }
+}
+
+// The library's photos (issue 13): a 4000x3000 photo searched for faces of 2% of its
+// short side (60 px) has levels 320x240, 533x400 and 1333x1000. The tile overlap sized
+// to the largest face a tiled level keeps (64, it was 80) covers them in 1 + 4 + 30
+// detector runs, not 1 + 4 + 36.
+TEST(UltraFaceTiles, A12MegapixelPhotoFor60PixelFacesTakes35DetectorRuns) {
+  UltraFaceDetector probe(test::shared_engine().detector_spec(), nullptr);
+  const cv::Size photo(4000, 3000);
+  std::size_t runs = 0;
+  for (double s : probe.pyramid_scales(photo, 60)) {
+    const int w = static_cast<int>(std::lround(photo.width * s)), h = static_cast<int>(std::lround(photo.height * s));
+    runs += tile_origins(w, 320).size() * tile_origins(h, 240).size();
+  }
+  EXPECT_EQ(runs, 35u);
 }
 
 TEST(Detect, AHugeImageIsSearchedInBoundedTimeAndMemory) {
