@@ -92,20 +92,21 @@ std::vector<std::uint8_t> PgResult::bytes(int row, int col) const {
 
 void PgParams::push(std::string value, bool is_null, int format) {
   if (value.size() > static_cast<std::size_t>(INT_MAX)) fail(ErrorCode::kInvalidArgument, "parameter too long");
+  lengths_.push_back(static_cast<int>(value.size()));
   values_.push_back(std::move(value));
   nulls_.push_back(is_null);
   formats_.push_back(format);
-  refresh_pointers();
 }
 
-// Pointers into values_ move when the vector grows, so they are rebuilt.
-void PgParams::refresh_pointers() {
-  pointers_.clear();
-  lengths_.clear();
-  for (std::size_t i = 0; i < values_.size(); ++i) {
-    pointers_.push_back(nulls_[i] ? nullptr : values_[i].data());
-    lengths_.push_back(static_cast<int>(values_[i].size()));
+const char* const* PgParams::values() const {
+  // A string's characters may sit inside the string object (short strings), which
+  // moves when values_ grows or is copied: the pointers are made for one buffer.
+  if (pointers_.size() != values_.size() || pointers_for_ != values_.data()) {
+    pointers_.clear();
+    for (std::size_t i = 0; i < values_.size(); ++i) pointers_.push_back(nulls_[i] ? nullptr : values_[i].data());
+    pointers_for_ = values_.data();
   }
+  return pointers_.data();
 }
 
 PgParams& PgParams::add(std::int64_t value) {
@@ -146,7 +147,11 @@ PgParams& PgParams::add(std::optional<std::int64_t> value) {
 }
 
 PgParams& PgParams::add_bytes(std::span<const std::uint8_t> bytes) {
-  push(std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()), false, 1);
+  return add_binary(std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+}
+
+PgParams& PgParams::add_binary(std::string encoded) {
+  push(std::move(encoded), false, 1);
   return *this;
 }
 
@@ -255,7 +260,7 @@ void PgConnection::exec_script(std::string_view sql) {
 
 std::vector<PgResult> PgConnection::exec_pipeline(const std::vector<PipelineStatement>& statements) {
   if (conn_ == nullptr) fail(ErrorCode::kStoreUnavailable, "not connected to PostgreSQL; retry later");
-  // The store's statement texts are a bounded set (defer_insert caps its row counts); past
+  // The store's statement texts are a bounded set (a multi-row insert is one text a table and column types); past
   // this many, texts are sent unprepared rather than kept on the server without end.
   constexpr std::size_t kMaxPrepared = 512;
   ++round_trips;

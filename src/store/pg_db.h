@@ -1,9 +1,10 @@
 // Internal: a thin RAII layer over libpq for the PostgreSQL store.
 //
 // Every statement is sent with PQexecParams: parameters travel apart from the
-// SQL text (no quoting, no injection), as text except bytea, which is sent
-// binary. Results come back as text (bytea as "\x" hex, floats in their
-// shortest exact form, so a float survives the round trip).
+// SQL text (no quoting, no injection), as text except bytea and the arrays of
+// a multi-row insert (pg_driver.cpp), which are sent binary. Results come back
+// as text (bytea as "\x" hex, floats in their shortest exact form, so a float
+// survives the round trip).
 //
 // Failures throw StoreFailure: kStoreUnavailable when the server cannot be
 // reached or the connection broke (the connection is then closed, and the
@@ -65,18 +66,25 @@ class PgParams {
   PgParams& add(std::optional<std::int64_t> value);
   PgParams& add_null();
   PgParams& add_bytes(std::span<const std::uint8_t> bytes);
+  // A value already in its type's binary wire format (a bytea's bytes, an array as
+  // array_recv reads it); the statement must give the parameter's type.
+  PgParams& add_binary(std::string encoded);
 
   int size() const { return static_cast<int>(values_.size()); }
-  const char* const* values() const { return pointers_.data(); }
+  // ensures: valid until the next add or until this object is destroyed.
+  const char* const* values() const;
   const int* lengths() const { return lengths_.data(); }
   const int* formats() const { return formats_.data(); }
 
  private:
   void push(std::string value, bool is_null, int format);
-  void refresh_pointers();
   std::vector<std::string> values_;
   std::vector<bool> nulls_;
-  std::vector<const char*> pointers_;
+  // Pointers into values_, made by values() (not per add: a statement of n
+  // parameters then costs O(n), not O(n^2)), for the values_ buffer they were
+  // made from: a copy of this object makes its own.
+  mutable std::vector<const char*> pointers_;
+  mutable const std::string* pointers_for_ = nullptr;
   std::vector<int> lengths_;
   std::vector<int> formats_;
 };

@@ -3,12 +3,16 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "candor/store.h"
 #include "pg_db.h"
 #include "schema_ddl.h"
 #include "store_common.h"
+#include "store_driver.h"
 
 namespace candor::store_detail {
 
@@ -32,6 +36,23 @@ void pg_require_current_schema(PgConnection& db);
 // Resolves the template key (key_hex, CANDOR_KEY or key_file: there is no
 // default file), recording its key check value in a new database.
 std::unique_ptr<TemplateCipher> pg_attach_key(PgConnection& db, const std::string& label, const StoreOptions& options);
+
+// One column of a multi-row insert as one binary array parameter (the PostgreSQL
+// driver's defer_insert): its SQL type ("bigint[]", ...) and its bytes.
+struct PgArrayColumn {
+  std::string_view sql_type;
+  std::string encoded;
+};
+
+// Column `col` of `rows` in the binary format of PostgreSQL's array_recv
+// (src/backend/utils/adt/arrayfuncs.c: dimensions, has-NULL flag, element type
+// OID, then per dimension its length and lower bound; then per element its byte
+// length, -1 for NULL, and its bytes as int8send, float8send, boolsend, textsend,
+// byteasend write them: integers and floats big-endian).
+// requires: every row has more than `col` values.
+// ensures: nullopt when the element type cannot be told (every value NULL, or
+//          values of two types) or is an id list.
+std::optional<PgArrayColumn> pg_array_column(const std::vector<Params>& rows, std::size_t col);
 
 Result<std::unique_ptr<Store>> open_pg_store(const std::string& uri, const StoreOptions& options);
 

@@ -38,6 +38,27 @@ const Rows& Driver::result(ResultSlot& slot) {
   return *slot.rows;
 }
 
+void Driver::defer_insert(std::string_view table_columns, const std::vector<Params>& rows) {
+  // A bounded number of distinct statement texts (SQLite caches each prepared).
+  constexpr std::size_t kRowsPerStatement = 64;
+  for (std::size_t first = 0; first < rows.size(); first += kRowsPerStatement) {
+    const std::size_t last = std::min(rows.size(), first + kRowsPerStatement);
+    std::string sql = "INSERT INTO " + std::string(table_columns) + " VALUES ";
+    Params params;
+    int n = 0;
+    for (std::size_t r = first; r < last; ++r) {
+      sql += r == first ? "(" : ", (";
+      for (std::size_t v = 0; v < rows[r].values().size(); ++v) {
+        sql += v == 0 ? "$" : ", $";
+        sql += std::to_string(++n);
+      }
+      sql += ')';
+      params.append(rows[r]);
+    }
+    defer(sql, std::move(params));
+  }
+}
+
 namespace {
 
 using json = nlohmann::json;
@@ -377,7 +398,7 @@ class CoreStore final : public Store, private LibraryCore {
                            .add(now));
         pending_changes_.push_back(PendingChange{FaceChange::Kind::kAdded, c.name, ids[i]});
       }
-      defer_insert("faces (id, collection_id, subject, dim, template, box_x, box_y, box_w, box_h, detector_score,"
+      db_->defer_insert("faces (id, collection_id, subject, dim, template, box_x, box_y, box_w, box_h, detector_score,"
                    " quality_level, quality_json, image_sha256, model_id, created_at)",
                    rows);
       audit.details = dump(json{{"face_ids", ids}, {"model_id", faces.front().model_id},
@@ -971,7 +992,7 @@ class CoreStore final : public Store, private LibraryCore {
     for (std::size_t i = 0; i < subjects.size(); ++i) {
       names.push_back(Params().add(e.seq).add(e.subject_tags[i]).add(subjects[i]).add(e.collection));
     }
-    defer_insert("audit_subjects (seq, tag, subject, collection)", names);
+    db_->defer_insert("audit_subjects (seq, tag, subject, collection)", names);
     // The head row was read under the write lock (begin_write), so it exists.
     db_->defer("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1", Params().add(e.seq).add(e.hash));
     head_ = AuditHead{e.seq, e.hash};
@@ -983,33 +1004,9 @@ class CoreStore final : public Store, private LibraryCore {
       for (const PendingChange& c : pending_changes_) {
         rows.push_back(Params().add(e.seq).add(change_kind_name(c.kind)).add(c.collection).add(c.face_id).add(ms(e.time)));
       }
-      defer_insert("face_changes (version, kind, collection, face_id, time)", rows);
+      db_->defer_insert("face_changes (version, kind, collection, face_id, time)", rows);
       db_->notify_changes(e.seq);
       pending_changes_.clear();
-    }
-  }
-
-  // Defers INSERT INTO `table_columns` of `rows` (each one row's values, all of
-  // the same width), several rows a statement: each statement costs the database
-  // a parse and a plan, so a batch of faces is a few statements, not one a face.
-  void defer_insert(std::string_view table_columns, const std::vector<Params>& rows) {
-    // A bounded number of distinct statement texts (SQLite caches each prepared).
-    constexpr std::size_t kRowsPerStatement = 64;
-    for (std::size_t first = 0; first < rows.size(); first += kRowsPerStatement) {
-      const std::size_t last = std::min(rows.size(), first + kRowsPerStatement);
-      std::string sql = "INSERT INTO " + std::string(table_columns) + " VALUES ";
-      Params params;
-      int n = 0;
-      for (std::size_t r = first; r < last; ++r) {
-        sql += r == first ? "(" : ", (";
-        for (std::size_t v = 0; v < rows[r].values().size(); ++v) {
-          sql += v == 0 ? "$" : ", $";
-          sql += std::to_string(++n);
-        }
-        sql += ')';
-        params.append(rows[r]);
-      }
-      db_->defer(sql, std::move(params));
     }
   }
 

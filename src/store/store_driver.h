@@ -191,6 +191,12 @@ class Driver {
   Rows run(std::string_view sql, Params params = {}) { return queue(sql, std::move(params)).rows(); }
   // A write whose result nobody reads: it travels with the next flush.
   void defer(std::string_view sql, Params params = {}) { queue(sql, std::move(params)); }
+  // Defers INSERT INTO `table_columns` ("table (a, b, ...)") of `rows`, each one
+  // row's values in column order. This default sends multi-row VALUES statements
+  // (a few rows a statement: each costs a parse and a plan); PostgreSQL's driver
+  // sends one array a column instead (pg_driver.cpp says why).
+  // requires: every row as wide as the column list.
+  virtual void defer_insert(std::string_view table_columns, const std::vector<Params>& rows);
 
   // -- dialect
   // What follows a column to say "is one of the ids bound at $1" (Params::add_ids).

@@ -225,20 +225,23 @@ class LibraryStoreImpl final : public LibraryStore {
         // The id is part of the associated data: drawn first, then sealed with.
         const Rows ids = db.reserve_ids("library_faces", static_cast<std::int64_t>(kept.size())).rows();
         if (ids.size() != kept.size()) fail(ErrorCode::kStoreError, "the face id sequence handed out too few ids");
+        std::vector<Params> rows;
         for (std::size_t i = 0; i < kept.size(); ++i) {
           const NewLibraryFace& f = *kept[i];
           const std::int64_t id = ids.int64(i, 0);
-          db.defer("INSERT INTO library_faces (id, library_id, photo_id, photo_sha256, box_x, box_y, box_w, box_h,"
-                   " detector_score, dim, model_id, template, state, created_at)"
-                   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'active', $13)",
-                   Params().add(id).add(lib.id).add(out.photo).add(photo.sha256)
-                       .add(static_cast<double>(f.box.x)).add(static_cast<double>(f.box.y))
-                       .add(static_cast<double>(f.box.w)).add(static_cast<double>(f.box.h))
-                       .add(static_cast<double>(f.detector_score)).add(f.embedding.size()).add(f.model_id)
-                       .add_bytes(core_.cipher().seal(f.embedding, library_ad(lib, id, f.model_id)))
-                       .add(now));
+          rows.push_back(Params().add(id).add(lib.id).add(out.photo).add(photo.sha256)
+                             .add(static_cast<double>(f.box.x)).add(static_cast<double>(f.box.y))
+                             .add(static_cast<double>(f.box.w)).add(static_cast<double>(f.box.h))
+                             .add(static_cast<double>(f.detector_score)).add(f.embedding.size()).add(f.model_id)
+                             .add_bytes(core_.cipher().seal(f.embedding, library_ad(lib, id, f.model_id)))
+                             .add("active")
+                             .add(now));
           out.faces.push_back(id);
         }
+        // The photo's faces in one statement, as enroll writes a batch (Driver::defer_insert).
+        db.defer_insert("library_faces (id, library_id, photo_id, photo_sha256, box_x, box_y, box_w, box_h,"
+                        " detector_score, dim, model_id, template, state, created_at)",
+                        rows);
       }
       audit.details = dump(json{{"library_id", lib.id}, {"photo_id", out.photo}, {"status", status},
                                 {"face_ids", out.faces}, {"faces_suppressed", out.suppressed},
