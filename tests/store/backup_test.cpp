@@ -231,17 +231,8 @@ TEST_P(VerifyTest, NamesACorruptedLibraryTemplateAndCountsTheRest) {
   std::vector<std::int64_t> faces;
   {
     std::unique_ptr<Store> s = open_or_die(path_, options_with_key());
-    const AuditContext owner{"test:owner", "my photos"};
-    ASSERT_TRUE(s->library().create_library(NewPhotoLibrary{"family", "owner", 365}, owner).ok());
-    LibraryPhoto photo;
-    photo.path = "/photos/a.jpg";
-    photo.sha256 = std::string(64, 'a');
-    photo.size = 10;
-    photo.ingested = true;
-    const std::vector<NewLibraryFace> two = {
-        NewLibraryFace{FaceBox{10, 10, 50, 60}, 0.99F, std::vector<float>(64, 0.125F), "synthetic-64"},
-        NewLibraryFace{FaceBox{90, 10, 50, 60}, 0.98F, std::vector<float>(64, -0.125F), "synthetic-64"}};
-    Result<AddedPhoto> added = s->library().add_photo("family", photo, two, owner);
+    Result<AddedPhoto> added =
+        family_library_with(*s, {std::vector<float>(64, 0.125F), std::vector<float>(64, -0.125F)});
     ASSERT_TRUE(added.ok()) << added.error().message;
     faces = added->faces;
   }
@@ -272,16 +263,7 @@ TEST_P(StoreCopyTest, LibrariesAndStreamSecretsCopyUnderAnotherKey) {
     ASSERT_TRUE(s->grant_consent(consent_for("alice"), who()).ok());
     ASSERT_TRUE(s->enroll("staff", "alice", {synthetic_face(1)}, who()).ok());
     ASSERT_TRUE(s->create_stream(door_stream(), who()).ok());
-    const AuditContext owner{"test:owner", "my photos"};
-    ASSERT_TRUE(s->library().create_library(NewPhotoLibrary{"family", "owner", 365}, owner).ok());
-    LibraryPhoto photo;
-    photo.path = "/photos/a.jpg";
-    photo.sha256 = std::string(64, 'a');
-    photo.size = 10;
-    photo.ingested = true;
-    const std::vector<NewLibraryFace> two = {NewLibraryFace{FaceBox{10, 10, 50, 60}, 0.99F, mine, "synthetic-64"},
-                                             NewLibraryFace{FaceBox{90, 10, 50, 60}, 0.98F, theirs, "synthetic-64"}};
-    ASSERT_TRUE(s->library().add_photo("family", photo, two, owner).ok());
+    ASSERT_TRUE(family_library_with(*s, {mine, theirs}).ok());
   }
   StoreOptions other_key = options_with_key();
   other_key.key_hex = SecretKey::generate().to_hex();

@@ -149,15 +149,7 @@ TEST_P(KeyRotateTest, LibraryTemplatesAndStreamSecretsMoveWithTheKey) {
   {
     std::unique_ptr<Store> s = open_or_die(path_, options_);
     const AuditContext who{"test:owner", "my photos"};
-    ASSERT_TRUE(s->library().create_library(NewPhotoLibrary{"family", "owner", 365}, who).ok());
-    LibraryPhoto photo;
-    photo.path = "/photos/a.jpg";
-    photo.sha256 = std::string(64, 'a');
-    photo.size = 10;
-    photo.ingested = true;
-    const std::vector<NewLibraryFace> faces = {
-        NewLibraryFace{FaceBox{10, 10, 50, 60}, 0.99F, library_template, "synthetic-64"}};
-    Result<AddedPhoto> added = s->library().add_photo("family", photo, faces, who);
+    Result<AddedPhoto> added = family_library_with(*s, {library_template});
     ASSERT_TRUE(added.ok()) << added.error().message;
     const NewStream stream = door_stream();
     Result<StreamRecord> created = s->create_stream(stream, who);

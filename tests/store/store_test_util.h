@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "candor/crypto.h"
+#include "candor/library_store.h"
 #include "candor/store.h"
 
 namespace candor::test {
@@ -107,6 +108,26 @@ inline NewStream door_stream() {
   s.outputs_redacted_json = R"({"webhook":{"url":"http://h/x"}})";
   s.created_by = "key:ops";
   return s;
+}
+
+// A photo library "family" in `store` holding one photo, /photos/a.jpg, with a face of
+// each template (64-d, side by side); the photo's result.
+inline Result<AddedPhoto> family_library_with(Store& store, const std::vector<std::vector<float>>& templates) {
+  const AuditContext owner{"test:owner", "my photos"};
+  if (auto made = store.library().create_library(NewPhotoLibrary{"family", "owner", 365}, owner); !made) {
+    return made.error();
+  }
+  LibraryPhoto photo;
+  photo.path = "/photos/a.jpg";
+  photo.sha256 = std::string(64, 'a');
+  photo.size = 10;
+  photo.ingested = true;
+  std::vector<NewLibraryFace> faces;
+  for (std::size_t i = 0; i < templates.size(); ++i) {
+    faces.push_back(NewLibraryFace{FaceBox{10.0F + 80.0F * static_cast<float>(i), 10, 50, 60}, 0.99F, templates[i],
+                                   "synthetic-64"});
+  }
+  return store.library().add_photo("family", photo, faces, owner);
 }
 
 inline NewCollection staff_collection(std::string name = "staff") {
