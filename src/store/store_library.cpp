@@ -52,10 +52,6 @@ std::int64_t drop_unused_groups(Driver& db, const PhotoLibrary& lib) {
       .affected();
 }
 
-std::string library_ad(const PhotoLibrary& lib, std::int64_t face, std::string_view model_id) {
-  return library_template_ad(lib.id, lib.name, face, model_id);
-}
-
 }  // namespace
 
 std::vector<AuditDraft> expire_library_faces(Driver& db, TimePoint now, std::int64_t& expired) {
@@ -103,11 +99,8 @@ std::int64_t reseal_library_templates(Driver& db, const TemplateCipher& from, co
       "SELECT f.id, f.dim, f.model_id, f.template, l.id, l.name FROM library_faces f"
       " JOIN libraries l ON l.id = f.library_id WHERE f.template IS NOT NULL ORDER BY f.id");
   for (std::size_t i = 0; i < r.size(); ++i) {
-    PhotoLibrary lib;
-    lib.id = r.int64(i, 4);
-    lib.name = r.text(i, 5);
     const std::int64_t face = r.int64(i, 0);
-    const std::string ad = library_ad(lib, face, r.text(i, 2));
+    const std::string ad = library_template_ad(r.int64(i, 4), r.text(i, 5), face, r.text(i, 2));
     const auto dim = static_cast<std::size_t>(std::max<std::int64_t>(r.int64(i, 1), 0));
     auto plain = from.open(r.bytes(i, 3), ad, dim);
     if (!plain) fail(ErrorCode::kIntegrityError, "library face " + std::to_string(face) + ": " + plain.error().message);
@@ -233,7 +226,8 @@ class LibraryStoreImpl final : public LibraryStore {
                              .add(static_cast<double>(f.box.x)).add(static_cast<double>(f.box.y))
                              .add(static_cast<double>(f.box.w)).add(static_cast<double>(f.box.h))
                              .add(static_cast<double>(f.detector_score)).add(f.embedding.size()).add(f.model_id)
-                             .add_bytes(core_.cipher().seal(f.embedding, library_ad(lib, id, f.model_id)))
+                             .add_bytes(core_.cipher().seal(f.embedding,
+                                                            library_template_ad(lib.id, lib.name, id, f.model_id)))
                              .add("active")
                              .add(now));
           out.faces.push_back(id);
@@ -272,7 +266,7 @@ class LibraryStoreImpl final : public LibraryStore {
         f.forgotten = r.text(i, 10) == "forgotten";
         if (with_templates && !f.forgotten) {
           const auto dim = static_cast<std::size_t>(std::max<std::int64_t>(r.int64(i, 6), 0));
-          auto plain = core_.cipher().open(r.bytes(i, 8), library_ad(lib, f.id, r.text(i, 7)), dim);
+          auto plain = core_.cipher().open(r.bytes(i, 8), library_template_ad(lib.id, lib.name, f.id, r.text(i, 7)), dim);
           if (!plain) fail(ErrorCode::kIntegrityError, "library face " + std::to_string(f.id) + ": " + plain.error().message);
           f.embedding = std::move(plain).value();
         }
@@ -504,7 +498,6 @@ class LibraryStoreImpl final : public LibraryStore {
       fail(ErrorCode::kNotFound, "library '" + lib.name + "' has no group " + std::to_string(group));
     }
   }
-
 
   // The checks enroll() makes of its faces (validate_faces), and the photo's own.
   static void validate_photo(const LibraryPhoto& photo, const std::vector<NewLibraryFace>& faces) {
