@@ -59,14 +59,22 @@ std::optional<PhotoLibrary> visible_library(Context& ctx, Call& call) {
   return std::move(*lib);
 }
 
-// The {group} or {face} parameter, or nullopt after answering 400.
-std::optional<std::int64_t> id_param(Call& call, const char* name) {
+struct Target {
+  PhotoLibrary lib;
+  std::int64_t id = 0;  // the {group} or {face} parameter
+};
+
+// The visible library and the id named by path parameter `name` ("group" or "face"), or
+// nullopt after answering 404 (library) or 400 (id).
+std::optional<Target> library_and_id(Context& ctx, Call& call, const char* name) {
+  auto lib = visible_library(ctx, call);
+  if (!lib) return std::nullopt;
   auto id = parse_id(call.param(name), name);
   if (!id) {
     send_error(call.res, id.error());
     return std::nullopt;
   }
-  return *id;
+  return Target{std::move(*lib), *id};
 }
 
 // The JSON body, refusing fields other than `allowed`; nullopt after answering.
@@ -93,13 +101,6 @@ std::optional<AuditContext> with_reason(Call& call) {
     return std::nullopt;
   }
   return audit;
-}
-
-bool printable(const std::string& s) {
-  return std::none_of(s.begin(), s.end(), [](char c) {
-    const auto u = static_cast<unsigned char>(c);
-    return u < 0x20 || u == 0x7f;
-  });
 }
 
 void list_libraries(Context& ctx, Call& call) {
@@ -147,10 +148,8 @@ void list_groups(Context& ctx, Call& call) {
 }
 
 void name_group(Context& ctx, Call& call) {
-  auto lib = visible_library(ctx, call);
-  if (!lib) return;
-  auto group = id_param(call, "group");
-  if (!group) return;
+  auto t = library_and_id(ctx, call, "group");
+  if (!t) return;
   auto body = body_with(call, {"name"});
   if (!body) return;
   const auto it = body->find("name");
@@ -159,17 +158,15 @@ void name_group(Context& ctx, Call& call) {
   }
   const std::string label = it->is_null() ? "" : it->get<std::string>();
   if (!printable(label)) return send_error(call.res, bad("field 'name': control characters are not allowed"));
-  if (auto s = ctx.store->library().set_group_label(lib->name, *group, label, call.audit()); !s) {
+  if (auto s = ctx.store->library().set_group_label(t->lib.name, t->id, label, call.audit()); !s) {
     return send_error(call.res, s.error());
   }
-  send_json(call.res, 200, {{"group", *group}, {"name", label.empty() ? nlohmann::json(nullptr) : nlohmann::json(label)}});
+  send_json(call.res, 200, {{"group", t->id}, {"name", label.empty() ? nlohmann::json(nullptr) : nlohmann::json(label)}});
 }
 
 void hide_group(Context& ctx, Call& call) {
-  auto lib = visible_library(ctx, call);
-  if (!lib) return;
-  auto group = id_param(call, "group");
-  if (!group) return;
+  auto t = library_and_id(ctx, call, "group");
+  if (!t) return;
   auto body = body_with(call, {"hidden"});
   if (!body) return;
   bool hidden = true;
@@ -177,17 +174,15 @@ void hide_group(Context& ctx, Call& call) {
     if (!it->is_boolean()) return send_error(call.res, bad("field 'hidden' must be true or false"));
     hidden = it->get<bool>();
   }
-  if (auto s = ctx.store->library().set_group_hidden(lib->name, *group, hidden, call.audit()); !s) {
+  if (auto s = ctx.store->library().set_group_hidden(t->lib.name, t->id, hidden, call.audit()); !s) {
     return send_error(call.res, s.error());
   }
-  send_json(call.res, 200, {{"group", *group}, {"hidden", hidden}});
+  send_json(call.res, 200, {{"group", t->id}, {"hidden", hidden}});
 }
 
 void merge(Context& ctx, Call& call) {
-  auto lib = visible_library(ctx, call);
-  if (!lib) return;
-  auto group = id_param(call, "group");
-  if (!group) return;
+  auto t = library_and_id(ctx, call, "group");
+  if (!t) return;
   auto body = body_with(call, {"with"});
   if (!body) return;
   const auto it = body->find("with");
@@ -195,33 +190,29 @@ void merge(Context& ctx, Call& call) {
     return send_error(call.res, bad("field 'with' is required: the number of the group to merge in"));
   }
   std::lock_guard lock(group_changes());
-  auto merged = merge_groups(ctx.store->library(), lib->name, *group, it->get<std::int64_t>(), {}, call.audit());
+  auto merged = merge_groups(ctx.store->library(), t->lib.name, t->id, it->get<std::int64_t>(), {}, call.audit());
   if (!merged) return send_error(call.res, merged.error());
   send_json(call.res, 200, {{"group", *merged}});
 }
 
 void remove_face_from_group(Context& ctx, Call& call) {
-  auto lib = visible_library(ctx, call);
-  if (!lib) return;
-  auto face = id_param(call, "face");
-  if (!face) return;
+  auto t = library_and_id(ctx, call, "face");
+  if (!t) return;
   std::lock_guard lock(group_changes());
-  auto moved = remove_face(ctx.store->library(), lib->name, *face, {}, call.audit());
+  auto moved = remove_face(ctx.store->library(), t->lib.name, t->id, {}, call.audit());
   if (!moved) return send_error(call.res, moved.error());
-  send_json(call.res, 200, {{"face_id", *face}, {"group", *moved}});
+  send_json(call.res, 200, {{"face_id", t->id}, {"group", *moved}});
 }
 
 void forget(Context& ctx, Call& call) {
-  auto lib = visible_library(ctx, call);
-  if (!lib) return;
-  auto group = id_param(call, "group");
-  if (!group) return;
+  auto t = library_and_id(ctx, call, "group");
+  if (!t) return;
   auto audit = with_reason(call);
   if (!audit) return;
   std::lock_guard lock(group_changes());
-  auto forgotten = ctx.store->library().forget_group(lib->name, *group, *audit);
+  auto forgotten = ctx.store->library().forget_group(t->lib.name, t->id, *audit);
   if (!forgotten) return send_error(call.res, forgotten.error());
-  send_json(call.res, 200, {{"group", *group}, {"faces_forgotten", forgotten->size()}});
+  send_json(call.res, 200, {{"group", t->id}, {"faces_forgotten", forgotten->size()}});
 }
 
 void delete_library(Context& ctx, Call& call) {
@@ -268,13 +259,11 @@ void find(Context& ctx, Call& call) {
 // The face's thumbnail, cut from the owner's photo now (the same function as
 // `candor library report`); never cached by the client or a proxy.
 void thumbnail(Context& ctx, Call& call) {
-  auto lib = visible_library(ctx, call);
-  if (!lib) return;
-  auto face = id_param(call, "face");
-  if (!face) return;
+  auto t = library_and_id(ctx, call, "face");
+  if (!t) return;
   auto ticket = admit_inference(ctx, call);  // a photo decode: bounded like inference
   if (!ticket) return;
-  auto jpeg = library_face_thumbnail(ctx.store->library(), lib->name, *face, ThumbnailOptions{});
+  auto jpeg = library_face_thumbnail(ctx.store->library(), t->lib.name, t->id, ThumbnailOptions{});
   if (!jpeg) return send_error(call.res, jpeg.error());
   call.res.status = 200;
   call.res.set_header("Cache-Control", "no-store");
