@@ -144,7 +144,21 @@ export const api = {
   startStream: (id) => request('POST', `/v1/streams/${enc(id)}/start`),
   stopStream: (id) => request('POST', `/v1/streams/${enc(id)}/stop`),
   deleteStream: (id) => request('DELETE', `/v1/streams/${enc(id)}`),
+  listLibraries: () => request('GET', '/v1/libraries'),
+  libraryGroups: (lib, all) => request('GET', `/v1/libraries/${enc(lib)}/groups`, { params: { all: all ? 'true' : '' } }),
+  nameLibraryGroup: (lib, group, name) => request('POST', `/v1/libraries/${enc(lib)}/groups/${enc(group)}/name`, { json: { name } }),
+  mergeLibraryGroups: (lib, group, other) => request('POST', `/v1/libraries/${enc(lib)}/groups/${enc(group)}/merge`, { json: { with: other } }),
+  hideLibraryGroup: (lib, group, hidden) => request('POST', `/v1/libraries/${enc(lib)}/groups/${enc(group)}/hide`, { json: { hidden } }),
 };
+
+// A face thumbnail of a library as a Blob (an <img> cannot send the key header).
+export async function thumbnail(lib, face) {
+  const headers = { Accept: 'image/jpeg' };
+  if (apiKey) headers['X-API-Key'] = apiKey;
+  const response = await fetch(`/v1/libraries/${enc(lib)}/faces/${enc(face)}/thumbnail`, { headers, credentials: 'omit', cache: 'no-store' });
+  if (!response.ok) throw new ApiError(response.status, `http_${response.status}`, `${response.status}`);
+  return response.blob();
+}
 
 // A stream's Server-Sent Events, read through fetch (EventSource cannot send the key
 // header). Calls onEvent with each parsed `data:` object until `signal` aborts or the

@@ -1,7 +1,7 @@
 // Candor console: the single-page operator console. Uses only the v1 routes of
 // docs/api.md; no inline scripts or styles (the server's CSP forbids them). This module
 // holds the key prompt, the tabs and four pages; each other page is a module of its own
-// (compare.js, audit.js, subjects.js, keys.js, retention.js, streams.js) exporting init().
+// (compare.js, audit.js, subjects.js, keys.js, retention.js, streams.js, libraries.js) exporting init().
 
 import { api, setKey, restoreKey, clearKey, hasKey } from './api.js';
 import { $, el, clear, show, showError, showOk, fmt, busy, plural, focusOn } from './dom.js';
@@ -16,10 +16,11 @@ import * as subjectsPage from './subjects.js';
 import * as keysPage from './keys.js';
 import * as retentionPage from './retention.js';
 import * as streamsPage from './streams.js';
+import * as librariesPage from './libraries.js';
 
 // ---------------------------------------------------------------- key + tabs
 
-const PAGES = ['detect', 'compare', 'collections', 'consent', 'subjects', 'search', 'audit', 'keys', 'retention', 'streams'];
+const PAGES = ['detect', 'compare', 'collections', 'consent', 'subjects', 'search', 'audit', 'keys', 'retention', 'streams', 'libraries'];
 const loaders = {}; // page -> function run when the page is shown
 
 // What each page needs of the key (docs/api.md "Routes"); a page the key cannot use is not shown.
@@ -34,6 +35,7 @@ const PAGE_NEEDS = {
   keys: () => can('admin'),
   retention: () => can('admin') && everyCollection(),
   streams: () => can('streams'),
+  libraries: () => can('libraries'),
 };
 
 function visiblePages() {
@@ -123,6 +125,7 @@ function resetPages() {
   for (const node of app.querySelectorAll('.result, .alert, #collection-detail, #erase-form, #newkey-secret')) node.hidden = true;
   for (const body of app.querySelectorAll('tbody, #enroll-outcomes, #search-faces')) clear(body);
   $('newkey-secret-value').textContent = '';
+  librariesPage.reset();
 }
 
 function signOut(err) {
@@ -612,6 +615,7 @@ function start() {
   keysPage.init(loaders);
   retentionPage.init(loaders);
   streamsPage.init(loaders);
+  librariesPage.init(loaders);
   const saved = restoreKey();
   if (saved) {
     signIn(saved, true).catch((err) => signOut(err));

@@ -5,7 +5,7 @@ import { api } from './api.js';
 import { $, el, clear, show, showOk, showError, fmt, busy, focusOn } from './dom.js';
 import { attempt, invalid, when, session, everyCollection, collectionName } from './common.js';
 
-export const OPERATIONS = ['detect', 'compare', 'enroll', 'search', 'consents', 'audit', 'metrics', 'candidates', 'streams', 'admin'];
+export const OPERATIONS = ['detect', 'compare', 'enroll', 'search', 'consents', 'audit', 'metrics', 'candidates', 'streams', 'libraries', 'admin'];
 
 async function loadKeys() {
   const data = await attempt($('keys-error'), api.listKeys);

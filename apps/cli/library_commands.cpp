@@ -1,5 +1,5 @@
 // candor library add | list | people | faces | name | merge | remove-face | hide | regroup |
-//                find | forget | delete
+//                find | forget | delete | report
 // Thin: each command is one call of include/candor/photo_library.h or library_store.h.
 #include <chrono>
 #include <cstdio>
@@ -288,6 +288,39 @@ void register_library_commands(CLI::App& app, CliContext& ctx) {
       auto r = s.forget_group(*name, *group, {a->actor, *reason});
       if (!r) return fail(r.error());
       print_json({{"group", *group}, {"faces_forgotten", r->size()}});
+      return 0;
+    }));
+  }
+  {
+    auto a = std::make_shared<StoreArgs>();
+    auto name = std::make_shared<std::string>();
+    auto out = std::make_shared<std::string>();
+    auto size = std::make_shared<int>(ThumbnailOptions{}.size);
+    CLI::App* c = lib->add_subcommand("report", "Write an HTML page of the groups as thumbnail grids (cut from your photos now)");
+    c->add_option("name", *name)->required();
+    c->add_option("out_dir", *out, "Folder for index.html and the thumbnails (created if missing)")->required();
+    c->add_option("--size", *size, "Thumbnail side in pixels (16..1024)")->capture_default_str()->check(CLI::Range(16, 1024));
+    add_store_options(c, *a);
+    c->callback(with_store(ctx, a, [&ctx, name, out, size](LibraryStore& s) {
+      ThumbnailOptions options;
+      options.size = *size;
+      options.limits = ctx.limits;
+      auto r = write_library_report(s, *name, *out, options);
+      if (!r) return fail(r.error());
+      const std::size_t skipped = r->photos_missing + r->photos_changed + r->photos_undecodable;
+      if (skipped > 0) {
+        std::fprintf(stderr, "warning: %zu photo(s) skipped (%zu missing, %zu changed since added, %zu undecodable)\n",
+                     skipped, r->photos_missing, r->photos_changed, r->photos_undecodable);
+      }
+      print_json({{"report", (std::filesystem::path(*out) / "index.html").string()},
+                  {"groups", r->groups},
+                  {"hidden_groups", r->hidden_groups},
+                  {"faces", r->faces},
+                  {"ungrouped", r->ungrouped},
+                  {"faces_skipped", r->faces_skipped},
+                  {"photos_missing", r->photos_missing},
+                  {"photos_changed", r->photos_changed},
+                  {"photos_undecodable", r->photos_undecodable}});
       return 0;
     }));
   }

@@ -139,4 +139,56 @@ Result<LibraryMatch> find_person(const Engine& engine, LibraryStore& store, std:
                                  std::span<const std::uint8_t> probe, float threshold, const LibraryOptions& options,
                                  const AuditContext& ctx);
 
+
+// Thumbnails and the HTML report (issue 13, "look, not read"). Candor stores no image:
+// a thumbnail is cut, when it is shown, from the owner's photo at its recorded path, and
+// only from the bytes that were ingested (their SHA-256 must equal the recorded one), so
+// a file replaced or edited since the add (or a link put in its place) yields no pixels.
+struct ThumbnailOptions {
+  int size = 96;         // the square's side, px: a grid of 8-10 per row on a laptop screen
+  float margin = 0.25F;  // added on each side, as a fraction of the box's longer side (hair, chin)
+  int jpeg_quality = 85;  // thumbnails are looked at, never analysed: no need for OpenCV's default 95
+  ImageLimits limits;    // for reading and decoding the photo
+};
+
+// The square crop of `box` with the margin, from a decoded photo, resized to options.size
+// and encoded as JPEG; the part of the square outside the photo is mid-grey.
+// requires: photo CV_8UC3; options.size in 16..1024 (else std::invalid_argument).
+std::vector<std::uint8_t> face_thumbnail_jpeg(const cv::Mat& photo, const FaceBox& box,
+                                              const ThumbnailOptions& options);
+
+// The thumbnail of one active face of the library (forgotten faces have none).
+// ensures: kNotFound for a face that is not an active face of this library, and for a
+//   photo that is missing or changed (the message says which, never the path);
+//   decode_image's errors for a photo that no longer decodes; the store's errors.
+//   Not audited: it reads, as list_groups does (library_store.h).
+Result<std::vector<std::uint8_t>> library_face_thumbnail(LibraryStore& store, std::string_view library,
+                                                         std::int64_t face, const ThumbnailOptions& options);
+
+struct LibraryReportSummary {
+  std::size_t groups = 0;          // groups shown (hidden ones are not)
+  std::size_t hidden_groups = 0;   // groups left out because the owner hid them
+  std::size_t faces = 0;           // thumbnails written
+  std::size_t ungrouped = 0;       // of those, faces not grouped yet (their own section, last)
+  std::size_t faces_skipped = 0;   // faces whose photo gave no thumbnail
+  // Photos that gave no thumbnail: no readable file at the recorded path; content not the
+  // content ingested (SHA-256 differs); content as ingested but not decodable within the limits.
+  std::size_t photos_missing = 0, photos_changed = 0, photos_undecodable = 0;
+};
+
+// Writes `out_dir`/index.html and one `out_dir`/face-<id>.jpg per face shown: each visible
+// group as a grid of its faces' thumbnails, largest group first (list_groups' order), under
+// its name or "Person <number>" and its face count; then the faces not grouped yet. Hidden
+// groups and forgotten faces are left out. Every text from the owner (names, file names)
+// is HTML-escaped, and the page carries a CSP that runs no script. A photo that is missing,
+// changed or undecodable is skipped and counted, not an error. Each photo is read once.
+// Files face-<digits>.jpg in `out_dir` that this report did not write are deleted, so a
+// forgotten or hidden face's thumbnail does not outlive a re-run into the same folder.
+// Not audited (a read, as list_groups).
+// ensures: the counts; kIoError when `out_dir` cannot be created or written; kNotFound
+//   for an unknown library; the store's errors.
+Result<LibraryReportSummary> write_library_report(LibraryStore& store, std::string_view library,
+                                                  const std::filesystem::path& out_dir,
+                                                  const ThumbnailOptions& options = {});
+
 }  // namespace candor

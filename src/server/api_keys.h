@@ -48,9 +48,11 @@ namespace candor::server {
 // also return the subjects below the threshold (routes_collections.cpp).
 // "streams": create, run and watch camera streams (/v1/streams; creating one also needs
 // "search", since its decisions are searches of the creating key).
-inline constexpr std::array<std::string_view, 10> kOperations = {"detect", "compare", "enroll", "search",
-                                                                   "consents", "audit", "metrics", "admin",
-                                                                   "candidates", "streams"};
+// "libraries": the photo-library routes (/v1/libraries, routes_library.cpp) of the
+// libraries the key's collections name (all with "*").
+inline constexpr std::array<std::string_view, 11> kOperations = {"detect",   "compare", "enroll",     "search",
+                                                                   "consents", "audit",   "metrics",    "admin",
+                                                                   "candidates", "streams", "libraries"};
 
 struct ApiKey {
   std::string name;                      // [A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}; the audit actor is "key:<name>"

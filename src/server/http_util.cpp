@@ -364,4 +364,11 @@ Result<long long> int_param(const httplib::Request& req, std::string_view name, 
 }
 
 
+bool printable(std::string_view text) noexcept {
+  return std::none_of(text.begin(), text.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f;
+  });
+}
+
 }  // namespace candor::server

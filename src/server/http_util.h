@@ -55,6 +55,10 @@ Result<long long> int_param(const httplib::Request& req, std::string_view name, 
 Result<bool> bool_param(const httplib::Request& req, std::string_view name);
 
 
+// No ASCII control character (0x00-0x1f, 0x7f): for text a client sends that ends up in
+// logs, labels or URLs.
+bool printable(std::string_view text) noexcept;
+
 // images_from and text_param parse a JSON body once per request and thread; the
 // server calls this as each request begins so that no parse outlives its request.
 void forget_parsed_body();

@@ -21,13 +21,6 @@ constexpr std::size_t kMaxSecretBytes = 256;
 
 Error bad(std::string message) { return Error{ErrorCode::kInvalidArgument, std::move(message)}; }
 
-bool printable(const std::string& s) {
-  return std::none_of(s.begin(), s.end(), [](char c) {
-    const auto u = static_cast<unsigned char>(c);
-    return u < 0x20 || u == 0x7f;
-  });
-}
-
 // The sources OpenCV may open for a stream: network cameras (rtsp, rtsps, http, https with
 // a host), V4L2 devices (/dev/videoN), and files only when the operator allowed them (a
 // file source reads any path the server can). Nothing else: OpenCV's GStreamer backend

@@ -158,6 +158,7 @@ class ServerImpl final : public Server {
     server::register_audit_routes(*router_);
     server::register_key_routes(*router_);
     server::register_stream_routes(*router_);
+    server::register_library_routes(*router_);
     server::register_static_files(*http_, ctx_);  // last: the GET fallback
 
     if (options.port == 0) {

@@ -139,6 +139,7 @@ void register_collection_routes(Router& router);  // collections, consents, subj
 void register_audit_routes(Router& router);       // audit, export, retention
 void register_key_routes(Router& router);         // keys (admin)
 void register_stream_routes(Router& router);      // camera streams and their events (issue 12)
+void register_library_routes(Router& router);     // photo libraries: groups, corrections, find, thumbnails (issue 13)
 // GET fallback serving the web console from ctx.web_root (static_files.cpp).
 void register_static_files(httplib::Server& http, Context& ctx);
 

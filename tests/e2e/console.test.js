@@ -63,7 +63,7 @@ const consentBodies = []; // what the browser sent to the consents route
 
 const testid = (id) => `[data-testid="${id}"]`;
 // Every page of the console, as its tab names it (an admin key over every collection sees them all).
-const PAGE_NAMES = ['detect', 'compare', 'collections', 'consent', 'subjects', 'search', 'audit', 'keys', 'retention', 'streams'];
+const PAGE_NAMES = ['detect', 'compare', 'collections', 'consent', 'subjects', 'search', 'audit', 'keys', 'retention', 'streams', 'libraries'];
 
 async function shot(name) {
   mkdirSync(SHOTS, { recursive: true });
