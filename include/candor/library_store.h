@@ -174,7 +174,9 @@ class LibraryStore {
                                                             std::span<const std::int64_t> faces) = 0;
 
   // Records a search of the library ("find yourself"). requires: a reason.
-  // ensures: one "library_find" entry with the reason and the counts and face ids found.
+  // ensures: one "library_find" entry with the reason and the counts and face ids found;
+  //          one search counted for ctx.actor (Store::search_count), as a collection
+  //          search is, so a server key's search budget covers finds too.
   virtual Status record_find(std::string_view library, std::string_view details_json, const AuditContext& ctx) = 0;
 
   // Deletes the templates of every face of the group, marks them forgotten, drops the

@@ -25,36 +25,34 @@ bool get_field(const nlohmann::json& body, const char* name, T& out, Call& call)
   }
 }
 
-// Searches admitted against a key's budget, released when the request ends.
-struct AdmittedSearches {
-  Context& ctx;
-  std::string actor;
-  int searches = 1;
-  AdmittedSearches(Context& c, std::string a) : ctx(c), actor(std::move(a)) {}
-  AdmittedSearches(const AdmittedSearches&) = delete;
-  AdmittedSearches& operator=(const AdmittedSearches&) = delete;
-  ~AdmittedSearches() { ctx.budget->finish(actor, searches); }
-};
-
 // One search admitted against the key's budget, or nullopt after answering 429 (the
-// refusal audited, not charged) or the store's error.
+// refusal audited as a search of `collection`, not charged) or the store's error.
 std::unique_ptr<AdmittedSearches> admit_searches(Context& ctx, Call& call, const std::string& collection,
                                                  const AuditContext& audit) {
+  return admit_search(ctx, call, [&](const std::string& window) {
+    SearchRecord refused;
+    refused.context = audit;
+    refused.collection = collection;
+    refused.details_json = nlohmann::json({{"window", window}}).dump();
+    refused.result = "refused: rate_limited";
+    refused.charged = false;  // it never ran: the budget is for searches made
+    if (auto st = ctx.store->record_search(refused); !st) {
+      ctx.log->error("could not audit a refused search", {{"code", error_code_name(st.error().code)}});
+    }
+  });
+}
+
+}  // namespace
+
+std::unique_ptr<AdmittedSearches> admit_search(Context& ctx, Call& call,
+                                               const std::function<void(const std::string& window)>& audit_refusal) {
   auto decision = ctx.budget->admit(*call.key, call.actor);
   if (!decision) {
     send_error(call.res, decision.error());
     return nullptr;
   }
   if (!decision->allowed) {
-    SearchRecord refused;
-    refused.context = audit;
-    refused.collection = collection;
-    refused.details_json = nlohmann::json({{"window", decision->window}}).dump();
-    refused.result = "refused: rate_limited";
-    refused.charged = false;  // it never ran: the budget is for searches made
-    if (auto st = ctx.store->record_search(refused); !st) {
-      ctx.log->error("could not audit a refused search", {{"code", error_code_name(st.error().code)}});
-    }
+    audit_refusal(decision->window);
     ctx.metrics.count_refused_search("rate_limited");
     send_error(call.res, {ErrorCode::kRateLimited, "search budget of this key spent (per " + decision->window + ")"},
                decision->retry_after_s);
@@ -62,8 +60,6 @@ std::unique_ptr<AdmittedSearches> admit_searches(Context& ctx, Call& call, const
   }
   return std::make_unique<AdmittedSearches>(ctx, call.actor);
 }
-
-}  // namespace
 
 void register_collection_routes(Router& router) {
   router.add({"GET", "/v1/collections", Access::kAnyKey, "", false}, [](Context& ctx, Call& call) {

@@ -240,6 +240,13 @@ void find(Context& ctx, Call& call) {
   if (!point) return send_error(call.res, bad(point.error().message));
   auto images = images_from(call.req, "image", false);
   if (!images) return send_error(call.res, images.error());
+  // A 1:N search of the library: the key's search budget applies as to a collection's
+  // (record_find counts it). A refusal is counted in the metrics and logged, not audited:
+  // the audit's search entries name a collection, and nothing was searched.
+  auto budget = admit_search(ctx, call, [&](const std::string& window) {
+    ctx.log->info("library find refused: search budget spent", {{"library", lib->name}, {"window", window}});
+  });
+  if (!budget) return;
   auto ticket = admit_inference(ctx, call);
   if (!ticket) return;
   LibraryOptions options;

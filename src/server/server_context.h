@@ -132,6 +132,25 @@ std::string& current_key_name();
 // A worker slot for inference, or nullopt after answering 503 overloaded (routes_engine.cpp).
 std::optional<AdmissionGate::Ticket> admit_inference(Context& ctx, Call& call);
 
+// Searches admitted against a key's budget (SearchBudget), released when the request
+// ends; the store counts each search that ran when it records it (record_search,
+// record_find), so the next admission sees it.
+struct AdmittedSearches {
+  Context& ctx;
+  std::string actor;
+  int searches = 1;
+  AdmittedSearches(Context& c, std::string a) : ctx(c), actor(std::move(a)) {}
+  AdmittedSearches(const AdmittedSearches&) = delete;
+  AdmittedSearches& operator=(const AdmittedSearches&) = delete;
+  ~AdmittedSearches() { ctx.budget->finish(actor, searches); }
+};
+
+// One search admitted against the key's budget before any work, or nullptr after
+// answering 429 (audit_refusal(window) records the refusal first; nothing is charged)
+// or the store's error (routes_collections.cpp). Every 1:N search route calls it.
+std::unique_ptr<AdmittedSearches> admit_search(Context& ctx, Call& call,
+                                               const std::function<void(const std::string& window)>& audit_refusal);
+
 // Route registration, one function per area (routes_*.cpp).
 void register_ops_routes(Router& router);         // healthz, readyz, metrics, openapi
 void register_engine_routes(Router& router);      // detect, compare

@@ -32,6 +32,15 @@ namespace candor::store_detail {
 
 const Rows& Pending::rows() { return driver_->result(*slot_); }
 
+void charge_search(Driver& db, std::string_view actor, std::int64_t now_ms) {
+  for (auto [unit, width] : {std::pair{"m", kMsPerMinute}, std::pair{"d", kMsPerDay}}) {
+    // An upsert, so the counts of every node (process) sharing the store add up.
+    db.defer("INSERT INTO search_counters (actor, unit, bucket_start, count) VALUES ($1, $2, $3, 1)"
+             " ON CONFLICT (actor, unit, bucket_start) DO UPDATE SET count = search_counters.count + 1",
+             Params().add(actor).add(unit).add(now_ms - (now_ms % width)));
+  }
+}
+
 const Rows& Driver::result(ResultSlot& slot) {
   if (!slot.rows) flush();
   if (!slot.rows) fail(ErrorCode::kInternal, "a queued statement has no result after a flush");
@@ -600,14 +609,7 @@ class CoreStore final : public Store, private LibraryCore {
       for (const std::string& subject : s.subjects) require_subject(subject);
       require_collection(s.collection);
       audit.details = compact_json(s.details_json, "details_json");
-      const std::int64_t now = ms(clock_());
-      for (auto [unit, width] : {std::pair{"m", kMsPerMinute}, std::pair{"d", kMsPerDay}}) {
-        if (!s.charged) break;
-        // An upsert, so the counts of every node (process) sharing the store add up.
-        db_->defer("INSERT INTO search_counters (actor, unit, bucket_start, count) VALUES ($1, $2, $3, 1)"
-                   " ON CONFLICT (actor, unit, bucket_start) DO UPDATE SET count = search_counters.count + 1",
-                   Params().add(s.context.actor).add(unit).add(now - (now % width)));
-      }
+      if (s.charged) charge_search(*db_, s.context.actor, ms(clock_()));
       return Ok{};
     });
   }

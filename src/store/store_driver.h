@@ -224,6 +224,12 @@ class Driver {
   const Rows& result(ResultSlot& slot);
 };
 
+// Counts one search made by `actor` at `now_ms` in its minute and day buckets (queued), the
+// counters a key's search budget reads (Store::search_count). Every 1:N search that ran is
+// charged here: a collection's (record_search) and a photo library's (record_find).
+// requires: a write transaction.
+void charge_search(Driver& db, std::string_view actor, std::int64_t now_ms);
+
 // The Store over `driver`; clock from options (now_ms when unset).
 std::unique_ptr<Store> make_core_store(std::unique_ptr<Driver> driver, const StoreOptions& options);
 

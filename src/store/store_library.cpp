@@ -426,6 +426,7 @@ class LibraryStoreImpl final : public LibraryStore {
       json d = json::parse(compact_json(details_json, "details_json"));
       d["library_id"] = lib.id;
       audit.details = dump(d);
+      charge_search(db, ctx.actor, ms(core_.now()));  // a 1:N search of the library: the key's budget counts it
     });
   }
 

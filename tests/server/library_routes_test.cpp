@@ -195,6 +195,25 @@ TEST_F(LibraryRoutesTest, ThumbnailIsCutFromThePhotoAndNotCached) {
   EXPECT_EQ(missing->body.find(photo.string()), std::string::npos);
 }
 
+// A find is a 1:N search: a key's search budget covers it as it covers a collection's
+// search, and the store counts each find for the key's actor.
+TEST_F(LibraryRoutesTest, FindSpendsTheKeysSearchBudget) {
+  const std::string key = srv_->create_key(
+      {{"name", "lib-budget"}, {"collections", {"family"}}, {"operations", {"libraries"}}, {"searches_per_minute", 1}});
+  const auto find = [&] {
+    return srv_->post_image("/v1/libraries/family/find", "image", test::face_crop(3, 1, 0.4F), key,
+                            {{"reason", "budget check", "", ""}});
+  };
+  const TimePoint before = std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now()) - std::chrono::minutes(1);
+  auto first = find();
+  ASSERT_EQ(first->status, 200) << first->body;
+  EXPECT_EQ(store_->search_count("key:lib-budget", before).value(), 1);
+  auto second = find();
+  EXPECT_EQ(second->status, 429) << second->body;
+  EXPECT_EQ(test::error_code(second), "rate_limited");
+  EXPECT_EQ(store_->search_count("key:lib-budget", before).value(), 1) << "a refused find is not charged";
+}
+
 TEST_F(LibraryRoutesTest, OwnerNamesMergesHidesRemovesFindsForgetsAndDeletes) {
   auto listed = get("/v1/libraries/family/groups");
   ASSERT_EQ(listed->status, 200) << listed->body;
