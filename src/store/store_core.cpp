@@ -429,10 +429,7 @@ class CoreStore final : public Store, private LibraryCore {
                                       Params().add(subject).add(c.name))
                                  .affected();
           } else {
-            // Through each collection's faces_by_subject (collection_id, subject): no index
-            // of faces by subject alone is kept (schema v6), and every face has a collection.
-            ids = ids_of(db_->run("SELECT f.id FROM collections k JOIN faces f ON f.collection_id = k.id"
-                                  " WHERE f.subject = $1 ORDER BY f.id",
+            ids = ids_of(db_->run("SELECT f.id FROM faces f WHERE " + std::string(kSubjectsFacesEverywhere) + " ORDER BY f.id",
                                   Params().add(subject)));
             delete_faces(ids);
             consents = db_->run("DELETE FROM consents WHERE subject = $1", Params().add(subject)).affected();
@@ -460,9 +457,9 @@ class CoreStore final : public Store, private LibraryCore {
           " c.revoked_at, k.name FROM consents c JOIN collections k ON k.id = c.collection_id"
           " WHERE c.subject = $1 ORDER BY c.id",
           Params().add(subject));
-      // kFaceColumns joins collections: the subject's faces are found per collection
-      // through faces_by_subject (schema v6 keeps no index of faces by subject alone).
-      Pending face_rows = db_->queue(std::string(kFaceColumns) + " WHERE f.subject = $1 ORDER BY f.id", Params().add(subject));
+      Pending face_rows = db_->queue(std::string(kFaceColumns) + " WHERE " + std::string(kSubjectsFacesEverywhere) +
+                                         " ORDER BY f.id",
+                                     Params().add(subject));
       Pending audit_rows = db_->queue(
           std::string(kAuditColumns) + " WHERE seq IN (SELECT seq FROM audit_subjects WHERE subject = $1) ORDER BY seq",
           Params().add(subject));
