@@ -26,6 +26,8 @@ const SchemaDialect& pg_schema_dialect() {
       "  FOR EACH STATEMENT EXECUTE FUNCTION candor_audit_log_append_only();\n",
       // Audit verification looks entries up by hash.
       "CREATE INDEX audit_by_hash ON audit_log(hash);\n",
+      // The name PostgreSQL gave the constraint v1 declared inline (table_column_fkey).
+      "ALTER TABLE faces DROP CONSTRAINT faces_collection_id_fkey;\n",
   };
   return d;
 }

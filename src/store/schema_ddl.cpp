@@ -248,17 +248,37 @@ CREATE TABLE library_corrections (
 CREATE INDEX library_corrections_by_library ON library_corrections(library_id);
 )sql";
 
-constexpr std::array<std::pair<int, std::string_view>, 5> kMigrations = {{
+// v6: two per-row costs of every enrollment that no query needed (issue 15: PostgreSQL's
+// batch enrollment within 1.5x of SQLite's).
+// - faces_by_subject_only: the only readers of faces by subject alone (erasure in every
+//   collection, subject export) now reach the subject's faces through each collection's
+//   faces_by_subject (collection_id, subject), so an enrollment updates one index of faces
+//   by subject, not two.
+// - The foreign key faces.collection_id -> collections: on PostgreSQL it is a trigger
+//   that runs a `SELECT ... FOR KEY SHARE` of the collection for every inserted face.
+//   Nothing depends on it: enroll() reads the collection (and the consent) under the write
+//   lock every write transaction takes first (the audit head), so no deletion of the
+//   collection can commit between that check and the insert; delete_collection() deletes
+//   the collection's faces itself, in the same transaction, before the collection.
+//   Dropping it is spelled per dialect ({drop_faces_collection_fk}): SQLite cannot drop
+//   a constraint and rebuilds the table.
+constexpr std::string_view kSchemaV6 = R"sql(
+DROP INDEX faces_by_subject_only;
+{drop_faces_collection_fk}
+)sql";
+
+constexpr std::array<std::pair<int, std::string_view>, 6> kMigrations = {{
     {1, kSchemaV1},
     {2, kSchemaV2},
     {3, kSchemaV3},
     {4, kSchemaV4},
     {5, kSchemaV5},
+    {6, kSchemaV6},
 }};
 
 // `text` with every {token} replaced by the dialect's spelling.
 std::string spell(std::string_view text, const SchemaDialect& d) {
-  const std::array<std::pair<std::string_view, std::string_view>, 7> words = {{
+  const std::array<std::pair<std::string_view, std::string_view>, 8> words = {{
       {"{id}", d.id},
       {"{bigint}", d.bigint},
       {"{real}", d.real},
@@ -266,6 +286,7 @@ std::string spell(std::string_view text, const SchemaDialect& d) {
       {"{flag}", d.flag},
       {"{audit_log_guards}", d.audit_log_guards},
       {"{audit_log_indexes}", d.audit_log_indexes},
+      {"{drop_faces_collection_fk}", d.drop_faces_collection_fk},
   }};
   std::string out;
   std::size_t i = 0;

@@ -26,6 +26,7 @@ struct SchemaDialect {
   std::string_view flag;    // collections.liveness_required: type and constraints
   std::string_view audit_log_guards;   // statements that make audit_log append-only
   std::string_view audit_log_indexes;  // indexes beyond the common ones (may be empty)
+  std::string_view drop_faces_collection_fk;  // v6: faces without its foreign key on collection_id
 };
 
 struct SchemaMigration {

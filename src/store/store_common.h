@@ -53,6 +53,13 @@ inline constexpr std::string_view kFaceColumns =
     "SELECT f.id, k.name, f.subject, f.dim, f.template, f.box_x, f.box_y, f.box_w, f.box_h, f.detector_score,"
     " f.quality_level, f.quality_json, f.image_sha256, f.model_id, f.created_at, k.id"
     " FROM faces f JOIN collections k ON k.id = f.collection_id";
+// The faces (alias f) of the subject $1 in every collection, found per collection through
+// faces_by_subject (collection_id, subject): schema v6 keeps no index of faces by subject
+// alone. Spelled as an IN list of collection ids so that SQLite probes the index once per
+// collection (EXPLAIN QUERY PLAN: "SEARCH f USING COVERING INDEX faces_by_subject"); written
+// as a join, it scanned every face. Every face has a collection (delete_collection deletes
+// its faces), so the list leaves none out.
+inline constexpr std::string_view kSubjectsFacesEverywhere = "f.collection_id IN (SELECT id FROM collections) AND f.subject = $1";
 inline constexpr std::string_view kAuditColumns =
     "SELECT seq, time, actor, operation, collection, subject_tags, details, reason, result, prev_hash, hash"
     " FROM audit_log";

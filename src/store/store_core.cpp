@@ -438,7 +438,8 @@ class CoreStore final : public Store, private LibraryCore {
                                       Params().add(subject).add(c.name))
                                  .affected();
           } else {
-            ids = ids_of(db_->run("SELECT id FROM faces WHERE subject = $1 ORDER BY id", Params().add(subject)));
+            ids = ids_of(db_->run("SELECT f.id FROM faces f WHERE " + std::string(kSubjectsFacesEverywhere) + " ORDER BY f.id",
+                                  Params().add(subject)));
             delete_faces(ids);
             consents = db_->run("DELETE FROM consents WHERE subject = $1", Params().add(subject)).affected();
             db_->defer("DELETE FROM audit_subjects WHERE subject = $1", Params().add(subject));
@@ -465,7 +466,9 @@ class CoreStore final : public Store, private LibraryCore {
           " c.revoked_at, k.name FROM consents c JOIN collections k ON k.id = c.collection_id"
           " WHERE c.subject = $1 ORDER BY c.id",
           Params().add(subject));
-      Pending face_rows = db_->queue(std::string(kFaceColumns) + " WHERE f.subject = $1 ORDER BY f.id", Params().add(subject));
+      Pending face_rows = db_->queue(std::string(kFaceColumns) + " WHERE " + std::string(kSubjectsFacesEverywhere) +
+                                         " ORDER BY f.id",
+                                     Params().add(subject));
       Pending audit_rows = db_->queue(
           std::string(kAuditColumns) + " WHERE seq IN (SELECT seq FROM audit_subjects WHERE subject = $1) ORDER BY seq",
           Params().add(subject));
