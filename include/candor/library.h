@@ -19,7 +19,7 @@
 // added wait for them).
 //
 // The algorithm is named by a spec string, in the manner of make_index():
-//   "cw[,k=K][,edge=E][,sharp=S][,merge=M][,grow=G][,link=centroid|average][,iter=I]"
+//   "cw[,k=K][,edge=E][,sharp=S][,merge=M][,grow=G][,local=L][,link=centroid|average][,iter=I]"
 //     1. neighbours: each face's K nearest faces (default 24), found with the
 //        index named by GroupingOptions::index_spec (never an n x n matrix);
 //     2. a graph of the pairs with similarity >= E (default 0.54), minus
@@ -33,11 +33,14 @@
 //        part it does not conflict with;
 //     5. groups merged in rounds, best pair first, while the cosine of their mean
 //        templates (the subject template of issue 11; link=average: the mean
-//        pairwise similarity) is >= M + G * (1 - 1/min(size_a, size_b))
-//        (default M = 0.50, G = 0.1: a single face joins a group at 0.50, two
-//        groups of many faces need 0.60, as the means of larger groups score
-//        higher for impostors too), unless the merge would join a conflict;
-//        candidate pairs are the groups joined by a neighbour pair of step 1.
+//        pairwise similarity) is >= M + G * (1 - 1/min(size_a, size_b)) + L * c
+//        (default M = 0.43, G = 0.1, L = 0.25: two groups of many faces need
+//        0.1 more than a single face, as the means of larger groups score higher
+//        for impostors too; c is the mean, over the two groups, of their faces'
+//        similarity to their K-th nearest face, about 0.3 on LFW: a face among
+//        many look-alikes needs more to join), unless the merge would join a
+//        conflict; candidate pairs are the groups joined by a neighbour pair of
+//        step 1.
 //   The defaults were chosen on the LFW people whose names start A-M with this
 //   model's templates (`candor bench library --tune`); BCubed F on the people
 //   N-Z and on all of LFW is in README "Photo libraries: grouping (issue 13)".
@@ -80,7 +83,7 @@ struct GroupingConstraints {
 };
 
 // The default grouping spec (see the top of this file for where it comes from).
-inline constexpr const char* kDefaultGroupingSpec = "cw,k=24,edge=0.54,sharp=10,merge=0.50,grow=0.1,iter=20";
+inline constexpr const char* kDefaultGroupingSpec = "cw,k=24,edge=0.54,sharp=10,merge=0.43,grow=0.1,local=0.25,iter=20";
 
 struct GroupingOptions {
   std::string spec = kDefaultGroupingSpec;
