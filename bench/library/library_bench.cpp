@@ -356,7 +356,7 @@ void register_library_bench_commands(CLI::App& bench, const EngineOptions& optio
   c->add_option("--threads", a->threads, "Worker threads")->capture_default_str();
   c->add_option("--spec", a->spec, "Grouping spec (include/candor/library.h)")->capture_default_str();
   c->add_option("--index", a->index_spec, "Neighbour index, a make_index spec (default: GroupingOptions')");
-  c->add_flag("--tune", a->tune, "Choose edge and merge on the people A-M first (a grid), then report");
+  c->add_flag("--tune", a->tune, "Choose edge, merge, grow and local on the people A-M first (a grid), then report");
   c->add_option("--grid", a->grid, "--tune: the specs to try instead of the built-in grid");
   c->add_flag("--tune-only", a->tune_only, "--tune: stop after tuning");
   c->add_option("--synthetic", a->synthetic, "Time grouping N synthetic templates instead of LFW");

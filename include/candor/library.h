@@ -34,13 +34,13 @@
 //     5. groups merged in rounds, best pair first, while the cosine of their mean
 //        templates (the subject template of issue 11; link=average: the mean
 //        pairwise similarity) is >= M + G * (1 - 1/min(size_a, size_b)) + L * c
-//        (default M = 0.43, G = 0.1, L = 0.25: two groups of many faces need
-//        0.1 more than a single face, as the means of larger groups score higher
-//        for impostors too; c is the mean, over the two groups, of their faces'
-//        similarity to their K-th nearest face, about 0.3 on LFW: a face among
-//        many look-alikes needs more to join), unless the merge would join a
-//        conflict; candidate pairs are the groups joined by a neighbour pair of
-//        step 1.
+//        (default M = 0.36, G = 0, L = 0.5; c is the mean, over the two groups,
+//        of their faces' similarity to their K-th nearest face, about 0.28 on
+//        LFW, so about 0.50 in all: a face among many look-alikes needs more to
+//        join, and c rises as a library grows; G > 0 asks more of two large
+//        groups, whose means score higher for impostors too), unless the merge
+//        would join a conflict; candidate pairs are the groups joined by a
+//        neighbour pair of step 1.
 //   The defaults were chosen on the LFW people whose names start A-M with this
 //   model's templates (`candor bench library --tune`); BCubed F on the people
 //   N-Z and on all of LFW is in README "Photo libraries: grouping (issue 13)".
@@ -83,7 +83,7 @@ struct GroupingConstraints {
 };
 
 // The default grouping spec (see the top of this file for where it comes from).
-inline constexpr const char* kDefaultGroupingSpec = "cw,k=24,edge=0.54,sharp=10,merge=0.43,grow=0.1,local=0.25,iter=20";
+inline constexpr const char* kDefaultGroupingSpec = "cw,k=24,edge=0.54,sharp=10,merge=0.36,grow=0,local=0.5,iter=20";
 
 struct GroupingOptions {
   std::string spec = kDefaultGroupingSpec;
