@@ -394,11 +394,18 @@ class FaceGroupingImpl final : public FaceGrouping {
     for (std::size_t i = 0; i < missing.size(); ++i) knn_[static_cast<std::size_t>(missing[i])] = lists[i];
   }
 
-  // A face's local scale: its similarity to its k-th nearest face (the farthest
-  // of its list: fewer than k in a library of k faces or fewer).
+  // A face's local scale: its similarity to its k-th nearest face, but never below
+  // the scale a typical LFW face has with this model, about 0.28 (local=0.5,
+  // merge=0.36 and local=0, merge=0.50 score alike on A-M: README "Photo
+  // libraries: grouping (issue 13)"), and that also while the library holds too few
+  // faces for a k-th one. The scale only raises the threshold where look-alikes
+  // are dense: in a sparse or small library the farthest neighbours score low
+  // (below 0 in a small one), and a threshold lowered by them merges strangers.
   double scale(int f) const {
+    constexpr double kTypicalScale = 0.28;
     const auto& list = knn_[static_cast<std::size_t>(f)];
-    return list.empty() ? 0.0 : static_cast<double>(list.back().score);
+    if (list.size() < params_.k + 1) return kTypicalScale;
+    return std::max(kTypicalScale, static_cast<double>(list.back().score));
   }
 
   static void dedupe(std::vector<Edge>& edges) {
