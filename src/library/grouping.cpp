@@ -24,14 +24,14 @@ struct Params {
   // The defaults are kDefaultGroupingSpec's (include/candor/library.h).
   std::size_t k = 24;
   float edge = 0.54F;
-  float merge = 0.36F;
-  float grow = 0.0F;      // the merge threshold rises by grow * (1 - 1/min(size_a, size_b))
+  float merge = 0.50F;
+  float grow = 0.1F;      // the merge threshold rises by grow * (1 - 1/min(size_a, size_b))
   bool average = false;   // link=average: mean pairwise similarity instead of the means' cosine
   float sharp = 10.0F;    // an edge weighs exp(sharp * (similarity - edge)); 0: every edge weighs 1
   int iterations = 20;
   // The merge threshold rises by local * (the mean over both groups of their faces'
   // similarity to their k-th nearest face); 0: off.
-  float local = 0.5F;
+  float local = 0.0F;
 };
 
 // "cw,k=24,edge=0.48,..." -> Params; the message names the item that does not parse.
