@@ -66,6 +66,7 @@ struct LibraryArgs {
   bool tune = false;
   std::vector<std::string> grid;  // --tune: these specs instead of the built-in grid
   bool tune_only = false;
+  bool local_grid = false;  // --tune: the grid over local too
   bool json = false;
   std::size_t synthetic = 0;
   std::size_t add = 1000;
@@ -146,17 +147,33 @@ std::string fixed(double v, int decimals = 2) {
   return text;
 }
 
-// The spec with the best BCubed F on the tuning subset, over a grid of edge and merge.
+// The spec with the best BCubed F on the tuning subset, over a grid of edge, merge and
+// grow (--local-grid: also local, the merge values then centred on 0.50 - 0.28 * local,
+// as the local term adds local times a face's local scale, at least 0.28).
 std::string tune_spec(const LibraryArgs& a, const LfwFaces& f, const std::vector<std::size_t>& tuning) {
   std::string best;
   double best_f = -1;
   std::vector<std::string> grid = a.grid;
   if (grid.empty()) {
-    for (double edge = 0.50; edge <= 0.5601; edge += 0.02) {
-      for (double merge = 0.48; merge <= 0.5201; merge += 0.02) {
-        for (double grow : {0.0, 0.1, 0.2}) {
-          grid.push_back("cw,k=24,edge=" + fixed(edge) + ",sharp=10,merge=" + fixed(merge) + ",grow=" + fixed(grow) +
-                         ",iter=20");
+    if (a.local_grid) {
+      for (double edge = 0.52; edge <= 0.5601; edge += 0.02) {
+        for (double local : {0.0, 0.25, 0.5}) {
+          for (int step = -2; step <= 2; ++step) {
+            const double merge = 0.50 - 0.28 * local + 0.01 * step;
+            for (double grow : {0.0, 0.1, 0.2}) {
+              grid.push_back("cw,k=24,edge=" + fixed(edge) + ",sharp=10,merge=" + fixed(merge) + ",grow=" +
+                             fixed(grow) + ",local=" + fixed(local) + ",iter=20");
+            }
+          }
+        }
+      }
+    } else {
+      for (double edge = 0.50; edge <= 0.5601; edge += 0.02) {
+        for (double merge = 0.48; merge <= 0.5201; merge += 0.02) {
+          for (double grow : {0.0, 0.1, 0.2}) {
+            grid.push_back("cw,k=24,edge=" + fixed(edge) + ",sharp=10,merge=" + fixed(merge) + ",grow=" +
+                           fixed(grow) + ",iter=20");
+          }
         }
       }
     }
@@ -351,9 +368,10 @@ void register_library_bench_commands(CLI::App& bench, const EngineOptions& optio
   c->add_option("--threads", a->threads, "Worker threads")->capture_default_str();
   c->add_option("--spec", a->spec, "Grouping spec (include/candor/library.h)")->capture_default_str();
   c->add_option("--index", a->index_spec, "Neighbour index, a make_index spec (default: GroupingOptions')");
-  c->add_flag("--tune", a->tune, "Choose edge and merge on the people A-M first (a grid), then report");
+  c->add_flag("--tune", a->tune, "Choose edge, merge and grow on the people A-M first (a grid), then report");
   c->add_option("--grid", a->grid, "--tune: the specs to try instead of the built-in grid");
   c->add_flag("--tune-only", a->tune_only, "--tune: stop after tuning");
+  c->add_flag("--local-grid", a->local_grid, "--tune: also try the local-scale term (local=0, 0.25, 0.5)");
   c->add_option("--synthetic", a->synthetic, "Time grouping N synthetic templates instead of LFW");
   c->add_option("--add", a->add, "--synthetic: faces added to the grouping per timed add")->capture_default_str();
   c->add_option("--runs", a->runs, "--synthetic: runs (medians are reported)")->capture_default_str();

@@ -19,7 +19,7 @@
 // added wait for them).
 //
 // The algorithm is named by a spec string, in the manner of make_index():
-//   "cw[,k=K][,edge=E][,sharp=S][,merge=M][,grow=G][,link=centroid|average][,iter=I]"
+//   "cw[,k=K][,edge=E][,sharp=S][,merge=M][,grow=G][,local=L][,link=centroid|average][,iter=I]"
 //     1. neighbours: each face's K nearest faces (default 24), found with the
 //        index named by GroupingOptions::index_spec (never an n x n matrix);
 //     2. a graph of the pairs with similarity >= E (default 0.54), minus
@@ -33,11 +33,17 @@
 //        part it does not conflict with;
 //     5. groups merged in rounds, best pair first, while the cosine of their mean
 //        templates (the subject template of issue 11; link=average: the mean
-//        pairwise similarity) is >= M + G * (1 - 1/min(size_a, size_b))
+//        pairwise similarity) is >= M + G * (1 - 1/min(size_a, size_b)) + L * c
 //        (default M = 0.50, G = 0.1: a single face joins a group at 0.50, two
 //        groups of many faces need 0.60, as the means of larger groups score
 //        higher for impostors too), unless the merge would join a conflict;
 //        candidate pairs are the groups joined by a neighbour pair of step 1.
+//        L (default 0: off) is the local-scale term: c is the mean, over the two
+//        groups, of their faces' similarity to their K-th nearest face, at least
+//        0.28 (a typical LFW face's), so that a face among many look-alikes needs
+//        more to join and the threshold rises as a library grows. Tuned on A-M it
+//        gains on A-M and all of LFW but loses on N-Z and incrementally, so it is
+//        not the default (README "Photo libraries: grouping (issue 13)").
 //   The defaults were chosen on the LFW people whose names start A-M with this
 //   model's templates (`candor bench library --tune`); BCubed F on the people
 //   N-Z and on all of LFW is in README "Photo libraries: grouping (issue 13)".

@@ -29,6 +29,9 @@ struct Params {
   bool average = false;   // link=average: mean pairwise similarity instead of the means' cosine
   float sharp = 10.0F;    // an edge weighs exp(sharp * (similarity - edge)); 0: every edge weighs 1
   int iterations = 20;
+  // The merge threshold rises by local * (the mean over both groups of their faces'
+  // similarity to their k-th nearest face); 0: off.
+  float local = 0.0F;
 };
 
 // "cw,k=24,edge=0.48,..." -> Params; the message names the item that does not parse.
@@ -64,7 +67,9 @@ Result<Params> parse_spec(std::string_view spec) {
     else if (name == "sharp" && v >= 0 && v <= 100) p.sharp = static_cast<float>(v);
     else if (name == "grow" && v >= 0 && v <= 1) p.grow = static_cast<float>(v);
     else if (name == "iter" && v >= 0 && v <= 1000 && v == std::floor(v)) p.iterations = static_cast<int>(v);
-    else return bad("unknown parameter or value out of range (k 1..1000, edge -1..1, merge -1..1.5, iter 0..1000)");
+    else if (name == "local" && v >= 0 && v <= 2) p.local = static_cast<float>(v);
+    else return bad("unknown parameter or value out of range (k 1..1000, edge -1..1, merge -1..1.5, iter 0..1000, "
+                    "local 0..2)");
   }
   return p;
 }
@@ -120,6 +125,7 @@ class FaceGroupingImpl final : public FaceGrouping {
     std::unordered_map<int, int> position;
     for (int f : fresh) position.emplace(f, static_cast<int>(p.faces.size())), p.faces.push_back(f), p.fixed.push_back(0);
     const auto lists = neighbours(fresh);
+    remember(fresh, lists);
     for (std::size_t i = 0; i < fresh.size(); ++i) {
       for (const Neighbor& n : lists[i]) {
         const int g = static_cast<int>(n.id);
@@ -353,6 +359,55 @@ class FaceGroupingImpl final : public FaceGrouping {
     return out;
   }
 
+  // Keeps the neighbour lists for the local scale (Params::local): the new lists,
+  // and each new face in the list of an old face it is nearer to than that face's
+  // farthest kept neighbour (so an old face's scale sees the faces that arrive
+  // later, as far as the new faces' own searches find them).
+  void remember(const std::vector<int>& faces, const std::vector<std::vector<Neighbor>>& lists) {
+    if (params_.local <= 0) return;
+    knn_.resize(ids_.size());
+    for (std::size_t i = 0; i < faces.size(); ++i) knn_[static_cast<std::size_t>(faces[i])] = lists[i];
+    const std::size_t keep = params_.k + 1;
+    for (std::size_t i = 0; i < faces.size(); ++i) {
+      for (const Neighbor& n : lists[i]) {
+        auto& other = knn_[static_cast<std::size_t>(n.id)];
+        if (n.id == faces[i] || other.empty()) continue;
+        if (std::any_of(other.begin(), other.end(), [&](const Neighbor& m) { return m.id == faces[i]; })) continue;
+        if (other.size() >= keep && n.score <= other.back().score) continue;
+        auto at = std::upper_bound(other.begin(), other.end(), n.score,
+                                   [](float s, const Neighbor& m) { return s > m.score; });
+        other.insert(at, Neighbor{static_cast<std::int64_t>(faces[i]), n.score});
+        if (other.size() > keep) other.pop_back();
+      }
+    }
+  }
+
+  // Searches the given faces that have no neighbour list yet (restored ones).
+  void ensure_lists(const std::vector<int>& faces) {
+    knn_.resize(ids_.size());
+    std::vector<int> missing;
+    for (int f : faces) {
+      if (knn_[static_cast<std::size_t>(f)].empty()) missing.push_back(f);
+    }
+    if (missing.empty()) return;
+    const auto lists = neighbours(missing);
+    for (std::size_t i = 0; i < missing.size(); ++i) knn_[static_cast<std::size_t>(missing[i])] = lists[i];
+  }
+
+  // A face's local scale: its similarity to its k-th nearest face, but never below
+  // the scale a typical LFW face has with this model, about 0.28 (local=0.5,
+  // merge=0.36 and local=0, merge=0.50 score alike on A-M: README "Photo
+  // libraries: grouping (issue 13)"), and that also while the library holds too few
+  // faces for a k-th one. The scale only raises the threshold where look-alikes
+  // are dense: in a sparse or small library the farthest neighbours score low
+  // (below 0 in a small one), and a threshold lowered by them merges strangers.
+  double scale(int f) const {
+    constexpr double kTypicalScale = 0.28;
+    const auto& list = knn_[static_cast<std::size_t>(f)];
+    if (list.size() < params_.k + 1) return kTypicalScale;
+    return std::max(kTypicalScale, static_cast<double>(list.back().score));
+  }
+
   static void dedupe(std::vector<Edge>& edges) {
     for (Edge& e : edges) {
       if (e.a > e.b) std::swap(e.a, e.b);
@@ -374,6 +429,7 @@ class FaceGroupingImpl final : public FaceGrouping {
     std::unordered_map<int, int> position;
     for (std::size_t i = 0; i < faces.size(); ++i) position.emplace(faces[i], static_cast<int>(i));
     const auto lists = neighbours(faces);
+    remember(faces, lists);
     for (std::size_t i = 0; i < faces.size(); ++i) {
       for (const Neighbor& n : lists[i]) {
         auto it = position.find(static_cast<int>(n.id));
@@ -583,6 +639,7 @@ class FaceGroupingImpl final : public FaceGrouping {
       std::vector<double> sum;
       std::vector<int> faces;  // global
       bool fixed = false;
+      double scale = 0;  // the sum of its faces' local scales (Params::local)
     };
     std::unordered_map<std::int64_t, Group> groups;
     std::unordered_set<std::int64_t> fixed_labels;
@@ -602,8 +659,14 @@ class FaceGroupingImpl final : public FaceGrouping {
       }
       if (p.fixed[i] == 0) g.faces.push_back(p.faces[i]);
     }
+    if (params_.local > 0) {
+      std::vector<int> all;
+      for (const auto& [l, g] : groups) all.insert(all.end(), g.faces.begin(), g.faces.end());
+      ensure_lists(all);
+    }
     for (auto& [l, g] : groups) {
       for (int f : g.faces) {
+        if (params_.local > 0) g.scale += scale(f);
         const float* v = vec(f);
         for (std::size_t j = 0; j < d; ++j) g.sum[j] += v[j];
       }
@@ -623,9 +686,18 @@ class FaceGroupingImpl final : public FaceGrouping {
       const double n2 = norm(a) * norm(b);
       return n2 > 0 ? ab / n2 : 0.0;
     };
+    // The local term is the local scale of self-tuning spectral clustering
+    // (Zelnik-Manor & Perona, NIPS 2004: each point's distance to its K-th
+    // neighbour), used here as cohort score normalisation is in verification
+    // (Auckenthaler et al., Digital Signal Processing 10, 2000): a face in a dense
+    // part of the library (many look-alikes, so a high k-th similarity) needs a
+    // higher score to join. It is what a fixed threshold lacks as the library
+    // grows: more people bring closer look-alikes for every face, and the k-th
+    // similarity rises with them (README "Photo libraries: grouping (issue 13)").
     auto threshold = [&](const Group& a, const Group& b) {
       const auto smaller = static_cast<double>(std::min(a.faces.size(), b.faces.size()));
-      return params_.merge + params_.grow * (1.0 - 1.0 / smaller);
+      const double local = 0.5 * (a.scale / static_cast<double>(a.faces.size()) + b.scale / static_cast<double>(b.faces.size()));
+      return params_.merge + params_.grow * (1.0 - 1.0 / smaller) + params_.local * local;
     };
     for (;;) {
       pairs.clear();
@@ -686,6 +758,7 @@ class FaceGroupingImpl final : public FaceGrouping {
         for (int f : gone->faces) group_[static_cast<std::size_t>(f)] = keep_l;
         keep->faces.insert(keep->faces.end(), gone->faces.begin(), gone->faces.end());
         for (std::size_t j = 0; j < d; ++j) keep->sum[j] += gone->sum[j];
+        keep->scale += gone->scale;
         keep->fixed = keep->fixed || gone->fixed;
         groups.erase(gone_l);
         forward[gone_l] = keep_l;
@@ -705,6 +778,7 @@ class FaceGroupingImpl final : public FaceGrouping {
   std::unordered_map<std::int64_t, std::vector<int>> photo_faces_;
   std::unordered_map<std::int64_t, std::vector<std::int64_t>> cannot_, must_;  // by face id, both directions
   std::unordered_map<std::int64_t, std::vector<int>> members_;  // group id -> faces
+  std::vector<std::vector<Neighbor>> knn_;  // local > 0: per face its neighbour list (empty: not yet searched)
   std::int64_t next_group_ = 1;
 };
 

@@ -269,8 +269,33 @@ TEST(FaceGroupingTest, IncrementalAgreesWithFullOnSeparatedPeople) {
   EXPECT_DOUBLE_EQ(score_clusters(all, p.person).bcubed_f, 1.0);
 }
 
+// Two faces u, v at cosine 0.7, and a third face. With local=0.5 the merge threshold
+// is 0.5 + 0.5 * (u's and v's similarity to their 2nd nearest face, at least 0.28):
+// a third face far from both (cosine 0) leaves it at 0.64 and u, v merge; a
+// look-alike of both (cosine 0.6) raises it to 0.8 and they stay apart. With local=0
+// (threshold 0.5) they merge either way.
+TEST(FaceGroupingTest, MergeThresholdRisesWithLocalScale) {
+  auto together = [](float third_cos, const char* local) {
+    std::vector<float> v(3 * kDim, 0.0F);
+    v[0] = 1;                                     // u = e1
+    v[kDim] = 0.7F, v[kDim + 1] = std::sqrt(1 - 0.49F);  // v: cosine 0.7 with u
+    const float b = (third_cos - 0.7F * third_cos) / v[kDim + 1];  // cosine third_cos with u and v
+    v[2 * kDim] = third_cos, v[2 * kDim + 1] = b, v[2 * kDim + 2] = std::sqrt(1 - third_cos * third_cos - b * b);
+    const std::vector<GroupingFace> faces{{1, 1}, {2, 2}, {3, 3}};
+    GroupingOptions o;
+    // edge 0.99: no graph edges, so every face is its own group until the merges.
+    o.spec = std::string("cw,k=2,edge=0.99,merge=0.5,grow=0,local=") + local;
+    auto grouped = group_faces(kDim, faces, v, {}, o);
+    EXPECT_TRUE(grouped.ok());
+    return grouped->at(1) == grouped->at(2);
+  };
+  EXPECT_TRUE(together(0.0F, "0.5"));
+  EXPECT_FALSE(together(0.6F, "0.5"));
+  EXPECT_TRUE(together(0.6F, "0"));
+}
+
 TEST(FaceGroupingTest, BadInputRefused) {
-  for (const char* spec : {"kmeans", "cw,k=0", "cw,edge=x", "cw,colour=3", "cw,link=single"}) {
+  for (const char* spec : {"kmeans", "cw,k=0", "cw,edge=x", "cw,colour=3", "cw,link=single", "cw,local=3"}) {
     GroupingOptions o;
     o.spec = spec;
     auto g = FaceGrouping::create(kDim, o);
