@@ -439,6 +439,11 @@ class Store {
   // so a face deleted a moment ago, or whose consent expired a moment ago (before the
   // next retention run deletes it), is never returned, on any node.
   virtual Result<std::vector<FaceId>> existing_faces(std::span<const FaceId> ids) = 0;
+  // ensures: the ids of faces whose collection no longer exists, ascending (no template
+  // is read). The schema does not rule them out since version 6 (no foreign key on
+  // faces.collection_id: the store deletes a collection's faces itself), so
+  // `candor store verify` looks for them; no code path of the store makes one.
+  virtual Result<std::vector<FaceId>> faces_without_collection() = 0;
 
   // -- searches
   // Appends a "search" entry and, when search.charged, counts it for the actor's rate

@@ -587,6 +587,12 @@ class CoreStore final : public Store, private LibraryCore {
     });
   }
 
+  Result<std::vector<FaceId>> faces_without_collection() override {
+    return read_op<std::vector<FaceId>>([&] {
+      return ids_of(db_->run("SELECT id FROM faces WHERE collection_id NOT IN (SELECT id FROM collections) ORDER BY id"));
+    });
+  }
+
   Result<std::vector<FaceId>> existing_faces(std::span<const FaceId> ids) override {
     return read_op<std::vector<FaceId>>([&] {
       if (ids.empty()) return std::vector<FaceId>{};

@@ -83,6 +83,11 @@ Result<StoreCheck> verify_store(std::string_view uri, const StoreOptions& option
   for (const Collection& c : *collections) {
     if (Status st = verify_collection(store, c, check); !st) return st.error();
   }
+  Result<std::vector<FaceId>> orphans = store.faces_without_collection();
+  if (!orphans) return orphans.error();
+  for (const FaceId id : *orphans) {
+    check.problems.push_back("face " + std::to_string(id) + " belongs to no collection (its collection is gone)");
+  }
   Result<std::vector<PhotoLibrary>> libraries = store.library().list_libraries();
   if (!libraries) return libraries.error();
   check.libraries = static_cast<std::int64_t>(libraries->size());

@@ -225,6 +225,15 @@ TEST_P(VerifyTest, NamesAFaceWithoutConsent) {
   EXPECT_NE(problem.find("no consent record"), std::string::npos) << problem;
 }
 
+// Since schema v6 no foreign key ties a face to its collection: a face whose collection is
+// gone is named (before, each collection's faces were checked and this one was in none).
+TEST_P(VerifyTest, NamesAFaceWhoseCollectionIsGone) {
+  db_->exec("UPDATE faces SET collection_id = 999999 WHERE id = " + std::to_string(ids_[2]));
+  const std::string problem = first_problem();
+  EXPECT_NE(problem.find("face " + std::to_string(ids_[2]) + " belongs to no collection"), std::string::npos)
+      << problem;
+}
+
 // A photo library's templates are checked like a collection's: counted, and a template
 // that does not open is named with its library and face.
 TEST_P(VerifyTest, NamesACorruptedLibraryTemplateAndCountsTheRest) {
