@@ -13,6 +13,7 @@
 
 #include "candor/crypto.h"
 #include "candor/photo_library.h"
+#include "photo_digest.h"
 
 namespace candor {
 namespace {
@@ -32,8 +33,7 @@ LoadedPhoto load_photo(const LibraryPhoto& photo, const ImageLimits& limits) {
   auto bytes = read_file_bytes(photo.path, limits.max_bytes);
   if (!bytes) {
     out.why = bytes.error().code == ErrorCode::kImageTooLarge ? Unavailable::kChanged : Unavailable::kMissing;
-  } else if (sha256_hex(std::span<const std::byte>(reinterpret_cast<const std::byte*>(bytes->data()), bytes->size())) !=
-             photo.sha256) {
+  } else if (photo_digest(*bytes) != photo.sha256) {
     out.why = Unavailable::kChanged;
   } else if (auto image = decode_image(*bytes, limits); !image) {
     out.why = Unavailable::kUndecodable;

@@ -14,6 +14,7 @@
 
 #include "candor/crypto.h"
 #include "candor/parallel.h"
+#include "photo_digest.h"
 
 namespace candor {
 namespace {
@@ -108,10 +109,6 @@ std::int64_t mtime_ns(const std::filesystem::path& p) {
   struct stat st {};
   if (::stat(p.c_str(), &st) != 0) return 0;
   return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
-}
-
-std::string digest(std::span<const std::uint8_t> bytes) {
-  return sha256_hex(std::span<const std::byte>(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()));
 }
 
 }  // namespace
@@ -228,7 +225,7 @@ Result<IngestReport> ingest_photos(const Engine& engine, LibraryStore& store, st
       photo.error = std::string(error_code_name(bytes.error().code)) + ": " + bytes.error().message;
       photo.sha256 = sha256_hex(std::string_view(photo.path));  // no content read: the path stands in
     } else {
-      photo.sha256 = digest(*bytes);
+      photo.sha256 = photo_digest(*bytes);
       {
         std::lock_guard lock(mutex);
         if (seen != by_path.end() && seen->second.sha256 == photo.sha256) {
