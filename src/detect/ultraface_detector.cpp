@@ -48,6 +48,11 @@ constexpr float kMaxFineLevelFacePx = static_cast<float>(kMinDetectablePx * kLev
 // 4000x3000 photo's level for 60 px faces (1333x1000) 6 x 6 times, now 5 x 6: 35 detector
 // runs a photo in all, not 41 (README "Photo libraries", ingest).
 constexpr int kTileOverlap = static_cast<int>(kMaxFineLevelFacePx + 2 * kCutMargin);
+// With a backend that takes any input size, a finer level runs in views of up to this many
+// network pixels a side instead of 320x240 tiles: a 1920x1080 frame's level for 40 px faces
+// (960x540) in one view, with no overlap to compute twice; a 12 MP photo's finest level
+// (3333x2500) in 12. The cap bounds one view's activations (~16 MB for its first layer).
+constexpr int kWideView = 1024;
 
 }  // namespace
 
@@ -83,7 +88,13 @@ std::vector<Face> suppress_overlaps(std::vector<Face> faces, float iou_threshold
 }
 
 UltraFaceDetector::UltraFaceDetector(ModelSpec spec, std::unique_ptr<NetPool> nets)
-    : spec_(std::move(spec)), nets_(std::move(nets)) {}
+    : spec_(std::move(spec)), nets_(std::move(nets)) {
+  const auto& outputs = spec_.outputs;
+  any_size_ = nets_->accepts_any_size() &&
+              std::all_of(ultraface_heads().begin(), ultraface_heads().end(), [&](const UltraFaceHead& head) {
+                return outputs.contains(ultraface_class_key(head)) && outputs.contains(ultraface_box_key(head));
+              });
+}
 
 int UltraFaceDetector::smallest_min_face(cv::Size image) const {
   const double pixels = static_cast<double>(image.width) * image.height;
@@ -105,26 +116,44 @@ std::vector<double> UltraFaceDetector::pyramid_scales(cv::Size image, int min_fa
   return scales;
 }
 
+std::vector<HeadBox> UltraFaceDetector::run_view(const cv::Mat& view, float threshold) const {
+  const InputSpec& in = spec_.input;
+  const cv::Mat blob = cv::dnn::blobFromImage(view, in.scale, view.size(), cv::Scalar::all(in.mean),
+                                              in.color == ColorOrder::kRgb, false, CV_32F);
+  std::vector<HeadBox> boxes;
+  if (any_size_) {
+    std::vector<std::string> names;
+    for (const UltraFaceHead& head : ultraface_heads()) {
+      names.push_back(spec_.outputs.at(ultraface_class_key(head)));
+      names.push_back(spec_.outputs.at(ultraface_box_key(head)));
+    }
+    const std::vector<cv::Mat> outs = nets_->run(blob, names);
+    for (std::size_t k = 0; k < ultraface_heads().size(); ++k) {
+      decode_ultraface_head(outs[2 * k], outs[2 * k + 1], ultraface_heads()[k], view.size(), threshold, boxes);
+    }
+    return boxes;
+  }
+  // The graph's own decoding, for a backend bound to the 320x240 its priors were stored for.
+  const std::vector<cv::Mat> outs = nets_->run(blob, {spec_.outputs.at("boxes"), spec_.outputs.at("scores")});
+  const int n = outs[0].size[1];
+  const auto* b = outs[0].ptr<float>();  // 1 x N x 4: x1, y1, x2, y2 in [0, 1]
+  const auto* s = outs[1].ptr<float>();  // 1 x N x 2: background, face
+  const auto w = static_cast<float>(view.cols), h = static_cast<float>(view.rows);
+  for (int i = 0; i < n; ++i) {
+    if (s[2 * i + 1] < threshold) continue;
+    boxes.push_back({b[4 * i] * w, b[4 * i + 1] * h, b[4 * i + 2] * w, b[4 * i + 3] * h, s[2 * i + 1]});
+  }
+  return boxes;
+}
+
 void UltraFaceDetector::run_tile(const cv::Mat& tile, cv::Rect valid, bool cut_left, bool cut_top, bool cut_right,
                                  bool cut_bottom, double scale, float threshold, float max_size,
                                  std::vector<Face>& out) const {
-  const InputSpec& in = spec_.input;
-  cv::Mat blob = cv::dnn::blobFromImage(tile, in.scale, cv::Size(in.width, in.height),
-                                        cv::Scalar::all(in.mean), in.color == ColorOrder::kRgb, false, CV_32F);
-  const std::vector<cv::Mat> outs = nets_->run(blob, {spec_.outputs.at("boxes"), spec_.outputs.at("scores")});
-  const cv::Mat& boxes = outs[0];   // 1 x N x 4: x1, y1, x2, y2 in [0, 1]
-  const cv::Mat& scores = outs[1];  // 1 x N x 2: background, face
-  const int n = boxes.size[1];
-  const auto* b = boxes.ptr<float>();
-  const auto* s = scores.ptr<float>();
-  const float w = static_cast<float>(in.width), h = static_cast<float>(in.height);
   const float valid_w = static_cast<float>(valid.width), valid_h = static_cast<float>(valid.height);
   const cv::Point origin = valid.tl();
-  for (int i = 0; i < n; ++i) {
-    const float score = s[2 * i + 1];
-    if (score < threshold) continue;
-    float x1 = std::clamp(b[4 * i] * w, 0.0f, valid_w), y1 = std::clamp(b[4 * i + 1] * h, 0.0f, valid_h);
-    float x2 = std::clamp(b[4 * i + 2] * w, 0.0f, valid_w), y2 = std::clamp(b[4 * i + 3] * h, 0.0f, valid_h);
+  for (const HeadBox& box : run_view(tile, threshold)) {
+    const float x1 = std::clamp(box.x1, 0.0f, valid_w), y1 = std::clamp(box.y1, 0.0f, valid_h);
+    const float x2 = std::clamp(box.x2, 0.0f, valid_w), y2 = std::clamp(box.y2, 0.0f, valid_h);
     if (x2 - x1 < 2 || y2 - y1 < 2 || std::max(x2 - x1, y2 - y1) > max_size) continue;
     if ((cut_left && x1 < kCutMargin) || (cut_top && y1 < kCutMargin) ||
         (cut_right && x2 > valid_w - kCutMargin) || (cut_bottom && y2 > valid_h - kCutMargin)) {
@@ -134,14 +163,25 @@ void UltraFaceDetector::run_tile(const cv::Mat& tile, cv::Rect valid, bool cut_l
     const auto inv = static_cast<float>(1.0 / scale);
     f.box = {(x1 + static_cast<float>(origin.x)) * inv, (y1 + static_cast<float>(origin.y)) * inv, (x2 - x1) * inv,
              (y2 - y1) * inv};
-    f.score = score;
+    f.score = box.score;
     out.push_back(f);
   }
 }
 
+cv::Size UltraFaceDetector::view_size(int level_width, int level_height, bool coarsest) const {
+  const cv::Size net(spec_.input.width, spec_.input.height);
+  if (!any_size_ || coarsest) return net;
+  // A level smaller than a wide view runs whole, its size rounded up to the coarsest
+  // head's stride (fewer distinct shapes for the backend to plan; the padding is the
+  // network's zero, as in a partial tile).
+  const int step = ultraface_heads().back().stride;
+  const auto round_up = [step](int v) { return (v + step - 1) / step * step; };
+  return {std::min(round_up(std::max(level_width, net.width)), kWideView),
+          std::min(round_up(std::max(level_height, net.height)), kWideView)};
+}
+
 void UltraFaceDetector::search_levels(const cv::Mat& bgr, const std::vector<double>& scales, float score_threshold,
                                       std::vector<Face>& candidates) const {
-  const int net_w = spec_.input.width, net_h = spec_.input.height;
   const cv::Scalar pad = cv::Scalar::all(spec_.input.mean);  // normalises to 0
   for (double scale : scales) {
     const bool coarsest = scale == scales.front();
@@ -152,11 +192,12 @@ void UltraFaceDetector::search_levels(const cv::Mat& bgr, const std::vector<doub
     const int sh = std::max(1, static_cast<int>(std::lround(bgr.rows * scale)));
     cv::Mat scaled;
     cv::resize(bgr, scaled, cv::Size(sw, sh), 0, 0, scale < 1.0 ? cv::INTER_AREA : cv::INTER_LINEAR);
-    const auto xs = tile_origins(sw, net_w), ys = tile_origins(sh, net_h);
+    const cv::Size view = view_size(sw, sh, coarsest);
+    const auto xs = tile_origins(sw, view.width), ys = tile_origins(sh, view.height);
     for (int oy : ys) {
       for (int ox : xs) {
-        const cv::Rect roi(ox, oy, std::min(net_w, sw - ox), std::min(net_h, sh - oy));
-        cv::Mat tile(net_h, net_w, CV_8UC3, pad);
+        const cv::Rect roi(ox, oy, std::min(view.width, sw - ox), std::min(view.height, sh - oy));
+        cv::Mat tile(view, CV_8UC3, pad);
         scaled(roi).copyTo(tile(cv::Rect(0, 0, roi.width, roi.height)));
         // Partial tiles are padded (letterboxed), not stretched, so the network sees
         // undistorted faces; run_tile keeps boxes within the valid part only.

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "candor/engine.h"
+#include "detect/ultraface_heads.h"
 #include "infer/net_pool.h"
 
 namespace candor {
@@ -52,7 +53,15 @@ class UltraFaceDetector {
   const ModelSpec& spec() const { return spec_; }
 
  private:
-  // Runs the network on one net-sized tile whose `valid` part (origin in the scaled
+  // The network on one view (net-sized, or any size when any_size_): candidate boxes in
+  // the view's pixels with a face probability >= threshold.
+  std::vector<HeadBox> run_view(const cv::Mat& view, float threshold) const;
+
+  // The view a level is searched in: the network's input size, or with any_size_ a finer
+  // level whole (rounded up to the coarsest head's stride) up to kWideView a side.
+  cv::Size view_size(int level_width, int level_height, bool coarsest) const;
+
+  // Runs the network on one tile (a view) whose `valid` part (origin in the scaled
   // image) holds pixels; appends faces in original image coordinates.
   void run_tile(const cv::Mat& tile, cv::Rect valid, bool cut_left, bool cut_top, bool cut_right,
                 bool cut_bottom, double scale, float threshold, float max_size, std::vector<Face>& out) const;
@@ -68,6 +77,9 @@ class UltraFaceDetector {
 
   ModelSpec spec_;
   std::unique_ptr<NetPool> nets_;
+  // The backend runs any input size and the manifest names the raw heads: finer levels
+  // run in wide views decoded in C++ (ultraface_heads.h), not 320x240 tiles.
+  bool any_size_ = false;
 };
 
 }  // namespace candor

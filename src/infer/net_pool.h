@@ -45,6 +45,9 @@ class NetPool {
   // before the replica is released, so another thread's inference cannot overwrite them.
   std::vector<cv::Mat> run(const cv::Mat& blob, const std::vector<std::string>& outputs) const;
   std::size_t replicas() const { return nets_.size(); }
+  // Whether run() takes inputs of any spatial size. OpenCV 4.6 plans a graph's shapes as a
+  // whole, so a graph whose constants fix its input size (RFB-320's priors) takes no other.
+  bool accepts_any_size() const { return false; }
   const std::vector<std::string>& output_names() const { return output_names_; }
 
  private:
