@@ -144,6 +144,12 @@ class LibraryStore {
   virtual Result<std::vector<LibraryFace>> list_faces(std::string_view library, bool with_templates,
                                                       bool with_forgotten = false) = 0;
 
+  // One active face of the library, without its template: one indexed row, however large
+  // the library (a thumbnail needs the box of one face, not the list of 100,000).
+  // ensures: kNotFound when the library has no such active face (a forgotten face, or a
+  //          face of another library, is not found).
+  virtual Result<LibraryFace> find_face(std::string_view library, std::int64_t face) = 0;
+
   // Sets the group of each face in `groups` (face id -> group number > 0), and drops the
   // labels of numbers no active face holds any more. Audited "library_group" (counts).
   // ensures: kInvalidArgument for a number <= 0; faces not of this library are ignored.

@@ -115,19 +115,15 @@ std::vector<std::uint8_t> face_thumbnail_jpeg(const cv::Mat& photo, const FaceBo
 
 Result<std::vector<std::uint8_t>> library_face_thumbnail(LibraryStore& store, std::string_view library,
                                                          std::int64_t face, const ThumbnailOptions& options) {
-  auto faces = store.list_faces(library, false);
-  if (!faces) return faces.error();
-  const auto it = std::find_if(faces->begin(), faces->end(), [&](const LibraryFace& f) { return f.id == face; });
-  if (it == faces->end()) {
-    return Error{ErrorCode::kNotFound, "library '" + std::string(library) + "' has no face " + std::to_string(face)};
-  }
+  auto found = store.find_face(library, face);
+  if (!found) return found.error();
   const std::int64_t ids[] = {face};
   auto photos = store.photos_of_faces(library, ids);
   if (!photos) return photos.error();
   if (photos->empty()) return Error{ErrorCode::kNotFound, "the photo of face " + std::to_string(face) + " is not recorded"};
   LoadedPhoto loaded = load_photo(photos->front(), options.limits);
   if (loaded.why != Unavailable::kNone) return loaded.error;
-  return face_thumbnail_jpeg(loaded.image, it->box, options);
+  return face_thumbnail_jpeg(loaded.image, found->box, options);
 }
 
 Result<LibraryReportSummary> write_library_report(LibraryStore& store, std::string_view library,

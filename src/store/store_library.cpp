@@ -277,6 +277,28 @@ class LibraryStoreImpl final : public LibraryStore {
     return out;
   }
 
+  Result<LibraryFace> find_face(std::string_view library, std::int64_t face) override {
+    LibraryFace f;
+    bool found = false;
+    auto s = core_.read([&](Driver& db) {
+      const PhotoLibrary lib = require(db, library);
+      const Rows r = db.run(
+          "SELECT id, photo_id, box_x, box_y, box_w, box_h, group_number FROM library_faces"
+          " WHERE id = $1 AND library_id = $2 AND state = 'active'",
+          Params().add(face).add(lib.id));
+      if (r.size() == 0) return;
+      found = true;
+      f.id = r.int64(0, 0);
+      f.photo = r.int64(0, 1);
+      f.box = FaceBox{static_cast<float>(r.dbl(0, 2)), static_cast<float>(r.dbl(0, 3)), static_cast<float>(r.dbl(0, 4)),
+                      static_cast<float>(r.dbl(0, 5))};
+      f.group = r.is_null(0, 6) ? 0 : r.int64(0, 6);
+    });
+    if (!s) return s.error();
+    if (!found) return Error{ErrorCode::kNotFound, "library '" + std::string(library) + "' has no face " + std::to_string(face)};
+    return f;
+  }
+
   Status save_groups(std::string_view library, const std::map<std::int64_t, std::int64_t>& groups,
                      const AuditContext& ctx) override {
     return core_.write(ctx, draft("library_group", library), [&](Driver& db, AuditDraft& audit) {

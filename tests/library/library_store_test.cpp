@@ -211,6 +211,30 @@ TEST_P(LibraryStoreTest, ForgetThenReAddBringsNothingBack) {
   EXPECT_TRUE(store_->audit_verify()->intact);
 }
 
+// find_face answers one active face of the library by id, with its box, and nothing for a
+// forgotten face, a face of another library or an id that does not exist.
+TEST_P(LibraryStoreTest, FindFaceAnswersOneActiveFaceOfThisLibraryOnly) {
+  add_photos(0, 4, 2, 1);
+  ASSERT_TRUE(lib_->create_library({"trip", "me", 365}, who()).ok());
+  ASSERT_TRUE(lib_->add_photo("trip", photo_at("/trip/0.jpg"), {face_of(5, 0, 40)}, who()).ok());
+  ASSERT_TRUE(group_new_faces(*lib_, "family", {}, who()).ok());
+  const auto faces = lib_->list_faces("family", false).value();
+  ASSERT_EQ(faces.size(), 5U);
+  const LibraryFace& beside = faces[2];  // photo 1's second face, at x = 200
+  const auto found = lib_->find_face("family", beside.id);
+  ASSERT_TRUE(found.ok()) << found.error().message;
+  EXPECT_EQ(found->id, beside.id);
+  EXPECT_EQ(found->photo, beside.photo);
+  EXPECT_EQ(found->box.x, 200.0F);
+  EXPECT_EQ(found->group, beside.group);
+  const std::int64_t trip_face = lib_->list_faces("trip", false).value().at(0).id;
+  EXPECT_EQ(lib_->find_face("family", trip_face).error().code, ErrorCode::kNotFound);
+  EXPECT_TRUE(lib_->find_face("trip", trip_face).ok());
+  EXPECT_EQ(lib_->find_face("family", 1'000'000).error().code, ErrorCode::kNotFound);
+  ASSERT_TRUE(lib_->forget_group("family", beside.group, who("the owner's request")).ok());
+  EXPECT_EQ(lib_->find_face("family", beside.id).error().code, ErrorCode::kNotFound);
+}
+
 TEST_P(LibraryStoreTest, DeleteLeavesNoRowAndIsAudited) {
   add_photos(0, 6, 2, 3);
   ASSERT_TRUE(group_new_faces(*lib_, "family", {}, who()).ok());
