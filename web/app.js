@@ -292,9 +292,10 @@ function deleteCollectionForm(name, faces) {
     const r = await busy(form, null, '', () => attempt(errNode, () => api.deleteCollection(name, reason.value.trim())));
     if (!r) return;
     show($('collection-detail'), false);
-    showOk($('collections-ok'), `Collection ${name} deleted with ${plural(r.deleted_faces || 0, 'face')}.`);
     await attempt($('collections-error'), refreshCollections);
     renderCollectionsTable();
+    // Said once the list shows it: a reader (or a test) told "deleted" finds no row.
+    showOk($('collections-ok'), `Collection ${name} deleted with ${plural(r.deleted_faces || 0, 'face')}.`);
     focusOn($('collections-ok'));
   });
   return form;
@@ -328,10 +329,10 @@ function initCollections() {
     };
     const created = await busy(form, null, '', () => attempt(errNode, () => api.createCollection(spec)));
     if (!created) return;
-    showOk($('collection-form-ok'), `Collection ${created.name || name} created.`);
     form.reset();
     await attempt($('collections-error'), refreshCollections);
     renderCollectionsTable();
+    showOk($('collection-form-ok'), `Collection ${created.name || name} created.`);
     focusOn($('collection-form-ok'));
   });
 }
@@ -400,8 +401,8 @@ async function loadConsents() {
         // whose "recorded" message would now be stale.
         showOk($('consent-ok'), null);
         showOk($('consent-warning'), null);
-        showOk($('consents-ok'), `Consent of ${c.subject} revoked; ${plural(r.deleted_faces || 0, 'face')} deleted.`);
         await loadConsents();
+        showOk($('consents-ok'), `Consent of ${c.subject} revoked; ${plural(r.deleted_faces || 0, 'face')} deleted.`);
         focusOn($('consents-ok'));
       }
     });

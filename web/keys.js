@@ -35,8 +35,8 @@ async function revokeKey(name) {
   if (!window.confirm(`Revoke the key ${name}? Clients using it are refused within seconds.`)) return;
   const r = await attempt($('keys-error'), () => api.deleteKey(name));
   if (!r) return;
-  showOk($('keys-ok'), `Key ${name} revoked.`);
   await loadKeys();
+  showOk($('keys-ok'), `Key ${name} revoked.`);
   focusOn($('keys-ok'));
 }
 

@@ -115,8 +115,8 @@ async function act(call, done) {
   showOk($('libraries-ok'), null);
   const r = await attempt($('libraries-error'), call);
   if (!r) return;
-  showOk($('libraries-ok'), done);
   await loadGroups();
+  showOk($('libraries-ok'), done);
 }
 
 export function init(loaders) {

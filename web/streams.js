@@ -60,8 +60,8 @@ async function act(s, call, done) {
   showOk($('streams-ok'), null);
   const r = await attempt($('streams-error'), () => call(s.id));
   if (!r) return;
-  showOk($('streams-ok'), `Stream ${s.name} ${done}.`);
   await loadStreams();
+  showOk($('streams-ok'), `Stream ${s.name} ${done}.`);
 }
 
 async function removeStream(s) {
@@ -70,8 +70,8 @@ async function removeStream(s) {
   const r = await attempt($('streams-error'), () => api.deleteStream(s.id));
   if (!r) return;
   if (watching && watching.id === s.id) stopWatching();
-  showOk($('streams-ok'), `Stream ${s.name} deleted.`);
   await loadStreams();
+  showOk($('streams-ok'), `Stream ${s.name} deleted.`);
   focusOn($('streams-ok'));
 }
 
@@ -145,8 +145,8 @@ export function init(loaders) {
     if (!created) return;
     showError(errNode, null);
     $('stream-source').value = ''; // the credentials are not kept in the page
-    showOk($('streams-ok'), `Stream ${created.name} created${created.state === 'running' ? ' and starting' : ''}.`);
     await loadStreams();
+    showOk($('streams-ok'), `Stream ${created.name} created${created.state === 'running' ? ' and starting' : ''}.`);
     focusOn($('streams-ok'));
   });
 }
