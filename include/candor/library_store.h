@@ -185,6 +185,12 @@ class LibraryStore {
   //          search is, so a server key's search budget covers finds too.
   virtual Status record_find(std::string_view library, std::string_view details_json, const AuditContext& ctx) = 0;
 
+  // Records a find refused before it ran because the key's search budget is spent, as a
+  // refused collection search is: one "library_find" entry with result
+  // "refused: rate_limited" and the budget's window; nothing is charged.
+  // requires: a reason. ensures: kNotFound for an unknown library.
+  virtual Status record_find_refused(std::string_view library, std::string_view window, const AuditContext& ctx) = 0;
+
   // Deletes the templates of every face of the group, marks them forgotten, drops the
   // group's label and every correction naming them. requires: a reason.
   // ensures: the face ids forgotten; kNotFound when the group holds no active face.

@@ -241,10 +241,11 @@ void find(Context& ctx, Call& call) {
   auto images = images_from(call.req, "image", false);
   if (!images) return send_error(call.res, images.error());
   // A 1:N search of the library: the key's search budget applies as to a collection's
-  // (record_find counts it). A refusal is counted in the metrics and logged, not audited:
-  // the audit's search entries name a collection, and nothing was searched.
+  // (record_find counts it), and a refusal is audited as a refused collection search is.
   auto budget = admit_search(ctx, call, [&](const std::string& window) {
-    ctx.log->info("library find refused: search budget spent", {{"library", lib->name}, {"window", window}});
+    if (auto st = ctx.store->library().record_find_refused(lib->name, window, *audit); !st) {
+      ctx.log->error("could not audit a refused library find", {{"code", error_code_name(st.error().code)}});
+    }
   });
   if (!budget) return;
   auto ticket = admit_inference(ctx, call);

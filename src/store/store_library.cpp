@@ -452,6 +452,16 @@ class LibraryStoreImpl final : public LibraryStore {
     });
   }
 
+  Status record_find_refused(std::string_view library, std::string_view window, const AuditContext& ctx) override {
+    AuditDraft refused = draft("library_find", library);
+    refused.result = "refused: rate_limited";
+    return core_.write(ctx, std::move(refused), [&](Driver& db, AuditDraft& audit) {
+      require_text(ctx.reason, "reason (every search states why)");
+      const PhotoLibrary lib = require(db, library);
+      audit.details = dump(json{{"library_id", lib.id}, {"window", std::string(window)}});
+    });
+  }
+
   Result<std::vector<std::int64_t>> forget_group(std::string_view library, std::int64_t group,
                                                  const AuditContext& ctx) override {
     std::vector<std::int64_t> ids;

@@ -212,6 +212,16 @@ TEST_F(LibraryRoutesTest, FindSpendsTheKeysSearchBudget) {
   EXPECT_EQ(second->status, 429) << second->body;
   EXPECT_EQ(test::error_code(second), "rate_limited");
   EXPECT_EQ(store_->search_count("key:lib-budget", before).value(), 1) << "a refused find is not charged";
+  // Every search is audited, the refused one too, with its reason.
+  AuditFilter f;
+  f.operation = "library_find";
+  f.actor = "key:lib-budget";
+  const auto entries = store_->audit_list(f).value();
+  ASSERT_EQ(entries.size(), 2U);
+  EXPECT_EQ(entries[0].result, "ok");
+  EXPECT_EQ(entries[1].result, "refused: rate_limited");
+  EXPECT_EQ(entries[1].reason, "budget check");
+  EXPECT_EQ(entries[1].collection, "library:family");
 }
 
 TEST_F(LibraryRoutesTest, OwnerNamesMergesHidesRemovesFindsForgetsAndDeletes) {
