@@ -235,6 +235,9 @@ class MqttSink : public EventSink {
   //          the sink connects when it comes up. The destructor waits up to flush_timeout
   //          for queued events, publishes "offline" and joins both threads.
   static Result<std::unique_ptr<MqttSink>> create(MqttOptions options);
+  // The checks create() makes of the options, without a client or a connection: the
+  // server checks a stream's MQTT output when the stream is created, not when it starts.
+  static Status check(const MqttOptions& options);
   virtual MqttStatus status() const = 0;
 };
 

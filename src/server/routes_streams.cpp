@@ -164,15 +164,36 @@ void create_stream(Context& ctx, Call& call) {
   if (auto it = body->find("outputs"); it != body->end() && !it->is_null()) {
     if (!it->is_object()) return send_error(call.res, bad("field 'outputs' must be an object"));
     for (const auto& [k, v] : it->items()) {
-      if (k != "webhook") return send_error(call.res, bad("outputs: unknown output '" + k.substr(0, 64) + "' (webhook)"));
-      if (!v.is_object()) return send_error(call.res, bad("outputs.webhook must be an object {url, secret}"));
-      auto url = text_field(v, "url", kMaxSourceBytes, true);
-      auto secret = text_field(v, "secret", kMaxSecretBytes, true);
-      if (!url || !secret || !url->starts_with("http://") || secret->size() < 16 || v.size() != 2) {
-        return send_error(call.res, bad("outputs.webhook: {url: http://host[:port]/path, secret: 16..256 bytes}"));
+      if (k == "webhook") {
+        if (!v.is_object()) return send_error(call.res, bad("outputs.webhook must be an object {url, secret}"));
+        auto url = text_field(v, "url", kMaxSourceBytes, true);
+        auto secret = text_field(v, "secret", kMaxSecretBytes, true);
+        if (!url || !secret || !url->starts_with("http://") || secret->size() < 16 || v.size() != 2) {
+          return send_error(call.res, bad("outputs.webhook: {url: http://host[:port]/path, secret: 16..256 bytes}"));
+        }
+        outputs["webhook"] = {{"url", *url}, {"secret", *secret}};
+        shown["webhook"] = {{"url", mask_credentials(*url)}};
+      } else if (k == "mqtt") {
+        // The broker's user and password are secrets like the source's: sealed with the
+        // stream's other outputs, never shown (only whether there are any).
+        constexpr std::string_view kShape =
+            "outputs.mqtt: {url: mqtt(s)://host[:port][/prefix], username, password} (credentials optional, not in the URL)";
+        if (!v.is_object()) return send_error(call.res, bad(std::string(kShape)));
+        auto url = text_field(v, "url", kMaxSourceBytes, true);
+        auto user = text_field(v, "username", kMaxSecretBytes, false);
+        auto password = text_field(v, "password", kMaxSecretBytes, false);
+        if (!url || !user || !password || v.size() != 1U + v.count("username") + v.count("password")) {
+          return send_error(call.res, bad(std::string(kShape)));
+        }
+        MqttOptions mqtt;
+        mqtt.url = *url;
+        mqtt.stream = *name;
+        if (auto st = MqttSink::check(mqtt); !st) return send_error(call.res, bad("outputs.mqtt: " + st.error().message));
+        outputs["mqtt"] = {{"url", *url}, {"username", *user}, {"password", *password}};
+        shown["mqtt"] = {{"url", *url}, {"credentials", !user->empty()}};
+      } else {
+        return send_error(call.res, bad("outputs: unknown output '" + k.substr(0, 64) + "' (webhook, mqtt)"));
       }
-      outputs["webhook"] = {{"url", *url}, {"secret", *secret}};
-      shown["webhook"] = {{"url", mask_credentials(*url)}};
     }
   }
   // The decisions are searches of this key: it must see the collection and may search.

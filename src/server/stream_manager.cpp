@@ -108,6 +108,7 @@ class StreamManager::Hub final : public EventSink {
 
 struct StreamManager::Running {
   std::unique_ptr<WebhookSink> webhook;
+  std::unique_ptr<MqttSink> mqtt;
   std::unique_ptr<EventSink> fanout;
   std::unique_ptr<Stream> stream;
   std::string source;  // for scrubbing messages
@@ -244,6 +245,16 @@ void StreamManager::start_local(const StreamRecord& record) {
     if (!sink) return fail("webhook: " + scrub(sink.error().message, w.url));
     r->webhook = std::move(*sink);
   }
+  if (outputs.is_object() && outputs.contains("mqtt")) {
+    MqttOptions m;
+    m.url = outputs["mqtt"].value("url", "");
+    m.stream = record.name;
+    m.username = outputs["mqtt"].value("username", "");
+    m.password = outputs["mqtt"].value("password", "");
+    auto sink = MqttSink::create(m);  // a broker that is down is no error: the sink connects when it is up
+    if (!sink) return fail("mqtt: " + sink.error().message);
+    r->mqtt = std::move(*sink);
+  }
   auto source = make_video_source(secrets->source);
   if (!source) return fail(scrub(source.error().message, secrets->source));
   Hub* hub = nullptr;
@@ -253,8 +264,11 @@ void StreamManager::start_local(const StreamRecord& record) {
   }
   hub->set_source(secrets->source);
   EventSink* sink = hub;
-  if (r->webhook) {
-    r->fanout = make_fanout_sink({hub, r->webhook.get()});
+  std::vector<EventSink*> sinks{hub};
+  if (r->webhook) sinks.push_back(r->webhook.get());
+  if (r->mqtt) sinks.push_back(r->mqtt.get());
+  if (sinks.size() > 1) {
+    r->fanout = make_fanout_sink(sinks);
     sink = r->fanout.get();
   }
   StreamOptions o;

@@ -291,7 +291,16 @@ std::string mqtt_stream_id(const std::string& stream) {
   return id;
 }
 
-Result<std::unique_ptr<MqttSink>> MqttSink::create(MqttOptions options) {
+namespace {
+
+struct Broker {
+  std::string host;
+  int port = 0;
+  bool tls = false;
+  std::string prefix;
+};
+
+Result<Broker> parse_options(const MqttOptions& options) {
   static const std::regex kUrl(R"(^(mqtts?)://([^/@\s]+@)?([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\])(?::([0-9]{1,5}))?(/[^\s]*)?$)");
   std::smatch m;
   if (!std::regex_match(options.url, m, kUrl)) {
@@ -301,24 +310,39 @@ Result<std::unique_ptr<MqttSink>> MqttSink::create(MqttOptions options) {
     return Error{ErrorCode::kInvalidArgument,
                  "credentials do not go in the MQTT URL (ps and logs show it): " + mask_credentials(options.url)};
   }
-  const bool tls = m[1].str() == "mqtts";
-  const int port = m[4].matched ? std::stoi(m[4].str()) : (tls ? 8883 : 1883);  // IANA's MQTT ports
-  if (port < 1 || port > 65535) return Error{ErrorCode::kInvalidArgument, "an MQTT port is 1..65535"};
-  std::string prefix = m[5].matched ? m[5].str().substr(1) : "candor";
-  while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
-  if (prefix.empty()) prefix = "candor";
-  if (prefix.find_first_of("+#") != std::string::npos || options.discovery_prefix.find_first_of("+#") != std::string::npos) {
+  Broker b;
+  b.tls = m[1].str() == "mqtts";
+  b.port = m[4].matched ? std::stoi(m[4].str()) : (b.tls ? 8883 : 1883);  // IANA's MQTT ports
+  if (b.port < 1 || b.port > 65535) return Error{ErrorCode::kInvalidArgument, "an MQTT port is 1..65535"};
+  b.prefix = m[5].matched ? m[5].str().substr(1) : "candor";
+  while (!b.prefix.empty() && b.prefix.back() == '/') b.prefix.pop_back();
+  if (b.prefix.empty()) b.prefix = "candor";
+  if (b.prefix.find_first_of("+#") != std::string::npos || options.discovery_prefix.find_first_of("+#") != std::string::npos) {
     return Error{ErrorCode::kInvalidArgument, "an MQTT topic prefix holds no '+' or '#' (wildcards)"};
   }
   if (options.stream.empty()) return Error{ErrorCode::kInvalidArgument, "an MQTT sink needs the stream's name"};
   if (options.queue == 0 || options.max_inflight == 0) {
     return Error{ErrorCode::kInvalidArgument, "an MQTT sink needs a queue and an in-flight window of at least one"};
   }
-  std::string host = m[3].str();
-  if (host.front() == '[') host = host.substr(1, host.size() - 2);
+  b.host = m[3].str();
+  if (b.host.front() == '[') b.host = b.host.substr(1, b.host.size() - 2);
+  return b;
+}
+
+}  // namespace
+
+Status MqttSink::check(const MqttOptions& options) {
+  auto parsed = parse_options(options);
+  if (!parsed) return parsed.error();
+  return ok_status();
+}
+
+Result<std::unique_ptr<MqttSink>> MqttSink::create(MqttOptions options) {
+  auto b = parse_options(options);
+  if (!b) return b.error();
   static std::once_flag init;
   std::call_once(init, [] { mosquitto_lib_init(); });  // not thread safe itself; never cleaned up
-  auto sink = std::make_unique<MqttSinkImpl>(std::move(options), std::move(host), port, tls, std::move(prefix));
+  auto sink = std::make_unique<MqttSinkImpl>(std::move(options), std::move(b->host), b->port, b->tls, std::move(b->prefix));
   if (auto st = sink->start(); !st) return st.error();
   return std::unique_ptr<MqttSink>(std::move(sink));
 }

@@ -26,6 +26,7 @@
 
 #include "candor/analyzer.h"
 #include "candor/server.h"
+#include "mqtt_broker.h"
 #include "test_support.h"
 
 namespace candor {
@@ -234,9 +235,19 @@ class StreamsTest : public ::testing::Test {
 };
 
 TEST_F(StreamsTest, CreateStartEventsStatusStopDelete) {
+  // The stream's decisions also go to a real MQTT broker, with Home Assistant discovery.
+  test::Broker broker;
+  ASSERT_TRUE(broker.start());
+  test::Subscriber subscriber(broker.port(), "#");
+  ASSERT_TRUE(eventually([&] { return subscriber.subscribed(); }));
   Node n(dir_, "node-a");
   prepare(n);
-  const std::string id = create(n, video_.string(), false);
+  json spec = stream_spec(video_.string(), false);
+  spec["outputs"] = {{"mqtt", {{"url", broker.url("/doors")}}}};
+  auto created = post(n, "/v1/streams", spec);
+  ASSERT_EQ(created->status, 201) << created->body;
+  EXPECT_EQ(json::parse(created->body)["outputs"]["mqtt"]["url"], broker.url("/doors"));
+  const std::string id = json::parse(created->body).value("id", "");
   ASSERT_FALSE(id.empty());
   EXPECT_EQ(get(n, "/v1/streams/" + id)["state"], "stopped");
   auto started = post(n, "/v1/streams/" + id + "/start", json::object());
@@ -252,6 +263,13 @@ TEST_F(StreamsTest, CreateStartEventsStatusStopDelete) {
   })) << status.dump();
   EXPECT_EQ(status["state"], "running");
   EXPECT_EQ(status["node"], "node-a");
+  ASSERT_TRUE(eventually([&] {
+    for (const auto& m : subscriber.on("doors/door-1/event")) {
+      if (m.payload.find("\"subject\":\"anna\"") != std::string::npos) return true;
+    }
+    return false;
+  })) << subscriber.messages().size() << " MQTT messages, none a recognised anna";
+  EXPECT_FALSE(subscriber.on("homeassistant/sensor/candor_door-1_last_recognised/config").empty());
   EXPECT_GE(status["status"].value("recognised", 0), 1);
   EXPECT_GT(status["status"].value("frames_processed", 0), 0);
   ASSERT_EQ(post(n, "/v1/streams/" + id + "/stop", json::object())->status, 200);
@@ -273,7 +291,10 @@ TEST_F(StreamsTest, TheSourcePasswordAppearsInNoResponseLogAuditOrDatabase) {
   prepare(n);
   // Port 9 on loopback: nothing listens, so the source fails and its errors are reported.
   const std::string source = std::string("rtsp://") + kUser + ":" + kPassword + "@127.0.0.1:9/live";
-  auto r = post(n, "/v1/streams", stream_spec(source, true));
+  json spec = stream_spec(source, true);
+  // The MQTT broker's credentials are secrets too (nothing listens there either).
+  spec["outputs"] = {{"mqtt", {{"url", "mqtt://127.0.0.1:9"}, {"username", kUser}, {"password", kPassword}}}};
+  auto r = post(n, "/v1/streams", spec);
   ASSERT_EQ(r->status, 201) << r->body;
   std::string seen = r->body;
   const std::string id = json::parse(r->body)["id"];
@@ -364,6 +385,13 @@ TEST_F(StreamsTest, HostileRequestsGet400AndNoStream) {
   json bad_hook = stream_spec(video_.string(), false);
   bad_hook["outputs"] = {{"webhook", {{"url", "gopher://x"}, {"secret", "0123456789abcdef"}}}};
   EXPECT_EQ(post(n, "/v1/streams", bad_hook)->status, 400);
+  for (const json& mqtt : {json{{"url", "mqtt://user:pw@broker/x"}}, json{{"url", "mqtt://broker/a/#"}},
+                           json{{"url", "http://broker"}}, json{{"url", "mqtt://broker"}, {"port", 1}},
+                           json{{"url", "mqtt://broker:99999"}}, json{{"username", "u"}}, json("mqtt://broker")}) {
+    json bad_mqtt = stream_spec(video_.string(), false);
+    bad_mqtt["outputs"] = {{"mqtt", mqtt}};
+    EXPECT_EQ(post(n, "/v1/streams", bad_mqtt)->status, 400) << mqtt.dump();
+  }
   json other_purpose = stream_spec(video_.string(), false);
   other_purpose["purpose"] = "marketing";
   EXPECT_EQ(post(n, "/v1/streams", other_purpose)->status, 409);  // consent_required
