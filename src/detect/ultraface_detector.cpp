@@ -90,7 +90,9 @@ std::vector<Face> suppress_overlaps(std::vector<Face> faces, float iou_threshold
 UltraFaceDetector::UltraFaceDetector(ModelSpec spec, std::unique_ptr<NetPool> nets)
     : spec_(std::move(spec)), nets_(std::move(nets)) {
   const auto& outputs = spec_.outputs;
-  any_size_ = nets_->accepts_any_size() &&
+  // OpenCV 4.6 plans a graph's shapes as a whole, so the stored priors fix its input to
+  // 320x240; the oneDNN runtime runs the convolutional body at any size.
+  any_size_ = nets_ != nullptr && nets_->backend() != InferenceBackend::kOpenCv &&
               std::all_of(ultraface_heads().begin(), ultraface_heads().end(), [&](const UltraFaceHead& head) {
                 return outputs.contains(ultraface_class_key(head)) && outputs.contains(ultraface_box_key(head));
               });

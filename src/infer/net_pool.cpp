@@ -1,54 +1,147 @@
 #include "infer/net_pool.h"
 
+#include <condition_variable>
 #include <fstream>
+#include <mutex>
+#include <stdexcept>
+
+#include <opencv2/dnn.hpp>
+
+#include "infer/dnnl_net.h"
+#include "infer/onnx_model.h"
 
 namespace candor {
 
-Result<std::unique_ptr<NetPool>> NetPool::load(const std::filesystem::path& onnx, int replicas) {
+std::string_view inference_backend_name(InferenceBackend backend) noexcept {
+  switch (backend) {
+    case InferenceBackend::kOpenCv: return "opencv";
+    case InferenceBackend::kOneDnn: return "onednn";
+    case InferenceBackend::kOneDnnBf16: return "onednn-bf16";
+  }
+  return "opencv";
+}
+
+std::optional<InferenceBackend> parse_inference_backend(std::string_view name) noexcept {
+  for (const auto b : {InferenceBackend::kOpenCv, InferenceBackend::kOneDnn, InferenceBackend::kOneDnnBf16}) {
+    if (inference_backend_name(b) == name) return b;
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+// Replicas of T, each leased to one caller at a time.
+template <typename T>
+class Replicas {
+ public:
+  explicit Replicas(std::vector<T> items) : items_(std::move(items)) {
+    for (std::size_t i = 0; i < items_.size(); ++i) free_.push_back(i);
+  }
+  std::size_t size() const { return items_.size(); }
+
+  // Runs f(replica) on a free replica, waiting for one if all are busy.
+  template <typename F>
+  auto with_replica(F f) const {
+    std::size_t index;
+    {
+      std::unique_lock lock(mutex_);
+      released_.wait(lock, [this] { return !free_.empty(); });
+      index = free_.back();
+      free_.pop_back();
+    }
+    struct Release {
+      const Replicas* self;
+      std::size_t index;
+      ~Release() {
+        {
+          std::lock_guard lock(self->mutex_);
+          self->free_.push_back(index);
+        }
+        self->released_.notify_one();
+      }
+    } release{this, index};
+    return f(items_[index]);
+  }
+
+ private:
+  mutable std::vector<T> items_;
+  mutable std::mutex mutex_;
+  mutable std::condition_variable released_;
+  mutable std::vector<std::size_t> free_;
+};
+
+class OpenCvNetPool final : public NetPool {
+ public:
+  explicit OpenCvNetPool(std::vector<cv::dnn::Net> nets) : nets_(std::move(nets)) {}
+  // cv::dnn::Net::forward returns Mats into the replica's own buffers: they are
+  // deep-copied before the replica is released, so another inference cannot overwrite them.
+  std::vector<cv::Mat> run(const cv::Mat& blob, const std::vector<std::string>& outputs) const override {
+    return nets_.with_replica([&](cv::dnn::Net& net) {
+      std::vector<cv::Mat> results;
+      net.setInput(blob);
+      net.forward(results, outputs);
+      for (cv::Mat& m : results) m = m.clone();
+      return results;
+    });
+  }
+  std::size_t replicas() const override { return nets_.size(); }
+  InferenceBackend backend() const override { return InferenceBackend::kOpenCv; }
+
+ private:
+  Replicas<cv::dnn::Net> nets_;
+};
+
+class DnnlNetPool final : public NetPool {
+ public:
+  DnnlNetPool(std::vector<std::unique_ptr<DnnlNet>> nets, InferenceBackend backend)
+      : nets_(std::move(nets)), backend_(backend) {}
+  std::vector<cv::Mat> run(const cv::Mat& blob, const std::vector<std::string>& outputs) const override {
+    auto results = nets_.with_replica([&](std::unique_ptr<DnnlNet>& net) { return net->run(blob, outputs); });
+    if (!results) throw std::runtime_error(results.error().message);
+    return std::move(results).value();
+  }
+  std::size_t replicas() const override { return nets_.size(); }
+  InferenceBackend backend() const override { return backend_; }
+
+ private:
+  Replicas<std::unique_ptr<DnnlNet>> nets_;
+  InferenceBackend backend_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<NetPool>> NetPool::load(const std::filesystem::path& onnx, int replicas,
+                                               InferenceBackend backend) {
   if (replicas < 1) throw std::invalid_argument("NetPool::load: replicas must be >= 1");
   std::ifstream in(onnx, std::ios::binary);
   if (!in) return Error{ErrorCode::kModelMissing, "cannot open model " + onnx.string()};
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::unique_ptr<NetPool> pool(new NetPool());
-  try {
-    for (int i = 0; i < replicas; ++i) {
-      cv::dnn::Net net = cv::dnn::readNetFromONNX(bytes.data(), bytes.size());
-      net.setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);
-      net.setPreferableTarget(cv::dnn::DNN_TARGET_CPU);
-      pool->nets_.push_back(std::move(net));
-      pool->free_.push_back(static_cast<std::size_t>(i));
+  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (backend == InferenceBackend::kOpenCv) {
+    std::vector<cv::dnn::Net> nets;
+    try {
+      for (int i = 0; i < replicas; ++i) {
+        cv::dnn::Net net = cv::dnn::readNetFromONNX(bytes.data(), bytes.size());
+        net.setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);
+        net.setPreferableTarget(cv::dnn::DNN_TARGET_CPU);
+        nets.push_back(std::move(net));
+      }
+    } catch (const cv::Exception& e) {
+      return Error{ErrorCode::kModelInvalid, "OpenCV cannot load " + onnx.string() + ": " + e.what()};
     }
-    pool->output_names_ = pool->nets_.front().getUnconnectedOutLayersNames();
-  } catch (const cv::Exception& e) {
-    return Error{ErrorCode::kModelInvalid, "OpenCV cannot load " + onnx.string() + ": " + e.what()};
+    return std::unique_ptr<NetPool>(new OpenCvNetPool(std::move(nets)));
   }
-  return pool;
-}
-
-NetPool::Lease NetPool::acquire() const {
-  std::unique_lock lock(mutex_);
-  released_.wait(lock, [this] { return !free_.empty(); });
-  const std::size_t index = free_.back();
-  free_.pop_back();
-  return Lease(this, index);
-}
-
-std::vector<cv::Mat> NetPool::run(const cv::Mat& blob, const std::vector<std::string>& outputs) const {
-  std::vector<cv::Mat> results;
-  auto lease = acquire();
-  lease.net().setInput(blob);
-  lease.net().forward(results, outputs);
-  for (cv::Mat& m : results) m = m.clone();
-  return results;
-}
-
-NetPool::Lease::~Lease() {
-  if (pool_ == nullptr) return;
-  {
-    std::lock_guard lock(pool_->mutex_);
-    pool_->free_.push_back(index_);
+  auto model = onnx::parse_onnx(std::string_view(bytes.data(), bytes.size()), onnx.string());
+  if (!model) return model.error();
+  auto shared = std::make_shared<const onnx::Model>(std::move(model).value());
+  const InferencePrecision precision =
+      backend == InferenceBackend::kOneDnnBf16 ? InferencePrecision::kBf16 : InferencePrecision::kF32;
+  std::vector<std::unique_ptr<DnnlNet>> nets;
+  for (int i = 0; i < replicas; ++i) {
+    auto net = DnnlNet::create(shared, precision, onnx.string());
+    if (!net) return net.error();
+    nets.push_back(std::move(net).value());
   }
-  pool_->released_.notify_one();
+  return std::unique_ptr<NetPool>(new DnnlNetPool(std::move(nets), backend));
 }
 
 }  // namespace candor
