@@ -237,7 +237,8 @@ void set_running(Context& ctx, Call& call, bool running) {
 void stream_events(Context& ctx, Call& call) {
   auto s = visible_stream(ctx, call);
   if (!s) return;
-  auto client = ctx.streams->subscribe(s->id);
+  // A reconnecting EventSource sends the id of the last event it saw (WHATWG HTML, "Server-sent events").
+  auto client = ctx.streams->subscribe(s->id, call.req.get_header_value("Last-Event-ID").substr(0, 64));
   if (!client) {
     return send_error(call.res, {ErrorCode::kOverloaded, "too many event clients on this node"}, 5);
   }
@@ -254,6 +255,8 @@ void stream_events(Context& ctx, Call& call) {
         if (*first) {
           *first = false;
           out = "retry: 3000\n: connected\n\n";  // the headers and this go out at once
+          if (client->gap) out += ": some events since Last-Event-ID are no longer held\n\n";
+          // Replayed events (Last-Event-ID) follow in the next call, as new ones do.
         } else {
           client->cv.wait_for(lock, heartbeat, [&] { return client->closed || client->dropped || !client->lines.empty(); });
           if (client->dropped) return false;  // a slow client: the connection ends
@@ -264,7 +267,7 @@ void stream_events(Context& ctx, Call& call) {
           }
           if (client->lines.empty()) out = ": heartbeat\n\n";
           while (!client->lines.empty()) {
-            out += "data: " + client->lines.front() + "\n\n";
+            out += "id: " + client->lines.front().id + "\ndata: " + client->lines.front().json + "\n\n";
             client->lines.pop_front();
           }
         }

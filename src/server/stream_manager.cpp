@@ -2,6 +2,8 @@
 #include "stream_manager.h"
 
 #include <algorithm>
+#include <charconv>
+#include <deque>
 #include <mutex>
 #include <set>
 
@@ -53,7 +55,11 @@ std::string scrub(std::string message, const std::string& source) {
 // The events of one stream, to this node's SSE clients of it.
 class StreamManager::Hub final : public EventSink {
  public:
-  explicit Hub(std::size_t queue) : queue_(queue) {}
+  explicit Hub(std::size_t queue)
+      : queue_(queue),
+        epoch_(std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count())) {}
 
   void set_source(std::string source) {
     std::lock_guard lock(mutex_);
@@ -62,10 +68,13 @@ class StreamManager::Hub final : public EventSink {
 
   void publish(const StreamEvent& event) override {
     std::lock_guard lock(mutex_);
-    if (clients_.empty()) return;
     StreamEvent e = event;
     e.message = scrub(std::move(e.message), source_);  // a source error may quote the URL
-    const std::string line = stream_event_to_json(e);
+    const SseEvent line{epoch_ + "-" + std::to_string(++count_), stream_event_to_json(e)};
+    // Kept for clients that reconnect with a Last-Event-ID: as many as one client may have
+    // unsent, in memory only (a stranger's event holds no identity, see stream.h).
+    recent_.push_back(line);
+    if (recent_.size() > queue_) recent_.pop_front();
     for (const auto& c : clients_) {
       std::lock_guard client_lock(c->mutex);
       if (c->closed || c->dropped) continue;
@@ -79,8 +88,9 @@ class StreamManager::Hub final : public EventSink {
     }
   }
 
-  void add(std::shared_ptr<SseClient> c) {
+  void add(std::shared_ptr<SseClient> c, const std::string& last_event_id) {
     std::lock_guard lock(mutex_);
+    if (!last_event_id.empty()) replay(*c, last_event_id);
     clients_.push_back(std::move(c));
   }
   bool remove(const std::shared_ptr<SseClient>& c) {
@@ -100,9 +110,28 @@ class StreamManager::Hub final : public EventSink {
   }
 
  private:
+  // Queues for `c` the held events after `last` (requires: mutex_ held).
+  void replay(SseClient& c, const std::string& last) {
+    std::lock_guard client_lock(c.mutex);
+    const std::string prefix = epoch_ + "-";
+    std::uint64_t n = 0;
+    const auto [end, error] = std::from_chars(last.data() + std::min(prefix.size(), last.size()), last.data() + last.size(), n);
+    if (!last.starts_with(prefix) || error != std::errc() || end != last.data() + last.size() || n > count_) {
+      c.gap = true;  // another hub's id (a restart, another node) or garbage: nothing to resume from
+      return;
+    }
+    const std::uint64_t first_held = count_ - recent_.size() + 1;
+    c.gap = n + 1 < first_held;
+    const std::size_t skip = static_cast<std::size_t>(std::max(n + 1, first_held) - first_held);
+    c.lines.insert(c.lines.end(), recent_.begin() + static_cast<std::ptrdiff_t>(skip), recent_.end());
+  }
+
   const std::size_t queue_;
+  const std::string epoch_;
   std::mutex mutex_;
   std::string source_;
+  std::uint64_t count_ = 0;      // events published, the newest's number
+  std::deque<SseEvent> recent_;  // the last queue_ of them
   std::vector<std::shared_ptr<SseClient>> clients_;
 };
 
@@ -350,11 +379,11 @@ std::optional<std::string> StreamManager::start_error(const std::string& id) con
   return it->second;
 }
 
-std::shared_ptr<SseClient> StreamManager::subscribe(const std::string& id) {
+std::shared_ptr<SseClient> StreamManager::subscribe(const std::string& id, const std::string& last_event_id) {
   std::lock_guard lock(mutex_);
   if (stopping_ || closing_ || clients_ >= max_clients_) return nullptr;
   auto c = std::make_shared<SseClient>();
-  hub_of(id).add(c);
+  hub_of(id).add(c, last_event_id);
   ++clients_;
   return c;
 }

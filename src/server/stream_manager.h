@@ -42,12 +42,19 @@ namespace candor::server {
 struct Context;
 
 // One SSE connection's queue of event lines.
+// One event as SSE sends it: its id ("<epoch>-<n>", see StreamManager::subscribe) and JSON.
+struct SseEvent {
+  std::string id;
+  std::string json;
+};
+
 struct SseClient {
   std::mutex mutex;
   std::condition_variable cv;
-  std::deque<std::string> lines;  // JSON, one event each
+  std::deque<SseEvent> lines;     // one event each
   bool closed = false;            // the server stops, the stream was deleted
   bool dropped = false;           // the queue overflowed: a slow client
+  bool gap = false;               // events after its Last-Event-ID are no longer held
 };
 
 // What GET /v1/streams/{id} adds to the stored record when this node runs the stream.
@@ -82,7 +89,13 @@ class StreamManager {
   std::optional<std::string> start_error(const std::string& id) const;
 
   // A new SSE client of stream `id`, or nullptr when max_clients are connected.
-  std::shared_ptr<SseClient> subscribe(const std::string& id);
+  // Events are numbered "<epoch>-<n>": n counts this node's events of the stream from 1,
+  // and the epoch is when this node's hub of the stream was made, so an id from before a
+  // restart (or from another node) is never taken for one of this hub's. A reconnecting
+  // client's Last-Event-ID (`last_event_id`) of this hub gets the events after it that
+  // the hub still holds (the last `queue` of them, kept in memory only) before new ones;
+  // when some are gone, or the id is not this hub's, the client gets `gap` = true.
+  std::shared_ptr<SseClient> subscribe(const std::string& id, const std::string& last_event_id = "");
   void unsubscribe(const std::string& id, const std::shared_ptr<SseClient>& client);
 
  private:

@@ -217,12 +217,14 @@ class StreamsTest : public ::testing::Test {
   }
   // The SSE body until it holds `needle` (or the time passes).
   std::string events_until(Node& n, const std::string& id, const std::string& needle,
-                           std::chrono::seconds limit = std::chrono::seconds(30)) {
+                           std::chrono::seconds limit = std::chrono::seconds(30), const std::string& last_event_id = "") {
     std::string body;
     auto c = n.client();
     c.set_read_timeout(static_cast<time_t>(limit.count()), 0);
     const auto until = Clock::now() + limit;
-    c.Get(("/v1/streams/" + id + "/events").c_str(), auth(), [&](const char* data, std::size_t len) {
+    httplib::Headers headers = auth();
+    if (!last_event_id.empty()) headers.emplace("Last-Event-ID", last_event_id);
+    c.Get(("/v1/streams/" + id + "/events").c_str(), headers, [&](const char* data, std::size_t len) {
       body.append(data, len);
       return body.find(needle) == std::string::npos && Clock::now() < until;
     });
@@ -254,8 +256,28 @@ TEST_F(StreamsTest, CreateStartEventsStatusStopDelete) {
   ASSERT_EQ(started->status, 200) << started->body;
   const std::string events = events_until(n, id, "\"event\":\"recognised\"");
   EXPECT_NE(events.find("data: {"), std::string::npos) << events;
-  EXPECT_NE(events.find("\"event\":\"recognised\""), std::string::npos) << events;
+  const auto recognised = events.find("\"event\":\"recognised\"");
+  ASSERT_NE(recognised, std::string::npos) << events;
   EXPECT_NE(events.find("\"subject\":\"anna\""), std::string::npos) << events;
+  // Every event has an id; a client that reconnects with the id of the one before gets the
+  // recognised event again, with its id, and one whose id is not this hub's is told of a gap.
+  const auto id_at = events.rfind("id: ", recognised);
+  ASSERT_NE(id_at, std::string::npos) << events;
+  const std::string event_id = events.substr(id_at + 4, events.find('\n', id_at) - id_at - 4);
+  const auto dash = event_id.rfind('-');
+  ASSERT_NE(dash, std::string::npos) << event_id;
+  const std::string before = event_id.substr(0, dash + 1) + std::to_string(std::stoll(event_id.substr(dash + 1)) - 1);
+  const std::string replayed = events_until(n, id, "id: " + event_id, std::chrono::seconds(5), before);
+  const auto again = replayed.find("id: " + event_id + "\ndata: ");
+  ASSERT_NE(again, std::string::npos) << replayed;
+  EXPECT_NE(replayed.find("\"event\":\"recognised\"", again), std::string::npos) << replayed;
+  EXPECT_EQ(replayed.find("no longer held"), std::string::npos) << replayed;
+  std::string foreign;  // (the connections before end when the server next writes to them)
+  ASSERT_TRUE(eventually([&] {
+    foreign = events_until(n, id, "no longer held", std::chrono::seconds(5), "1-1");
+    return foreign.find("overloaded") == std::string::npos;
+  }, std::chrono::seconds(10))) << foreign;
+  EXPECT_NE(foreign.find(": some events since Last-Event-ID are no longer held"), std::string::npos) << foreign;
   json status;
   ASSERT_TRUE(eventually([&] {
     status = get(n, "/v1/streams/" + id);
