@@ -170,6 +170,16 @@ void add_model_options(CLI::App& app, EngineOptions& engine_options) {
                  "Landmark network runs per face: 1 (box crop only) .. 4 (README 'Speed of the engine')")
       ->check(CLI::Range(kMinLandmarkPasses, kMaxLandmarkPasses))
       ->capture_default_str();
+  app.add_option_function<std::string>(
+         "--inference",
+         [&engine_options](const std::string& name) {
+           const auto backend = parse_inference_backend(name);
+           if (!backend) throw CLI::ValidationError("--inference", "must be opencv, onednn or onednn-bf16, not " + name);
+           engine_options.inference = *backend;
+         },
+         "Runtime of the networks: opencv, onednn or onednn-bf16 (default: " +
+             std::string(inference_backend_name(engine_options.inference)) + "; README 'Speed of the engine')")
+      ->type_name("NAME");
 }
 
 void register_server_commands(CLI::App& app, const EngineOptions& engine_options) {

@@ -21,6 +21,7 @@
 #include "engine/lfw_bench.h"
 #include "engine/lfw_embeddings.h"
 #include "engine/lfw_ident.h"
+#include "infer/net_pool.h"
 
 namespace candor::bench {
 namespace {
@@ -144,11 +145,19 @@ double median(std::vector<double> v) {
   return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
 }
 
-// A network with a random input of the shape the pipeline feeds it; run() is one inference.
+// A network with a random input of the shape the pipeline feeds it; run() is one inference
+// on the engine's runtime (`pool`, with its `outputs`), or on the OpenCV net when there is
+// no pool. The OpenCV net also counts the FLOPs.
 struct BareNet {
   cv::dnn::Net net;
   cv::Mat input;
+  std::shared_ptr<NetPool> pool;
+  std::vector<std::string> outputs;
   void run() {
+    if (pool) {
+      (void)pool->run(input, outputs);
+      return;
+    }
     net.setInput(input);
     net.forward();
   }
@@ -255,15 +264,23 @@ void run_pipeline(const EngineOptions& options, const PipelineArgs& a) {
   };
   const ModelSpec det_spec = spec_of(ModelRole::kDetector), lmk_spec = spec_of(ModelRole::kLandmarks),
                   rec_spec = spec_of(ModelRole::kRecognizer);
-  auto net_for = [&](const ModelSpec& spec, int batch) {
+  // engine_runtime: time the network on the engine's runtime (--inference), else on
+  // OpenCV DNN (the plain pipeline's).
+  auto net_for = [&](const ModelSpec& spec, int batch, bool engine_runtime = true) {
     auto file = locate_model(spec, model_dir, false);
     if (!file) die(file.error().message);
     cv::dnn::Net net = cv::dnn::readNetFromONNX(file->string());
     int shape[4] = {batch, spec.input.color == ColorOrder::kGray ? 1 : 3, spec.input.height, spec.input.width};
     cv::Mat blob(4, shape, CV_32F);
     cv::randu(blob, -1, 1);
-    BareNet bare{net, blob};
-    bare.run();  // the first inference allocates; keep it out of the timings
+    BareNet bare{net, blob, nullptr, {}};
+    if (engine_runtime && opts.inference != InferenceBackend::kOpenCv) {
+      auto pool = NetPool::load(*file, 1, opts.inference);
+      if (!pool) die(pool.error().message);
+      bare.pool = std::move(*pool);
+      for (const auto& [role, name] : spec.outputs) bare.outputs.push_back(name);
+    }
+    bare.run();  // the first inference allocates (and compiles); keep it out of the timings
     return bare;
   };
   BareNet det = net_for(det_spec, 1);
@@ -274,8 +291,8 @@ void run_pipeline(const EngineOptions& options, const PipelineArgs& a) {
   std::optional<BareNet> lmk_refined;
   if (refined > 0) lmk_refined = net_for(lmk_spec, refined);
   BareNet rec = net_for(rec_spec, 1);
-  PlainPipeline plain{net_for(det_spec, 1).net, net_for(lmk_spec, 1).net, net_for(rec_spec, 1).net, det_spec,
-                      lmk_spec, rec_spec};
+  PlainPipeline plain{net_for(det_spec, 1, false).net, net_for(lmk_spec, 1, false).net,
+                      net_for(rec_spec, 1, false).net, det_spec, lmk_spec, rec_spec};
   auto time_ms = [](auto&& fn) {
     const auto t = Clock::now();
     fn();
@@ -312,8 +329,9 @@ void run_pipeline(const EngineOptions& options, const PipelineArgs& a) {
     speedup.push_back(median(pl) / median(tot));
   }
   const double nets = median(net_det) + median(net_lmk) + median(net_rec);
-  std::printf("image %s (%dx%d, %zu face%s), one thread, medians of %d runs x %d repeats\n", path.c_str(), image->cols,
-              image->rows, faces_found, faces_found == 1 ? "" : "s", a.runs, a.repeat);
+  std::printf("image %s (%dx%d, %zu face%s), one thread, medians of %d runs x %d repeats, networks on %s\n",
+              path.c_str(), image->cols, image->rows, faces_found, faces_found == 1 ? "" : "s", a.runs, a.repeat,
+              std::string(inference_backend_name(opts.inference)).c_str());
   std::printf("  decode            %7.2f ms\n", median(decode));
   std::printf("  detect            %7.2f ms   (detector network alone %.2f ms)\n", median(boxes), median(net_det));
   std::printf("  landmarks         %7.2f ms   (landmark network, 1 + %d crops, alone %.2f ms)\n", median(landmarks), refined,

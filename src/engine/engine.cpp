@@ -13,8 +13,11 @@ namespace {
 class DefaultEngine final : public Engine {
  public:
   DefaultEngine(std::unique_ptr<UltraFaceDetector> detector, std::unique_ptr<Landmarker> landmarker,
-                std::unique_ptr<Embedder> embedder)
-      : detector_(std::move(detector)), landmarker_(std::move(landmarker)), embedder_(std::move(embedder)) {}
+                std::unique_ptr<Embedder> embedder, InferenceBackend inference)
+      : detector_(std::move(detector)),
+        landmarker_(std::move(landmarker)),
+        embedder_(std::move(embedder)),
+        inference_(inference) {}
 
   std::vector<Face> detect_boxes(const cv::Mat& bgr, const DetectOptions& options) const override {
     return detector_->detect(bgr, options);
@@ -44,11 +47,13 @@ class DefaultEngine final : public Engine {
 
   const ModelSpec& detector_spec() const override { return detector_->spec(); }
   const ModelSpec& recognizer_spec() const override { return embedder_->spec(); }
+  InferenceBackend inference() const override { return inference_; }
 
  private:
   std::unique_ptr<UltraFaceDetector> detector_;
   std::unique_ptr<Landmarker> landmarker_;
   std::unique_ptr<Embedder> embedder_;
+  InferenceBackend inference_;
 };
 
 }  // namespace
@@ -71,7 +76,7 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& options) {
     if (!spec) return spec.error();
     auto file = locate_model(*spec, model_dir, options.verify_hashes);
     if (!file) return file.error();
-    auto pool = NetPool::load(*file, replicas);
+    auto pool = NetPool::load(*file, replicas, options.inference);
     if (!pool) return pool.error();
     return std::make_pair(std::move(*spec), std::move(*pool));
   };
@@ -95,7 +100,7 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& options) {
   std::unique_ptr<Engine> engine = std::make_unique<DefaultEngine>(
       std::make_unique<UltraFaceDetector>(std::move(det->first), std::move(det->second)),
       std::make_unique<Landmarker>(std::move(lmk->first), std::move(lmk->second), options.landmark_passes),
-      std::make_unique<Embedder>(std::move(rec->first), std::move(rec->second)));
+      std::make_unique<Embedder>(std::move(rec->first), std::move(rec->second)), options.inference);
   return engine;
 }
 

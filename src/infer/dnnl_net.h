@@ -11,7 +11,8 @@
 //
 // Precision kBf16 runs convolutions on bfloat16 weights and activations (AVX512-BF16 /
 // AMX kernels) except the first one (the input image) and those whose result is a
-// requested output, which stay float32; everything outside convolutions is float32.
+// requested output, which stay float32; everything outside convolutions is float32. On a
+// CPU without AVX-512 (no bf16 convolution in oneDNN 2.6) the convolutions run in float32.
 //
 // Threads: one inference uses one thread (oneDNN here is built on OpenMP; run() sets the
 // calling thread's OpenMP team size to 1 for its duration and restores it). Thread

@@ -8,6 +8,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "candor/engine.h"
 #include "candor/models.h"
 #include "infer/dnnl_net.h"
 #include "infer/net_pool.h"
@@ -213,6 +214,51 @@ TEST(DnnlNet, TwoThreadsRunConcurrentInferences) {
   for (auto& th : threads) th.join();
   EXPECT_EQ(worst[0], 0.0);
   EXPECT_EQ(worst[1], 0.0);
+}
+
+}  // namespace
+}  // namespace candor
+
+namespace candor {
+namespace {
+
+// EngineOptions::inference reaches the networks: the bf16 engine's templates of the same
+// faces differ from OpenCV's (bfloat16 rounding) yet stay close, and the f32 one's do not
+// differ beyond float32 rounding.
+TEST(DnnlNet, TheEngineRunsTheChosenBackend) {
+  const cv::Mat image = cv::imread(test::testdata("face-api/sample1.jpg").string());
+  ASSERT_FALSE(image.empty());
+  std::map<InferenceBackend, std::vector<Face>> faces;
+  for (const auto backend : {InferenceBackend::kOpenCv, InferenceBackend::kOneDnn, InferenceBackend::kOneDnnBf16}) {
+    EngineOptions options;
+    options.replicas = 1;
+    options.verify_hashes = false;
+    options.inference = backend;
+    auto engine = Engine::create(options);
+    ASSERT_TRUE(engine) << engine.error().message;
+    EXPECT_EQ((*engine)->inference(), backend);
+    faces[backend] = (*engine)->analyze(image);
+    ASSERT_EQ(faces[backend].size(), 3u) << inference_backend_name(backend);
+  }
+  // The same face in another backend's list: the one whose box centre is nearest (the
+  // order, by detector score, may differ where two scores are within bf16 rounding).
+  auto same_face = [&](InferenceBackend backend, const Face& f) -> const Face& {
+    const auto centre = [](const Box& b) { return cv::Point2f(b.x + b.width / 2, b.y + b.height / 2); };
+    const Face* best = nullptr;
+    for (const Face& g : faces[backend]) {
+      if (best == nullptr || cv::norm(centre(g.box) - centre(f.box)) < cv::norm(centre(best->box) - centre(f.box))) best = &g;
+    }
+    return *best;
+  };
+  for (std::size_t i = 0; i < 3; ++i) {
+    const Face& face = faces[InferenceBackend::kOpenCv][i];
+    const auto& reference = face.embedding;
+    const double f32 = cosine_similarity(same_face(InferenceBackend::kOneDnn, face).embedding, reference);
+    const double bf16 = cosine_similarity(same_face(InferenceBackend::kOneDnnBf16, face).embedding, reference);
+    EXPECT_GT(f32, 0.99999) << i;
+    EXPECT_LT(bf16, 0.99999) << i;  // the same value would mean bf16 never ran
+    EXPECT_GT(bf16, 0.99) << i;
+  }
 }
 
 }  // namespace
