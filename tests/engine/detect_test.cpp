@@ -6,6 +6,7 @@
 
 #include "../common/cost.h"
 #include "candor/engine.h"
+#include "candor/models.h"
 #include "detect/ultraface_detector.h"
 #include "test_support.h"
 
@@ -47,8 +48,8 @@ INSTANTIATE_TEST_SUITE_P(FaceApi, SampleImages,
                          ::testing::Values(std::pair{1, 3u}, std::pair{2, 3u}, std::pair{3, 3u}, std::pair{4, 4u},
                                            std::pair{5, 5u}, std::pair{6, 4u}));
 
-// All 22 faces shrunk 7x (22-33 px) into a 1920x1080 frame: found by the finer pyramid levels.
-TEST(Detect, FindsSmallFacesInALargeImage) {
+// The six samples shrunk 7x (faces of 22-33 px) side by side in a 1920x1080 frame.
+cv::Mat small_faces_frame() {
   cv::Mat canvas(1080, 1920, CV_8UC3, cv::Scalar(90, 120, 100));
   int x = 0, y = 0, row_height = 0;
   for (int i = 1; i <= 6; ++i) {
@@ -59,6 +60,12 @@ TEST(Detect, FindsSmallFacesInALargeImage) {
     x += small.cols + 10;
     row_height = std::max(row_height, small.rows);
   }
+  return canvas;
+}
+
+// All 22 faces shrunk 7x (22-33 px) into a 1920x1080 frame: found by the finer pyramid levels.
+TEST(Detect, FindsSmallFacesInALargeImage) {
+  const cv::Mat canvas = small_faces_frame();
   const auto faces = test::shared_engine().detect(canvas);
   EXPECT_EQ(faces.size(), 22u);
   for (const Face& f : faces) EXPECT_LT(f.box.width, 60);
@@ -66,6 +73,31 @@ TEST(Detect, FindsSmallFacesInALargeImage) {
   DetectOptions big_only;
   big_only.min_face_size = 100;
   EXPECT_LT(test::shared_engine().detect(canvas, big_only).size(), 5u);
+}
+
+// The oneDNN runtime runs the finer pyramid levels as wide views (a 1920x1080 frame's
+// level for small faces in one view, raw heads decoded in C++); OpenCV runs 320x240 tiles
+// with the graph's own decoding. Both find the same faces, at the same places, among the
+// 22 faces shrunk to 22-33 px and in a sample photo (4 faces).
+TEST(Detect, WideViewsFindTheFacesTheTilesFind) {
+  auto spec = load_manifest(resolve_manifest({}))->find(ModelRole::kDetector);
+  ASSERT_TRUE(spec);
+  auto file = locate_model(*spec, resolve_model_dir({}), false);
+  ASSERT_TRUE(file) << file.error().message;
+  auto tiles_net = NetPool::load(*file, 1, InferenceBackend::kOpenCv);
+  auto wide_net = NetPool::load(*file, 1, InferenceBackend::kOneDnn);
+  ASSERT_TRUE(tiles_net && wide_net);
+  const UltraFaceDetector tiles(*spec, std::move(*tiles_net)), wide(*spec, std::move(*wide_net));
+  const std::vector<cv::Mat> images{small_faces_frame(), sample(4)};
+  for (std::size_t k = 0; k < images.size(); ++k) {
+    const auto a = tiles.detect(images[k], {}), b = wide.detect(images[k], {});
+    ASSERT_EQ(a.size(), b.size()) << "image " << k;
+    for (const Face& f : a) {
+      float best = 0;
+      for (const Face& g : b) best = std::max(best, iou(f.box, g.box));
+      EXPECT_GT(best, 0.7f) << "image " << k << ": a face the tiles find at " << f.box.x << "," << f.box.y;
+    }
+  }
 }
 
 // Issue 11: a face that fills the whole frame (an ID-style crop, 92x112 like the ORL/AT&T
