@@ -13,6 +13,7 @@
 //   json       "<METHOD> <target>\n<body>", sent with Content-Type: application/json
 //   multipart  "<METHOD> <target>\n<boundary>\n<body>", sent as multipart/form-data
 //   manifest   the bytes of a model manifest (config/models.json's format)
+//   onnx       the bytes of an ONNX model (src/infer/onnx_model.h)
 //
 // Thread safety: none; one fuzz input at a time (libFuzzer's model).
 #pragma once
@@ -42,6 +43,11 @@ Outcome json_input(Bytes data);
 Outcome multipart_input(Bytes data);
 
 Outcome manifest_input(Bytes data);
+
+// parsed: the bytes are an ONNX model the oneDNN runtime accepts (every op supported).
+Outcome onnx_input(Bytes data);
+// A valid ONNX model of 100-odd bytes (Conv then Relu), the fuzz_onnx seed.
+std::vector<std::uint8_t> onnx_seed();
 
 // The image seeds, as (file name, bytes): tiny images in every format and layout
 // decode_image accepts (JPEG baseline, progressive and EXIF-rotated; PNG 8-bit, grey,

@@ -238,6 +238,11 @@ int main(int argc, char** argv) {
                                                        {{"name", "fmr-1e-4"}, {"fmr", 1e-4}, {"threshold", 0.41}}}}}}}}
                    .dump());
     write_file(manifests / "empty.json", R"({"models":[]})");
+
+    // fuzz_onnx: a 100-odd-byte model (Conv then Relu); the real models are megabytes,
+    // past the target's 8 KiB -max_len.
+    const std::vector<std::uint8_t> seed = candor::fuzz::onnx_seed();
+    write_file(out / "fuzz_onnx" / "conv_relu.onnx", std::string(seed.begin(), seed.end()));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fuzz_make_seeds: %s\n", e.what());
     return 1;

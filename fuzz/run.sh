@@ -12,7 +12,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 seconds="${FUZZ_SECONDS:-300}"
-targets="${FUZZ_TARGETS:-fuzz_image fuzz_json fuzz_multipart fuzz_manifest}"
+targets="${FUZZ_TARGETS:-fuzz_image fuzz_json fuzz_multipart fuzz_manifest fuzz_onnx}"
 build=build-asan
 
 CANDOR_PRESET=fuzz CANDOR_CONFIGURE_PRESET=asan bash scripts/setup.sh
@@ -24,11 +24,12 @@ ASAN_OPTIONS=detect_leaks=0 "$build/fuzz/fuzz_make_seeds" "$build/seeds" "$root"
 # Per target: the longest input, and the dictionary. Inputs are kept small so that
 # iterations stay fast: images up to 32 KiB (the harness decodes at most 256x256),
 # requests a little over the fuzzed server's 24 KiB body limit, manifests 8 KiB.
-max_len() { case "$1" in fuzz_manifest) echo 8192 ;; *) echo 32768 ;; esac; }
+max_len() { case "$1" in fuzz_manifest | fuzz_onnx) echo 8192 ;; *) echo 32768 ;; esac; }
 dict() {
   case "$1" in
     fuzz_image) echo fuzz/dicts/image.dict ;; fuzz_json) echo fuzz/dicts/json.dict ;;
     fuzz_multipart) echo fuzz/dicts/multipart.dict ;; fuzz_manifest) echo fuzz/dicts/manifest.dict ;;
+    fuzz_onnx) echo fuzz/dicts/onnx.dict ;;
   esac
 }
 

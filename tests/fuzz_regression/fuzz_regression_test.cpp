@@ -49,6 +49,18 @@ void replay(const std::string& target, Harness harness) {
 
 TEST(FuzzRegression, ImageInputs) { replay("fuzz_image", image_input); }
 
+TEST(FuzzRegression, OnnxInputs) { replay("fuzz_onnx", onnx_input); }
+
+// The ONNX harness reaches the runtime: its seed parses and every op is supported; each
+// cut of it is refused (none is a whole model).
+TEST(FuzzRegression, OnnxSeedParsesAndItsCutsDoNot) {
+  const std::vector<std::uint8_t> seed = onnx_seed();
+  EXPECT_TRUE(onnx_input(seed).parsed);
+  for (std::size_t keep = 0; keep < seed.size(); ++keep) {
+    EXPECT_FALSE(onnx_input(Bytes(seed.data(), keep)).parsed) << keep;
+  }
+}
+
 // The CI check of issue 16: no image input of the seed corpus or the regressions may
 // cost more than a set time or memory, neither through the fuzz harness (decoding at
 // 256x256 at most, then the whole detect path) nor decoded at the server's own limits
