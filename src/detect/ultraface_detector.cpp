@@ -178,7 +178,7 @@ cv::Size UltraFaceDetector::view_size(int level_width, int level_height, bool co
   // at most 31 px of padding (the network's zero, as in a partial tile; 960x540 runs as
   // 960x544, where rounding to the coarsest head's 64 px cost 7% more pixels).
   constexpr int step = 32;
-  const auto round_up = [step](int v) { return (v + step - 1) / step * step; };
+  const auto round_up = [](int v) { return (v + step - 1) / step * step; };
   return {std::min(round_up(std::max(level_width, net.width)), kWideView),
           std::min(round_up(std::max(level_height, net.height)), kWideView)};
 }
