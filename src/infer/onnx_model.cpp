@@ -116,6 +116,7 @@ void append_floats(const Field& f, std::vector<float>& out) {
   } else if (f.wire == kLengthDelimited) {
     if (f.bytes.size() % 4 != 0) throw Malformed("a packed float list is not a multiple of 4 bytes");
     const std::size_t n = f.bytes.size() / 4;
+    if (n == 0) return;  // memcpy's pointers must not be null even for no bytes (found by fuzz_onnx)
     const std::size_t at = out.size();
     out.resize(at + n);
     std::memcpy(out.data() + at, f.bytes.data(), f.bytes.size());
@@ -158,7 +159,7 @@ Tensor read_tensor(std::string_view bytes) {
     if (has_raw) {
       if (raw.size() != n * 4) throw Malformed("tensor " + t.name + ": raw data size does not match its dims");
       t.f.resize(n);
-      std::memcpy(t.f.data(), raw.data(), raw.size());
+      if (n > 0) std::memcpy(t.f.data(), raw.data(), raw.size());  // a tensor with a 0 dim has no data
     } else {
       t.f = std::move(floats);
     }
