@@ -263,8 +263,9 @@ struct Tally {
   std::vector<double> latency_ms;  // first frame >= 80 px to the right name (video time + compute)
   int decided_before_80 = 0;
   std::vector<std::string> missed;  // enrolled appearances not named right: "name (scenario)"
-  std::uint64_t frames_read = 0, dropped = 0, decisions = 0, rounds = 0;
-  double busy_s = 0, cpu_s = 0, grab_cpu_s = 0, video_s = 0;
+  std::uint64_t frames_read = 0, dropped = 0, decisions = 0, rounds = 0, embedded = 0, analysed = 0;
+  double busy_s = 0, cpu_s = 0, detect_cpu_s = 0, grab_cpu_s = 0, video_s = 0;
+  int named_on_one_frame = 0;  // right or wrong: decided on the first good frame alone
 };
 
 // Which person each track followed (the majority of its boxes by IoU with the truth).
@@ -343,6 +344,14 @@ void score(const Clip& clip, const std::vector<Person>& persons, const Run& run,
   t.cpu_s += run.status.busy_cpu_s;
   t.grab_cpu_s += run.status.grab_cpu_s;
   t.rounds += run.status.detections_run;
+  t.detect_cpu_s += run.status.detect_cpu_s;
+  t.embedded += run.status.faces_embedded;
+  t.analysed += run.status.faces_analysed;
+  for (const auto& te : run.recorder.events) {
+    if (te.event.kind == StreamEvent::Kind::kRecognised && te.event.upgrade_of.empty() && te.event.frames_used == 1) {
+      ++t.named_on_one_frame;
+    }
+  }
   t.video_s += kClipFrames / kFps;
 }
 
@@ -587,6 +596,12 @@ void run_stream_bench(const EngineOptions& engine_options, const Args& a) {
                           {"missed", t.missed},
                           {"detection_rounds", t.rounds},
                           {"cpu_ms_per_round", t.rounds == 0 ? 0.0 : std::round(t.cpu_s / t.rounds * 1000 * 10) / 10},
+                          // Where a round's time goes: the detector over the whole frame, and
+                          // how many faces got landmarks + a template, and a quality analysis.
+                          {"detect_cpu_ms_per_round", t.rounds == 0 ? 0.0 : std::round(t.detect_cpu_s / t.rounds * 1000 * 10) / 10},
+                          {"faces_embedded_per_round", t.rounds == 0 ? 0.0 : std::round(100.0 * t.embedded / t.rounds) / 100},
+                          {"faces_analysed_per_round", t.rounds == 0 ? 0.0 : std::round(100.0 * t.analysed / t.rounds) / 100},
+                          {"named_on_one_frame", t.named_on_one_frame},
                           // CPU seconds per second of video, worker and grabber (decoding): the share
                           // of one core a stream needs in real time on an unloaded machine.
                           {"cores_per_stream", std::round((t.cpu_s + t.grab_cpu_s) / t.video_s * 1000) / 1000}};
@@ -622,6 +637,10 @@ void run_stream_bench(const EngineOptions& engine_options, const Args& a) {
     row("audited decisions", "decisions");
     row("detection rounds", "detection_rounds");
     row("CPU per detection round (detect, embed, analyse, decide), ms", "cpu_ms_per_round");
+    row("... of which the detector, ms", "detect_cpu_ms_per_round");
+    row("faces embedded per round", "faces_embedded_per_round");
+    row("faces analysed per round", "faces_analysed_per_round");
+    row("tracks named on one frame", "named_on_one_frame");
     row("cores per stream (CPU s per video s, incl. decoding)", "cores_per_stream");
     std::cout << "\nin real time, " << busiest->people.size() << " people per stream (load average "
               << load_average() << "): " << parallel.dump() << "\n";
