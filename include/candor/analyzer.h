@@ -30,6 +30,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -108,6 +109,10 @@ struct AnalysisRequest {
   bool pose = true;       // run the pose network (quality.pose)
   bool eyes = true;       // run the eye network (quality.*_eye_open); needs landmarks68
   bool liveness = false;  // run the liveness network (face.liveness); off by default
+  // Where the pose comes from for this request; empty: AnalyzerOptions::pose_source. A
+  // camera stream weighs many faces a second and asks for the landmark fit, which needs no
+  // network (HopeNet with its mirror image cost ~50 ms a face there; README "Camera streams").
+  std::optional<PoseSource> pose_source = std::nullopt;
 };
 
 class FaceAnalyzer {

@@ -21,12 +21,17 @@ struct Box {
   cv::Point2f center() const noexcept { return {x + width / 2, y + height / 2}; }
 };
 
+// The area two boxes share; 0 for disjoint ones.
+inline float intersection_area(const Box& a, const Box& b) noexcept {
+  const float ix = std::max(0.0f, std::min(a.right(), b.right()) - std::max(a.x, b.x));
+  const float iy = std::max(0.0f, std::min(a.bottom(), b.bottom()) - std::max(a.y, b.y));
+  return ix * iy;
+}
+
 // Intersection over union; 0 for disjoint or empty boxes. Inline: the store (forgotten
 // library faces) compares boxes too, and does not link the detector.
 inline float iou(const Box& a, const Box& b) noexcept {
-  const float ix = std::max(0.0f, std::min(a.right(), b.right()) - std::max(a.x, b.x));
-  const float iy = std::max(0.0f, std::min(a.bottom(), b.bottom()) - std::max(a.y, b.y));
-  const float inter = ix * iy;
+  const float inter = intersection_area(a, b);
   const float uni = a.area() + b.area() - inter;
   return uni > 0 ? inter / uni : 0.0f;
 }

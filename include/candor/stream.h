@@ -11,8 +11,10 @@
 //              appearance (template cosine), which bridges short occlusions and people
 //              crossing;
 //   collects   per track, the templates of its best frames by quality (size, sharpness,
-//              pose, eyes: candor/analyzer.h), at most DecisionOptions::max_evidence;
-//   decides    once the track holds `frames` good frames (or earlier when it ends), on
+//              pose, eyes: candor/analyzer.h), at most DecisionOptions::max_evidence; a
+//              face cut by the frame's border or covered by a nearer face is no evidence;
+//   decides    on the first good frame when it clears the threshold by early_margin,
+//              else once the track holds `frames` good frames (or when it ends), on
 //              the quality-weighted mean of those templates (subject_template()),
 //              through Collections::search_template at the collection's operating
 //              point: one audited search per decision, with the stream's purpose, reason
@@ -278,6 +280,15 @@ struct DecisionOptions {
   std::size_t redecide_after = 3;
   float regrow = 1.25f;
   std::size_t max_redecisions = 2;
+  // An early decision: the first good frame alone is searched, and names someone when its
+  // similarity clears the threshold by this margin; otherwise the track waits for `frames`
+  // good frames (that first search is audited too). Empty: no early decision.
+  // 0.065 is the distance from the shipped fmr-1e-4 point to fmr-1e-5, for a subject of
+  // 1 photo (0.4128 -> 0.4777) and of 3 (0.4292 -> 0.4942) alike (config/models.json,
+  // `candor bench calibrate` on LFW View 1): one frame names someone only at a tenth of
+  // the operating point's false match rate. See README "Camera streams" for what it
+  // buys (latency) and what it costs (strangers named, wrong names: both measured).
+  std::optional<float> early_margin = 0.065f;
 };
 
 struct StreamOptions {
@@ -324,8 +335,11 @@ struct StreamStatus {
   std::uint64_t frames_dropped = 0;   // replaced by a newer one before the worker took them
   std::uint64_t frames_corrupt = 0;   // skipped: did not decode
   std::uint64_t detections_run = 0;
+  std::uint64_t faces_embedded = 0;   // faces given landmarks and a template
+  std::uint64_t faces_analysed = 0;   // ... of which weighed by quality (those that can be evidence)
   double busy_s = 0;                  // worker wall time spent detecting, embedding and deciding
   double busy_cpu_s = 0;              // ... and the CPU time it took (thread CPU clock: load-independent)
+  double detect_cpu_s = 0;            // ... of which the detector's
   double grab_cpu_s = 0;              // CPU time of the grabber (reading and decoding frames)
   std::uint64_t reconnects = 0;
   std::uint64_t open_tracks = 0;

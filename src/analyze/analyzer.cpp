@@ -62,7 +62,7 @@ class DefaultAnalyzer final : public FaceAnalyzer {
       FaceQuality q;
       q.face_size_px = std::min(face.box.width, face.box.height);
       analysis::measure_crop(analysis::aligned_crop(bgr, face), q);
-      if (request.pose) q.pose = pose(bgr, face);
+      if (request.pose) q.pose = pose(bgr, face, request.pose_source.value_or(options_.pose_source));
       if (request.eyes && face.landmarks68.size() == 68) {
         const auto open = eyes(bgr, face);  // grey around the eyes only (eye_crops)
         q.left_eye_open_probability = open[0], q.right_eye_open_probability = open[1];
@@ -78,8 +78,8 @@ class DefaultAnalyzer final : public FaceAnalyzer {
   float liveness_threshold() const override { return options_.liveness_threshold; }
 
  private:
-  HeadPose pose(const cv::Mat& bgr, const Face& face) const {
-    if (options_.pose_source == PoseSource::kLandmarks) {
+  HeadPose pose(const cv::Mat& bgr, const Face& face, PoseSource source) const {
+    if (source == PoseSource::kLandmarks) {
       if (face.landmarks68.size() == 68) return analysis::pose_from_landmarks(face.landmarks68, bgr.size());
     }
     const InputSpec& in = pose_.spec.input;

@@ -48,6 +48,7 @@ struct TrackRecord {
   std::string outcome;  // of the latest decision: the subject, or "unknown"
   std::size_t frames_at_decision = 0;
   float face_at_decision = 0;
+  bool early_tried = false;  // the first good frame was searched and did not clear the margin
 };
 
 class StreamImpl final : public Stream {
@@ -245,24 +246,42 @@ class StreamImpl final : public Stream {
     last_detect_ = frame.index;
     DetectOptions boxes_only = options_.detect;
     boxes_only.landmarks = false;  // located below, only for the faces embedded
+    const double detect_cpu0 = thread_cpu_s();
     std::vector<Face> faces = engine_.detect(frame.bgr, boxes_only);
+    const double detect_cpu = thread_cpu_s() - detect_cpu0;
+    std::vector<Box> boxes;
+    for (const Face& f : faces) boxes.push_back(f.box);
     // Templates are what appearance matching and the decisions need; a face that clearly
-    // continues a settled track alone (one prediction overlaps it, well) is not embedded.
+    // continues one track that needs no evidence (one prediction overlaps it, well) is not
+    // embedded. Of those embedded, only the faces that can be evidence (whole, large
+    // enough) are analysed: quality weighs evidence and nothing else.
     std::vector<Face> to_embed;
     std::vector<std::size_t> embedded_index;
+    std::vector<bool> whole(faces.size(), false);
     for (std::size_t i = 0; i < faces.size(); ++i) {
-      if (!continues_settled_track(faces[i].box)) {
-        to_embed.push_back(faces[i]);
-        embedded_index.push_back(i);
+      whole[i] = std::min(faces[i].box.width, faces[i].box.height) >= options_.decision.min_face &&
+                 stream_detail::whole_face(faces[i].box, frame.bgr.size(), boxes);
+    }
+    for (bool candidates : {true, false}) {  // the faces to analyse first: a prefix of to_embed
+      for (std::size_t i = 0; i < faces.size(); ++i) {
+        if (whole[i] == candidates && !needs_no_evidence(faces[i].box)) {
+          to_embed.push_back(faces[i]);
+          embedded_index.push_back(i);
+        }
       }
     }
+    const auto analysed = static_cast<std::size_t>(
+        std::count_if(embedded_index.begin(), embedded_index.end(), [&](std::size_t i) { return whole[i]; }));
     if (!to_embed.empty()) {
       engine_.locate_landmarks(frame.bgr, to_embed);
       engine_.embed(frame.bgr, to_embed);
-      if (analyzer_ != nullptr) {
+      if (analyzer_ != nullptr && analysed > 0) {
         AnalysisRequest request;
         request.liveness = liveness_required_;
-        analyzer_->analyze(frame.bgr, to_embed, request);
+        // The pose only weighs a frame: the fit to the 68 landmarks located above costs
+        // nothing beside the pose network run twice (with its mirror image), ~50 ms a face.
+        request.pose_source = PoseSource::kLandmarks;
+        analyzer_->analyze(frame.bgr, std::span<Face>(to_embed).first(analysed), request);
       }
     }
     std::vector<Detection> detections(faces.size());
@@ -282,7 +301,7 @@ class StreamImpl final : public Stream {
       TrackRecord& r = tracks_.at(update.track_of[embedded_index[k]]);
       const Face& f = to_embed[k];
       Evidence e;
-      e.weight = stream_detail::quality_weight(f, options_.decision.min_face);
+      e.weight = whole[embedded_index[k]] ? stream_detail::quality_weight(f, options_.decision.min_face) : 0.0f;
       if (e.weight <= 0 || settled(r)) continue;
       e.embedding = f.embedding;
       e.face_px = std::min(f.box.width, f.box.height);
@@ -295,17 +314,25 @@ class StreamImpl final : public Stream {
       if (settled(r)) continue;
       const std::size_t good = r.evidence.good_frames();
       const bool first = r.decisions == 0 && good >= options_.decision.frames;
+      const bool early = r.decisions == 0 && good >= 1 && !first && !r.early_tried && options_.decision.early_margin;
       const bool again = r.decisions > 0 && good >= r.frames_at_decision + options_.decision.redecide_after &&
                          r.evidence.largest_face() >= options_.decision.regrow * r.face_at_decision;
-      if (first || again) decide(id, r, frame.index);
+      if (first || again) decide(id, r, frame.index, 0.0f);
+      else if (early) decide(id, r, frame.index, *options_.decision.early_margin);
     }
     for (std::int64_t id : update.ended) end_track(id, frame.index);
     std::lock_guard lock(mutex_);
     ++status_.detections_run;
+    status_.detect_cpu_s += detect_cpu;
+    status_.faces_embedded += to_embed.size();
+    status_.faces_analysed += analyzer_ != nullptr ? analysed : 0;
     status_.open_tracks = tracks_.size();
   }
 
-  bool continues_settled_track(const Box& box) const {
+  // A face that clearly continues one track (one prediction overlaps it at IoU >= 0.5)
+  // whose decision no frame of this size can change: settled, or decided unknown and not
+  // yet grown by DecisionOptions::regrow (only a clearly larger view is decided again).
+  bool needs_no_evidence(const Box& box) const {
     const stream_detail::TrackState* only = nullptr;
     for (const auto& t : tracker_.tracks()) {
       const float overlap = iou(stream_detail::Tracker::predict(t, t.missed + 1), box);
@@ -315,10 +342,17 @@ class StreamImpl final : public Stream {
     }
     if (only == nullptr) return false;
     auto it = tracks_.find(only->id);
-    return it != tracks_.end() && settled(it->second);
+    if (it == tracks_.end()) return false;
+    const TrackRecord& r = it->second;
+    return settled(r) ||
+           (r.decisions > 0 && std::min(box.width, box.height) < options_.decision.regrow * r.face_at_decision);
   }
 
-  void decide(std::int64_t id, TrackRecord& r, std::int64_t frame_index) {
+  // One audited search on the track's evidence. `margin` > 0 is an early decision (the
+  // first good frame alone): it names someone only when the similarity clears the
+  // threshold by the margin, and otherwise leaves the track undecided, without an event,
+  // to be decided on DecisionOptions::frames good frames.
+  void decide(std::int64_t id, TrackRecord& r, std::int64_t frame_index, float margin) {
     std::vector<float> combined = r.evidence.combined();
     TemplateProbe probe;
     probe.embedding = combined;
@@ -335,16 +369,21 @@ class StreamImpl final : public Stream {
     search.admit_faces = options_.admit;
     auto found = collections_.search_template(options_.collection, probe, search, options_.context);
     std::fill(combined.begin(), combined.end(), 0.0f);
-    const std::string previous = r.decisions > 0 ? r.outcome : std::string();
-    ++r.decisions;
-    r.frames_at_decision = r.evidence.good_frames();
-    r.face_at_decision = r.evidence.largest_face();
     {
       std::lock_guard lock(mutex_);
       ++status_.decisions;
       if (!found) status_.last_error = found.error();
     }
-    const bool match = found && !found->matches.empty() && found->matches.front().match;
+    const bool match = found && !found->matches.empty() && found->matches.front().match &&
+                       found->matches.front().similarity >= found->matches.front().threshold + margin;
+    if (margin > 0 && !match) {
+      r.early_tried = true;  // not sure enough on one frame: wait for more
+      return;
+    }
+    const std::string previous = r.decisions > 0 ? r.outcome : std::string();
+    ++r.decisions;
+    r.frames_at_decision = r.evidence.good_frames();
+    r.face_at_decision = r.evidence.largest_face();
     const auto now = Clock::now();
     StreamEvent e;
     e.track = id;
@@ -379,7 +418,7 @@ class StreamImpl final : public Stream {
     auto it = tracks_.find(id);
     if (it == tracks_.end()) return;
     TrackRecord& r = it->second;
-    if (r.decisions == 0 && r.evidence.good_frames() > 0) decide(id, r, frame_index);
+    if (r.decisions == 0 && r.evidence.good_frames() > 0) decide(id, r, frame_index, 0.0f);
     StreamEvent e;
     e.kind = StreamEvent::Kind::kTrackEnded;
     e.track = id;

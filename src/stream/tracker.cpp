@@ -108,6 +108,19 @@ float quality_weight(const Face& face, float min_face) {
   return w;
 }
 
+bool whole_face(const Box& box, cv::Size frame, std::span<const Box> others) {
+  if (box.x < kEdgeMargin || box.y < kEdgeMargin || box.right() > static_cast<float>(frame.width) - kEdgeMargin ||
+      box.bottom() > static_cast<float>(frame.height) - kEdgeMargin) {
+    return false;
+  }
+  const float area = box.area();
+  for (const Box& o : others) {
+    if (o.area() <= area) continue;  // not nearer (the same box, or a smaller face behind)
+    if (intersection_area(box, o) > kMaxOccluded * area) return false;
+  }
+  return true;
+}
+
 bool TrackEvidence::add(Evidence e) {
   if (e.weight <= 0) return false;
   ++good_frames_;

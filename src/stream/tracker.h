@@ -76,6 +76,16 @@ struct Evidence {
 // eyes closed: halved. Without quality (no analyser), size alone.
 float quality_weight(const Face& face, float min_face);
 
+// Whether `box` shows a whole face: not cut by the border of a `frame`-sized image (it
+// ends within kEdgeMargin of it) and not overlapped by a nearer face (a larger box among
+// `others` covering more than kMaxOccluded of it). A cut or covered face's template is
+// of part of a face, or of two: such a frame is no evidence (`candor bench stream`: the
+// two people its first run missed entered the frame cut by its edge, and their tracks
+// were decided on those frames).
+inline constexpr float kEdgeMargin = 2;     // px: the detector's box of a cut face ends at the border
+inline constexpr float kMaxOccluded = 0.1f; // of the box's area
+bool whole_face(const Box& box, cv::Size frame, std::span<const Box> others);
+
 // The templates of a track's best frames, at most `capacity` (the lowest weight is
 // replaced by a better frame).
 class TrackEvidence {

@@ -127,6 +127,26 @@ TEST(AnalyzePose, RotationChangesRollByTheAngle) {
   }
 }
 
+// A request may ask for the landmark fit whatever the analyser's default (a camera stream
+// does: the network costs ~50 ms a face there); the default request still runs the network.
+TEST(AnalyzePose, ARequestChoosesTheLandmarkFit) {
+  const cv::Mat img = load("sample3.jpg");
+  AnalysisRequest by_landmarks;
+  by_landmarks.pose_source = PoseSource::kLandmarks;
+  const auto fitted = analysed(img, by_landmarks);
+  const auto network = analysed(img);
+  ASSERT_FALSE(fitted.empty());
+  ASSERT_EQ(fitted.size(), network.size());
+  bool any_differs = false;
+  for (std::size_t i = 0; i < fitted.size(); ++i) {
+    const HeadPose want = analysis::pose_from_landmarks(fitted[i].landmarks68, img.size());
+    EXPECT_EQ(fitted[i].quality->pose->yaw, want.yaw);
+    EXPECT_EQ(fitted[i].quality->pose->pitch, want.pitch);
+    any_differs = any_differs || network[i].quality->pose->yaw != want.yaw;
+  }
+  EXPECT_TRUE(any_differs) << "the default request no longer runs the network";
+}
+
 TEST(AnalyzePose, TurnedFaceHasTheDocumentedSign) {
   CANDOR_REQUIRE_LFW();
   // Ciaran_Hinds_0001: the nose points to the image's right (inspected by eye): yaw < 0.
