@@ -209,6 +209,11 @@ struct TemplateProbe {
   // consented to that purpose and no other).
   std::string purpose;
   std::size_t frames = 1;  // frames whose templates were combined (audit details)
+  // Added to the operating point's thresholds for this search (>= 0): a stream's early
+  // decision on one frame asks for a stricter match, and the audit entry's match (and the
+  // subject it names) is then the stream's, so a search that does not name anyone records
+  // no name either.
+  float margin = 0;
 };
 
 class Collections {

@@ -272,6 +272,7 @@ class CollectionsImpl final : public Collections {
       return Error{ErrorCode::kInvalidArgument, "a probe's source is at most 256 bytes"};
     }
     if (auto ok = check_template_size(probe.embedding.size()); !ok) return ok.error();
+    if (!(probe.margin >= 0 && probe.margin < 1)) return Error{ErrorCode::kInvalidArgument, "a probe's margin is in [0, 1)"};
     auto info = collection_info(collection);
     if (!info) return info.error();
     const nlohmann::json extra = {{"source", probe.source}, {"purpose", probe.purpose}, {"frames", probe.frames}};
@@ -301,7 +302,10 @@ class CollectionsImpl final : public Collections {
     std::shared_lock lock((*state)->mutex);
     SearchOptions one = options;
     one.largest_face_only = false;  // the box goes into the details
-    auto searched = search_face(**state, operating_point_of((*state)->info), face, one, ctx, extra);
+    OperatingPoint point = operating_point_of((*state)->info);
+    point.threshold += probe.margin;
+    for (float& t : point.subject_thresholds) t += probe.margin;
+    auto searched = search_face(**state, point, face, one, ctx, extra);
     if (!searched) return searched.error();
     face.embedding.clear();
     return FaceSearch{std::move(face), std::move(*searched)};

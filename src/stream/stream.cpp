@@ -360,6 +360,7 @@ class StreamImpl final : public Stream {
     probe.source = "stream " + options_.name + " track " + std::to_string(id);
     probe.purpose = options_.purpose;
     probe.frames = r.evidence.size();
+    probe.margin = margin;  // the audit entry's match is then the stream's
     if (liveness_required_ && analyzer_ != nullptr) {
       const auto score = r.evidence.liveness();
       probe.live = score && *score >= analyzer_->liveness_threshold();
@@ -374,8 +375,7 @@ class StreamImpl final : public Stream {
       ++status_.decisions;
       if (!found) status_.last_error = found.error();
     }
-    const bool match = found && !found->matches.empty() && found->matches.front().match &&
-                       found->matches.front().similarity >= found->matches.front().threshold + margin;
+    const bool match = found && !found->matches.empty() && found->matches.front().match;
     if (margin > 0 && !match) {
       r.early_tried = true;  // not sure enough on one frame: wait for more
       return;
