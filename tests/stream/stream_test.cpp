@@ -318,10 +318,13 @@ class StreamTest : public ::testing::Test {
     return path;
   }
 
-  // Plays a video file through a stream until it has ended `ends` times.
-  std::unique_ptr<Stream> play(const std::string& video, CollectSink& sink, int ends = 1, bool realtime = true) {
+  // Plays a video file through a stream until it has ended `ends` times. `lossless`: the
+  // worker takes every frame, so what is decided does not depend on the machine's speed.
+  std::unique_ptr<Stream> play(const std::string& video, CollectSink& sink, int ends = 1, bool realtime = true,
+                               bool lossless = false) {
     auto o = options();
     o.stop_after_ends = ends;
+    o.lossless = lossless;
     VideoSourceOptions vo;
     vo.realtime = realtime;
     auto source = make_video_source(video, vo);
@@ -471,7 +474,9 @@ TEST_F(StreamTest, AStrangerYieldsUnknownAndLeavesNothing) {
   const auto faces_before = db.scalar("SELECT COUNT(*) FROM faces");
   const auto subjects_before = db.scalar("SELECT COUNT(*) FROM audit_subjects");
   CollectSink sink;
-  play_status_ = play(video, sink)->status();
+  // Lossless: under ASan on a loaded machine the real-time worker dropped enough frames for
+  // the tracker to lose the face once, and one walk became two tracks (two unknown events).
+  play_status_ = play(video, sink, 1, true, true)->status();
   EXPECT_EQ(sink.count(StreamEvent::Kind::kRecognised), 0u) << testing::PrintToString(sink.lines());
   ASSERT_EQ(sink.count(StreamEvent::Kind::kUnknown), 1u) << testing::PrintToString(sink.lines());
   for (const std::string& line : sink.lines()) {
