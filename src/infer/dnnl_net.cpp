@@ -1089,6 +1089,12 @@ Result<std::vector<cv::Mat>> DnnlNet::run(const cv::Mat& blob, const std::vector
   const FlushDenormals flush;
   auto it = plans_.find(key);
   if (it == plans_.end()) {
+    if (plans_.size() >= kMaxPlans) {
+      const auto oldest = std::min_element(last_used_.begin(), last_used_.end(),
+                                           [](const auto& a, const auto& b) { return a.second < b.second; });
+      plans_.erase(oldest->first);
+      last_used_.erase(oldest);
+    }
     auto plan = std::make_unique<Plan>();
     try {
       Compiler(*model_, precision_, *plan).compile(dims, outputs);
@@ -1099,6 +1105,7 @@ Result<std::vector<cv::Mat>> DnnlNet::run(const cv::Mat& blob, const std::vector
     }
     it = plans_.emplace(key, std::move(plan)).first;
   }
+  last_used_[key] = ++runs_;
   Plan& plan = *it->second;
   try {
     plan.input.set_data_handle(const_cast<float*>(blob.ptr<float>()));  // read, never written

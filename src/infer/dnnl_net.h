@@ -20,6 +20,7 @@
 // model it shares is immutable. Use one DnnlNet per replica (DnnlNetPool in net_pool.h).
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -52,8 +53,13 @@ class DnnlNet {
   //          attributes are unsupported.
   Result<std::vector<cv::Mat>> run(const cv::Mat& blob, const std::vector<std::string>& outputs);
 
-  // Compiled plans held (one per input shape and output set).
+  // Compiled plans held (one per input shape and output set, at most kMaxPlans).
   std::size_t plans() const { return plans_.size(); }
+  // A plan owns the buffers of every tensor it computes (tens of MB for a detector view of
+  // 1024 px), and a photo library of mixed sizes meets a new shape with most photos: the
+  // least recently used plan is dropped beyond this many. A video stream uses 3-4 shapes, a
+  // photo of one camera 3-5 (its pyramid levels), so one camera's plans stay.
+  static constexpr std::size_t kMaxPlans = 8;
 
   struct Plan;
 
@@ -63,6 +69,8 @@ class DnnlNet {
   InferencePrecision precision_;
   std::string source_;
   std::map<std::string, std::unique_ptr<Plan>> plans_;
+  std::map<std::string, std::uint64_t> last_used_;  // run() count at each plan's latest use
+  std::uint64_t runs_ = 0;
 };
 
 }  // namespace candor

@@ -165,6 +165,22 @@ TEST(DnnlNet, RunsAnotherInputSize) {
   EXPECT_NE(unknown.error().message.find("no-such-tensor"), std::string::npos);
 }
 
+// A replica keeps at most kMaxPlans compiled plans (each owns its tensors' buffers): the
+// least recently used goes, and a shape met again is compiled again with the same result.
+TEST(DnnlNet, KeepsABoundedNumberOfPlans) {
+  auto net = detector();
+  const cv::Mat first = input_blob(ModelRole::kDetector, {64, 64});
+  auto before = net->run(first, {"319"});
+  ASSERT_TRUE(before) << before.error().message;
+  for (int k = 1; k <= static_cast<int>(DnnlNet::kMaxPlans) + 2; ++k) {
+    ASSERT_TRUE(net->run(input_blob(ModelRole::kDetector, {64 + 32 * k, 64}), {"319"}));
+    EXPECT_LE(net->plans(), DnnlNet::kMaxPlans);
+  }
+  auto again = net->run(first, {"319"});
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(cv::norm(before->at(0), again->at(0), cv::NORM_INF), 0.0);
+}
+
 // Truncated and corrupted files are refused with kModelInvalid naming the file, never a crash.
 TEST(DnnlNet, RefusesATruncatedOrCorruptFile) {
   const auto file = model_file(ModelRole::kLandmarks);
