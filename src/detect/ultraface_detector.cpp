@@ -73,9 +73,7 @@ std::vector<Face> suppress_overlaps(std::vector<Face> faces, float iou_threshold
   for (Face& f : faces) {
     bool drop = false;
     for (const Face& k : kept) {
-      const float ix = std::max(0.0f, std::min(f.box.right(), k.box.right()) - std::max(f.box.x, k.box.x));
-      const float iy = std::max(0.0f, std::min(f.box.bottom(), k.box.bottom()) - std::max(f.box.y, k.box.y));
-      const float inter = ix * iy;
+      const float inter = intersection_area(f.box, k.box);
       const float smaller = std::min(f.box.area(), k.box.area());
       if (iou(f.box, k.box) > iou_threshold || (smaller > 0 && inter / smaller > containment)) {
         drop = true;
