@@ -4,7 +4,6 @@
 #include <cmath>
 #include <limits>
 
-#include <opencv2/dnn.hpp>
 #include <opencv2/imgproc.hpp>
 
 namespace candor {
@@ -53,16 +52,26 @@ constexpr int kTileOverlap = static_cast<int>(kMaxFineLevelFacePx + 2 * kCutMarg
 // (960x540) in one view, with no overlap to compute twice; a 12 MP photo's finest level
 // (3333x2500) in 12. The cap bounds one view's activations (~16 MB for its first layer).
 constexpr int kWideView = 1024;
+// Wide views see a level whole (or in views of up to kWideView), with the context the
+// coarsest view has, so a wide-view pyramid may take one longer step than kLevelStep: a
+// level less than 1.25x finer than the whole view is dropped, and the level below it keeps
+// faces up to 1.2 x kMinDetectablePx x its step (75 px for the 3.125 that is the most this
+// allows) instead of kMaxFineLevelFacePx. A 1920x1080 frame at 40 px had levels 1/6, 0.2
+// and 0.5, the 0.2 level for faces the whole view at 1/6 also sees (100-300 px); its wide
+// view (384x240) and its resize cost 1.5 detector runs of the 9 a frame took.
+constexpr double kMaxWideStep = kLevelStep * 1.25;
 
 }  // namespace
 
-std::vector<int> tile_origins(int extent, int tile) {
+std::vector<int> tile_origins(int extent, int tile, int overlap) {
   std::vector<int> o{0};
   if (extent <= tile) return o;
-  const int steps = static_cast<int>(std::ceil(static_cast<double>(extent - tile) / (tile - kTileOverlap)));
+  const int steps = static_cast<int>(std::ceil(static_cast<double>(extent - tile) / (tile - overlap)));
   for (int i = 1; i <= steps; ++i) o.push_back(static_cast<int>(std::lround(static_cast<double>(extent - tile) * i / steps)));
   return o;
 }
+
+std::vector<int> tile_origins(int extent, int tile) { return tile_origins(extent, tile, kTileOverlap); }
 
 int tiled_face_limit_px() { return static_cast<int>(kMaxFineLevelFacePx); }
 int tile_cut_margin_px() { return static_cast<int>(kCutMargin); }
@@ -111,15 +120,29 @@ std::vector<double> UltraFaceDetector::pyramid_scales(cv::Size image, int min_fa
   // 0.42 and 0.5 took 1 + 9 + 12 tiles, now 1/6, 0.2 and 0.5 take 1 + 2 + 12).
   std::vector<double> scales;
   for (double s = finest; s > fit; s /= kLevelStep) scales.push_back(s);
+  // Wide views: the level next to the whole view is dropped when the step over it stays
+  // within kMaxWideStep (see there); tiles keep it, their levels see too little context.
+  if (any_size_ && scales.size() >= 2 && scales[scales.size() - 2] / fit <= kMaxWideStep * (1 + 1e-9)) {
+    scales.pop_back();
+  }
   scales.push_back(fit);
   std::reverse(scales.begin(), scales.end());
   return scales;
 }
 
-std::vector<HeadBox> UltraFaceDetector::run_view(const cv::Mat& view, float threshold) const {
-  const InputSpec& in = spec_.input;
-  const cv::Mat blob = cv::dnn::blobFromImage(view, in.scale, view.size(), cv::Scalar::all(in.mean),
-                                              in.color == ColorOrder::kRgb, false, CV_32F);
+float UltraFaceDetector::max_face_px(const std::vector<double>& scales, std::size_t level) const {
+  if (level == 0) return std::numeric_limits<float>::max();  // the whole view keeps every face
+  if (!any_size_) return kMaxFineLevelFacePx;  // the tile overlap is sized to it
+  // A face larger than this is at least 1.2 x kMinDetectablePx at the next coarser level.
+  const double step = scales[level] / scales[level - 1];
+  return std::max(kMaxFineLevelFacePx, static_cast<float>(kMinDetectablePx * 1.2 * step));
+}
+
+std::vector<HeadBox> UltraFaceDetector::run_view(const cv::Mat& pixels, cv::Size view, float threshold) const {
+  // One blob per thread, reused: a wide view's is 6 MB, and a fresh one per view cost its
+  // page faults each time.
+  thread_local cv::Mat blob;
+  image_to_blob(pixels, view, spec_.input, blob);
   std::vector<HeadBox> boxes;
   if (any_size_) {
     std::vector<std::string> names;
@@ -129,7 +152,7 @@ std::vector<HeadBox> UltraFaceDetector::run_view(const cv::Mat& view, float thre
     }
     const std::vector<cv::Mat> outs = nets_->run(blob, names);
     for (std::size_t k = 0; k < ultraface_heads().size(); ++k) {
-      decode_ultraface_head(outs[2 * k], outs[2 * k + 1], ultraface_heads()[k], view.size(), threshold, boxes);
+      decode_ultraface_head(outs[2 * k], outs[2 * k + 1], ultraface_heads()[k], view, threshold, boxes);
     }
     return boxes;
   }
@@ -138,7 +161,7 @@ std::vector<HeadBox> UltraFaceDetector::run_view(const cv::Mat& view, float thre
   const int n = outs[0].size[1];
   const auto* b = outs[0].ptr<float>();  // 1 x N x 4: x1, y1, x2, y2 in [0, 1]
   const auto* s = outs[1].ptr<float>();  // 1 x N x 2: background, face
-  const auto w = static_cast<float>(view.cols), h = static_cast<float>(view.rows);
+  const auto w = static_cast<float>(view.width), h = static_cast<float>(view.height);
   for (int i = 0; i < n; ++i) {
     if (s[2 * i + 1] < threshold) continue;
     boxes.push_back({b[4 * i] * w, b[4 * i + 1] * h, b[4 * i + 2] * w, b[4 * i + 3] * h, s[2 * i + 1]});
@@ -146,12 +169,13 @@ std::vector<HeadBox> UltraFaceDetector::run_view(const cv::Mat& view, float thre
   return boxes;
 }
 
-void UltraFaceDetector::run_tile(const cv::Mat& tile, cv::Rect valid, bool cut_left, bool cut_top, bool cut_right,
-                                 bool cut_bottom, double scale, float threshold, float max_size,
-                                 std::vector<Face>& out) const {
+void UltraFaceDetector::run_tile(const cv::Mat& level, cv::Rect valid, cv::Size view, double scale, float threshold,
+                                 float max_size, std::vector<Face>& out) const {
   const float valid_w = static_cast<float>(valid.width), valid_h = static_cast<float>(valid.height);
   const cv::Point origin = valid.tl();
-  for (const HeadBox& box : run_view(tile, threshold)) {
+  const bool cut_left = valid.x > 0, cut_top = valid.y > 0;
+  const bool cut_right = valid.br().x < level.cols, cut_bottom = valid.br().y < level.rows;
+  for (const HeadBox& box : run_view(level(valid), view, threshold)) {
     const float x1 = std::clamp(box.x1, 0.0f, valid_w), y1 = std::clamp(box.y1, 0.0f, valid_h);
     const float x2 = std::clamp(box.x2, 0.0f, valid_w), y2 = std::clamp(box.y2, 0.0f, valid_h);
     if (x2 - x1 < 2 || y2 - y1 < 2 || std::max(x2 - x1, y2 - y1) > max_size) continue;
@@ -183,10 +207,10 @@ cv::Size UltraFaceDetector::view_size(int level_width, int level_height, bool co
 
 void UltraFaceDetector::search_levels(const cv::Mat& bgr, const std::vector<double>& scales, float score_threshold,
                                       std::vector<Face>& candidates) const {
-  const cv::Scalar pad = cv::Scalar::all(spec_.input.mean);  // normalises to 0
-  for (double scale : scales) {
-    const bool coarsest = scale == scales.front();
-    const float max_size = coarsest ? std::numeric_limits<float>::max() : kMaxFineLevelFacePx;
+  for (std::size_t level = 0; level < scales.size(); ++level) {
+    const double scale = scales[level];
+    const bool coarsest = level == 0;
+    const float max_size = max_face_px(scales, level);
     const float threshold =
         coarsest ? score_threshold : score_threshold + (1 - score_threshold) * kFineLevelStrictness;
     const int sw = std::max(1, static_cast<int>(std::lround(bgr.cols * scale)));
@@ -194,16 +218,15 @@ void UltraFaceDetector::search_levels(const cv::Mat& bgr, const std::vector<doub
     cv::Mat scaled;
     cv::resize(bgr, scaled, cv::Size(sw, sh), 0, 0, scale < 1.0 ? cv::INTER_AREA : cv::INTER_LINEAR);
     const cv::Size view = view_size(sw, sh, coarsest);
-    const auto xs = tile_origins(sw, view.width), ys = tile_origins(sh, view.height);
+    // Views overlap by the largest face the level keeps and the cut margin on both sides.
+    const int overlap = coarsest ? 0 : static_cast<int>(std::ceil(max_size)) + 2 * static_cast<int>(kCutMargin);
+    const auto xs = tile_origins(sw, view.width, overlap), ys = tile_origins(sh, view.height, overlap);
     for (int oy : ys) {
       for (int ox : xs) {
         const cv::Rect roi(ox, oy, std::min(view.width, sw - ox), std::min(view.height, sh - oy));
-        cv::Mat tile(view, CV_8UC3, pad);
-        scaled(roi).copyTo(tile(cv::Rect(0, 0, roi.width, roi.height)));
-        // Partial tiles are padded (letterboxed), not stretched, so the network sees
-        // undistorted faces; run_tile keeps boxes within the valid part only.
-        run_tile(tile, roi, ox > 0, oy > 0, ox + roi.width < sw, oy + roi.height < sh, scale,
-                 threshold, max_size, candidates);
+        // Partial tiles are padded (letterboxed, image_to_blob), not stretched, so the network
+        // sees undistorted faces; run_tile keeps boxes within the valid part only.
+        run_tile(scaled, roi, view, scale, threshold, max_size, candidates);
       }
     }
   }

@@ -22,6 +22,8 @@ std::vector<Face> suppress_overlaps(std::vector<Face> faces, float iou_threshold
 // pyramid level: the first at 0, the last ending at the edge, evenly spaced and
 // overlapping by at least the tile overlap (ultraface_detector.cpp, kTileOverlap).
 std::vector<int> tile_origins(int extent, int tile);
+// The same for views that overlap by `overlap` pixels (< tile).
+std::vector<int> tile_origins(int extent, int tile, int overlap);
 
 // The largest face (network pixels, longer box side) a tiled level keeps, and how close
 // to a tile's interior edge a box may come before it counts as cut (both for tests).
@@ -44,8 +46,14 @@ class UltraFaceDetector {
   std::vector<Face> search_padded(const cv::Mat& bgr, const DetectOptions& options) const;
 
   // The scales (network pixels per image pixel) of the pyramid for an image and options,
-  // coarsest first; min_face_size is raised to smallest_min_face(image).
+  // coarsest first; min_face_size is raised to smallest_min_face(image). With wide views
+  // one step may be longer than the others (ultraface_detector.cpp, kMaxWideStep).
   std::vector<double> pyramid_scales(cv::Size image, int min_face_size) const;
+
+  // The largest face (network pixels, longer box side) that level `level` of `scales`
+  // keeps: every face at the coarsest (0); at a finer level, the faces the next coarser
+  // level sees at less than 1.2x the smallest face it finds reliably.
+  float max_face_px(const std::vector<double>& scales, std::size_t level) const;
 
   // See Engine::smallest_min_face.
   int smallest_min_face(cv::Size image) const;
@@ -53,18 +61,20 @@ class UltraFaceDetector {
   const ModelSpec& spec() const { return spec_; }
 
  private:
-  // The network on one view (net-sized, or any size when any_size_): candidate boxes in
-  // the view's pixels with a face probability >= threshold.
-  std::vector<HeadBox> run_view(const cv::Mat& view, float threshold) const;
+  // The network on one view of size `view` (net-sized, or any size when any_size_) whose
+  // top-left part holds `pixels` and the rest padding: candidate boxes in the view's pixels
+  // with a face probability >= threshold.
+  std::vector<HeadBox> run_view(const cv::Mat& pixels, cv::Size view, float threshold) const;
 
   // The view a level is searched in: the network's input size, or with any_size_ a finer
   // level whole (rounded up to the coarsest head's stride) up to kWideView a side.
   cv::Size view_size(int level_width, int level_height, bool coarsest) const;
 
-  // Runs the network on one tile (a view) whose `valid` part (origin in the scaled
-  // image) holds pixels; appends faces in original image coordinates.
-  void run_tile(const cv::Mat& tile, cv::Rect valid, bool cut_left, bool cut_top, bool cut_right,
-                bool cut_bottom, double scale, float threshold, float max_size, std::vector<Face>& out) const;
+  // Runs the network on the `valid` part of a pyramid level (scale x the image) in a view
+  // of size `view`; a box near an edge of `valid` inside the level is cut and dropped.
+  // Appends faces in original image coordinates.
+  void run_tile(const cv::Mat& level, cv::Rect valid, cv::Size view, double scale, float threshold, float max_size,
+                std::vector<Face>& out) const;
 
   // Runs the pyramid levels `scales` (coarsest first) over bgr in tiles; appends faces in
   // bgr's coordinates, not yet suppressed.

@@ -277,5 +277,34 @@ TEST(DnnlNet, TheEngineRunsTheChosenBackend) {
   }
 }
 
+// image_to_blob writes what cv::dnn::blobFromImage makes of the tile padded with the mean,
+// for a part of an image (not continuous) smaller than the view, in both colour orders, and
+// reuses the blob's memory for a second view of the same size.
+TEST(ImageToBlob, MatchesBlobFromImageOfThePaddedTile) {
+  cv::Mat image(300, 400, CV_8UC3);
+  cv::randu(image, 0, 256);
+  const cv::Mat part = image(cv::Rect(30, 20, 250, 190));
+  const cv::Size view(320, 240);
+  for (const ColorOrder color : {ColorOrder::kRgb, ColorOrder::kBgr}) {
+    const InputSpec spec{view.width, view.height, color, 127.0f, 1.0f / 128};
+    cv::Mat tile(view, CV_8UC3, cv::Scalar::all(spec.mean));
+    part.copyTo(tile(cv::Rect(0, 0, part.cols, part.rows)));
+    const cv::Mat expected = cv::dnn::blobFromImage(tile, spec.scale, view, cv::Scalar::all(spec.mean),
+                                                    color == ColorOrder::kRgb, false, CV_32F);
+    cv::Mat blob;
+    image_to_blob(part, view, spec, blob);
+    ASSERT_EQ(blob.dims, 4);
+    ASSERT_EQ(blob.total(), expected.total());
+    EXPECT_LE(cv::norm(blob, expected, cv::NORM_INF), 1e-6) << (color == ColorOrder::kRgb ? "rgb" : "bgr");
+    const float* memory = blob.ptr<float>();
+    const cv::Mat whole = image(cv::Rect(0, 0, 320, 240));  // no padding left from the first call
+    image_to_blob(whole, view, spec, blob);
+    EXPECT_EQ(blob.ptr<float>(), memory);
+    const cv::Mat expected_whole = cv::dnn::blobFromImage(whole, spec.scale, view, cv::Scalar::all(spec.mean),
+                                                          color == ColorOrder::kRgb, false, CV_32F);
+    EXPECT_LE(cv::norm(blob, expected_whole, cv::NORM_INF), 1e-6);
+  }
+}
+
 }  // namespace
 }  // namespace candor
