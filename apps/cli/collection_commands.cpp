@@ -176,6 +176,8 @@ struct WatchArgs {
   bool fast = false;
   std::string webhook;  // URL; its secret from $CANDOR_WEBHOOK_SECRET (not an argument: ps shows those)
   std::string mqtt;     // URL; its username and password from $CANDOR_MQTT_USERNAME/_PASSWORD, as above
+  std::string snapshots;  // directory; empty: off
+  int snapshot_hours = 24;
 };
 
 std::string env_or_empty(const char* name) {
@@ -201,6 +203,7 @@ int run_watch(CliContext& ctx, Session& s, const StoreArgs& a, const WatchArgs& 
   options.decision.frames = w.frames;
   options.stall_after = std::chrono::milliseconds(static_cast<std::int64_t>(w.stall_after_s * 1000));
   options.stop_after_ends = w.once ? 1 : 0;
+  if (!w.snapshots.empty()) options.snapshots = SnapshotOptions{w.snapshots, std::chrono::hours(w.snapshot_hours)};
   auto lines = make_json_lines_sink(std::cout);
   std::vector<EventSink*> sinks{lines.get()};
   std::unique_ptr<WebhookSink> webhook;
@@ -277,6 +280,11 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
     c->add_option("--mqtt", w->mqtt,
                   "Also publish events over MQTT (mqtt[s]://host[:port][/prefix], Home Assistant discovery); "
                   "credentials from $CANDOR_MQTT_USERNAME and $CANDOR_MQTT_PASSWORD");
+    c->add_option("--snapshots", w->snapshots,
+                  "Keep a JPEG of each recognised person's best view in this directory (off by default; "
+                  "strangers never); the event names the file");
+    c->add_option("--snapshot-retention", w->snapshot_hours, "Hours a snapshot is kept before it is deleted")
+        ->capture_default_str();
     add_store_options(c, *a);
     c->callback(with_session(ctx, a, true, [a, w, &ctx](Session& s) { return run_watch(ctx, s, *a, *w); }));
   }

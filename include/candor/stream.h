@@ -21,6 +21,10 @@
 //              and budget. A track decided `unknown` that later collects clearly better
 //              evidence is decided again (an upgrade, which the event says).
 //
+// Snapshots of recognised people are off unless StreamOptions::snapshots is set: then the
+// best view of a track that is recognised is written as a JPEG and deleted after the
+// retention; nothing of a track decided unknown is ever written.
+//
 // Strangers leave nothing: a track's templates live in memory only while it is open
 // and are cleared when it ends; an `unknown` event carries the stream, time, track id,
 // duration and face size only. Events never carry templates or pixels, and nothing is
@@ -34,6 +38,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <iosfwd>
 #include <memory>
@@ -119,6 +124,9 @@ struct StreamEvent {
   std::size_t frames_used = 0;  // frames whose templates were combined
   double decision_ms = 0;       // from the track's first frame to the decision
   std::int64_t frame = 0;       // the index of the frame that completed the decision
+  // kRecognised with snapshots on: the name of the file in SnapshotOptions::directory
+  // (empty when none was written).
+  std::string snapshot;
   // kRecognised after an earlier decision of the same track: that decision's outcome
   // ("unknown", or the subject it named); empty for a first decision.
   std::string upgrade_of;
@@ -291,6 +299,21 @@ struct DecisionOptions {
   std::optional<float> early_margin = 0.065f;
 };
 
+// Snapshots of recognised people (StreamOptions::snapshots; off by default). When a track
+// is recognised, its best view — the largest whole face among its evidence frames, grown
+// by half its size on every side — is written into `directory` as
+// "<stream id>-<UTC yyyymmddThhmmss.mmmZ>-t<track>.jpg" (owner-only: the directory 0700
+// when created, the file 0600), and the recognised event names the file. The view is held
+// in memory while the track is open only, and dropped when it ends: nothing of a track
+// decided unknown is written. This stream's files older than `retention` are deleted when
+// it starts and then once a minute while it runs (the time in the name counts, not the
+// file's mtime).
+struct SnapshotOptions {
+  std::filesystem::path directory;
+  std::chrono::hours retention{24};  // at least one hour
+  int jpeg_quality = 90;             // 1..100
+};
+
 struct StreamOptions {
   std::string name = "stream";  // in events and audit details
   std::string collection;
@@ -322,6 +345,8 @@ struct StreamOptions {
   // instead of replacing it, so no frame is dropped and a run does not depend on the
   // machine's load (a camera cannot wait: leave it off for live sources).
   bool lossless = false;
+  // Off unless set: see SnapshotOptions.
+  std::optional<SnapshotOptions> snapshots;
   // Asked before each decision's search, as SearchOptions::admit_faces (a budget).
   std::function<Status(std::size_t)> admit;
   // For measurement in-process only (`candor bench stream`): called on the worker with
@@ -359,7 +384,9 @@ class Stream {
   // ensures: kInvalidArgument for a bad context, an empty name, detect_every < 1 or
   //          decision.frames == 0; kNotFound for an unknown collection; kConsentRequired
   //          when the purpose is not the collection's; kInvalidArgument when the
-  //          collection requires liveness and no analyser is given.
+  //          collection requires liveness and no analyser is given; for snapshots,
+  //          kInvalidArgument for an empty directory, a retention under one hour or a JPEG
+  //          quality outside 1..100, kIoError when the directory cannot be made.
   static Result<std::unique_ptr<Stream>> start(const Engine& engine, const FaceAnalyzer* analyzer,
                                                Collections& collections, std::unique_ptr<FrameSource> source,
                                                EventSink& sink, StreamOptions options);

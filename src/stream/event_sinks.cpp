@@ -35,6 +35,7 @@ std::string stream_event_to_json(const StreamEvent& e) {
       j["duration_s"] = round_ms(e.duration_s);
       j["face_px"] = std::round(e.face_px);
       if (!e.upgrade_of.empty()) j["upgrade_of"] = e.upgrade_of;
+      if (!e.snapshot.empty()) j["snapshot"] = e.snapshot;
       break;
     case StreamEvent::Kind::kUnknown:  // a stranger: when, which track, how long, how large; nothing else
       j["track"] = e.track;

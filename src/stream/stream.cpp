@@ -10,6 +10,7 @@
 
 #include "candor/analyzer.h"
 #include "candor/stream.h"
+#include "snapshots.h"
 #include "tracker.h"
 
 namespace candor {
@@ -49,12 +50,17 @@ struct TrackRecord {
   std::size_t frames_at_decision = 0;
   float face_at_decision = 0;
   bool early_tried = false;  // the first good frame was searched and did not clear the margin
+  // With snapshots on: the largest whole face of its evidence frames, with its context
+  // (snapshot_region). In memory while the track is open, written only if it is recognised.
+  cv::Mat best_view;
+  float best_view_px = 0;
 };
 
 class StreamImpl final : public Stream {
  public:
   StreamImpl(const Engine& engine, const FaceAnalyzer* analyzer, Collections& collections,
-             std::unique_ptr<FrameSource> source, EventSink& sink, StreamOptions options, bool liveness_required)
+             std::unique_ptr<FrameSource> source, EventSink& sink, StreamOptions options, bool liveness_required,
+             std::optional<stream_detail::SnapshotWriter> snapshots)
       : engine_(engine),
         analyzer_(analyzer),
         collections_(collections),
@@ -62,12 +68,14 @@ class StreamImpl final : public Stream {
         sink_(sink),
         options_(std::move(options)),
         liveness_required_(liveness_required),
+        snapshots_(std::move(snapshots)),
         tracker_(options_.tracker) {}
 
   ~StreamImpl() override { stop(); }
 
   void begin() {
     last_frame_at_ = Clock::now();
+    last_sweep_ = last_frame_at_;  // start() has just swept
     grabber_ = std::thread([this] { grab(); });
     worker_ = std::thread([this] { work(); });
   }
@@ -307,6 +315,10 @@ class StreamImpl final : public Stream {
       e.face_px = std::min(f.box.width, f.box.height);
       e.frame = frame.index;
       if (f.liveness) e.liveness = f.liveness->score;
+      if (snapshots_ && e.face_px > r.best_view_px) {
+        r.best_view = frame.bgr(stream_detail::snapshot_region(f.box, frame.bgr.size())).clone();
+        r.best_view_px = e.face_px;
+      }
       r.evidence.add(std::move(e));
     }
     for (Face& f : to_embed) std::fill(f.embedding.begin(), f.embedding.end(), 0.0f);
@@ -321,6 +333,7 @@ class StreamImpl final : public Stream {
       else if (early) decide(id, r, frame.index, *options_.decision.early_margin);
     }
     for (std::int64_t id : update.ended) end_track(id, frame.index);
+    if (snapshots_ && Clock::now() - last_sweep_ >= kSweepEvery) sweep_snapshots();
     std::lock_guard lock(mutex_);
     ++status_.detections_run;
     status_.detect_cpu_s += detect_cpu;
@@ -411,7 +424,22 @@ class StreamImpl final : public Stream {
     e.decision_ms = std::chrono::duration<double, std::milli>(now - r.first_seen).count();
     e.frame = frame_index;
     e.upgrade_of = previous;
+    if (snapshots_ && !r.best_view.empty()) {
+      auto written = snapshots_->write(r.best_view, now_ms(), id);
+      if (written) {
+        e.snapshot = *written;
+      } else {
+        std::lock_guard lock(mutex_);
+        status_.last_error = written.error();
+      }
+      r.best_view.release();  // recognised is final: no later decision needs it
+    }
     publish(e);
+  }
+
+  void sweep_snapshots() {
+    last_sweep_ = Clock::now();
+    snapshots_->sweep(now_ms());
   }
 
   void end_track(std::int64_t id, std::int64_t frame_index) {
@@ -445,7 +473,12 @@ class StreamImpl final : public Stream {
   const StreamOptions options_;
   const bool liveness_required_;
 
+  // Snapshots' retention is enforced at start and then at least this often while frames arrive.
+  static constexpr std::chrono::minutes kSweepEvery{1};
+  std::optional<stream_detail::SnapshotWriter> snapshots_;
+
   // Worker-only state.
+  Clock::time_point last_sweep_{};
   stream_detail::Tracker tracker_;
   std::map<std::int64_t, TrackRecord> tracks_;
   std::int64_t last_detect_ = -1;
@@ -490,8 +523,15 @@ Result<std::unique_ptr<Stream>> Stream::start(const Engine& engine, const FaceAn
     return Error{ErrorCode::kInvalidArgument, "collection " + options.collection +
                                                   " requires liveness: the stream needs the face analyser"};
   }
+  std::optional<stream_detail::SnapshotWriter> snapshots;
+  if (options.snapshots) {
+    auto writer = stream_detail::SnapshotWriter::open(*options.snapshots, options.name);
+    if (!writer) return writer.error();
+    writer->sweep(now_ms());  // what expired while no stream ran
+    snapshots = std::move(*writer);
+  }
   auto s = std::make_unique<StreamImpl>(engine, analyzer, collections, std::move(source), sink, std::move(options),
-                                        collection->liveness_required);
+                                        collection->liveness_required, std::move(snapshots));
   s->begin();
   return std::unique_ptr<Stream>(std::move(s));
 }

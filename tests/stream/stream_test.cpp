@@ -8,6 +8,8 @@
 #include <set>
 #include <thread>
 
+#include <sys/stat.h>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -20,6 +22,7 @@
 #include "candor/collections.h"
 #include "candor/crypto.h"
 #include "candor/stream.h"
+#include "stream/snapshots.h"
 #include "stream/tracker.h"
 
 namespace candor {
@@ -497,6 +500,89 @@ TEST_F(StreamTest, AStrangerYieldsUnknownAndLeavesNothing) {
   ASSERT_FALSE(entries->empty());
   EXPECT_TRUE(entries->back().subjects.empty());
   EXPECT_TRUE(nlohmann::json::parse(entries->back().details)["results"].empty());
+}
+
+// Snapshots (issue 12): a recognised person's best view is written, named in the event,
+// readable by the owner only, and shows their face; a stranger's walk writes nothing.
+TEST_F(StreamTest, ARecognisedPersonLeavesASnapshotAStrangerNothing) {
+  enroll("anna", {test::face_crop_jpeg(1, 2, 0.3f), test::face_crop_jpeg(1, 2, 0.6f)});
+  const std::filesystem::path shots = dir_.file("snapshots");
+  auto play_with_snapshots = [&](const std::string& video, CollectSink& sink) {
+    auto o = options();
+    o.stop_after_ends = 1;
+    o.lossless = true;
+    o.snapshots = SnapshotOptions{shots, std::chrono::hours(24)};
+    auto source = make_video_source(video, VideoSourceOptions{.realtime = false});
+    ASSERT_TRUE(source.ok());
+    auto stream = Stream::start(test::shared_engine(), &analyzer(), *collections_, std::move(*source), sink, o);
+    ASSERT_TRUE(stream.ok()) << stream.error().message;
+    ASSERT_TRUE((*stream)->wait(std::chrono::seconds(60)));
+  };
+  auto files = [&] {
+    std::vector<std::filesystem::path> out;
+    for (const auto& e : std::filesystem::directory_iterator(shots)) out.push_back(e.path());
+    return out;
+  };
+  CollectSink anna;
+  play_with_snapshots(write_video(test::face_crop_jpeg(3, 1, 0.4f), 40, "anna.avi"), anna);
+  ASSERT_EQ(anna.count(StreamEvent::Kind::kRecognised), 1u) << testing::PrintToString(anna.lines());
+  std::string named;
+  for (const auto& e : anna.events()) {
+    if (e.kind == StreamEvent::Kind::kRecognised) named = e.snapshot;
+  }
+  ASSERT_EQ(files().size(), 1u);
+  EXPECT_EQ(files().front().filename().string(), named);
+  EXPECT_TRUE(named.starts_with("door-1-")) << named;
+  struct stat st {};
+  ASSERT_EQ(::stat(files().front().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(::stat(shots.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  const cv::Mat shot = cv::imread(files().front().string());
+  ASSERT_FALSE(shot.empty());
+  EXPECT_EQ(test::shared_engine().detect(shot).size(), 1u) << "the snapshot does not show the face";
+  const auto lines = anna.lines();
+  EXPECT_TRUE(std::any_of(lines.begin(), lines.end(), [&](const std::string& l) {
+    return l.find("\"snapshot\":\"" + named + "\"") != std::string::npos;
+  })) << testing::PrintToString(lines);
+
+  CollectSink ben;  // not enrolled
+  play_with_snapshots(write_video(test::face_crop_jpeg(6, 0, 0.4f), 40, "ben.avi"), ben);
+  ASSERT_EQ(ben.count(StreamEvent::Kind::kUnknown), 1u) << testing::PrintToString(ben.lines());
+  EXPECT_EQ(files().size(), 1u) << "a stranger's view was written";
+}
+
+// Retention: a sweep deletes this stream's snapshots older than the retention, by the time
+// in their names, and nothing else in the directory (another stream's, other files).
+TEST(Snapshots, RetentionDeletesThisStreamsExpiredFilesOnly) {
+  test::TempDir dir;
+  const std::filesystem::path shots = dir.file("shots");
+  const SnapshotOptions options{shots, std::chrono::hours(24)};
+  auto door = stream_detail::SnapshotWriter::open(options, "door 1");
+  auto other = stream_detail::SnapshotWriter::open(options, "door 1-x");
+  ASSERT_TRUE(door.ok() && other.ok());
+  const cv::Mat pixels(40, 30, CV_8UC3, cv::Scalar(10, 20, 30));
+  const TimePoint now = now_ms();
+  const auto old_door = door->write(pixels, now - std::chrono::hours(30), 1);
+  const auto new_door = door->write(pixels, now - std::chrono::hours(1), 2);
+  const auto old_other = other->write(pixels, now - std::chrono::hours(30), 3);
+  ASSERT_TRUE(old_door.ok() && new_door.ok() && old_other.ok());
+  EXPECT_TRUE(old_door->starts_with("door_1-")) << *old_door;
+  std::ofstream(shots / "notes.txt") << "not a snapshot";
+  EXPECT_EQ(door->sweep(now), 1u);
+  EXPECT_FALSE(std::filesystem::exists(shots / *old_door));
+  EXPECT_TRUE(std::filesystem::exists(shots / *new_door));
+  EXPECT_TRUE(std::filesystem::exists(shots / *old_other));
+  EXPECT_TRUE(std::filesystem::exists(shots / "notes.txt"));
+  EXPECT_EQ(door->sweep(now + std::chrono::hours(24)), 1u);  // the newer one expires in its turn
+  EXPECT_EQ(other->sweep(now), 1u);
+
+  EXPECT_EQ(stream_detail::SnapshotWriter::open({shots, std::chrono::hours(0)}, "d").error().code,
+            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(stream_detail::SnapshotWriter::open({"", std::chrono::hours(24)}, "d").error().code,
+            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(stream_detail::SnapshotWriter::open({shots / "notes.txt", std::chrono::hours(24)}, "d").error().code,
+            ErrorCode::kIoError);
 }
 
 // Collections::search_template, the one way a stream identifies: another purpose is a
