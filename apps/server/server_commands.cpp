@@ -232,6 +232,9 @@ void register_server_commands(CLI::App& app, const EngineOptions& engine_options
         ->capture_default_str();
     c->add_flag("--stream-files", a->options.stream_allow_files,
                 "Allow file paths as camera stream sources (/v1/streams): a file source reads any file the server can");
+    c->add_option("--snapshot-dir", a->options.stream_snapshot_dir,
+                  "Where camera streams with outputs.snapshots keep JPEGs of recognised people (a folder per stream; "
+                  "without it such streams are refused)");
     c->add_option("--node-id", a->options.node_id,
                   "This node's name in camera streams' leases (default: host:pid:random)");
     c->add_option("--stream-lease-ms", a->options.stream_lease_ms,

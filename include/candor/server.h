@@ -118,6 +118,11 @@ struct ServerOptions {
   // File paths as stream sources (`candor serve --stream-files`): off, because a file
   // source reads any file the server may read. rtsp(s), http(s) and /dev/videoN always.
   bool stream_allow_files = false;
+  // Where server-run streams whose outputs ask for snapshots keep them
+  // (`candor serve --snapshot-dir`): a folder per stream id, removed with the stream. Empty:
+  // a stream asking for snapshots is refused. A node keeps the snapshots of the streams it
+  // ran: with several nodes, a snapshot is served by the node that took it.
+  std::filesystem::path stream_snapshot_dir;
   // SSE clients of /v1/streams/{id}/events at once on this node (each holds a connection
   // thread), events a client may have unsent before it is dropped, and the heartbeat.
   int stream_max_event_clients = 8;

@@ -314,6 +314,10 @@ struct SnapshotOptions {
   int jpeg_quality = 90;             // 1..100
 };
 
+// True when `name` has the form of a snapshot file's name (above): a server checks a name
+// from a request with it before the name comes near a path.
+bool is_snapshot_name(std::string_view name) noexcept;
+
 struct StreamOptions {
   std::string name = "stream";  // in events and audit details
   std::string collection;

@@ -5,6 +5,7 @@
 #include <array>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <regex>
 
 #include "candor/audit.h"
@@ -191,8 +192,22 @@ void create_stream(Context& ctx, Call& call) {
         if (auto st = MqttSink::check(mqtt); !st) return send_error(call.res, bad("outputs.mqtt: " + st.error().message));
         outputs["mqtt"] = {{"url", *url}, {"username", *user}, {"password", *password}};
         shown["mqtt"] = {{"url", *url}, {"credentials", !user->empty()}};
+      } else if (k == "snapshots") {
+        // Pictures of recognised people, kept by this server for a retention of hours
+        // (StreamOptions::snapshots): only where the operator gave them a place.
+        constexpr std::string_view kShape = "outputs.snapshots: {retention_hours: 1..720}";
+        if (ctx.options.stream_snapshot_dir.empty()) {
+          return send_error(call.res, bad("outputs.snapshots: this server keeps no snapshots (candor serve --snapshot-dir)"));
+        }
+        const auto hours = v.is_object() && v.size() == 1 ? v.find("retention_hours") : v.end();
+        if (hours == v.end() || !hours->is_number_integer() || hours->get<std::int64_t>() < 1 ||
+            hours->get<std::int64_t>() > 720) {
+          return send_error(call.res, bad(std::string(kShape)));
+        }
+        outputs["snapshots"] = {{"retention_hours", hours->get<std::int64_t>()}};
+        shown["snapshots"] = outputs["snapshots"];
       } else {
-        return send_error(call.res, bad("outputs: unknown output '" + k.substr(0, 64) + "' (webhook, mqtt)"));
+        return send_error(call.res, bad("outputs: unknown output '" + k.substr(0, 64) + "' (webhook, mqtt, snapshots)"));
       }
     }
   }
@@ -222,6 +237,31 @@ void create_stream(Context& ctx, Call& call) {
   ctx.log->info("stream created", {{"stream", created->id}, {"source", created->source_redacted}});
   if (start) ctx.streams->poke();
   send_json(call.res, 201, stream_json(ctx, *created));
+}
+
+// A snapshot the stream wrote (outputs.snapshots), by the name its recognised event gave.
+// The name is checked for the form the stream writes before it is joined to a path, so no
+// request reaches another file (`..`, '/', another stream's folder).
+void stream_snapshot(Context& ctx, Call& call) {
+  auto s = visible_stream(ctx, call);
+  if (!s) return;
+  const std::string& name = call.params["name"];
+  if (ctx.options.stream_snapshot_dir.empty() || !is_snapshot_name(name)) {
+    return send_error(call.res, {ErrorCode::kNotFound, "no such snapshot"});
+  }
+  constexpr std::uintmax_t kMaxSnapshotBytes = 16 << 20;
+  const std::filesystem::path path = ctx.options.stream_snapshot_dir / s->id / name;
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (ec || size > kMaxSnapshotBytes) return send_error(call.res, {ErrorCode::kNotFound, "no such snapshot"});
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes(static_cast<std::size_t>(size), '\0');
+  if (!in.read(bytes.data(), static_cast<std::streamsize>(size))) {
+    return send_error(call.res, {ErrorCode::kNotFound, "no such snapshot"});  // expired since
+  }
+  call.res.status = 200;
+  call.res.set_header("Cache-Control", "no-store");
+  call.res.set_content(std::move(bytes), "image/jpeg");
 }
 
 void set_running(Context& ctx, Call& call, bool running) {
@@ -303,9 +343,15 @@ void register_stream_routes(Router& router) {
     if (!s) return;
     if (auto st = ctx.store->delete_stream(s->id, call.audit("stream deleted")); !st) return send_error(call.res, st.error());
     ctx.streams->poke();
+    if (!ctx.options.stream_snapshot_dir.empty()) {  // the stream's snapshots go with it
+      std::error_code ec;
+      std::filesystem::remove_all(ctx.options.stream_snapshot_dir / s->id, ec);
+      if (ec) ctx.log->warn("stream snapshots not removed", {{"stream", s->id}, {"error", ec.message()}});
+    }
     send_json(call.res, 200, {{"deleted", s->id}});
   });
   router.add(scoped("GET", "/v1/streams/{id}/events"), stream_events);
+  router.add(scoped("GET", "/v1/streams/{id}/snapshots/{name}"), stream_snapshot);
 }
 
 }  // namespace candor::server

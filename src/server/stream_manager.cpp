@@ -301,6 +301,10 @@ void StreamManager::start_local(const StreamRecord& record) {
     sink = r->fanout.get();
   }
   StreamOptions o;
+  if (outputs.is_object() && outputs.contains("snapshots") && !ctx_.options.stream_snapshot_dir.empty()) {
+    o.snapshots = SnapshotOptions{ctx_.options.stream_snapshot_dir / record.id,
+                                  std::chrono::hours(outputs["snapshots"].value("retention_hours", 24))};
+  }
   o.name = record.name;
   o.collection = record.collection;
   o.purpose = record.purpose;

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -43,6 +44,39 @@ std::optional<TimePoint> name_time(std::string_view name, std::string_view prefi
 }
 
 }  // namespace
+
+}  // namespace candor::stream_detail
+
+namespace candor {
+
+bool is_snapshot_name(std::string_view name) noexcept {
+  // <id: [A-Za-z0-9_-]+>-<yyyymmddThhmmss>.<mmm>Z-t<digits>.jpg
+  constexpr std::string_view suffix = stream_detail::kSuffix;
+  if (name.size() > 200 || !name.ends_with(suffix)) return false;
+  name.remove_suffix(suffix.size());
+  const auto t = name.rfind("-t");
+  if (t == std::string_view::npos || t + 2 == name.size()) return false;
+  for (char c : name.substr(t + 2)) {
+    if (c < '0' || c > '9') return false;
+  }
+  name = name.substr(0, t);  // <id>-<time>
+  constexpr std::size_t kTime = 20;  // yyyymmddThhmmss.mmmZ
+  if (name.size() < kTime + 2 || name[name.size() - kTime - 1] != '-') return false;
+  const std::string_view time = name.substr(name.size() - kTime), id = name.substr(0, name.size() - kTime - 1);
+  for (std::size_t i = 0; i < kTime; ++i) {
+    const char c = time[i];
+    const bool ok = i == 8 ? c == 'T' : i == 15 ? c == '.' : i == 19 ? c == 'Z' : (c >= '0' && c <= '9');
+    if (!ok) return false;
+  }
+  for (char c : id) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-') return false;
+  }
+  return true;
+}
+
+}  // namespace candor
+
+namespace candor::stream_detail {
 
 cv::Rect snapshot_region(const Box& face, cv::Size frame) {
   const float mx = face.width / 2, my = face.height / 2;

@@ -26,6 +26,7 @@
 
 #include "candor/analyzer.h"
 #include "candor/server.h"
+#include "candor/stream.h"
 #include "mqtt_broker.h"
 #include "test_support.h"
 
@@ -108,8 +109,9 @@ const FaceAnalyzer& shared_analyzer() {
 // One node over the store in `dir`, its log captured, serving until destroyed.
 class Node {
  public:
-  Node(const std::filesystem::path& dir, const std::string& node_id) {
+  Node(const std::filesystem::path& dir, const std::string& node_id, const std::filesystem::path& snapshots = {}) {
     ServerOptions o;
+    o.stream_snapshot_dir = snapshots;
     o.store_uri = (dir / "store.db").string();
     o.port = 0;
     o.engine = &test::shared_engine();
@@ -427,6 +429,70 @@ TEST_F(StreamsTest, HostileRequestsGet400AndNoStream) {
   ASSERT_EQ(k->status, 201);
   auto refused = n.client().Get("/v1/streams", {{"X-API-Key", json::parse(k->body)["key"].get<std::string>()}});
   EXPECT_EQ(refused->status, 403);
+}
+
+// Snapshots (outputs.snapshots): the recognised event names a JPEG that this node serves to
+// a key that sees the stream; a name not of the form the stream writes is 404 before it
+// comes near a path; deleting the stream deletes its snapshots; a server without
+// --snapshot-dir refuses a stream that asks for them.
+TEST_F(StreamsTest, SnapshotsAreServedByNameAndGoWithTheStream) {
+  json spec = stream_spec(video_.string(), true);
+  spec["outputs"] = {{"snapshots", {{"retention_hours", 2}}}};
+  {
+    std::filesystem::create_directories(dir_ / "plain");
+    Node plain(dir_ / "plain", "node-p");
+    prepare(plain, false);
+    auto refused = post(plain, "/v1/streams", spec);
+    EXPECT_EQ(refused->status, 400) << refused->body;
+    EXPECT_NE(refused->body.find("--snapshot-dir"), std::string::npos) << refused->body;
+  }
+  const std::filesystem::path shots = dir_ / "snapshots";
+  Node n(dir_, "node-a", shots);
+  prepare(n);
+  for (const json& bad : {json{{"retention_hours", 0}}, json{{"retention_hours", 721}}, json{{"retention_hours", "2"}},
+                          json{{"retention_hours", 2}, {"dir", "/tmp"}}, json(2)}) {
+    json hostile = spec;
+    hostile["outputs"] = {{"snapshots", bad}};
+    EXPECT_EQ(post(n, "/v1/streams", hostile)->status, 400) << bad.dump();
+  }
+  auto created = post(n, "/v1/streams", spec);
+  ASSERT_EQ(created->status, 201) << created->body;
+  const json stream = json::parse(created->body);
+  const std::string id = stream.value("id", "");
+  EXPECT_EQ(stream["outputs"]["snapshots"]["retention_hours"], 2);
+
+  const std::string events = events_until(n, id, "\"snapshot\":\"");
+  const auto at = events.find("\"snapshot\":\"");
+  ASSERT_NE(at, std::string::npos) << events;
+  const auto begin = at + std::string("\"snapshot\":\"").size();
+  const std::string name = events.substr(begin, events.find('"', begin) - begin);
+  EXPECT_TRUE(is_snapshot_name(name)) << name;
+  auto shot = n.client().Get(("/v1/streams/" + id + "/snapshots/" + name).c_str(), auth());
+  ASSERT_TRUE(shot);
+  ASSERT_EQ(shot->status, 200) << shot->body;
+  EXPECT_EQ(shot->get_header_value("Content-Type"), "image/jpeg");
+  const cv::Mat image = cv::imdecode(std::vector<std::uint8_t>(shot->body.begin(), shot->body.end()), cv::IMREAD_COLOR);
+  ASSERT_FALSE(image.empty());
+  EXPECT_EQ(test::shared_engine().detect(image).size(), 1u);
+  EXPECT_TRUE(std::filesystem::exists(shots / id / name));
+
+  for (const std::string& other : {std::string("..%2F..%2Fstore.db"), std::string("..%2Fstore.db"), std::string(".."),
+                                   std::string("store.db"), name + "x", "x" + name.substr(name.find('-')),
+                                   std::string("door-1-20261129T000000.000Z-t1.jpg")}) {
+    auto r = n.client().Get(("/v1/streams/" + id + "/snapshots/" + other).c_str(), auth());
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 404) << other;
+    EXPECT_EQ(r->get_header_value("Content-Type").find("image"), std::string::npos) << other;
+  }
+  auto k = post(n, "/v1/keys", {{"name", "searcher"}, {"collections", {"staff"}}, {"operations", {"search"}}});
+  ASSERT_EQ(k->status, 201);
+  auto refused = n.client().Get(("/v1/streams/" + id + "/snapshots/" + name).c_str(),
+                                {{"X-API-Key", json::parse(k->body)["key"].get<std::string>()}});
+  EXPECT_EQ(refused->status, 403);
+
+  ASSERT_EQ(n.client().Delete(("/v1/streams/" + id).c_str(), auth())->status, 200);
+  EXPECT_FALSE(std::filesystem::exists(shots / id)) << "the stream's snapshots outlived it";
+  EXPECT_EQ(n.client().Get(("/v1/streams/" + id + "/snapshots/" + name).c_str(), auth())->status, 404);
 }
 
 TEST_F(StreamsTest, EventClientsAreLimited) {

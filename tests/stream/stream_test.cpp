@@ -577,6 +577,15 @@ TEST(Snapshots, RetentionDeletesThisStreamsExpiredFilesOnly) {
   EXPECT_EQ(door->sweep(now + std::chrono::hours(24)), 1u);  // the newer one expires in its turn
   EXPECT_EQ(other->sweep(now), 1u);
 
+  // The names a server accepts in a request are exactly the form the writer makes.
+  EXPECT_TRUE(is_snapshot_name(*new_door));
+  EXPECT_TRUE(is_snapshot_name(*old_other));
+  for (const std::string bad : {"../door_1-20261129T091502.118Z-t4.jpg", "a/b-20261129T091502.118Z-t4.jpg",
+                                "door_1-20261129T091502.118Z-t4.jpeg", "door_1-20261129T091502.118Z-t.jpg",
+                                "door_1-2026112XT091502.118Z-t4.jpg", "-20261129T091502.118Z-t4.jpg", "..", "",
+                                "door 1-20261129T091502.118Z-t4.jpg", "door_1-20261129T091502.118Z-t4.jpg/.."}) {
+    EXPECT_FALSE(is_snapshot_name(bad)) << bad;
+  }
   EXPECT_EQ(stream_detail::SnapshotWriter::open({shots, std::chrono::hours(0)}, "d").error().code,
             ErrorCode::kInvalidArgument);
   EXPECT_EQ(stream_detail::SnapshotWriter::open({"", std::chrono::hours(24)}, "d").error().code,
