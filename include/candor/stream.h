@@ -271,6 +271,12 @@ struct TrackerOptions {
   // Detection rounds a track survives without a detection (an occlusion, a missed
   // frame) before it ends: 5 rounds at detect_every 3 and 25 fps is 0.6 s.
   int max_missed = 5;
+  // Frames from one detection round to the next (a stream sets its detect_every). Motion is
+  // predicted, and a jump allowed, for the frames that really passed: when the worker falls
+  // behind and frames are dropped, the next round comes many frames later, and a walk
+  // predicted one round ahead split into two tracks (two events for one person under ASan
+  // on a loaded machine, sessions 9 and 10).
+  int frames_per_round = 1;
 };
 
 struct DecisionOptions {

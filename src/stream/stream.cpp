@@ -272,7 +272,7 @@ class StreamImpl final : public Stream {
     }
     for (bool candidates : {true, false}) {  // the faces to analyse first: a prefix of to_embed
       for (std::size_t i = 0; i < faces.size(); ++i) {
-        if (whole[i] == candidates && !needs_no_evidence(faces[i].box)) {
+        if (whole[i] == candidates && !needs_no_evidence(faces[i].box, frame.index)) {
           to_embed.push_back(faces[i]);
           embedded_index.push_back(i);
         }
@@ -295,7 +295,7 @@ class StreamImpl final : public Stream {
     std::vector<Detection> detections(faces.size());
     for (std::size_t i = 0; i < faces.size(); ++i) detections[i].box = faces[i].box;
     for (std::size_t k = 0; k < to_embed.size(); ++k) detections[embedded_index[k]].embedding = to_embed[k].embedding;
-    const auto update = tracker_.update(detections);
+    const auto update = tracker_.update(detections, frame.index);
     for (std::size_t i = 0; i < faces.size(); ++i) {
       const std::int64_t id = update.track_of[i];
       auto [it, added] = tracks_.try_emplace(id, options_.decision.max_evidence);
@@ -345,10 +345,10 @@ class StreamImpl final : public Stream {
   // A face that clearly continues one track (one prediction overlaps it at IoU >= 0.5)
   // whose decision no frame of this size can change: settled, or decided unknown and not
   // yet grown by DecisionOptions::regrow (only a clearly larger view is decided again).
-  bool needs_no_evidence(const Box& box) const {
+  bool needs_no_evidence(const Box& box, std::int64_t frame) const {
     const stream_detail::TrackState* only = nullptr;
     for (const auto& t : tracker_.tracks()) {
-      const float overlap = iou(stream_detail::Tracker::predict(t, t.missed + 1), box);
+      const float overlap = iou(stream_detail::Tracker::predict(t, tracker_.rounds_to(t, frame)), box);
       if (overlap < options_.tracker.min_iou) continue;
       if (only != nullptr || overlap < 0.5f) return false;  // two candidates, or a loose fit: look
       only = &t;
@@ -523,6 +523,7 @@ Result<std::unique_ptr<Stream>> Stream::start(const Engine& engine, const FaceAn
     return Error{ErrorCode::kInvalidArgument, "collection " + options.collection +
                                                   " requires liveness: the stream needs the face analyser"};
   }
+  options.tracker.frames_per_round = options.detect_every;
   std::optional<stream_detail::SnapshotWriter> snapshots;
   if (options.snapshots) {
     auto writer = stream_detail::SnapshotWriter::open(*options.snapshots, options.name);

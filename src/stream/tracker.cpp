@@ -18,28 +18,33 @@ float appearance(const TrackState& t, const Detection& d) {
 
 }  // namespace
 
-Box Tracker::predict(const TrackState& t, int rounds_ahead) {
-  const float grow = std::pow(t.size_rate, static_cast<float>(rounds_ahead));
-  const cv::Point2f c = t.box.center() + t.velocity * static_cast<float>(rounds_ahead);
+Box Tracker::predict(const TrackState& t, float rounds_ahead) {
+  const float grow = std::pow(t.size_rate, rounds_ahead);
+  const cv::Point2f c = t.box.center() + t.velocity * rounds_ahead;
   const float w = t.box.width * grow, h = t.box.height * grow;
   return Box{c.x - w / 2, c.y - h / 2, w, h};
 }
 
-Tracker::Update Tracker::update(std::span<const Detection> detections) {
+float Tracker::rounds_to(const TrackState& t, std::int64_t frame) const {
+  return std::max(1.0f, static_cast<float>(frame - t.last_frame) / static_cast<float>(std::max(1, options_.frames_per_round)));
+}
+
+Tracker::Update Tracker::update(std::span<const Detection> detections, std::int64_t frame) {
   Update out;
   out.track_of.assign(detections.size(), 0);
   // Every allowed (track, detection) pair with its score, best first.
   std::vector<std::tuple<float, std::size_t, std::size_t>> pairs;
   for (std::size_t ti = 0; ti < tracks_.size(); ++ti) {
     const TrackState& t = tracks_[ti];
-    const Box p = predict(t, t.missed + 1);
+    const float rounds = rounds_to(t, frame);
+    const Box p = predict(t, rounds);
     for (std::size_t di = 0; di < detections.size(); ++di) {
       const float overlap = iou(p, detections[di].box);
       const float cosine = appearance(t, detections[di]);
       const bool known = cosine > -2;
       if (known && cosine < options_.min_appearance) continue;  // another face, whatever the overlap
       const cv::Point2f jump = detections[di].box.center() - p.center();
-      const bool near = std::hypot(jump.x, jump.y) <= options_.max_jump * std::max(p.width, 1.0f);
+      const bool near = std::hypot(jump.x, jump.y) <= options_.max_jump * std::max(p.width, 1.0f) * rounds;
       if (overlap < options_.min_iou && !(known && near)) continue;
       pairs.emplace_back(overlap + (known ? cosine : 0.0f), ti, di);
     }
@@ -51,7 +56,7 @@ Tracker::Update Tracker::update(std::span<const Detection> detections) {
     track_taken[ti] = det_taken[di] = true;
     TrackState& t = tracks_[ti];
     const Detection& d = detections[di];
-    const float rounds = static_cast<float>(t.missed + 1);
+    const float rounds = rounds_to(t, frame);
     const cv::Point2f moved = (d.box.center() - t.box.center()) / rounds;
     const float grow = t.box.width > 0 ? std::pow(d.box.width / t.box.width, 1.0f / rounds) : 1.0f;
     // Smoothed (half old, half new) so one jittery box does not throw the prediction.
@@ -60,6 +65,7 @@ Tracker::Update Tracker::update(std::span<const Detection> detections) {
     t.box = d.box;
     if (!d.embedding.empty()) t.appearance = d.embedding;
     t.missed = 0;
+    t.last_frame = frame;
     ++t.rounds;
     out.track_of[di] = t.id;
   }
@@ -72,6 +78,7 @@ Tracker::Update Tracker::update(std::span<const Detection> detections) {
     t.id = next_id_++;
     t.box = detections[di].box;
     t.appearance = detections[di].embedding;
+    t.last_frame = frame;
     tracks_.push_back(std::move(t));
     out.track_of[di] = tracks_.back().id;
   }

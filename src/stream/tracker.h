@@ -2,9 +2,10 @@
 //
 // Tracker: detections of one detection round are matched to the open tracks greedily by
 // score, best pair first. A pair is allowed when the detection overlaps the track's
-// predicted box (its last box moved by its velocity for the rounds since) by at least
-// min_iou, or when both carry templates that agree (cosine >= min_appearance) and the
-// detection's centre lies within max_jump track widths of the prediction. Its score is
+// predicted box (its last box moved by its velocity for the rounds since, counted in frames
+// over TrackerOptions::frames_per_round) by at least min_iou, or when both carry templates
+// that agree (cosine >= min_appearance) and the detection's centre lies within max_jump
+// track widths of the prediction per round passed. Its score is
 // the IoU plus the cosine, so where two faces cross and both overlap both predictions,
 // appearance decides; and templates that disagree (cosine below min_appearance) forbid
 // the pair whatever the overlap. A track not matched for more than max_missed rounds
@@ -35,6 +36,7 @@ struct TrackState {
   std::vector<float> appearance;  // the latest template, for matching
   int missed = 0;            // rounds since the last detection
   std::int64_t rounds = 0;   // rounds matched
+  std::int64_t last_frame = 0;  // the frame of the last detection
 };
 
 class Tracker {
@@ -45,13 +47,15 @@ class Tracker {
     std::vector<std::int64_t> track_of;  // per detection, the track it joined (new or continued)
     std::vector<std::int64_t> ended;     // tracks that ended this round
   };
-  // One detection round.
-  Update update(std::span<const Detection> detections);
+  // One detection round, on frame `frame` (frame indices increase from round to round).
+  Update update(std::span<const Detection> detections, std::int64_t frame);
   // Ends every open track (stream end). ensures: their ids.
   std::vector<std::int64_t> end_all();
 
   // The box a track is expected at `rounds_ahead` rounds after its last detection.
-  static Box predict(const TrackState& t, int rounds_ahead);
+  static Box predict(const TrackState& t, float rounds_ahead);
+  // The rounds from a track's last detection to `frame`: frames over frames_per_round, at least 1.
+  float rounds_to(const TrackState& t, std::int64_t frame) const;
 
   const std::vector<TrackState>& tracks() const { return tracks_; }
 
