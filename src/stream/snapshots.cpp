@@ -1,6 +1,8 @@
 #include "snapshots.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cctype>
 #include <cerrno>
@@ -115,14 +117,20 @@ Result<std::string> SnapshotWriter::write(const cv::Mat& pixels, TimePoint time,
   if (pixels.empty() || !cv::imencode(".jpg", pixels, jpeg, {cv::IMWRITE_JPEG_QUALITY, options_.jpeg_quality})) {
     return Error{ErrorCode::kIoError, "snapshot " + path.string() + ": could not encode"};
   }
-  // Created 0600 (not the umask's default): a snapshot is a photo of a person.
-  const mode_t old_mask = ::umask(077);
-  std::FILE* f = std::fopen(path.c_str(), "wbx");
-  ::umask(old_mask);
-  if (f == nullptr) return Error{ErrorCode::kIoError, "snapshot " + path.string() + ": " + std::strerror(errno)};
-  const bool ok = std::fwrite(jpeg.data(), 1, jpeg.size(), f) == jpeg.size();
-  if (std::fclose(f) != 0 || !ok) {
-    std::filesystem::remove(path);
+  // Created 0600 (the umask may only take bits away), never over an existing file: a
+  // snapshot is a photo of a person. open(2)'s mode, not umask(2), which is the process's.
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return Error{ErrorCode::kIoError, "snapshot " + path.string() + ": " + std::strerror(errno)};
+  std::size_t done = 0;
+  while (done < jpeg.size()) {
+    const ssize_t n = ::write(fd, jpeg.data() + done, jpeg.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  if (::close(fd) != 0 || done != jpeg.size()) {
+    std::error_code ignored;
+    std::filesystem::remove(path, ignored);
     return Error{ErrorCode::kIoError, "snapshot " + path.string() + ": write failed"};
   }
   return name;
