@@ -8,7 +8,7 @@ import { $, el, clear, show, showError, showOk, fmt, busy, plural, focusOn } fro
 import { qualityLevel, leftToRight, drawPhoto, fillQualityLegends } from './draw.js';
 import {
   session, can, everyCollection, scopeText, setUnauthorizedHandler, attempt, invalid, when, requireFile,
-  refreshCollections, onCollections, collectionName, findCollection,
+  refreshCollections, onCollections, collectionName, findCollection, newestLoad,
 } from './common.js';
 import * as comparePage from './compare.js';
 import * as auditPage from './audit.js';
@@ -376,7 +376,10 @@ function consentStatus(c, collection) {
   return ['valid', 'ok'];
 }
 
+const consentLoad = newestLoad();
+
 async function loadConsents() {
+  const current = consentLoad();
   const name = $('consent-collection').value;
   const body = $('consents-body');
   clear(body);
@@ -385,7 +388,8 @@ async function loadConsents() {
     return;
   }
   const data = await attempt($('consents-error'), () => api.listConsents(name));
-  if (!data) return;
+  if (!current() || !data) return;
+  clear(body);
   const consents = Array.isArray(data.consents) ? data.consents : [];
   const collection = findCollection(name);
   for (const c of consents) {

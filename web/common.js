@@ -106,6 +106,20 @@ function renderCollectionSelects() {
   }
 }
 
+// For a list that loads on several triggers (its tab opened, its selector changed, an
+// action's reload): each load calls the returned function at its start and gets a check
+// that says, after each await, whether it is still the newest load. An older load that
+// finishes later must not add its rows beside the newer one's (the subjects list showed a
+// subject twice when the tab's load and the selector's overlapped) or show another
+// collection's under the one now selected.
+export function newestLoad() {
+  let started = 0;
+  return () => {
+    const mine = ++started;
+    return () => mine === started;
+  };
+}
+
 // Triggers a download of `text` as `filename` (a subject export): a blob URL, no inline script.
 export function download(filename, text, type = 'application/json') {
   const url = URL.createObjectURL(new Blob([text], { type }));

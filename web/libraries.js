@@ -8,7 +8,7 @@
 
 import { api, thumbnail } from './api.js';
 import { $, el, clear, show, showOk, plural } from './dom.js';
-import { attempt } from './common.js';
+import { attempt, newestLoad } from './common.js';
 
 const FACES_SHOWN = 24; // per group: a large group shows its first faces and a count of the rest
 const PARALLEL = 2; // thumbnails fetched at once (each is a photo decode on the server)
@@ -38,14 +38,18 @@ function groupTitle(g) {
   return g.name ? g.name : `Person ${g.group}`;
 }
 
+const groupLoad = newestLoad();
+
 async function loadGroups() {
+  const current = groupLoad();
   dropThumbnails();
   const body = $('library-groups');
   clear(body);
   const lib = $('library-select').value;
   if (!lib) return;
   const data = await attempt($('libraries-error'), () => api.libraryGroups(lib, $('library-hidden').checked));
-  if (!data) return;
+  if (!current() || !data) return;
+  clear(body);
   const groups = data.groups || [];
   const pending = []; // [img, face id]
   for (const g of groups) {

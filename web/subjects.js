@@ -3,7 +3,7 @@
 
 import { api } from './api.js';
 import { $, el, clear, show, showOk, showError, fmt, busy, plural, focusOn } from './dom.js';
-import { attempt, invalid, when, can, everyCollection, download } from './common.js';
+import { attempt, invalid, when, can, everyCollection, download, newestLoad } from './common.js';
 
 let erasing = null; // {collection, subject, opener}
 
@@ -27,7 +27,10 @@ function consentBadge(s) {
   return el('span', { class: 'badge badge-bad' }, 'none');
 }
 
+const subjectLoad = newestLoad();
+
 async function loadSubjects() {
+  const current = subjectLoad();
   const collection = $('subjects-collection').value;
   const body = $('subjects-body');
   clear(body);
@@ -39,7 +42,8 @@ async function loadSubjects() {
     attempt($('subjects-error'), () => api.listSubjects(collection)),
     lastMatched(collection),
   ]);
-  if (!data) return;
+  if (!current() || !data) return;
+  clear(body);
   const subjects = Array.isArray(data.subjects) ? data.subjects : [];
   for (const s of subjects) {
     const actions = el('div', { class: 'row-actions' });
