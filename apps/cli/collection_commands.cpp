@@ -170,6 +170,7 @@ void run_calibrate(CliContext& ctx, const std::shared_ptr<StoreArgs>& a, const C
 struct WatchArgs {
   std::string source, collection, purpose, reason, name = "stream";
   int detect_every = StreamOptions{}.detect_every;
+  std::size_t buffer_frames = StreamOptions{}.buffer_frames;
   std::size_t frames = DecisionOptions{}.frames;
   double stall_after_s = 5;
   bool once = false;
@@ -200,6 +201,7 @@ int run_watch(CliContext& ctx, Session& s, const StoreArgs& a, const WatchArgs& 
   options.purpose = w.purpose;
   options.context = {a.actor, w.reason};
   options.detect_every = w.detect_every;
+  options.buffer_frames = w.buffer_frames;
   options.decision.frames = w.frames;
   options.stall_after = std::chrono::milliseconds(static_cast<std::int64_t>(w.stall_after_s * 1000));
   options.stop_after_ends = w.once ? 1 : 0;
@@ -271,6 +273,10 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
     c->add_option("--reason", w->reason, "Why the stream is watched (each decision's audit entry)")->required();
     c->add_option("--name", w->name, "The stream's name in events and the audit log")->capture_default_str();
     c->add_option("--detect-every", w->detect_every, "Detect faces on every n-th frame")->capture_default_str();
+    c->add_option("--buffer-frames", w->buffer_frames,
+                  "Frames held for the worker; when full the oldest is dropped (1..64)")
+        ->check(CLI::Range(1, 64))
+        ->capture_default_str();
     c->add_option("--frames", w->frames, "Good frames a track collects before it is decided")->capture_default_str();
     c->add_option("--stall-after", w->stall_after_s, "Seconds without a frame before stream_stalled")
         ->capture_default_str();

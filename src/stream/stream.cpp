@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -30,6 +31,8 @@ using stream_detail::TrackEvidence;
 
 // A stream's name goes into every event and audit entry: a label, not a payload.
 constexpr std::size_t kMaxStreamNameBytes = 128;
+// A buffer of more frames than this would only add latency (64 frames: 2.6 s at 25 fps).
+constexpr std::size_t kMaxBufferFrames = 64;
 
 struct Grabbed {
   cv::Mat bgr;
@@ -180,19 +183,22 @@ class StreamImpl final : public Stream {
       delay = options_.reconnect_initial;
       std::unique_lock lock(mutex_);
       if (options_.lossless) {
-        cv_.wait(lock, [this] { return stopping_ || !slot_; });
-        if (stopping_) break;  // woken by stop(): the frame in the slot was not dropped
+        cv_.wait(lock, [this] { return stopping_ || buffer_.size() < options_.buffer_frames; });
+        if (stopping_) break;  // woken by stop(): the frames held were not dropped
       }
       status_.grab_cpu_s = thread_cpu_s();
-      if (slot_) ++status_.frames_dropped;  // the worker never took it: newest frame wins
-      slot_ = Grabbed{std::move(*frame), index++, Clock::now()};
+      if (buffer_.size() >= options_.buffer_frames) {  // the worker never took it: the newest frames win
+        buffer_.pop_front();
+        ++status_.frames_dropped;
+      }
+      buffer_.push_back(Grabbed{std::move(*frame), index++, Clock::now()});
       ++status_.frames_read;
-      last_frame_at_ = slot_->at;
+      last_frame_at_ = buffer_.back().at;
       cv_.notify_all();
     }
   }
 
-  // The worker: takes the newest frame, watches for stalls, runs detection and decisions.
+  // The worker: takes the oldest frame held, watches for stalls, runs detection and decisions.
   void work() {
     const auto tick = std::clamp(options_.stall_after / 4, std::chrono::milliseconds(10), std::chrono::milliseconds(250));
     for (;;) {
@@ -200,11 +206,11 @@ class StreamImpl final : public Stream {
       bool stalled_now = false, resumed = false;
       {
         std::unique_lock lock(mutex_);
-        cv_.wait_for(lock, tick, [this] { return stopping_ || source_done_ || slot_.has_value(); });
-        if (slot_) {
-          frame = std::move(slot_);
-          slot_.reset();
-          cv_.notify_all();  // a lossless grabber waits for the slot
+        cv_.wait_for(lock, tick, [this] { return stopping_ || source_done_ || !buffer_.empty(); });
+        if (!buffer_.empty() && !stopping_) {  // stop() does not wait for the frames held
+          frame = std::move(buffer_.front());
+          buffer_.pop_front();
+          cv_.notify_all();  // a lossless grabber waits for room
           ++status_.frames_processed;
           if (status_.stalled || interrupted_) resumed = true;
           status_.stalled = false;
@@ -486,7 +492,7 @@ class StreamImpl final : public Stream {
   // Shared between the threads, under mutex_.
   mutable std::mutex mutex_;
   std::condition_variable cv_;
-  std::optional<Grabbed> slot_;  // the newest frame, not yet taken
+  std::deque<Grabbed> buffer_;   // the newest frames, not yet taken, oldest first (at most buffer_frames)
   Clock::time_point last_frame_at_;
   bool stopping_ = false;
   bool source_done_ = false;
@@ -509,6 +515,9 @@ Result<std::unique_ptr<Stream>> Stream::start(const Engine& engine, const FaceAn
     return Error{ErrorCode::kInvalidArgument, "a stream's name is 1..128 bytes"};
   }
   if (options.detect_every < 1) return Error{ErrorCode::kInvalidArgument, "detect_every must be at least 1"};
+  if (options.buffer_frames < 1 || options.buffer_frames > kMaxBufferFrames) {
+    return Error{ErrorCode::kInvalidArgument, "buffer_frames must be 1.." + std::to_string(kMaxBufferFrames)};
+  }
   if (options.decision.frames == 0 || options.decision.max_evidence == 0) {
     return Error{ErrorCode::kInvalidArgument, "a decision needs at least one frame"};
   }

@@ -435,6 +435,43 @@ TEST_F(StreamTest, StartRefusesAnotherPurposeAndABadContext) {
   EXPECT_EQ(s.error().code, ErrorCode::kInvalidArgument);
 }
 
+// The frame buffer (StreamOptions::buffer_frames): a source faster than the worker pushes
+// the oldest held frames out of a one-frame buffer, each counted; a buffer longer than the
+// whole clip holds every frame, so none is dropped. Either way every frame read is taken
+// or dropped, and the last frame read is always taken (the newest frames win).
+TEST_F(StreamTest, AFullFrameBufferDropsItsOldestFrameAndALongerOneAbsorbsABurst) {
+  const std::string video = write_video(test::face_crop_jpeg(6, 0, 0.4f), 40, "ben.avi");
+  auto run = [&](std::size_t buffer) {
+    auto o = options();
+    o.stop_after_ends = 1;
+    o.buffer_frames = buffer;
+    std::int64_t last_detected = -1;
+    o.on_track_box = [&](std::int64_t, std::int64_t frame, const Box&) { last_detected = std::max(last_detected, frame); };
+    auto source = make_video_source(video, VideoSourceOptions{.realtime = false});  // as fast as it decodes
+    EXPECT_TRUE(source.ok());
+    CollectSink sink;
+    auto stream = Stream::start(test::shared_engine(), &analyzer(), *collections_, std::move(*source), sink, o);
+    EXPECT_TRUE(stream.ok()) << stream.error().message;
+    EXPECT_TRUE((*stream)->wait(std::chrono::seconds(120)));
+    const StreamStatus st = (*stream)->status();
+    EXPECT_EQ(st.frames_read, 40u);
+    EXPECT_EQ(st.frames_processed + st.frames_dropped, st.frames_read);
+    EXPECT_EQ(last_detected, 39) << "the last frame read was not taken";
+    return st;
+  };
+  EXPECT_GT(run(1).frames_dropped, 0u) << "a worker detecting every frame kept up with decoding";
+  EXPECT_EQ(run(64).frames_dropped, 0u);
+  auto o = options();
+  for (std::size_t bad : {std::size_t{0}, std::size_t{65}}) {
+    o.buffer_frames = bad;
+    CollectSink sink;
+    auto s = Stream::start(test::shared_engine(), &analyzer(), *collections_,
+                           std::make_unique<ScriptedSource>(std::deque<ScriptedSource::Step>{}), sink, o);
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.error().code, ErrorCode::kInvalidArgument);
+  }
+}
+
 // The end to end case: anna is enrolled from two photos of sample1; the video shows
 // her from another photograph (sample3). One track, recognised as anna, one audit entry.
 TEST_F(StreamTest, AnEnrolledPersonInAVideoFileIsRecognisedOnceAudited) {
