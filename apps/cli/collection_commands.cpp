@@ -274,8 +274,8 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
     c->add_option("--name", w->name, "The stream's name in events and the audit log")->capture_default_str();
     c->add_option("--detect-every", w->detect_every, "Detect faces on every n-th frame")->capture_default_str();
     c->add_option("--buffer-frames", w->buffer_frames,
-                  "Frames held for the worker; when full the oldest is dropped (1..64)")
-        ->check(CLI::Range(1, 64))
+                  "Frames held for the worker; when full the oldest is dropped (1.." + std::to_string(kMaxBufferFrames) + ")")
+        ->check(CLI::Range(std::size_t{1}, kMaxBufferFrames))
         ->capture_default_str();
     c->add_option("--frames", w->frames, "Good frames a track collects before it is decided")->capture_default_str();
     c->add_option("--stall-after", w->stall_after_s, "Seconds without a frame before stream_stalled")

@@ -325,6 +325,10 @@ struct SnapshotOptions {
 // from a request with it before the name comes near a path.
 bool is_snapshot_name(std::string_view name) noexcept;
 
+// The most frames StreamOptions::buffer_frames may hold: more would only add latency (64
+// frames are 2.6 s at 25 fps).
+inline constexpr std::size_t kMaxBufferFrames = 64;
+
 struct StreamOptions {
   std::string name = "stream";  // in events and audit details
   std::string collection;

@@ -31,8 +31,6 @@ using stream_detail::TrackEvidence;
 
 // A stream's name goes into every event and audit entry: a label, not a payload.
 constexpr std::size_t kMaxStreamNameBytes = 128;
-// A buffer of more frames than this would only add latency (64 frames: 2.6 s at 25 fps).
-constexpr std::size_t kMaxBufferFrames = 64;
 
 struct Grabbed {
   cv::Mat bgr;

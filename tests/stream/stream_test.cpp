@@ -460,9 +460,9 @@ TEST_F(StreamTest, AFullFrameBufferDropsItsOldestFrameAndALongerOneAbsorbsABurst
     return st;
   };
   EXPECT_GT(run(1).frames_dropped, 0u) << "a worker detecting every frame kept up with decoding";
-  EXPECT_EQ(run(64).frames_dropped, 0u);
+  EXPECT_EQ(run(kMaxBufferFrames).frames_dropped, 0u);
   auto o = options();
-  for (std::size_t bad : {std::size_t{0}, std::size_t{65}}) {
+  for (std::size_t bad : {std::size_t{0}, kMaxBufferFrames + 1}) {
     o.buffer_frames = bad;
     CollectSink sink;
     auto s = Stream::start(test::shared_engine(), &analyzer(), *collections_,
