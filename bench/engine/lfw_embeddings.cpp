@@ -17,9 +17,17 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
-constexpr std::uint32_t kCacheMagic = 0x43444e4c;  // "LNDC"
+// "LNDN": each template is followed by its norm (Face::embedding_norm). A cache of the
+// earlier format ("LNDC", templates only) does not read, so it is computed again rather
+// than grouped without norms.
+constexpr std::uint32_t kCacheMagic = 0x4e444e4c;
 
-bool read_cache(const std::filesystem::path& file, std::unordered_map<std::string, std::vector<float>>& out) {
+struct Cached {
+  std::vector<float> vector;
+  float norm = 0;
+};
+
+bool read_cache(const std::filesystem::path& file, std::unordered_map<std::string, Cached>& out) {
   std::ifstream in(file, std::ios::binary);
   if (!in) return false;
   std::uint32_t magic = 0, count = 0, dim = 0;
@@ -33,13 +41,14 @@ bool read_cache(const std::filesystem::path& file, std::unordered_map<std::strin
     in.read(key.data(), len);
     std::uint8_t has = 0;
     in.read(reinterpret_cast<char*>(&has), 1);
-    std::vector<float> t;
+    Cached c;
     if (has) {
-      t.resize(dim);
-      in.read(reinterpret_cast<char*>(t.data()), static_cast<std::streamsize>(dim * sizeof(float)));
+      c.vector.resize(dim);
+      in.read(reinterpret_cast<char*>(c.vector.data()), static_cast<std::streamsize>(dim * sizeof(float)));
+      in.read(reinterpret_cast<char*>(&c.norm), sizeof c.norm);
     }
     if (!in) return false;
-    out.emplace(std::move(key), std::move(t));
+    out.emplace(std::move(key), std::move(c));
   }
   return true;
 }
@@ -56,7 +65,10 @@ void write_cache(const std::filesystem::path& file, const ImageTemplates& r) {
     out.write(reinterpret_cast<const char*>(&len), 4).write(r.keys[i].data(), len);
     const std::uint8_t has = r.templates[i].size() == dim ? 1 : 0;
     out.write(reinterpret_cast<const char*>(&has), 1);
-    if (has) out.write(reinterpret_cast<const char*>(r.templates[i].data()), static_cast<std::streamsize>(dim * sizeof(float)));
+    if (has) {
+      out.write(reinterpret_cast<const char*>(r.templates[i].data()), static_cast<std::streamsize>(dim * sizeof(float)));
+      out.write(reinterpret_cast<const char*>(&r.norms[i]), sizeof r.norms[i]);
+    }
   }
 }
 
@@ -80,14 +92,15 @@ ImageTemplates embed_lfw_images(const EngineOptions& options, const std::filesys
   ImageTemplates r;
   r.keys = keys;
   r.templates.resize(keys.size());
+  r.norms.assign(keys.size(), 0.0F);
   if (!cache.empty()) {
-    std::unordered_map<std::string, std::vector<float>> cached;
+    std::unordered_map<std::string, Cached> cached;
     if (read_cache(cache, cached)) {
       bool complete = true;
       for (std::size_t i = 0; i < keys.size() && complete; ++i) {
         auto it = cached.find(keys[i]);
         if (it == cached.end()) complete = false;
-        else r.templates[i] = it->second;
+        else r.templates[i] = it->second.vector, r.norms[i] = it->second.norm;
       }
       if (complete) {
         std::cerr << "templates: " << keys.size() << " read from cache " << cache << "\n";
@@ -137,6 +150,7 @@ ImageTemplates embed_lfw_images(const EngineOptions& options, const std::filesys
       (*engine)->embed(*image, std::span<Face>(&face, 1));
       local.embed_ms += ms_since(t);
       r.templates[i] = std::move(face.embedding);
+      r.norms[i] = face.embedding_norm;
       const std::size_t n = ++done;
       if (n % 1000 == 0) std::cerr << "templates: " << n << "/" << keys.size() << "\n";
     }

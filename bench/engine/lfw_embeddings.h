@@ -17,6 +17,7 @@ struct StageTotals {
 struct ImageTemplates {
   std::vector<std::string> keys;                // "Name/Name_0001.jpg"
   std::vector<std::vector<float>> templates;     // empty when the image did not decode
+  std::vector<float> norms;                      // per image: Face::embedding_norm (0: no template)
   std::size_t no_face = 0;                       // images where the fallback box was used
   std::size_t unreadable = 0;
   StageTotals totals;                            // summed over images (thread time)

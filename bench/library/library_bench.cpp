@@ -67,6 +67,7 @@ struct LibraryArgs {
   std::vector<std::string> grid;  // --tune: these specs instead of the built-in grid
   bool tune_only = false;
   bool local_grid = false;  // --tune: the grid over local too
+  bool qual_grid = false;   // --tune: the grid over the quality term (qual, qref) and merge
   bool json = false;
   std::size_t synthetic = 0;
   std::size_t add = 1000;
@@ -89,9 +90,20 @@ struct LfwFaces {
   std::vector<std::int64_t> person;     // the truth
   std::vector<bool> first_half;         // the person's name starts with A-M
   std::vector<float> vectors;           // row-major
+  std::vector<float> norms;             // Face::embedding_norm
+
+  // The grouping's view of face i: its id is i, its photo the image's.
+  GroupingFace face(std::size_t i) const {
+    return {static_cast<std::int64_t>(i), static_cast<std::int64_t>(image[i]), norms[i]};
+  }
+  void append_vector(std::size_t i, std::vector<float>& out) const {
+    out.insert(out.end(), vectors.begin() + static_cast<std::ptrdiff_t>(i * dim),
+               vectors.begin() + static_cast<std::ptrdiff_t>((i + 1) * dim));
+  }
 };
 
-LfwFaces lfw_faces(const std::vector<std::string>& keys, const std::vector<std::vector<float>>& templates) {
+LfwFaces lfw_faces(const std::vector<std::string>& keys, const std::vector<std::vector<float>>& templates,
+                   const std::vector<float>& norms) {
   LfwFaces f;
   const std::vector<PersonImages> people = group_by_person(keys);
   for (std::size_t p = 0; p < people.size(); ++p) {
@@ -102,6 +114,7 @@ LfwFaces lfw_faces(const std::vector<std::string>& keys, const std::vector<std::
       f.person.push_back(static_cast<std::int64_t>(p));
       f.first_half.push_back(std::toupper(static_cast<unsigned char>(keys[i][0])) <= 'M');
       f.vectors.insert(f.vectors.end(), templates[i].begin(), templates[i].end());
+      f.norms.push_back(norms[i]);
     }
   }
   return f;
@@ -113,9 +126,8 @@ std::vector<std::int64_t> group_subset(const LfwFaces& f, const std::vector<std:
   std::vector<GroupingFace> faces;
   std::vector<float> vectors;
   for (std::size_t i : subset) {
-    faces.push_back({static_cast<std::int64_t>(i), static_cast<std::int64_t>(f.image[i])});
-    vectors.insert(vectors.end(), f.vectors.begin() + static_cast<std::ptrdiff_t>(i * f.dim),
-                   f.vectors.begin() + static_cast<std::ptrdiff_t>((i + 1) * f.dim));
+    faces.push_back(f.face(i));
+    f.append_vector(i, vectors);
   }
   auto grouped = group_faces(static_cast<int>(f.dim), faces, vectors, {}, o);
   if (!grouped) die(grouped.error().message);
@@ -149,7 +161,8 @@ std::string fixed(double v, int decimals = 2) {
 
 // The spec with the best BCubed F on the tuning subset, over a grid of edge, merge and
 // grow (--local-grid: also local, the merge values then centred on 0.50 - 0.28 * local,
-// as the local term adds local times a face's local scale, at least 0.28).
+// as the local term adds local times a face's local scale, at least 0.28; --qual-grid:
+// qual, qref and merge at the default edge and grow).
 std::string tune_spec(const LibraryArgs& a, const LfwFaces& f, const std::vector<std::size_t>& tuning) {
   std::string best;
   double best_f = -1;
@@ -164,6 +177,18 @@ std::string tune_spec(const LibraryArgs& a, const LfwFaces& f, const std::vector
               grid.push_back("cw,k=24,edge=" + fixed(edge) + ",sharp=10,merge=" + fixed(merge) + ",grow=" +
                              fixed(grow) + ",local=" + fixed(local) + ",iter=20");
             }
+          }
+        }
+      }
+    } else if (a.qual_grid) {
+      // The quality term (library.h, qual=): weights and reference ratios around where a
+      // lowered bar starts to let weak faces in, with the merge bar it then wants.
+      for (double qual : {0.0, 0.2, 0.3, 0.4}) {
+        for (double qref : {0.9, 0.95, 1.0}) {
+          if (qual == 0 && qref != 1.0) continue;
+          for (double merge = 0.50; merge <= 0.5301; merge += 0.01) {
+            grid.push_back("cw,k=24,edge=0.54,sharp=10,merge=" + fixed(merge) + ",grow=0.1,qual=" + fixed(qual) +
+                           ",qref=" + fixed(qref) + ",iter=20");
           }
         }
       }
@@ -209,7 +234,7 @@ void run_lfw(const EngineOptions& options, const LibraryArgs& a) {
   require_lfw(a.root);
   const std::vector<std::string> keys = all_lfw_keys(a.root);
   const ImageTemplates t = embed_lfw_images(options, a.root, keys, a.threads, a.cache);
-  const LfwFaces f = lfw_faces(keys, t.templates);
+  const LfwFaces f = lfw_faces(keys, t.templates, t.norms);
   const std::size_t n = f.person.size();
   std::vector<std::size_t> all(n), am, nz;
   std::iota(all.begin(), all.end(), 0);
@@ -265,9 +290,8 @@ void run_lfw(const EngineOptions& options, const LibraryArgs& a) {
     std::vector<float> vectors;
     for (std::size_t k = b * n / kBatches; k < (b + 1) * n / kBatches; ++k) {
       const std::size_t i = order[k];
-      faces.push_back({static_cast<std::int64_t>(i), static_cast<std::int64_t>(f.image[i])});
-      vectors.insert(vectors.end(), f.vectors.begin() + static_cast<std::ptrdiff_t>(i * f.dim),
-                     f.vectors.begin() + static_cast<std::ptrdiff_t>((i + 1) * f.dim));
+      faces.push_back(f.face(i));
+      f.append_vector(i, vectors);
     }
     const auto start = Clock::now();
     if (auto added = (*grouping)->add(faces, vectors); !added) die(added.error().message);
@@ -372,6 +396,7 @@ void register_library_bench_commands(CLI::App& bench, const EngineOptions& optio
   c->add_option("--grid", a->grid, "--tune: the specs to try instead of the built-in grid");
   c->add_flag("--tune-only", a->tune_only, "--tune: stop after tuning");
   c->add_flag("--local-grid", a->local_grid, "--tune: also try the local-scale term (local=0, 0.25, 0.5)");
+  c->add_flag("--qual-grid", a->qual_grid, "--tune: try the quality term (qual, qref) and merge instead");
   c->add_option("--synthetic", a->synthetic, "Time grouping N synthetic templates instead of LFW");
   c->add_option("--add", a->add, "--synthetic: faces added to the grouping per timed add")->capture_default_str();
   c->add_option("--runs", a->runs, "--synthetic: runs (medians are reported)")->capture_default_str();

@@ -46,6 +46,12 @@ struct Face {
   std::array<cv::Point2f, 5> landmarks{};   // Landmark5 order, image pixels
   std::vector<cv::Point2f> landmarks68;     // iBUG 300-W order, image pixels; empty before landmarking
   std::vector<float> embedding;             // L2-normalised template; empty until embedded
+  // The recogniser's output norm before L2 normalisation; 0 until embedded. It is a
+  // quality signal, not an identity: with margin-softmax training (ArcFace, MagFace)
+  // blurred, small or turned faces come out with smaller norms (Meng et al., "MagFace",
+  // CVPR 2021; Ranjan et al., "L2-constrained softmax", 2017). The library's grouping
+  // uses it (include/candor/library.h, qual=).
+  float embedding_norm = 0;
   std::optional<FaceQuality> quality;       // set by the analyser
   std::optional<Liveness> liveness;         // set only when liveness was requested
 };

@@ -76,6 +76,9 @@ struct NewLibraryFace {
   float detector_score = 0;
   std::vector<float> embedding;  // 1..4096 finite values, one dim and model per library
   std::string model_id;
+  // Face::embedding_norm (a quality signal the grouping weighs); finite, >= 0; 0: unknown.
+  // Stored in the clear, as detector_score is: it says how clear a face was, not whose.
+  float template_norm = 0;
 };
 
 struct LibraryFace {
@@ -83,6 +86,7 @@ struct LibraryFace {
   std::int64_t photo = 0;
   FaceBox box;
   std::vector<float> embedding;  // decrypted (empty for forgotten faces or when omitted)
+  float template_norm = 0;       // NewLibraryFace::template_norm (0 for faces stored before schema v7)
   std::int64_t group = 0;        // 0: not grouped yet
   bool forgotten = false;
 };

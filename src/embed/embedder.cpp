@@ -19,8 +19,8 @@ cv::Mat Embedder::align(const cv::Mat& bgr, const Face& face) const {
   return crop;
 }
 
-std::vector<std::vector<float>> Embedder::embed_aligned(const std::vector<cv::Mat>& crops) const {
-  std::vector<std::vector<float>> templates;
+Embedder::Templates Embedder::embed_aligned(const std::vector<cv::Mat>& crops) const {
+  Templates templates;
   if (crops.empty()) return templates;
   const InputSpec& in = spec_.input;
   const cv::Size size(in.width, in.height);
@@ -41,7 +41,8 @@ std::vector<std::vector<float>> Embedder::embed_aligned(const std::vector<cv::Ma
       for (float x : t) norm += static_cast<double>(x) * x;
       const auto inv = static_cast<float>(norm > 0 ? 1.0 / std::sqrt(norm) : 0.0);
       for (float& x : t) x *= inv;
-      templates.push_back(std::move(t));
+      templates.vectors.push_back(std::move(t));
+      templates.norms.push_back(static_cast<float>(std::sqrt(norm)));
     }
   };
   if (spec_.batchable) {
@@ -61,8 +62,11 @@ void Embedder::embed(const cv::Mat& bgr, std::span<Face> faces) const {
     }
     crops.push_back(align(bgr, f));
   }
-  auto templates = embed_aligned(crops);
-  for (std::size_t i = 0; i < faces.size(); ++i) faces[i].embedding = std::move(templates[i]);
+  Templates templates = embed_aligned(crops);
+  for (std::size_t i = 0; i < faces.size(); ++i) {
+    faces[i].embedding = std::move(templates.vectors[i]);
+    faces[i].embedding_norm = templates.norms[i];
+  }
 }
 
 }  // namespace candor

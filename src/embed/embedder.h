@@ -20,8 +20,13 @@ class Embedder {
   // Sets face.embedding for every face; one forward pass when the model is batchable.
   void embed(const cv::Mat& bgr, std::span<Face> faces) const;
 
-  // Templates for already aligned crops (input-sized, BGR), one per crop.
-  std::vector<std::vector<float>> embed_aligned(const std::vector<cv::Mat>& crops) const;
+  // Templates for already aligned crops (input-sized, BGR), one per crop, each
+  // L2-normalised, with the norm it had before (Face::embedding_norm).
+  struct Templates {
+    std::vector<std::vector<float>> vectors;
+    std::vector<float> norms;
+  };
+  Templates embed_aligned(const std::vector<cv::Mat>& crops) const;
 
   const ModelSpec& spec() const { return spec_; }
 

@@ -24,7 +24,7 @@ struct Params {
   // The defaults are kDefaultGroupingSpec's (include/candor/library.h).
   std::size_t k = 24;
   float edge = 0.54F;
-  float merge = 0.50F;
+  float merge = 0.53F;
   float grow = 0.1F;      // the merge threshold rises by grow * (1 - 1/min(size_a, size_b))
   bool average = false;   // link=average: mean pairwise similarity instead of the means' cosine
   float sharp = 10.0F;    // an edge weighs exp(sharp * (similarity - edge)); 0: every edge weighs 1
@@ -32,6 +32,10 @@ struct Params {
   // The merge threshold rises by local * (the mean over both groups of their faces'
   // similarity to their k-th nearest face); 0: off.
   float local = 0.0F;
+  // When one side of a merge is a single face of norm n < qref * (the median norm), the
+  // threshold falls by qual * (qref - n / median); qual 0: off.
+  float qual = 0.3F;
+  float qref = 1.0F;
 };
 
 // "cw,k=24,edge=0.48,..." -> Params; the message names the item that does not parse.
@@ -68,8 +72,10 @@ Result<Params> parse_spec(std::string_view spec) {
     else if (name == "grow" && v >= 0 && v <= 1) p.grow = static_cast<float>(v);
     else if (name == "iter" && v >= 0 && v <= 1000 && v == std::floor(v)) p.iterations = static_cast<int>(v);
     else if (name == "local" && v >= 0 && v <= 2) p.local = static_cast<float>(v);
+    else if (name == "qual" && v >= 0 && v <= 2) p.qual = static_cast<float>(v);
+    else if (name == "qref" && v > 0 && v <= 2) p.qref = static_cast<float>(v);
     else return bad("unknown parameter or value out of range (k 1..1000, edge -1..1, merge -1..1.5, iter 0..1000, "
-                    "local 0..2)");
+                    "local 0..2, qual 0..2, qref 0..2)");
   }
   return p;
 }
@@ -148,7 +154,7 @@ class FaceGroupingImpl final : public FaceGrouping {
       }
     }
     dedupe(p.edges);
-    solve(p, /*merge_fixed=*/false);
+    solve(p, /*regroup=*/false);
     relabel_new(p);
     rebuild_members();
     return ok_status();
@@ -209,6 +215,8 @@ class FaceGroupingImpl final : public FaceGrouping {
     return ok_status();
   }
 
+  void pin(std::span<const std::int64_t> groups) override { pinned_.insert(groups.begin(), groups.end()); }
+
   Status regroup() override {
     std::vector<int> all(ids_.size());
     std::iota(all.begin(), all.end(), 0);
@@ -249,6 +257,7 @@ class FaceGroupingImpl final : public FaceGrouping {
       index_of_.emplace(faces[i].face, idx);
       ids_.push_back(faces[i].face);
       photo_.push_back(faces[i].photo);
+      norm_.push_back(std::isfinite(faces[i].norm) && faces[i].norm > 0 ? faces[i].norm : 0.0F);
       photo_faces_[faces[i].photo].push_back(idx);
       group_.push_back(-1 - idx);  // a temporary label of its own, below every group id
     }
@@ -284,7 +293,7 @@ class FaceGroupingImpl final : public FaceGrouping {
       list.erase(std::remove(list.begin(), list.end(), static_cast<int>(f)), list.end());
       if (list.empty()) photo_faces_.erase(photo_[f]);
     }
-    ids_.resize(first), photo_.resize(first), group_.resize(first);
+    ids_.resize(first), photo_.resize(first), group_.resize(first), norm_.resize(first);
     vectors_.resize(first * static_cast<std::size_t>(dim_));
   }
 
@@ -437,13 +446,17 @@ class FaceGroupingImpl final : public FaceGrouping {
       }
     }
     dedupe(p.edges);
-    solve(p, /*merge_fixed=*/true);
+    solve(p, /*regroup=*/true);
     // Old and new labels by shared faces, largest overlap first.
     std::map<std::pair<std::int64_t, std::int64_t>, std::size_t> overlap;
     for (int f : faces) ++overlap[{before[f], group_[static_cast<std::size_t>(f)]}];
     std::vector<std::pair<std::size_t, std::pair<std::int64_t, std::int64_t>>> pairs;
     for (const auto& [key, n] : overlap) pairs.push_back({n, key});
-    std::sort(pairs.begin(), pairs.end(), [](const auto& x, const auto& y) {
+    // Pinned old groups claim first: each new group holds at most one (split_pins), so
+    // every pinned group with a face left keeps its id, and the owner's name with it.
+    std::stable_sort(pairs.begin(), pairs.end(), [&](const auto& x, const auto& y) {
+      const bool px = pinned_.count(x.second.first) != 0, py = pinned_.count(y.second.first) != 0;
+      if (px != py) return px;
       return x.first != y.first ? x.first > y.first : x.second < y.second;
     });
     std::unordered_map<std::int64_t, std::int64_t> id_of;
@@ -479,10 +492,18 @@ class FaceGroupingImpl final : public FaceGrouping {
   }
 
   // Groups the problem's faces: steps 2-5 of library.h. Free faces end with
-  // temporary labels (negative) or a fixed group's id; with merge_fixed false, two
-  // groups that both hold fixed faces are never merged.
-  void solve(Problem& p, bool merge_fixed) {
+  // temporary labels (negative) or a fixed group's id; unless regroup, two pinned
+  // groups are never merged.
+  void solve(Problem& p, bool regroup) {
     const std::size_t n = p.faces.size();
+    // regroup: each face's pinned old group (0: none), read before the labels change.
+    std::vector<std::int64_t> pin(n, 0);
+    if (regroup) {
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::int64_t g = group_[static_cast<std::size_t>(p.faces[i])];
+        if (pinned_.count(g) != 0) pin[i] = g;
+      }
+    }
     // Must-linked faces of the problem are one node (a unit).
     std::unordered_map<int, int> position;
     for (std::size_t i = 0; i < n; ++i) position.emplace(p.faces[i], static_cast<int>(i));
@@ -552,8 +573,39 @@ class FaceGroupingImpl final : public FaceGrouping {
     }
     std::int64_t next_temp = -1 - static_cast<std::int64_t>(units);
     for (std::int64_t g : group_) next_temp = std::min(next_temp, g - 1);
+    if (regroup) split_pins(p, unit_faces, pin, next_temp);
     split_conflicts(p, unit_faces, clamped, next_temp);
-    merge_groups(p, merge_fixed);
+    merge_groups(p, regroup, pin);
+  }
+
+  // regroup: a group Chinese whispers formed over the faces of two or more pinned groups
+  // is cut by pin: the faces of the pin with the most faces keep the label, with the
+  // unpinned faces; each other pin's faces get a label of their own (per unit: the pin of
+  // its first face). So no group holds two pinned groups' faces and each keeps its id.
+  void split_pins(const Problem& p, const std::vector<std::vector<int>>& unit_faces,
+                  const std::vector<std::int64_t>& pin, std::int64_t& next_temp) {
+    std::map<std::int64_t, std::map<std::int64_t, std::size_t>> pins_of;  // label -> pin -> faces
+    auto label_of = [&](const std::vector<int>& unit) { return group_[static_cast<std::size_t>(p.faces[static_cast<std::size_t>(unit[0])])]; };
+    auto pin_of = [&](const std::vector<int>& unit) { return pin[static_cast<std::size_t>(unit[0])]; };
+    for (const auto& unit : unit_faces) {
+      if (pin_of(unit) != 0) pins_of[label_of(unit)][pin_of(unit)] += unit.size();
+    }
+    std::map<std::pair<std::int64_t, std::int64_t>, std::int64_t> moved;  // (label, pin) -> new label
+    for (const auto& [label, counts] : pins_of) {
+      if (counts.size() < 2) continue;
+      const auto kept = std::max_element(counts.begin(), counts.end(), [](const auto& x, const auto& y) {
+        return x.second != y.second ? x.second < y.second : x.first > y.first;
+      })->first;
+      for (const auto& [g, count] : counts) {
+        if (g != kept) moved[{label, g}] = next_temp--;
+      }
+    }
+    if (moved.empty()) return;
+    for (const auto& unit : unit_faces) {
+      auto it = moved.find({label_of(unit), pin_of(unit)});
+      if (it == moved.end()) continue;
+      for (int i : unit) group_[static_cast<std::size_t>(p.faces[static_cast<std::size_t>(i)])] = it->second;
+    }
   }
 
   // Step 4. Each group of the problem holding a conflict is cut into parts: units in
@@ -625,6 +677,19 @@ class FaceGroupingImpl final : public FaceGrouping {
     }
   }
 
+  // The median template norm of the faces held that have one (0: none has).
+  double median_norm() const {
+    std::vector<float> known;
+    known.reserve(norm_.size());
+    for (float n : norm_) {
+      if (n > 0) known.push_back(n);
+    }
+    if (known.empty()) return 0.0;
+    auto mid = known.begin() + static_cast<std::ptrdiff_t>(known.size() / 2);
+    std::nth_element(known.begin(), mid, known.end());
+    return *mid;
+  }
+
   const float* vec(int f) const { return vectors_.data() + static_cast<std::size_t>(f) * static_cast<std::size_t>(dim_); }
 
   // Step 5: merge groups by the cosine of their mean templates. In rounds: the
@@ -633,12 +698,13 @@ class FaceGroupingImpl final : public FaceGrouping {
   // (A priority queue re-scoring every neighbour after each merge costs
   // groups x neighbours x dim once groups grow large; one merge per group per round
   // needs as many rounds as the largest group absorbs: minutes at 100k faces.)
-  void merge_groups(const Problem& p, bool merge_fixed) {
+  void merge_groups(const Problem& p, bool regroup, const std::vector<std::int64_t>& pin) {
     const auto d = static_cast<std::size_t>(dim_);
     struct Group {
       std::vector<double> sum;
       std::vector<int> faces;  // global
-      bool fixed = false;
+      bool fixed = false;     // holds faces grouped before this add
+      std::int64_t pin = 0;   // the pinned group (pin()) it holds or is, 0: none; two pins never merge
       double scale = 0;  // the sum of its faces' local scales (Params::local)
     };
     std::unordered_map<std::int64_t, Group> groups;
@@ -655,9 +721,11 @@ class FaceGroupingImpl final : public FaceGrouping {
       if (added) {
         g.sum.assign(d, 0.0);
         g.fixed = fixed_labels.count(l) != 0;
+        if (g.fixed && pinned_.count(l) != 0) g.pin = l;
         if (g.fixed) g.faces = members_.at(l);
       }
       if (p.fixed[i] == 0) g.faces.push_back(p.faces[i]);
+      if (regroup && pin[i] != 0) g.pin = pin[i];  // at most one per group (split_pins)
     }
     if (params_.local > 0) {
       std::vector<int> all;
@@ -694,10 +762,22 @@ class FaceGroupingImpl final : public FaceGrouping {
     // higher score to join. It is what a fixed threshold lacks as the library
     // grows: more people bring closer look-alikes for every face, and the k-th
     // similarity rises with them (README "Photo libraries: grouping (issue 13)").
+    // The quality term (Params::qual) is a quality-aware comparison in the manner of
+    // QMagFace (Terhörst et al., WACV 2023: the score is raised by a weight times the
+    // lower quality of the two faces), kept to single faces: a group's mean template
+    // is already steadied by its faces. Chosen on LFW A-M (README "Photo libraries:
+    // grouping (issue 13)"): people with 2-3 photos split off their weak faces.
+    const double median = params_.qual > 0 ? median_norm() : 0.0;
+    auto weakness = [&](const Group& g) {
+      if (median <= 0 || g.faces.size() != 1) return 0.0;
+      const float n = norm_[static_cast<std::size_t>(g.faces[0])];
+      return n > 0 ? std::max(0.0, params_.qref - n / median) : 0.0;
+    };
     auto threshold = [&](const Group& a, const Group& b) {
       const auto smaller = static_cast<double>(std::min(a.faces.size(), b.faces.size()));
       const double local = 0.5 * (a.scale / static_cast<double>(a.faces.size()) + b.scale / static_cast<double>(b.faces.size()));
-      return params_.merge + params_.grow * (1.0 - 1.0 / smaller) + params_.local * local;
+      return params_.merge + params_.grow * (1.0 - 1.0 / smaller) + params_.local * local -
+             params_.qual * std::max(weakness(a), weakness(b));
     };
     for (;;) {
       pairs.clear();
@@ -714,7 +794,7 @@ class FaceGroupingImpl final : public FaceGrouping {
       for (const auto& [la, lb] : pairs) {
         const Group& a = groups.at(la);
         const Group& b = groups.at(lb);
-        if (!merge_fixed && a.fixed && b.fixed) continue;
+        if (a.pin != 0 && b.pin != 0 && a.pin != b.pin) continue;
         const double na = norms[la], nb = norms[lb];
         if (na <= 0 || nb <= 0) continue;
         const double ab = std::inner_product(a.sum.begin(), a.sum.end(), b.sum.begin(), 0.0);
@@ -738,14 +818,13 @@ class FaceGroupingImpl final : public FaceGrouping {
         if (ca == cb) continue;
         Group* keep = &groups.at(ca);
         Group* gone = &groups.at(cb);
-        if (!merge_fixed && keep->fixed && gone->fixed) continue;
+        if (keep->pin != 0 && gone->pin != 0 && keep->pin != gone->pin) continue;
         if ((ca != c.a || cb != c.b) && score(*keep, *gone) < threshold(*keep, *gone)) continue;
         std::int64_t keep_l = ca, gone_l = cb;
-        // The survivor keeps a fixed group's id (at most one of them is fixed when
-        // merge_fixed is false); otherwise the larger group's.
-        if (gone->fixed > keep->fixed || (gone->fixed == keep->fixed && gone->faces.size() > keep->faces.size())) {
-          std::swap(keep, gone), std::swap(keep_l, gone_l);
-        }
+        // The survivor keeps a pinned group's id (at most one of them is pinned), else
+        // a fixed group's, else the larger group's.
+        const auto rank = [](const Group* g) { return std::tuple{g->pin != 0, g->fixed, g->faces.size()}; };
+        if (rank(gone) > rank(keep)) std::swap(keep, gone), std::swap(keep_l, gone_l);
         const bool gone_smaller = gone->faces.size() <= keep->faces.size();
         const Group& small = gone_smaller ? *gone : *keep;
         const std::int64_t other = gone_smaller ? keep_l : gone_l;
@@ -760,6 +839,7 @@ class FaceGroupingImpl final : public FaceGrouping {
         for (std::size_t j = 0; j < d; ++j) keep->sum[j] += gone->sum[j];
         keep->scale += gone->scale;
         keep->fixed = keep->fixed || gone->fixed;
+        if (keep->pin == 0) keep->pin = gone->pin;
         groups.erase(gone_l);
         forward[gone_l] = keep_l;
         merged = true;
@@ -773,11 +853,13 @@ class FaceGroupingImpl final : public FaceGrouping {
   GroupingOptions options_;
   std::unique_ptr<Index> index_;  // ids: the faces' positions
   std::vector<std::int64_t> ids_, photo_, group_;
+  std::vector<float> norm_;  // per face: its template norm, 0 when unknown
   std::vector<float> vectors_;
   std::unordered_map<std::int64_t, int> index_of_;
   std::unordered_map<std::int64_t, std::vector<int>> photo_faces_;
   std::unordered_map<std::int64_t, std::vector<std::int64_t>> cannot_, must_;  // by face id, both directions
   std::unordered_map<std::int64_t, std::vector<int>> members_;  // group id -> faces
+  std::unordered_set<std::int64_t> pinned_;  // pin(): groups add() never merges with each other
   std::vector<std::vector<Neighbor>> knn_;  // local > 0: per face its neighbour list (empty: not yet searched)
   std::int64_t next_group_ = 1;
 };

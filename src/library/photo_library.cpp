@@ -52,7 +52,7 @@ Result<LoadedGrouping> load_grouping(LibraryStore& store, std::string_view libra
       out.ungrouped.push_back(std::move(f));
       continue;
     }
-    held.push_back(GroupingFace{f.id, f.photo});
+    held.push_back(GroupingFace{f.id, f.photo, f.template_norm});
     vectors.insert(vectors.end(), f.embedding.begin(), f.embedding.end());
     groups.push_back(f.group);
   }
@@ -60,6 +60,14 @@ Result<LoadedGrouping> load_grouping(LibraryStore& store, std::string_view libra
   auto grouping = FaceGrouping::create(dim, options);
   if (!grouping) return grouping.error();
   if (auto r = (*grouping)->restore(held, vectors, groups, constraints_of(*corrections)); !r) return r.error();
+  // The groups the owner named or hid are pinned: new photos never merge two of them.
+  auto set = store.list_groups(library);
+  if (!set) return set.error();
+  std::vector<std::int64_t> pinned;
+  for (const LibraryGroup& group : *set) {
+    if (!group.label.empty() || group.hidden) pinned.push_back(group.number);
+  }
+  (*grouping)->pin(pinned);
   out.grouping = std::move(*grouping);
   return out;
 }
@@ -70,7 +78,7 @@ Status add_ungrouped(LoadedGrouping& g) {
   std::vector<GroupingFace> faces;
   std::vector<float> vectors;
   for (const LibraryFace& f : g.ungrouped) {
-    faces.push_back(GroupingFace{f.id, f.photo});
+    faces.push_back(GroupingFace{f.id, f.photo, f.template_norm});
     vectors.insert(vectors.end(), f.embedding.begin(), f.embedding.end());
   }
   g.ungrouped.clear();
@@ -243,7 +251,8 @@ Result<IngestReport> ingest_photos(const Engine& engine, LibraryStore& store, st
       } else {
         photo.ingested = true;
         for (const Face& f : found->faces) {
-          faces.push_back(NewLibraryFace{FaceBox{f.box.x, f.box.y, f.box.width, f.box.height}, f.score, f.embedding, model});
+          faces.push_back(
+              NewLibraryFace{FaceBox{f.box.x, f.box.y, f.box.width, f.box.height}, f.score, f.embedding, model, f.embedding_norm});
         }
       }
     }

@@ -267,13 +267,21 @@ DROP INDEX faces_by_subject_only;
 {drop_faces_collection_fk}
 )sql";
 
-constexpr std::array<std::pair<int, std::string_view>, 6> kMigrations = {{
+// v7: each library face's template norm before L2 normalisation (Face::embedding_norm), the
+// quality signal the grouping weighs (include/candor/library.h, qual=). Faces stored before
+// it read 0, "unknown": the grouping treats them as it did before.
+constexpr std::string_view kSchemaV7 = R"sql(
+ALTER TABLE library_faces ADD COLUMN template_norm {real} NOT NULL DEFAULT 0;
+)sql";
+
+constexpr std::array<std::pair<int, std::string_view>, 7> kMigrations = {{
     {1, kSchemaV1},
     {2, kSchemaV2},
     {3, kSchemaV3},
     {4, kSchemaV4},
     {5, kSchemaV5},
     {6, kSchemaV6},
+    {7, kSchemaV7},
 }};
 
 // `text` with every {token} replaced by the dialect's spelling.

@@ -37,7 +37,7 @@ struct Table {
   std::vector<Column> columns;
 };
 
-// Every table of the current schema (v5) but schema_version (each side has its own
+// Every table of the current schema (v7) but schema_version (each side has its own
 // migrations) and audit_head (set from the source's head at the end), parents before
 // children. meta is copied without the key check value (the destination keeps its own).
 const std::vector<Table>& tables() {
@@ -89,7 +89,8 @@ const std::vector<Table>& tables() {
        {{"id", Type::kInt}, {"library_id", Type::kInt}, {"photo_id", Type::kInt}, {"photo_sha256", Type::kText},
         {"box_x", Type::kReal}, {"box_y", Type::kReal}, {"box_w", Type::kReal}, {"box_h", Type::kReal},
         {"detector_score", Type::kReal}, {"dim", Type::kInt}, {"model_id", Type::kText}, {"template", Type::kBlob},
-        {"group_number", Type::kInt}, {"state", Type::kText}, {"created_at", Type::kInt}}},
+        {"group_number", Type::kInt}, {"state", Type::kText}, {"created_at", Type::kInt},
+        {"template_norm", Type::kReal}}},
       {"library_groups", "library_id, number", nullptr,
        {{"library_id", Type::kInt}, {"number", Type::kInt}, {"label", Type::kText}, {"hidden", Type::kInt}}},
       {"library_corrections", "id", "id",

@@ -229,12 +229,13 @@ class LibraryStoreImpl final : public LibraryStore {
                              .add_bytes(core_.cipher().seal(f.embedding,
                                                             library_template_ad(lib.id, lib.name, id, f.model_id)))
                              .add("active")
-                             .add(now));
+                             .add(now)
+                             .add(static_cast<double>(f.template_norm)));
           out.faces.push_back(id);
         }
         // The photo's faces in one statement, as enroll writes a batch (Driver::defer_insert).
         db.defer_insert("library_faces (id, library_id, photo_id, photo_sha256, box_x, box_y, box_w, box_h,"
-                        " detector_score, dim, model_id, template, state, created_at)",
+                        " detector_score, dim, model_id, template, state, created_at, template_norm)",
                         rows);
       }
       audit.details = dump(json{{"library_id", lib.id}, {"photo_id", out.photo}, {"status", status},
@@ -253,7 +254,7 @@ class LibraryStoreImpl final : public LibraryStore {
       const Rows r = db.run(
           std::string("SELECT id, photo_id, box_x, box_y, box_w, box_h, dim, model_id, ") +
               (with_templates ? "template" : "NULL") +
-              ", group_number, state FROM library_faces WHERE library_id = $1" +
+              ", group_number, state, template_norm FROM library_faces WHERE library_id = $1" +
               (with_forgotten ? "" : " AND state = 'active'") + " ORDER BY id",
           Params().add(lib.id));
       for (std::size_t i = 0; i < r.size(); ++i) {
@@ -264,6 +265,7 @@ class LibraryStoreImpl final : public LibraryStore {
                         static_cast<float>(r.dbl(i, 4)), static_cast<float>(r.dbl(i, 5))};
         f.group = r.is_null(i, 9) ? 0 : r.int64(i, 9);
         f.forgotten = r.text(i, 10) == "forgotten";
+        f.template_norm = static_cast<float>(r.dbl(i, 11));
         if (with_templates && !f.forgotten) {
           const auto dim = static_cast<std::size_t>(std::max<std::int64_t>(r.int64(i, 6), 0));
           auto plain = core_.cipher().open(r.bytes(i, 8), library_template_ad(lib.id, lib.name, f.id, r.text(i, 7)), dim);
@@ -540,6 +542,9 @@ class LibraryStoreImpl final : public LibraryStore {
     if (faces.empty()) return;
     std::vector<NewFace> as_faces;
     for (const NewLibraryFace& f : faces) {
+      if (!std::isfinite(f.template_norm) || f.template_norm < 0) {
+        fail(ErrorCode::kInvalidArgument, "a face's template_norm must be finite and >= 0");
+      }
       NewFace n;
       n.embedding = f.embedding;
       n.box = f.box;

@@ -31,6 +31,24 @@ TEST(Verify, TemplatesAreUnitLength) {
   for (const Face& f : test::shared_engine().analyze(*image)) {
     ASSERT_EQ(f.embedding.size(), 512u);
     EXPECT_NEAR(cosine_similarity(f.embedding, f.embedding), 1.0f, 1e-4);
+    EXPECT_GT(f.embedding_norm, 0.0f);
+  }
+}
+
+// The norm kept from before normalisation is a quality signal (face.h): each face
+// blurred (sigma 1/25 of its width, about 4.5 px of the recogniser's 112) comes out
+// with a smaller norm.
+TEST(Verify, BlurLowersTheTemplateNorm) {
+  auto image = read_image(test::testdata("face-api/sample4.jpg"));
+  ASSERT_TRUE(image.ok()) << "run `make setup`";
+  const std::vector<Face> sharp = test::shared_engine().analyze(*image);
+  ASSERT_FALSE(sharp.empty());
+  for (std::size_t i = 0; i < sharp.size(); ++i) {
+    cv::Mat blurred;
+    cv::GaussianBlur(*image, blurred, cv::Size(), sharp[i].box.width / 25.0);
+    Face face = sharp[i];  // the same box and landmarks, blurred pixels
+    test::shared_engine().embed(blurred, std::span<Face>(&face, 1));
+    EXPECT_LT(face.embedding_norm, 0.9f * sharp[i].embedding_norm) << "face " << i;
   }
 }
 

@@ -122,6 +122,8 @@ TEST(LibraryCliTest, KilledAddResumesWithoutDuplicatesThenFindIsAudited) {
             0);
   EXPECT_GT(raw.scalar("SELECT COUNT(*) FROM library_faces"), 6);
   EXPECT_EQ(raw.scalar("SELECT COUNT(*) FROM library_faces WHERE group_number IS NULL"), 0) << "faces left ungrouped";
+  EXPECT_EQ(raw.scalar("SELECT COUNT(*) FROM library_faces WHERE NOT (template_norm > 0)"), 0)
+      << "a face stored without its template norm (the grouping's quality signal)";
 
   const CommandRun again = run_command(add);
   ASSERT_EQ(again.status, 0) << again.output;

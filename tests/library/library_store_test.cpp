@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 #include <set>
 
@@ -213,6 +214,25 @@ TEST_P(LibraryStoreTest, ForgetThenReAddBringsNothingBack) {
 
 // find_face answers one active face of the library by id, with its box, and nothing for a
 // forgotten face, a face of another library or an id that does not exist.
+// The template norm (schema v7) comes back as stored; one that is not a finite,
+// non-negative number is refused and nothing of the photo is kept.
+TEST_P(LibraryStoreTest, TemplateNormIsKeptAndABadOneRefused) {
+  NewLibraryFace f = face_of(0, 0, 10);
+  f.template_norm = 3.25F;
+  ASSERT_TRUE(lib_->add_photo("family", photo_at("/photos/a.jpg"), {f}, who()).ok());
+  auto faces = lib_->list_faces("family", true).value();
+  ASSERT_EQ(faces.size(), 1U);
+  EXPECT_FLOAT_EQ(faces[0].template_norm, 3.25F);
+  for (float bad : {-1.0F, std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    f.template_norm = bad;
+    auto r = lib_->add_photo("family", photo_at("/photos/b.jpg"), {f}, who());
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  }
+  EXPECT_EQ(lib_->list_faces("family", true).value().size(), 1U);
+  EXPECT_EQ(lib_->list_photos("family").value().size(), 1U);
+}
+
 TEST_P(LibraryStoreTest, FindFaceAnswersOneActiveFaceOfThisLibraryOnly) {
   add_photos(0, 4, 2, 1);
   ASSERT_TRUE(lib_->create_library({"trip", "me", 365}, who()).ok());

@@ -7,6 +7,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <tuple>
 
 #include "candor/library.h"
 #include "library/cluster_metrics.h"
@@ -294,8 +295,106 @@ TEST(FaceGroupingTest, MergeThresholdRisesWithLocalScale) {
   EXPECT_TRUE(together(0.6F, "0"));
 }
 
+// Face u and a weak face v (a low template norm) at cosine 0.42, below the merge bar
+// of 0.5, and five clear faces orthogonal to both; the median norm is u's. With
+// qual=0.3, qref=1 the bar for v falls by 0.3 * (1 - n_v / median): at half the median
+// to 0.35, and u, v merge. At the median norm, with its norm unknown (0) or with
+// qual=0, v stays apart. Norms ten times larger change nothing (the median is the unit).
+TEST(FaceGroupingTest, MergeThresholdFallsForAWeakSingleFace) {
+  auto together = [](float v_norm, float scale, const char* qual) {
+    constexpr int kFaces = 7;
+    std::vector<float> v(kFaces * kDim, 0.0F);
+    v[0] = 1;                                                // u = e1
+    v[kDim] = 0.42F, v[kDim + 1] = std::sqrt(1 - 0.42F * 0.42F);  // v: cosine 0.42 with u
+    std::vector<GroupingFace> faces{{1, 1, 3.6F * scale}, {2, 2, v_norm * scale}};
+    for (int f = 2; f < kFaces; ++f) {
+      v[static_cast<std::size_t>(f * kDim + f + 1)] = 1;     // e3..e7
+      faces.push_back({f + 1, f + 1, 3.6F * scale});
+    }
+    GroupingOptions o;
+    // edge 0.99: no graph edges, so every face is its own group until the merges.
+    o.spec = std::string("cw,k=6,edge=0.99,merge=0.5,grow=0,qref=1,qual=") + qual;
+    auto grouped = group_faces(kDim, faces, v, {}, o);
+    EXPECT_TRUE(grouped.ok());
+    for (int f = 3; f <= kFaces; ++f) EXPECT_NE(grouped->at(f), grouped->at(1));
+    return grouped->at(1) == grouped->at(2);
+  };
+  EXPECT_TRUE(together(1.8F, 1, "0.3"));
+  EXPECT_TRUE(together(1.8F, 10, "0.3"));
+  EXPECT_FALSE(together(3.6F, 1, "0.3"));
+  EXPECT_FALSE(together(0.0F, 1, "0.3"));
+  EXPECT_FALSE(together(1.8F, 1, "0"));
+}
+
+// Faces u, v at cosine 0.3 arrive first and found two groups; then w, halfway between
+// them (cosine 0.81 with each), arrives: it joins one, and the mean of that pair scores
+// 0.58 with the other, above the merge bar of 0.5, so add() merges the two old groups
+// into the one w joined. When both old groups are pinned they stay apart; when one is,
+// the merged group keeps the pinned id. regroup() respects the pins as add() does.
+TEST(FaceGroupingTest, GroupsANewFaceBridgesMergeUnlessBothArePinned) {
+  std::vector<float> v(3 * kDim, 0.0F);
+  v[0] = 1;                                                  // u = e1
+  v[kDim] = 0.3F, v[kDim + 1] = std::sqrt(1 - 0.09F);        // v
+  const float w_norm = std::sqrt(2 * (1 + 0.3F));
+  for (int j = 0; j < 2; ++j) v[static_cast<std::size_t>(2 * kDim + j)] = (v[static_cast<std::size_t>(j)] + v[static_cast<std::size_t>(kDim + j)]) / w_norm;
+  const std::vector<GroupingFace> faces{{1, 1}, {2, 2}, {3, 3}};
+  auto run = [&](std::vector<int> pin_faces) {
+    GroupingOptions o;
+    o.spec = "cw,k=2,edge=0.99,merge=0.5,grow=0";  // no graph edges: the merges decide
+    auto g = FaceGrouping::create(kDim, o);
+    EXPECT_TRUE(g.ok());
+    EXPECT_TRUE((*g)->add(std::span(faces).first(2), std::span(v).first(2 * kDim)).ok());
+    const std::int64_t gu = *(*g)->group_of(1), gv = *(*g)->group_of(2);
+    EXPECT_NE(gu, gv);
+    std::vector<std::int64_t> pins;
+    for (int f : pin_faces) pins.push_back(*(*g)->group_of(f));
+    (*g)->pin(pins);
+    EXPECT_TRUE((*g)->add(std::span(faces).subspan(2), std::span(v).subspan(2 * kDim)).ok());
+    return std::tuple{gu, gv, *(*g)->group_of(1), *(*g)->group_of(2), *(*g)->group_of(3)};
+  };
+  {
+    const auto [gu, gv, u, v2, w] = run({});
+    EXPECT_EQ(u, v2);
+    EXPECT_EQ(u, w);
+    EXPECT_TRUE(u == gu || u == gv);
+  }
+  {
+    const auto [gu, gv, u, v2, w] = run({1, 2});
+    EXPECT_EQ(u, gu);
+    EXPECT_EQ(v2, gv);
+    EXPECT_TRUE(w == gu || w == gv);
+  }
+  // A full regroup(): unpinned, the three are one person; with both pinned, u and v stay
+  // apart and keep their ids.
+  for (bool pinned : {false, true}) {
+    GroupingOptions o;
+    o.spec = "cw,k=2,edge=0.99,merge=0.5,grow=0";
+    auto g = FaceGrouping::create(kDim, o);
+    ASSERT_TRUE(g.ok());
+    ASSERT_TRUE((*g)->add(std::span(faces).first(1), std::span(v).first(kDim)).ok());
+    ASSERT_TRUE((*g)->add(std::span(faces).subspan(1, 1), std::span(v).subspan(kDim, kDim)).ok());
+    const std::int64_t gu = *(*g)->group_of(1), gv = *(*g)->group_of(2);
+    if (pinned) (*g)->pin(std::vector<std::int64_t>{gu, gv});
+    ASSERT_TRUE((*g)->add(std::span(faces).subspan(2), std::span(v).subspan(2 * kDim)).ok());
+    ASSERT_TRUE((*g)->regroup().ok());
+    if (pinned) {
+      EXPECT_EQ(*(*g)->group_of(1), gu);
+      EXPECT_EQ(*(*g)->group_of(2), gv);
+    } else {
+      EXPECT_EQ(*(*g)->group_of(1), *(*g)->group_of(2));
+    }
+  }
+  for (int pinned : {1, 2}) {
+    const auto [gu, gv, u, v2, w] = run({pinned});
+    EXPECT_EQ(u, v2);
+    EXPECT_EQ(u, w);
+    EXPECT_EQ(u, pinned == 1 ? gu : gv);
+  }
+}
+
 TEST(FaceGroupingTest, BadInputRefused) {
-  for (const char* spec : {"kmeans", "cw,k=0", "cw,edge=x", "cw,colour=3", "cw,link=single", "cw,local=3"}) {
+  for (const char* spec : {"kmeans", "cw,k=0", "cw,edge=x", "cw,colour=3", "cw,link=single", "cw,local=3", "cw,qual=-1",
+                           "cw,qref=0"}) {
     GroupingOptions o;
     o.spec = spec;
     auto g = FaceGrouping::create(kDim, o);
@@ -315,3 +414,4 @@ TEST(FaceGroupingTest, BadInputRefused) {
 
 }  // namespace
 }  // namespace candor
+
