@@ -151,6 +151,45 @@ TEST_P(LibraryStoreTest, AddNameAddMoreRegroupKeepsNamesAndCorrections) {
   EXPECT_TRUE(store_->audit_verify()->intact);
 }
 
+// Two faces at cosine 0.3 found two groups; a third, halfway (0.81 with each), links
+// them. Unnamed, the later add merges the two into one person; when the owner has named
+// both, neither the add nor a regroup merges them and both names keep their faces.
+TEST_P(LibraryStoreTest, NamedGroupsAreNeverMergedByAnAddOrARegroup) {
+  auto unit = [](float a, float b) {
+    std::vector<float> v(kDim, 0.0F);
+    v[0] = a, v[1] = b;
+    return v;
+  };
+  const float s = std::sqrt(1 - 0.09F), h = std::sqrt(2 * 1.3F);
+  const std::vector<std::vector<float>> faces = {unit(1, 0), unit(0.3F, s), unit(1.3F / h, s / h)};
+  for (bool named : {false, true}) {
+    const std::string library = named ? "named" : "unnamed";
+    ASSERT_TRUE(lib_->create_library({library, "me", 365}, who()).ok());
+    for (int i = 0; i < 3; ++i) {
+      const NewLibraryFace f{FaceBox{10, 10, 50, 60}, 0.99F, faces[static_cast<std::size_t>(i)], "synthetic-64", 3.6F};
+      ASSERT_TRUE(lib_->add_photo(library, photo_at("/" + library + "/" + std::to_string(i) + ".jpg"), {f}, who()).ok());
+      ASSERT_TRUE(group_new_faces(*lib_, library, {}, who()).ok());
+      if (i == 1 && named) {
+        for (const LibraryGroup& g : lib_->list_groups(library).value()) {
+          ASSERT_TRUE(lib_->set_group_label(library, g.number, "person " + std::to_string(g.number), who()).ok());
+        }
+      }
+    }
+    for (bool regrouped : {false, true}) {
+      if (regrouped) {
+        ASSERT_TRUE(regroup_library(*lib_, library, {}, who()).ok());
+      }
+      const auto groups = lib_->list_groups(library).value();
+      EXPECT_EQ(groups.size(), named ? 2U : 1U) << library << (regrouped ? " after regroup" : " after add");
+      for (const LibraryGroup& g : groups) {
+        if (named) {
+          EXPECT_EQ(g.label, "person " + std::to_string(g.number));
+        }
+      }
+    }
+  }
+}
+
 TEST_P(LibraryStoreTest, MergeIsRememberedByRegroup) {
   add_photos(0, 6, 2);
   ASSERT_TRUE(group_new_faces(*lib_, "family", {}, who()).ok());
