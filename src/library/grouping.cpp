@@ -492,8 +492,9 @@ class FaceGroupingImpl final : public FaceGrouping {
   }
 
   // Groups the problem's faces: steps 2-5 of library.h. Free faces end with
-  // temporary labels (negative) or a fixed group's id; unless regroup, two pinned
-  // groups are never merged.
+  // temporary labels (negative) or a fixed group's id. No group ends up holding the
+  // faces of two pinned groups: in an add, a pinned group is fixed and keeps its label;
+  // in a regroup (all faces free), split_pins and the merges see to it.
   void solve(Problem& p, bool regroup) {
     const std::size_t n = p.faces.size();
     // regroup: each face's pinned old group (0: none), read before the labels change.
@@ -575,7 +576,7 @@ class FaceGroupingImpl final : public FaceGrouping {
     for (std::int64_t g : group_) next_temp = std::min(next_temp, g - 1);
     if (regroup) split_pins(p, unit_faces, pin, next_temp);
     split_conflicts(p, unit_faces, clamped, next_temp);
-    merge_groups(p, regroup, pin);
+    merge_groups(p, pin);
   }
 
   // regroup: a group Chinese whispers formed over the faces of two or more pinned groups
@@ -698,7 +699,9 @@ class FaceGroupingImpl final : public FaceGrouping {
   // (A priority queue re-scoring every neighbour after each merge costs
   // groups x neighbours x dim once groups grow large; one merge per group per round
   // needs as many rounds as the largest group absorbs: minutes at 100k faces.)
-  void merge_groups(const Problem& p, bool regroup, const std::vector<std::int64_t>& pin) {
+  // `pin`: per problem position, the pinned group its face was in before a regroup
+  // (0: none, and always 0 in an add, where a pinned group is a fixed one).
+  void merge_groups(const Problem& p, const std::vector<std::int64_t>& pin) {
     const auto d = static_cast<std::size_t>(dim_);
     struct Group {
       std::vector<double> sum;
@@ -725,7 +728,7 @@ class FaceGroupingImpl final : public FaceGrouping {
         if (g.fixed) g.faces = members_.at(l);
       }
       if (p.fixed[i] == 0) g.faces.push_back(p.faces[i]);
-      if (regroup && pin[i] != 0) g.pin = pin[i];  // at most one per group (split_pins)
+      if (pin[i] != 0) g.pin = pin[i];  // at most one per group (split_pins)
     }
     if (params_.local > 0) {
       std::vector<int> all;
