@@ -243,6 +243,10 @@ struct NewStream {
   std::string outputs_redacted_json = "{}";  // for display
   std::string created_by;       // the key whose budget its decisions spend ("key:<name>")
   bool running = false;         // the desired state
+  // StreamOptions::detect_every and buffer_frames; unset: the library's defaults.
+  // Each > 0 when set (the server's route checks the ranges Stream::start accepts).
+  std::optional<int> detect_every;
+  std::optional<int> buffer_frames;
 };
 
 struct StreamRecord {
@@ -259,6 +263,8 @@ struct StreamRecord {
   std::string owner_node;       // the node holding the lease; "" when none
   std::optional<TimePoint> lease_expires_at;
   TimePoint created_at{};
+  std::optional<int> detect_every;   // as NewStream's
+  std::optional<int> buffer_frames;
 };
 
 struct StreamSecrets {

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <tuple>
 
 #include "candor/audit.h"
 #include "http_util.h"
@@ -89,7 +90,10 @@ nlohmann::json stream_json(Context& ctx, const StreamRecord& s) {
                       {"created_by", s.created_by},
                       {"state", s.running ? "running" : "stopped"},
                       {"node", s.owner_node.empty() ? nlohmann::json(nullptr) : nlohmann::json(s.owner_node)},
-                      {"created_at", format_time(s.created_at)}};
+                      {"created_at", format_time(s.created_at)},
+                      // What the stream runs with: its own setting, else the library's default.
+                      {"detect_every", s.detect_every.value_or(StreamOptions{}.detect_every)},
+                      {"buffer_frames", s.buffer_frames.value_or(static_cast<int>(StreamOptions{}.buffer_frames))}};
   if (auto live = ctx.streams->live_status(s.id)) {
     const StreamStatus& st = live->status;
     j["running_here"] = true;
@@ -99,6 +103,7 @@ nlohmann::json stream_json(Context& ctx, const StreamRecord& s) {
                    {"frames_processed", st.frames_processed},
                    {"frames_dropped", st.frames_dropped},
                    {"frames_corrupt", st.frames_corrupt},
+                   {"detections", st.detections_run},
                    {"reconnects", st.reconnects},
                    {"open_tracks", st.open_tracks},
                    {"tracks", st.tracks},
@@ -131,8 +136,9 @@ std::optional<StreamRecord> visible_stream(Context& ctx, Call& call) {
 void create_stream(Context& ctx, Call& call) {
   auto body = json_body(call.req);
   if (!body) return send_error(call.res, body.error());
-  static const std::array<std::string_view, 8> kFields = {"name",   "source",          "collection", "purpose",
-                                                          "reason", "operating_point", "outputs",    "start"};
+  static const std::array<std::string_view, 10> kFields = {"name",    "source",          "collection", "purpose",
+                                                           "reason",  "operating_point", "outputs",    "start",
+                                                           "detect_every", "buffer_frames"};
   for (const auto& [k, v] : body->items()) {
     if (std::find(kFields.begin(), kFields.end(), k) == kFields.end()) {
       return send_error(call.res, bad("unknown field '" + k.substr(0, 64) + "'"));
@@ -155,6 +161,19 @@ void create_stream(Context& ctx, Call& call) {
   if (*point != "collection") {
     return send_error(call.res, bad("operating_point: a stream decides at its collection's operating point "
                                     "(\"collection\"); set the collection's with its creation or `candor calibrate`"));
+  }
+  // How often the stream detects and how many frames it holds (StreamOptions): an
+  // operator trades CPU for latency per camera. A face crossing the frame in 3 s must be
+  // seen by several detections, so at most one a second at 30 fps.
+  constexpr int kMaxDetectEvery = 30;
+  for (const auto& [field, max, out] : {std::tuple{"detect_every", kMaxDetectEvery, &spec.detect_every},
+                                        std::tuple{"buffer_frames", static_cast<int>(kMaxBufferFrames), &spec.buffer_frames}}) {
+    auto it = body->find(field);
+    if (it == body->end() || it->is_null()) continue;
+    if (!it->is_number_integer() || it->get<std::int64_t>() < 1 || it->get<std::int64_t>() > max) {
+      return send_error(call.res, bad(std::string("field '") + field + "': an integer 1.." + std::to_string(max)));
+    }
+    *out = static_cast<int>(it->get<std::int64_t>());
   }
   bool start = false;
   if (auto it = body->find("start"); it != body->end()) {

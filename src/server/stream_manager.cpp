@@ -306,6 +306,8 @@ void StreamManager::start_local(const StreamRecord& record) {
                                   std::chrono::hours(outputs["snapshots"].value("retention_hours", 24))};
   }
   o.name = record.name;
+  if (record.detect_every) o.detect_every = *record.detect_every;
+  if (record.buffer_frames) o.buffer_frames = static_cast<std::size_t>(*record.buffer_frames);
   o.collection = record.collection;
   o.purpose = record.purpose;
   o.context = {record.created_by, record.reason};

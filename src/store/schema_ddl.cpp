@@ -274,7 +274,15 @@ constexpr std::string_view kSchemaV7 = R"sql(
 ALTER TABLE library_faces ADD COLUMN template_norm {real} NOT NULL DEFAULT 0;
 )sql";
 
-constexpr std::array<std::pair<int, std::string_view>, 7> kMigrations = {{
+// v8: how often a stream detects and how many frames it holds for its worker
+// (StreamOptions::detect_every, buffer_frames), set per stream by its creator; NULL: the
+// library's defaults, which is what every stream created before v8 ran with.
+constexpr std::string_view kSchemaV8 = R"sql(
+ALTER TABLE streams ADD COLUMN detect_every INTEGER;
+ALTER TABLE streams ADD COLUMN buffer_frames INTEGER;
+)sql";
+
+constexpr std::array<std::pair<int, std::string_view>, 8> kMigrations = {{
     {1, kSchemaV1},
     {2, kSchemaV2},
     {3, kSchemaV3},
@@ -282,6 +290,7 @@ constexpr std::array<std::pair<int, std::string_view>, 7> kMigrations = {{
     {5, kSchemaV5},
     {6, kSchemaV6},
     {7, kSchemaV7},
+    {8, kSchemaV8},
 }};
 
 // `text` with every {token} replaced by the dialect's spelling.

@@ -14,7 +14,7 @@ using json = nlohmann::json;
 
 constexpr std::string_view kStreamColumns =
     "SELECT id, name, source_redacted, collection, purpose, reason, operating_point, outputs_redacted, created_by,"
-    " running, owner_node, lease_expires_at, created_at FROM streams";
+    " running, owner_node, lease_expires_at, created_at, detect_every, buffer_frames FROM streams";
 
 // A stream's name is a label in every event and audit entry (as StreamOptions::name).
 constexpr std::size_t kMaxStreamNameBytes = 128;
@@ -37,6 +37,8 @@ StreamRecord stream_from(const Rows& r, std::size_t i) {
   if (!r.is_null(i, 10)) s.owner_node = r.text(i, 10);
   if (auto v = r.optional_int(i, 11)) s.lease_expires_at = from_ms(*v);
   s.created_at = from_ms(r.int64(i, 12));
+  if (auto v = r.optional_int(i, 13)) s.detect_every = static_cast<int>(*v);
+  if (auto v = r.optional_int(i, 14)) s.buffer_frames = static_cast<int>(*v);
   return s;
 }
 
@@ -63,6 +65,9 @@ void validate(const NewStream& spec) {
   require_text(spec.reason, "reason", kMaxReasonBytes);
   if (spec.operating_point.size() > 64) fail(ErrorCode::kInvalidArgument, "operating point is longer than 64 bytes");
   require_text(spec.created_by, "stream owner", kMaxActorBytes);
+  for (const std::optional<int>* v : {&spec.detect_every, &spec.buffer_frames}) {
+    if (v->has_value() && **v <= 0) fail(ErrorCode::kInvalidArgument, "a stream's detect_every and buffer_frames are > 0");
+  }
   for (const std::string* o : {&spec.outputs_json, &spec.outputs_redacted_json}) {
     if (o->size() > kMaxOutputsBytes) fail(ErrorCode::kInvalidArgument, "stream outputs are too large");
     const json j = json::parse(*o, nullptr, false);
@@ -94,12 +99,14 @@ StreamRecord insert_stream(Driver& db, const TemplateCipher& cipher, TimePoint n
   s.created_by = spec.created_by;
   s.running = spec.running;
   s.created_at = now;
+  s.detect_every = spec.detect_every;
+  s.buffer_frames = spec.buffer_frames;
   const auto source = cipher.seal_text(spec.source, stream_ad(s.id, "source"));
   const auto outputs = cipher.seal_text(spec.outputs_json, stream_ad(s.id, "outputs"));
   db.defer(
       "INSERT INTO streams (id, name, source_sealed, source_redacted, collection, purpose, reason, operating_point,"
-      " outputs_sealed, outputs_redacted, created_by, running, owner_node, lease_expires_at, created_at)"
-      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL, $13)",
+      " outputs_sealed, outputs_redacted, created_by, running, owner_node, lease_expires_at, created_at, detect_every,"
+      " buffer_frames) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL, $13, $14, $15)",
       Params()
           .add(s.id)
           .add(s.name)
@@ -113,7 +120,9 @@ StreamRecord insert_stream(Driver& db, const TemplateCipher& cipher, TimePoint n
           .add(s.outputs_redacted_json)
           .add(s.created_by)
           .add(s.running ? 1 : 0)
-          .add(ms(now)));
+          .add(ms(now))
+          .add(s.detect_every ? std::optional<std::int64_t>(*s.detect_every) : std::nullopt)
+          .add(s.buffer_frames ? std::optional<std::int64_t>(*s.buffer_frames) : std::nullopt));
   audit.collection = s.collection;
   audit.details = details_of(s);
   return s;

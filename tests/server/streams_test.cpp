@@ -309,6 +309,43 @@ TEST_F(StreamsTest, CreateStartEventsStatusStopDelete) {
   for (const char* op : {"stream_create", "stream_start", "stream_stop", "stream_delete"}) EXPECT_EQ(ops[op], 1) << op;
 }
 
+// detect_every and buffer_frames are kept with the stream and run: detecting on every
+// frame, the stream runs one detection round per frame it takes (at the default of 3,
+// one per three). A stream created without them shows the defaults.
+TEST_F(StreamsTest, DetectEveryAndBufferFramesAreKeptAndRun) {
+  Node n(dir_, "node-a");
+  prepare(n);
+  json spec = stream_spec(video_.string(), true);
+  spec["detect_every"] = 1;
+  spec["buffer_frames"] = 5;
+  auto created = post(n, "/v1/streams", spec);
+  ASSERT_EQ(created->status, 201) << created->body;
+  const std::string id = json::parse(created->body).value("id", "");
+  json status;
+  ASSERT_TRUE(eventually([&] {
+    status = get(n, "/v1/streams/" + id);
+    return status.value("running_here", false) && status["status"].value("frames_processed", 0) >= 12;
+  })) << status.dump();
+  EXPECT_EQ(status["detect_every"], 1);
+  EXPECT_EQ(status["buffer_frames"], 5);
+  const auto processed = status["status"].value("frames_processed", 0), detections = status["status"].value("detections", 0);
+  EXPECT_GE(detections + 1, processed) << "detect_every 1 skipped frames";
+  ASSERT_EQ(post(n, "/v1/streams/" + id + "/stop", json::object())->status, 200);
+
+  json plain = stream_spec(video_.string(), true);
+  plain["name"] = "door-2";
+  auto second = post(n, "/v1/streams", plain);
+  ASSERT_EQ(second->status, 201) << second->body;
+  const std::string id2 = json::parse(second->body).value("id", "");
+  EXPECT_EQ(json::parse(second->body)["detect_every"], StreamOptions{}.detect_every);
+  EXPECT_EQ(json::parse(second->body)["buffer_frames"], StreamOptions{}.buffer_frames);
+  ASSERT_TRUE(eventually([&] {
+    status = get(n, "/v1/streams/" + id2);
+    return status.value("running_here", false) && status["status"].value("frames_processed", 0) >= 12;
+  })) << status.dump();
+  EXPECT_LE(status["status"].value("detections", 0) * 3, status["status"].value("frames_processed", 0) + 3);
+}
+
 TEST_F(StreamsTest, TheSourcePasswordAppearsInNoResponseLogAuditOrDatabase) {
   StderrCapture err(std::filesystem::temp_directory_path() / ("candor_streams_stderr_" + std::to_string(::getpid())));
   Node n(dir_, "node-a");
@@ -415,6 +452,13 @@ TEST_F(StreamsTest, HostileRequestsGet400AndNoStream) {
     json bad_mqtt = stream_spec(video_.string(), false);
     bad_mqtt["outputs"] = {{"mqtt", mqtt}};
     EXPECT_EQ(post(n, "/v1/streams", bad_mqtt)->status, 400) << mqtt.dump();
+  }
+  for (const auto& [field, value] : std::vector<std::pair<std::string, json>>{
+           {"detect_every", 0}, {"detect_every", 31}, {"detect_every", 1.5}, {"detect_every", "2"}, {"detect_every", true},
+           {"buffer_frames", 0}, {"buffer_frames", 65}, {"buffer_frames", -1}}) {
+    json bad_setting = stream_spec(video_.string(), false);
+    bad_setting[field] = value;
+    EXPECT_EQ(post(n, "/v1/streams", bad_setting)->status, 400) << field << " " << value.dump();
   }
   json other_purpose = stream_spec(video_.string(), false);
   other_purpose["purpose"] = "marketing";
