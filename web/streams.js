@@ -20,7 +20,8 @@ function statusCell(s) {
   if (!s.running_here) return el('td', { class: 'wrap' }, s.start_error || '—');
   const st = s.status;
   return el('td', { class: 'wrap' },
-    `${fmt(st.frames_processed)} frames, ${fmt(st.frames_dropped)} dropped, ${fmt(st.open_tracks)} open tracks, `
+    `${fmt(st.frames_processed)} frames, ${fmt(st.frames_dropped)} dropped, ${fmt(st.detections)} detections `
+    + `(every ${fmt(s.detect_every)}), ${fmt(st.open_tracks)} open tracks, `
     + `${fmt(st.decisions)} decisions (${fmt(st.recognised)} recognised)`,
     st.last_error ? el('div', { class: 'muted small' }, `Last error: ${st.last_error}`) : '');
 }
@@ -140,7 +141,17 @@ export function init(loaders) {
     if (!collection) return invalid(errNode, 'Pick the collection whose people it recognises.', $('stream-collection'));
     if (!purpose) return invalid(errNode, 'The purpose must be the collection\'s (what its people consented to).', $('stream-purpose'));
     if (!reason) return invalid(errNode, 'Say why the stream runs; each decision\'s audit entry records it.', $('stream-reason'));
-    const spec = { name, source, collection, purpose, reason, start: $('stream-start').checked };
+    const detectEvery = Number($('stream-detect-every').value), bufferFrames = Number($('stream-buffer-frames').value);
+    if (!Number.isInteger(detectEvery) || detectEvery < 1 || detectEvery > 30) {
+      return invalid(errNode, 'Detect on every 1st to 30th frame.', $('stream-detect-every'));
+    }
+    if (!Number.isInteger(bufferFrames) || bufferFrames < 1 || bufferFrames > 64) {
+      return invalid(errNode, 'Hold 1 to 64 frames.', $('stream-buffer-frames'));
+    }
+    const spec = {
+      name, source, collection, purpose, reason, start: $('stream-start').checked,
+      detect_every: detectEvery, buffer_frames: bufferFrames,
+    };
     const created = await busy(form, null, '', () => attempt(errNode, () => api.createStream(spec)));
     if (!created) return;
     showError(errNode, null);

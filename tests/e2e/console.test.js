@@ -588,9 +588,15 @@ describe('Candor web console', { timeout: 10 * TIMEOUT }, () => {
     await page.selectOption(testid('stream-collection'), COLLECTION);
     await page.fill(testid('stream-purpose'), PURPOSE);
     await page.fill(testid('stream-reason'), 'e2e door test');
+    await page.fill(testid('stream-detect-every'), '2');
+    await page.fill(testid('stream-buffer-frames'), '5');
     await page.click(testid('stream-create'));
     const row = page.locator(`${testid('stream-row')}[data-name="${name}"]`);
     await row.waitFor();
+    const listed = await (await fetch(new URL('v1/streams', BASE), { headers: { 'X-API-Key': KEY } })).json();
+    const made = listed.streams.find((s) => s.name === name);
+    assert.equal(made.detect_every, 2, 'the form\'s detect_every reached the stream');
+    assert.equal(made.buffer_frames, 5);
     assert.match(await row.textContent(), /rtsp:\/\/\*\*\*@127\.0\.0\.1:9\/live/);
     assert.equal(await page.locator(testid('stream-source')).inputValue(), '', 'the source is not kept in the form');
     await row.locator(testid('stream-watch')).click();
