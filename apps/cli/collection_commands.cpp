@@ -171,6 +171,7 @@ struct WatchArgs {
   std::string source, collection, purpose, reason, name = "stream";
   int detect_every = StreamOptions{}.detect_every;
   std::size_t buffer_frames = StreamOptions{}.buffer_frames;
+  double shutter_s = 0;
   std::size_t frames = DecisionOptions{}.frames;
   double stall_after_s = 5;
   bool once = false;
@@ -202,6 +203,7 @@ int run_watch(CliContext& ctx, Session& s, const StoreArgs& a, const WatchArgs& 
   options.context = {a.actor, w.reason};
   options.detect_every = w.detect_every;
   options.buffer_frames = w.buffer_frames;
+  options.shutter_s = w.shutter_s;
   options.decision.frames = w.frames;
   options.stall_after = std::chrono::milliseconds(static_cast<std::int64_t>(w.stall_after_s * 1000));
   options.stop_after_ends = w.once ? 1 : 0;
@@ -276,6 +278,10 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
     c->add_option("--buffer-frames", w->buffer_frames,
                   "Frames held for the worker; when full the oldest is dropped (1.." + std::to_string(kMaxBufferFrames) + ")")
         ->check(CLI::Range(std::size_t{1}, kMaxBufferFrames))
+        ->capture_default_str();
+    c->add_option("--shutter", w->shutter_s,
+                  "The camera's exposure time in seconds (1/50 s: 0.02), to deblur moving faces; 0: unknown, none")
+        ->check(CLI::Range(0.0, 1.0))
         ->capture_default_str();
     c->add_option("--frames", w->frames, "Good frames a track collects before it is decided")->capture_default_str();
     c->add_option("--stall-after", w->stall_after_s, "Seconds without a frame before stream_stalled")

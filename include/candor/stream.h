@@ -355,6 +355,15 @@ struct StreamOptions {
   }();
   TrackerOptions tracker;
   DecisionOptions decision;
+  // The camera's exposure time per frame in seconds (its shutter speed: 1/50 s is 0.02),
+  // 0..1; 0: unknown. When set and the source announces its frame rate, the face of a
+  // track that moves is deblurred before its landmarks and template are computed
+  // (deblur.h): its smear is the track's motion per frame times the frame rate times the
+  // exposure, and a smear under kMinMotionBlurPx is left alone. A camera's configuration
+  // page shows its shutter; one on automatic exposure has none to give (leave 0). A
+  // shutter set longer than the camera's makes sharp faces ring: see README "Camera
+  // streams" for what deblurring gains at the right shutter and costs at a wrong one.
+  double shutter_s = 0;
   // A source that delivers nothing for this long raises kStreamStalled (once per stall).
   std::chrono::milliseconds stall_after{5000};
   // Reconnection: first delay, doubling up to the maximum.
@@ -386,6 +395,7 @@ struct StreamStatus {
   std::uint64_t detections_run = 0;
   std::uint64_t faces_embedded = 0;   // faces given landmarks and a template
   std::uint64_t faces_analysed = 0;   // ... of which weighed by quality (those that can be evidence)
+  std::uint64_t faces_deblurred = 0;  // ... of which deblurred first (StreamOptions::shutter_s)
   double busy_s = 0;                  // worker wall time spent detecting, embedding and deciding
   double busy_cpu_s = 0;              // ... and the CPU time it took (thread CPU clock: load-independent)
   double detect_cpu_s = 0;            // ... of which the detector's
@@ -406,7 +416,7 @@ class Stream {
   // requires: engine, collections, sink (and analyzer when given) outlive the Stream.
   //   Without an analyser, frames are weighed by size alone and liveness cannot be checked.
   // ensures: kInvalidArgument for a bad context, an empty name, detect_every < 1 or
-  //          decision.frames == 0; kNotFound for an unknown collection; kConsentRequired
+  //          decision.frames == 0, a shutter_s outside 0..1; kNotFound for an unknown collection; kConsentRequired
   //          when the purpose is not the collection's; kInvalidArgument when the
   //          collection requires liveness and no analyser is given; for snapshots,
   //          kInvalidArgument for an empty directory, a retention under one hour or a JPEG

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "candor/analyzer.h"
+#include "candor/deblur.h"
 #include "candor/stream.h"
 #include "snapshots.h"
 #include "tracker.h"
@@ -36,6 +37,7 @@ struct Grabbed {
   cv::Mat bgr;
   std::int64_t index = 0;
   Clock::time_point at;
+  double fps = 0;  // the source's announced frame rate (0: unknown)
 };
 
 // What the worker knows of one open track.
@@ -189,7 +191,7 @@ class StreamImpl final : public Stream {
         buffer_.pop_front();
         ++status_.frames_dropped;
       }
-      buffer_.push_back(Grabbed{std::move(*frame), index++, Clock::now()});
+      buffer_.push_back(Grabbed{std::move(*frame), index++, Clock::now(), source_->fps()});
       ++status_.frames_read;
       last_frame_at_ = buffer_.back().at;
       cv_.notify_all();
@@ -284,16 +286,18 @@ class StreamImpl final : public Stream {
     }
     const auto analysed = static_cast<std::size_t>(
         std::count_if(embedded_index.begin(), embedded_index.end(), [&](std::size_t i) { return whole[i]; }));
+    std::size_t deblurred = 0;
     if (!to_embed.empty()) {
-      engine_.locate_landmarks(frame.bgr, to_embed);
-      engine_.embed(frame.bgr, to_embed);
+      const cv::Mat seen = undo_motion_blur(frame, to_embed, deblurred);
+      engine_.locate_landmarks(seen, to_embed);
+      engine_.embed(seen, to_embed);
       if (analyzer_ != nullptr && analysed > 0) {
         AnalysisRequest request;
         request.liveness = liveness_required_;
         // The pose only weighs a frame: the fit to the 68 landmarks located above costs
         // nothing beside the pose network run twice (with its mirror image), ~50 ms a face.
         request.pose_source = PoseSource::kLandmarks;
-        analyzer_->analyze(frame.bgr, std::span<Face>(to_embed).first(analysed), request);
+        analyzer_->analyze(seen, std::span<Face>(to_embed).first(analysed), request);
       }
     }
     std::vector<Detection> detections(faces.size());
@@ -343,7 +347,51 @@ class StreamImpl final : public Stream {
     status_.detect_cpu_s += detect_cpu;
     status_.faces_embedded += to_embed.size();
     status_.faces_analysed += analyzer_ != nullptr ? analysed : 0;
+    status_.faces_deblurred += deblurred;
     status_.open_tracks = tracks_.size();
+  }
+
+  // The frame the landmarks and templates are computed on: with StreamOptions::shutter_s
+  // set and the frame rate known, a copy in which the region of each face whose track
+  // smears at least kMinMotionBlurPx during the exposure is deblurred (counted in
+  // `deblurred`); otherwise the frame itself. The track is the one whose prediction
+  // overlaps the face most; a face that starts a track has no motion yet and stays as seen.
+  cv::Mat undo_motion_blur(const Grabbed& frame, std::span<const Face> faces, std::size_t& deblurred) const {
+    if (options_.shutter_s <= 0 || frame.fps <= 0) return frame.bgr;
+    // The tracker's velocity is per detection round (detect_every frames).
+    const float per_round = static_cast<float>(frame.fps * options_.shutter_s / options_.detect_every);
+    const cv::Rect whole(0, 0, frame.bgr.cols, frame.bgr.rows);
+    cv::Mat seen;
+    for (const Face& f : faces) {
+      const stream_detail::TrackState* track = nullptr;
+      float best = options_.tracker.min_iou;
+      for (const auto& t : tracker_.tracks()) {
+        const float overlap = iou(stream_detail::Tracker::predict(t, tracker_.rounds_to(t, frame.index)), f.box);
+        if (overlap >= best) best = overlap, track = &t;
+      }
+      if (track == nullptr) continue;  // a new face: no motion measured yet
+      // The motion as the tracker will take it from this detection (tracker.cpp: half the
+      // track's velocity, half this round's move; this move alone on its second detection).
+      const float rounds = tracker_.rounds_to(*track, frame.index);
+      const cv::Point2f moved = (f.box.center() - track->box.center()) / rounds;
+      const cv::Point2f velocity = track->rounds == 0 ? moved : (track->velocity + moved) * 0.5f;
+      const cv::Point2f smear = velocity * per_round;
+      const float length = std::hypot(smear.x, smear.y);
+      if (length < kMinMotionBlurPx) continue;
+      // The face with half its size around it (what landmarks and alignment read) and
+      // the smear's reach beyond that.
+      const float margin = 0.5f * std::max(f.box.width, f.box.height) + length;
+      const cv::Rect region =
+          cv::Rect(cv::Point(static_cast<int>(std::floor(f.box.x - margin)), static_cast<int>(std::floor(f.box.y - margin))),
+                   cv::Point(static_cast<int>(std::ceil(f.box.right() + margin)),
+                             static_cast<int>(std::ceil(f.box.bottom() + margin)))) &
+          whole;
+      if (region.empty()) continue;
+      if (seen.empty()) seen = frame.bgr.clone();
+      deblur_motion(frame.bgr(region), smear).copyTo(seen(region));
+      ++deblurred;
+    }
+    return seen.empty() ? frame.bgr : seen;
   }
 
   // A face that clearly continues one track (one prediction overlaps it at IoU >= 0.5)
@@ -513,6 +561,9 @@ Result<std::unique_ptr<Stream>> Stream::start(const Engine& engine, const FaceAn
     return Error{ErrorCode::kInvalidArgument, "a stream's name is 1..128 bytes"};
   }
   if (options.detect_every < 1) return Error{ErrorCode::kInvalidArgument, "detect_every must be at least 1"};
+  if (!(options.shutter_s >= 0 && options.shutter_s <= 1)) {
+    return Error{ErrorCode::kInvalidArgument, "shutter_s is the exposure time in seconds, 0..1 (0: unknown)"};
+  }
   if (options.buffer_frames < 1 || options.buffer_frames > kMaxBufferFrames) {
     return Error{ErrorCode::kInvalidArgument, "buffer_frames must be 1.." + std::to_string(kMaxBufferFrames)};
   }
