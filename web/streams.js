@@ -16,6 +16,13 @@ function stateText(s) {
   return 'stopped';
 }
 
+// An exposure time as a camera's page shows it: 0.02 is "0.02 s (1/50)".
+function shutterText(seconds) {
+  const per = 1 / seconds;
+  const whole = seconds < 1 && Math.abs(per - Math.round(per)) < 0.01;
+  return whole ? `${seconds} s (1/${Math.round(per)})` : `${seconds} s`;
+}
+
 function statusCell(s) {
   if (!s.running_here) return el('td', { class: 'wrap' }, s.start_error || '—');
   const st = s.status;
@@ -49,6 +56,10 @@ async function loadStreams() {
     }, 'Delete');
     body.append(el('tr', { dataset: { testid: 'stream-row', id: s.id, name: s.name } },
       el('td', { class: 'wrap' }, el('strong', {}, s.name), el('div', { class: 'muted small' }, s.source),
+        s.shutter_s != null
+          ? el('div', { class: 'muted small', dataset: { testid: 'stream-shutter-shown' } },
+            `Shutter ${shutterText(s.shutter_s)}: moving faces deblurred`)
+          : '',
         el('div', { class: 'row-actions' }, toggle, watch, remove)),
       el('td', { class: 'wrap' }, s.collection),
       el('td', { class: 'wrap', dataset: { testid: 'stream-state' } }, stateText(s)),
@@ -148,10 +159,18 @@ export function init(loaders) {
     if (!Number.isInteger(bufferFrames) || bufferFrames < 1 || bufferFrames > 64) {
       return invalid(errNode, 'Hold 1 to 64 frames.', $('stream-buffer-frames'));
     }
+    // The shutter is optional: sent only when filled (empty: unknown, no deblurring).
+    const shutterInput = $('stream-shutter'), shutterField = shutterInput.value.trim(), shutter = Number(shutterField);
+    const shutterBad = shutterField && (!Number.isFinite(shutter) || shutter <= 0 || shutter > 1);
+    if (shutterInput.validity.badInput || shutterBad) {
+      return invalid(errNode, 'The shutter is the exposure time in seconds, over 0 and at most 1 (1/50 s is 0.02), '
+        + 'or empty when unknown.', shutterInput);
+    }
     const spec = {
       name, source, collection, purpose, reason, start: $('stream-start').checked,
       detect_every: detectEvery, buffer_frames: bufferFrames,
     };
+    if (shutterField) spec.shutter_s = shutter;
     const created = await busy(form, null, '', () => attempt(errNode, () => api.createStream(spec)));
     if (!created) return;
     showError(errNode, null);

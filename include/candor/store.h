@@ -247,6 +247,8 @@ struct NewStream {
   // Each > 0 when set (the server's route checks the ranges Stream::start accepts).
   std::optional<int> detect_every;
   std::optional<int> buffer_frames;
+  // StreamOptions::shutter_s; unset: unknown, no deblurring. When set, > 0 and <= 1.
+  std::optional<double> shutter_s;
 };
 
 struct StreamRecord {
@@ -265,6 +267,7 @@ struct StreamRecord {
   TimePoint created_at{};
   std::optional<int> detect_every;   // as NewStream's
   std::optional<int> buffer_frames;
+  std::optional<double> shutter_s;   // as NewStream's
 };
 
 struct StreamSecrets {

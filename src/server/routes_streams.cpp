@@ -93,7 +93,9 @@ nlohmann::json stream_json(Context& ctx, const StreamRecord& s) {
                       {"created_at", format_time(s.created_at)},
                       // What the stream runs with: its own setting, else the library's default.
                       {"detect_every", s.detect_every.value_or(StreamOptions{}.detect_every)},
-                      {"buffer_frames", s.buffer_frames.value_or(static_cast<int>(StreamOptions{}.buffer_frames))}};
+                      {"buffer_frames", s.buffer_frames.value_or(static_cast<int>(StreamOptions{}.buffer_frames))},
+                      // The camera's exposure time; null: unknown, no deblurring.
+                      {"shutter_s", s.shutter_s ? nlohmann::json(*s.shutter_s) : nlohmann::json(nullptr)}};
   if (auto live = ctx.streams->live_status(s.id)) {
     const StreamStatus& st = live->status;
     j["running_here"] = true;
@@ -104,6 +106,7 @@ nlohmann::json stream_json(Context& ctx, const StreamRecord& s) {
                    {"frames_dropped", st.frames_dropped},
                    {"frames_corrupt", st.frames_corrupt},
                    {"detections", st.detections_run},
+                   {"faces_deblurred", st.faces_deblurred},
                    {"reconnects", st.reconnects},
                    {"open_tracks", st.open_tracks},
                    {"tracks", st.tracks},
@@ -136,9 +139,9 @@ std::optional<StreamRecord> visible_stream(Context& ctx, Call& call) {
 void create_stream(Context& ctx, Call& call) {
   auto body = json_body(call.req);
   if (!body) return send_error(call.res, body.error());
-  static const std::array<std::string_view, 10> kFields = {"name",    "source",          "collection", "purpose",
+  static const std::array<std::string_view, 11> kFields = {"name",    "source",          "collection", "purpose",
                                                            "reason",  "operating_point", "outputs",    "start",
-                                                           "detect_every", "buffer_frames"};
+                                                           "detect_every", "buffer_frames", "shutter_s"};
   for (const auto& [k, v] : body->items()) {
     if (std::find(kFields.begin(), kFields.end(), k) == kFields.end()) {
       return send_error(call.res, bad("unknown field '" + k.substr(0, 64) + "'"));
@@ -174,6 +177,18 @@ void create_stream(Context& ctx, Call& call) {
       return send_error(call.res, bad(std::string("field '") + field + "': an integer 1.." + std::to_string(max)));
     }
     *out = static_cast<int>(it->get<std::int64_t>());
+  }
+  // The camera's exposure time (StreamOptions::shutter_s): with it a moving face is
+  // deblurred before its template. Absent or null: unknown, no deblurring; 0 is refused
+  // rather than read as unknown, so that a typo does not silently turn deblurring off.
+  if (auto it = body->find("shutter_s"); it != body->end() && !it->is_null()) {
+    // is_number() is false for a bool or a string; !(x > 0 && x <= 1) also refuses NaN.
+    const double shutter = it->is_number() ? it->get<double>() : 0;
+    if (!it->is_number() || !std::isfinite(shutter) || !(shutter > 0 && shutter <= 1)) {
+      return send_error(call.res, bad("field 'shutter_s': the camera's exposure time in seconds, a number > 0 and <= 1 "
+                                      "(1/50 s is 0.02); null or absent when unknown"));
+    }
+    spec.shutter_s = shutter;
   }
   bool start = false;
   if (auto it = body->find("start"); it != body->end()) {

@@ -308,6 +308,7 @@ void StreamManager::start_local(const StreamRecord& record) {
   o.name = record.name;
   if (record.detect_every) o.detect_every = *record.detect_every;
   if (record.buffer_frames) o.buffer_frames = static_cast<std::size_t>(*record.buffer_frames);
+  if (record.shutter_s) o.shutter_s = *record.shutter_s;
   o.collection = record.collection;
   o.purpose = record.purpose;
   o.context = {record.created_by, record.reason};

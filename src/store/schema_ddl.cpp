@@ -282,7 +282,14 @@ ALTER TABLE streams ADD COLUMN detect_every INTEGER;
 ALTER TABLE streams ADD COLUMN buffer_frames INTEGER;
 )sql";
 
-constexpr std::array<std::pair<int, std::string_view>, 8> kMigrations = {{
+// v9: the camera's exposure time (StreamOptions::shutter_s), set per stream by its creator
+// so that a moving face is deblurred before its template; NULL: unknown, no deblurring,
+// which is what every stream created before v9 ran with.
+constexpr std::string_view kSchemaV9 = R"sql(
+ALTER TABLE streams ADD COLUMN shutter_s {real};
+)sql";
+
+constexpr std::array<std::pair<int, std::string_view>, 9> kMigrations = {{
     {1, kSchemaV1},
     {2, kSchemaV2},
     {3, kSchemaV3},
@@ -291,6 +298,7 @@ constexpr std::array<std::pair<int, std::string_view>, 8> kMigrations = {{
     {6, kSchemaV6},
     {7, kSchemaV7},
     {8, kSchemaV8},
+    {9, kSchemaV9},
 }};
 
 // `text` with every {token} replaced by the dialect's spelling.

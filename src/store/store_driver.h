@@ -70,6 +70,7 @@ class Params {
   Params& add(const std::string& v) { return push(v); }
   Params& add(std::optional<std::int64_t> v) { return v ? push(*v) : push(std::monostate{}); }
   Params& add(std::optional<std::string> v) { return v ? push(std::move(*v)) : push(std::monostate{}); }
+  Params& add(std::optional<double> v) { return v ? push(*v) : push(std::monostate{}); }
   Params& add_bytes(std::span<const std::uint8_t> v) { return push(Bytes(v.begin(), v.end())); }
   Params& add_ids(std::span<const std::int64_t> v) { return push(IdList{{v.begin(), v.end()}}); }
   Params& append(const Params& more) {

@@ -14,7 +14,8 @@ using json = nlohmann::json;
 
 constexpr std::string_view kStreamColumns =
     "SELECT id, name, source_redacted, collection, purpose, reason, operating_point, outputs_redacted, created_by,"
-    " running, owner_node, lease_expires_at, created_at, detect_every, buffer_frames FROM streams";
+    " running, owner_node, lease_expires_at, created_at, detect_every, buffer_frames,"
+    " shutter_s FROM streams";
 
 // A stream's name is a label in every event and audit entry (as StreamOptions::name).
 constexpr std::size_t kMaxStreamNameBytes = 128;
@@ -39,6 +40,7 @@ StreamRecord stream_from(const Rows& r, std::size_t i) {
   s.created_at = from_ms(r.int64(i, 12));
   if (auto v = r.optional_int(i, 13)) s.detect_every = static_cast<int>(*v);
   if (auto v = r.optional_int(i, 14)) s.buffer_frames = static_cast<int>(*v);
+  if (!r.is_null(i, 15)) s.shutter_s = r.dbl(i, 15);
   return s;
 }
 
@@ -67,6 +69,10 @@ void validate(const NewStream& spec) {
   require_text(spec.created_by, "stream owner", kMaxActorBytes);
   for (const std::optional<int>* v : {&spec.detect_every, &spec.buffer_frames}) {
     if (v->has_value() && **v <= 0) fail(ErrorCode::kInvalidArgument, "a stream's detect_every and buffer_frames are > 0");
+  }
+  // !(x > 0 && x <= 1) also refuses NaN.
+  if (spec.shutter_s && !(*spec.shutter_s > 0 && *spec.shutter_s <= 1)) {
+    fail(ErrorCode::kInvalidArgument, "a stream's shutter_s is > 0 and <= 1 (seconds)");
   }
   for (const std::string* o : {&spec.outputs_json, &spec.outputs_redacted_json}) {
     if (o->size() > kMaxOutputsBytes) fail(ErrorCode::kInvalidArgument, "stream outputs are too large");
@@ -101,12 +107,14 @@ StreamRecord insert_stream(Driver& db, const TemplateCipher& cipher, TimePoint n
   s.created_at = now;
   s.detect_every = spec.detect_every;
   s.buffer_frames = spec.buffer_frames;
+  s.shutter_s = spec.shutter_s;
   const auto source = cipher.seal_text(spec.source, stream_ad(s.id, "source"));
   const auto outputs = cipher.seal_text(spec.outputs_json, stream_ad(s.id, "outputs"));
   db.defer(
       "INSERT INTO streams (id, name, source_sealed, source_redacted, collection, purpose, reason, operating_point,"
       " outputs_sealed, outputs_redacted, created_by, running, owner_node, lease_expires_at, created_at, detect_every,"
-      " buffer_frames) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL, $13, $14, $15)",
+      " buffer_frames, shutter_s)"
+      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL, $13, $14, $15, $16)",
       Params()
           .add(s.id)
           .add(s.name)
@@ -122,7 +130,8 @@ StreamRecord insert_stream(Driver& db, const TemplateCipher& cipher, TimePoint n
           .add(s.running ? 1 : 0)
           .add(ms(now))
           .add(s.detect_every ? std::optional<std::int64_t>(*s.detect_every) : std::nullopt)
-          .add(s.buffer_frames ? std::optional<std::int64_t>(*s.buffer_frames) : std::nullopt));
+          .add(s.buffer_frames ? std::optional<std::int64_t>(*s.buffer_frames) : std::nullopt)
+          .add(s.shutter_s));
   audit.collection = s.collection;
   audit.details = details_of(s);
   return s;

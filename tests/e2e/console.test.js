@@ -590,6 +590,7 @@ describe('Candor web console', { timeout: 10 * TIMEOUT }, () => {
     await page.fill(testid('stream-reason'), 'e2e door test');
     await page.fill(testid('stream-detect-every'), '2');
     await page.fill(testid('stream-buffer-frames'), '5');
+    await page.fill(testid('stream-shutter'), '0.02');
     await page.click(testid('stream-create'));
     const row = page.locator(`${testid('stream-row')}[data-name="${name}"]`);
     await row.waitFor();
@@ -597,6 +598,9 @@ describe('Candor web console', { timeout: 10 * TIMEOUT }, () => {
     const made = listed.streams.find((s) => s.name === name);
     assert.equal(made.detect_every, 2, 'the form\'s detect_every reached the stream');
     assert.equal(made.buffer_frames, 5);
+    assert.equal(made.shutter_s, 0.02, 'the form\'s shutter reached the stream');
+    assert.match(await row.locator(testid('stream-shutter-shown')).textContent(), /0\.02 s \(1\/50\)/,
+      'the list shows the shutter');
     assert.match(await row.textContent(), /rtsp:\/\/\*\*\*@127\.0\.0\.1:9\/live/);
     assert.equal(await page.locator(testid('stream-source')).inputValue(), '', 'the source is not kept in the form');
     await row.locator(testid('stream-watch')).click();

@@ -311,13 +311,16 @@ TEST_F(StreamsTest, CreateStartEventsStatusStopDelete) {
 
 // detect_every and buffer_frames are kept with the stream and run: detecting on every
 // frame, the stream runs one detection round per frame it takes (at the default of 3,
-// one per three). A stream created without them shows the defaults.
+// one per three). A stream created without them shows the defaults. The shutter
+// (shutter_s) is kept and shown as given, and a stream runs with it; one created without
+// it, or with null, shows null (unknown, no deblurring).
 TEST_F(StreamsTest, DetectEveryAndBufferFramesAreKeptAndRun) {
   Node n(dir_, "node-a");
   prepare(n);
   json spec = stream_spec(video_.string(), true);
   spec["detect_every"] = 1;
   spec["buffer_frames"] = 5;
+  spec["shutter_s"] = 0.02;
   auto created = post(n, "/v1/streams", spec);
   ASSERT_EQ(created->status, 201) << created->body;
   const std::string id = json::parse(created->body).value("id", "");
@@ -328,6 +331,8 @@ TEST_F(StreamsTest, DetectEveryAndBufferFramesAreKeptAndRun) {
   })) << status.dump();
   EXPECT_EQ(status["detect_every"], 1);
   EXPECT_EQ(status["buffer_frames"], 5);
+  EXPECT_EQ(status["shutter_s"], 0.02) << status.dump();
+  EXPECT_EQ(json::parse(created->body)["shutter_s"], 0.02) << created->body;
   const auto processed = status["status"].value("frames_processed", 0), detections = status["status"].value("detections", 0);
   EXPECT_GE(detections + 1, processed) << "detect_every 1 skipped frames";
   ASSERT_EQ(post(n, "/v1/streams/" + id + "/stop", json::object())->status, 200);
@@ -339,11 +344,39 @@ TEST_F(StreamsTest, DetectEveryAndBufferFramesAreKeptAndRun) {
   const std::string id2 = json::parse(second->body).value("id", "");
   EXPECT_EQ(json::parse(second->body)["detect_every"], StreamOptions{}.detect_every);
   EXPECT_EQ(json::parse(second->body)["buffer_frames"], StreamOptions{}.buffer_frames);
+  ASSERT_TRUE(json::parse(second->body).contains("shutter_s")) << second->body;
+  EXPECT_TRUE(json::parse(second->body)["shutter_s"].is_null()) << second->body;
   ASSERT_TRUE(eventually([&] {
     status = get(n, "/v1/streams/" + id2);
     return status.value("running_here", false) && status["status"].value("frames_processed", 0) >= 12;
   })) << status.dump();
   EXPECT_LE(status["status"].value("detections", 0) * 3, status["status"].value("frames_processed", 0) + 3);
+  ASSERT_TRUE(status.contains("shutter_s")) << status.dump();
+  EXPECT_TRUE(status["shutter_s"].is_null()) << status.dump();
+
+  // An integer is a number too (1 s, the longest); null is unset. Both stay stopped.
+  for (const auto& [name, shutter] : std::vector<std::pair<std::string, json>>{{"door-3", 1}, {"door-4", nullptr}}) {
+    json other = stream_spec(video_.string(), false);
+    other["name"] = name;
+    other["shutter_s"] = shutter;
+    auto made = post(n, "/v1/streams", other);
+    ASSERT_EQ(made->status, 201) << name << " " << made->body;
+    const json shown = get(n, "/v1/streams/" + json::parse(made->body).value("id", ""));
+    if (shutter.is_null()) {
+      ASSERT_TRUE(shown.contains("shutter_s")) << shown.dump();
+      EXPECT_TRUE(shown["shutter_s"].is_null()) << shown.dump();
+    } else {
+      EXPECT_EQ(shown["shutter_s"], 1.0) << shown.dump();
+    }
+  }
+  // The list shows each stream's shutter as its GET does.
+  for (const json& s : get(n, "/v1/streams")["streams"]) {
+    if (s["id"] == id) {
+      EXPECT_EQ(s["shutter_s"], 0.02) << s.dump();
+    } else if (s["id"] == id2) {
+      EXPECT_TRUE(s["shutter_s"].is_null()) << s.dump();
+    }
+  }
 }
 
 TEST_F(StreamsTest, TheSourcePasswordAppearsInNoResponseLogAuditOrDatabase) {
@@ -455,10 +488,24 @@ TEST_F(StreamsTest, HostileRequestsGet400AndNoStream) {
   }
   for (const auto& [field, value] : std::vector<std::pair<std::string, json>>{
            {"detect_every", 0}, {"detect_every", 31}, {"detect_every", 1.5}, {"detect_every", "2"}, {"detect_every", true},
-           {"buffer_frames", 0}, {"buffer_frames", 65}, {"buffer_frames", -1}}) {
+           {"buffer_frames", 0}, {"buffer_frames", 65}, {"buffer_frames", -1},
+           {"shutter_s", 0}, {"shutter_s", 0.0}, {"shutter_s", -0.02}, {"shutter_s", 1.5}, {"shutter_s", 2},
+           {"shutter_s", "0.02"}, {"shutter_s", true}, {"shutter_s", json::array({0.02})},
+           {"shutter_s", json::object()}}) {
     json bad_setting = stream_spec(video_.string(), false);
     bad_setting[field] = value;
-    EXPECT_EQ(post(n, "/v1/streams", bad_setting)->status, 400) << field << " " << value.dump();
+    auto r = post(n, "/v1/streams", bad_setting);
+    EXPECT_EQ(r->status, 400) << field << " " << value.dump();
+    EXPECT_NE(r->body.find(field), std::string::npos) << "the message names the field: " << r->body;
+  }
+  {
+    // A number too large for a double (JSON has no infinity): refused, parsed or not.
+    json huge_shutter = stream_spec(video_.string(), false);
+    huge_shutter["shutter_s"] = "HUGE";
+    std::string text = huge_shutter.dump();
+    text.replace(text.find("\"HUGE\""), 6, "1e999");
+    auto r = n.client().Post("/v1/streams", auth(), text, "application/json");
+    EXPECT_EQ(r->status, 400) << r->body;
   }
   json other_purpose = stream_spec(video_.string(), false);
   other_purpose["purpose"] = "marketing";

@@ -271,7 +271,11 @@ TEST_P(StoreCopyTest, LibrariesAndStreamSecretsCopyUnderAnotherKey) {
     ASSERT_TRUE(s->create_collection(staff_collection(), who()).ok());
     ASSERT_TRUE(s->grant_consent(consent_for("alice"), who()).ok());
     ASSERT_TRUE(s->enroll("staff", "alice", {synthetic_face(1)}, who()).ok());
-    ASSERT_TRUE(s->create_stream(door_stream(), who()).ok());
+    NewStream door = door_stream();
+    door.detect_every = 2;
+    door.buffer_frames = 5;
+    door.shutter_s = 0.02;
+    ASSERT_TRUE(s->create_stream(door, who()).ok());
     ASSERT_TRUE(family_library_with(*s, {mine, theirs}).ok());
   }
   StoreOptions other_key = options_with_key();
@@ -294,6 +298,10 @@ TEST_P(StoreCopyTest, LibrariesAndStreamSecretsCopyUnderAnotherKey) {
     Result<std::vector<StreamRecord>> streams = s->list_streams();
     ASSERT_TRUE(streams.ok()) << streams.error().message;
     ASSERT_EQ(streams->size(), 1U);
+    // The stream's settings are copied with it.
+    EXPECT_EQ(streams->front().detect_every, std::optional<int>(2));
+    EXPECT_EQ(streams->front().buffer_frames, std::optional<int>(5));
+    EXPECT_EQ(streams->front().shutter_s, std::optional<double>(0.02));
     Result<StreamSecrets> secrets = s->stream_secrets(streams->front().id);
     ASSERT_TRUE(secrets.ok()) << secrets.error().message;
     EXPECT_EQ(secrets->source, kSecretSource);

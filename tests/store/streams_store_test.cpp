@@ -3,6 +3,9 @@
 // once, and the lease by which one node of several runs a stream.
 #include <gtest/gtest.h>
 
+#include <limits>
+#include <optional>
+
 #include "backend_fixture.h"
 
 namespace candor::test {
@@ -83,6 +86,56 @@ TEST_P(StreamStoreTest, OneNodeHoldsALeaseUntilItExpiresOrIsReleased) {
   EXPECT_EQ(store_->get_stream(s->id)->owner_node, "");
   EXPECT_EQ(store_->claim_stream("st_missing", "a", clock_.now(), ttl).error().code, ErrorCode::kNotFound);
   EXPECT_EQ(db_->scalar("SELECT COUNT(*) FROM audit_log WHERE operation LIKE '%lease%' OR operation LIKE '%claim%'"), 0);
+}
+
+// A stream's settings (StreamOptions::detect_every, buffer_frames, shutter_s) come back as
+// stored, from get and list alike; unset ones come back unset (NULL columns); a shutter
+// that is not > 0 and <= 1 is refused before anything is written.
+TEST_P(StreamStoreTest, SettingsComeBackAsStoredAndABadShutterIsRefused) {
+  NewStream tuned = spec();
+  tuned.detect_every = 2;
+  tuned.buffer_frames = 5;
+  tuned.shutter_s = 0.02;
+  auto created = store_->create_stream(tuned, who());
+  ASSERT_TRUE(created.ok()) << created.error().message;
+  EXPECT_EQ(created->shutter_s, std::optional<double>(0.02));
+  auto plain = store_->create_stream(spec(), who());
+  ASSERT_TRUE(plain.ok()) << plain.error().message;
+  EXPECT_FALSE(plain->shutter_s.has_value());
+
+  auto got = store_->get_stream(created->id);
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(got->detect_every, std::optional<int>(2));
+  EXPECT_EQ(got->buffer_frames, std::optional<int>(5));
+  EXPECT_EQ(got->shutter_s, std::optional<double>(0.02));
+  auto got_plain = store_->get_stream(plain->id);
+  ASSERT_TRUE(got_plain.ok()) << got_plain.error().message;
+  EXPECT_FALSE(got_plain->detect_every.has_value());
+  EXPECT_FALSE(got_plain->buffer_frames.has_value());
+  EXPECT_FALSE(got_plain->shutter_s.has_value());
+  EXPECT_EQ(db_->scalar("SELECT COUNT(*) FROM streams WHERE shutter_s IS NULL"), 1);
+  auto all = store_->list_streams();
+  ASSERT_TRUE(all.ok()) << all.error().message;
+  ASSERT_EQ(all->size(), 2U);
+  for (const StreamRecord& s : *all) {
+    EXPECT_EQ(s.shutter_s, s.id == created->id ? std::optional<double>(0.02) : std::nullopt) << s.id;
+  }
+  // The longest exposure a stream takes, 1 s, is kept too.
+  NewStream slow = spec();
+  slow.shutter_s = 1.0;
+  auto slow_made = store_->create_stream(slow, who());
+  ASSERT_TRUE(slow_made.ok()) << slow_made.error().message;
+  EXPECT_EQ(store_->get_stream(slow_made->id)->shutter_s, std::optional<double>(1.0));
+
+  for (const double bad : {0.0, -0.02, 1.5, std::numeric_limits<double>::quiet_NaN(),
+                           std::numeric_limits<double>::infinity()}) {
+    NewStream refused = spec();
+    refused.shutter_s = bad;
+    auto r = store_->create_stream(refused, who());
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument) << bad;
+  }
+  EXPECT_EQ(store_->list_streams()->size(), 3U) << "a refused stream was stored";
 }
 
 INSTANTIATE_TEST_SUITE_P(Store, StreamStoreTest, ::testing::Values("sqlite", "postgresql"), backend_name);
