@@ -359,10 +359,11 @@ struct StreamOptions {
   // 0..1; 0: unknown. When set and the source announces its frame rate, the face of a
   // track that moves is deblurred before its landmarks and template are computed
   // (deblur.h): its smear is the track's motion per frame times the frame rate times the
-  // exposure, and a smear under kMinMotionBlurPx is left alone. A camera's configuration
-  // page shows its shutter; one on automatic exposure has none to give (leave 0). A
-  // shutter set longer than the camera's makes sharp faces ring: see README "Camera
-  // streams" for what deblurring gains at the right shutter and costs at a wrong one.
+  // exposure (at most one frame period), and a smear under kMinMotionBlurPx or longer than
+  // the face is left alone. A camera's configuration page shows its shutter; one on
+  // automatic exposure has none to give (leave 0). A shutter set longer than the camera's
+  // makes sharp faces ring: see README "Camera streams" for what deblurring gains at the
+  // right shutter and what a misjudged smear costs.
   double shutter_s = 0;
   // A source that delivers nothing for this long raises kStreamStalled (once per stall).
   std::chrono::milliseconds stall_after{5000};

@@ -358,8 +358,10 @@ class StreamImpl final : public Stream {
   // overlaps the face most; a face that starts a track has no motion yet and stays as seen.
   cv::Mat undo_motion_blur(const Grabbed& frame, std::span<const Face> faces, std::size_t& deblurred) const {
     if (options_.shutter_s <= 0 || frame.fps <= 0) return frame.bgr;
-    // The tracker's velocity is per detection round (detect_every frames).
-    const float per_round = static_cast<float>(frame.fps * options_.shutter_s / options_.detect_every);
+    // The tracker's velocity is per detection round (detect_every frames). A shutter is
+    // open at most one frame period, whatever a misconfigured shutter_s says: the smear is
+    // at most a frame's motion.
+    const float per_round = static_cast<float>(std::min(1.0, frame.fps * options_.shutter_s) / options_.detect_every);
     const cv::Rect whole(0, 0, frame.bgr.cols, frame.bgr.rows);
     cv::Mat seen;
     for (const Face& f : faces) {
@@ -377,7 +379,9 @@ class StreamImpl final : public Stream {
       const cv::Point2f velocity = track->rounds == 0 ? moved : (track->velocity + moved) * 0.5f;
       const cv::Point2f smear = velocity * per_round;
       const float length = std::hypot(smear.x, smear.y);
-      if (length < kMinMotionBlurPx) continue;
+      // A smear longer than the face itself has left nothing of it to restore (and would
+      // only cost a large transform): such a face stays as seen.
+      if (length < kMinMotionBlurPx || length > std::max(f.box.width, f.box.height)) continue;
       // The face with half its size around it (what landmarks and alignment read) and
       // the smear's reach beyond that.
       const float margin = 0.5f * std::max(f.box.width, f.box.height) + length;

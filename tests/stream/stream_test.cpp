@@ -585,7 +585,8 @@ TEST_F(StreamTest, AStrangerYieldsUnknownAndLeavesNothing) {
 // the track's second detection on (the first has no motion yet) and names her on three
 // frames with a similarity higher by 0.046 than from the frames as seen (0.4785 against
 // 0.4323 at a threshold of 0.4209; at 12 px a frame and a 6 px smear, only the deblurred
-// frames named her). Not told, it deblurs nothing.
+// frames named her). Not told, it deblurs nothing; told too long a shutter, it deblurs by
+// a frame's motion at most.
 TEST_F(StreamTest, AFastWalkerIsDeblurredWhenTheShutterIsKnown) {
   enroll("anna", {test::face_crop_jpeg(1, 2, 0.3f), test::face_crop_jpeg(1, 2, 0.6f)});
   const std::string video = write_video(test::face_crop_jpeg(3, 1, 0.4f), 20, "anna-fast.avi", 10, 5);
@@ -606,6 +607,15 @@ TEST_F(StreamTest, AFastWalkerIsDeblurredWhenTheShutterIsKnown) {
   EXPECT_LT(told.faces_deblurred, told.faces_embedded) << "the track's first face has no motion to undo";
   ASSERT_EQ(deblurred.count(StreamEvent::Kind::kRecognised), 1u) << testing::PrintToString(deblurred.lines());
   EXPECT_GT(similarity(deblurred), similarity(smeared) + 0.02f) << testing::PrintToString(smeared.lines());
+
+  // A shutter longer than the frame period (1 s at 25 fps) is taken as one period: the
+  // stream runs and deblurs by a frame's motion (10 px of an 80 px face), it does not fail.
+  shutter_s_ = 1.0;
+  CollectSink misconfigured;
+  const StreamStatus clamped = play(video, misconfigured, 1, true, true)->status();
+  EXPECT_FALSE(clamped.last_error.has_value());
+  EXPECT_GT(clamped.faces_deblurred, 0u);
+  EXPECT_EQ(misconfigured.count(StreamEvent::Kind::kTrackEnded), 1u) << testing::PrintToString(misconfigured.lines());
 
   for (const double bad : {-0.01, 1.5, std::nan("")}) {
     auto o = options();
