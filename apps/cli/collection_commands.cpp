@@ -246,7 +246,7 @@ int run_watch(CliContext& ctx, Session& s, const StoreArgs& a, const WatchArgs& 
                       {"frames_dropped", st.frames_dropped},     {"frames_corrupt", st.frames_corrupt},
                       {"detections_run", st.detections_run},     {"reconnects", st.reconnects},
                       {"tracks", st.tracks},                     {"decisions", st.decisions},
-                      {"recognised", st.recognised}};
+                      {"recognised", st.recognised},             {"faces_deblurred", st.faces_deblurred}};
   if (mqtt) {
     const MqttStatus ms = mqtt->status();
     j["mqtt_dropped"] = ms.dropped;

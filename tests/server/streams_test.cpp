@@ -369,8 +369,11 @@ TEST_F(StreamsTest, DetectEveryAndBufferFramesAreKeptAndRun) {
       EXPECT_EQ(shown["shutter_s"], 1.0) << shown.dump();
     }
   }
-  // The list shows each stream's shutter as its GET does.
-  for (const json& s : get(n, "/v1/streams")["streams"]) {
+  // The list shows each stream's shutter as its GET does. (The list held in a variable: a
+  // range-for over a member of a temporary reads it after it is destroyed.)
+  const json list = get(n, "/v1/streams");
+  ASSERT_TRUE(list.contains("streams")) << list.dump();
+  for (const json& s : list["streams"]) {
     if (s["id"] == id) {
       EXPECT_EQ(s["shutter_s"], 0.02) << s.dump();
     } else if (s["id"] == id2) {
