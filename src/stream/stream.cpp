@@ -372,11 +372,9 @@ class StreamImpl final : public Stream {
         if (overlap >= best) best = overlap, track = &t;
       }
       if (track == nullptr) continue;  // a new face: no motion measured yet
-      // The motion as the tracker will take it from this detection (tracker.cpp: half the
-      // track's velocity, half this round's move; this move alone on its second detection).
-      const float rounds = tracker_.rounds_to(*track, frame.index);
-      const cv::Point2f moved = (f.box.center() - track->box.center()) / rounds;
-      const cv::Point2f velocity = track->rounds == 0 ? moved : (track->velocity + moved) * 0.5f;
+      // The motion as the tracker will take it from this detection.
+      const cv::Point2f velocity =
+          stream_detail::Tracker::velocity_after(*track, f.box, tracker_.rounds_to(*track, frame.index));
       const cv::Point2f smear = velocity * per_round;
       const float length = std::hypot(smear.x, smear.y);
       // A smear longer than the face itself has left nothing of it to restore (and would

@@ -25,6 +25,11 @@ Box Tracker::predict(const TrackState& t, float rounds_ahead) {
   return Box{c.x - w / 2, c.y - h / 2, w, h};
 }
 
+cv::Point2f Tracker::velocity_after(const TrackState& t, const Box& box, float rounds) {
+  const cv::Point2f moved = (box.center() - t.box.center()) / rounds;
+  return t.rounds == 0 ? moved : (t.velocity + moved) * 0.5f;
+}
+
 float Tracker::rounds_to(const TrackState& t, std::int64_t frame) const {
   return std::max(1.0f, static_cast<float>(frame - t.last_frame) / static_cast<float>(std::max(1, options_.frames_per_round)));
 }
@@ -57,10 +62,9 @@ Tracker::Update Tracker::update(std::span<const Detection> detections, std::int6
     TrackState& t = tracks_[ti];
     const Detection& d = detections[di];
     const float rounds = rounds_to(t, frame);
-    const cv::Point2f moved = (d.box.center() - t.box.center()) / rounds;
     const float grow = t.box.width > 0 ? std::pow(d.box.width / t.box.width, 1.0f / rounds) : 1.0f;
     // Smoothed (half old, half new) so one jittery box does not throw the prediction.
-    t.velocity = t.rounds == 0 ? moved : (t.velocity + moved) * 0.5f;
+    t.velocity = velocity_after(t, d.box, rounds);
     t.size_rate = t.rounds == 0 ? grow : (t.size_rate + grow) * 0.5f;
     t.box = d.box;
     if (!d.embedding.empty()) t.appearance = d.embedding;

@@ -54,6 +54,9 @@ class Tracker {
 
   // The box a track is expected at `rounds_ahead` rounds after its last detection.
   static Box predict(const TrackState& t, float rounds_ahead);
+  // The track's velocity once `box`, `rounds` rounds after its last detection, joins it:
+  // half its velocity and half this move (this move alone on its second detection).
+  static cv::Point2f velocity_after(const TrackState& t, const Box& box, float rounds);
   // The rounds from a track's last detection to `frame`: frames over frames_per_round, at least 1.
   float rounds_to(const TrackState& t, std::int64_t frame) const;
 
