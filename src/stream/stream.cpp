@@ -287,8 +287,10 @@ class StreamImpl final : public Stream {
     const auto analysed = static_cast<std::size_t>(
         std::count_if(embedded_index.begin(), embedded_index.end(), [&](std::size_t i) { return whole[i]; }));
     std::size_t deblurred = 0;
+    std::vector<Motion> motion(to_embed.size(), Motion::kStill);
     if (!to_embed.empty()) {
-      const cv::Mat seen = undo_motion_blur(frame, to_embed, deblurred);
+      const cv::Mat seen = undo_motion_blur(frame, to_embed, motion);
+      deblurred = static_cast<std::size_t>(std::count(motion.begin(), motion.end(), Motion::kDeblurred));
       engine_.locate_landmarks(seen, to_embed);
       engine_.embed(seen, to_embed);
       if (analyzer_ != nullptr && analysed > 0) {
@@ -322,12 +324,17 @@ class StreamImpl final : public Stream {
       e.embedding = f.embedding;
       e.face_px = std::min(f.box.width, f.box.height);
       e.frame = frame.index;
+      e.motion_unknown = motion[k] == Motion::kUnknown;
       if (f.liveness) e.liveness = f.liveness->score;
       if (snapshots_ && e.face_px > r.best_view_px) {
         r.best_view = frame.bgr(stream_detail::snapshot_region(f.box, frame.bgr.size())).clone();
         r.best_view_px = e.face_px;
       }
       r.evidence.add(std::move(e));
+      // The track moves fast enough to smear: its frames embedded before its motion was
+      // measured were smeared too, and not undone. Without them, 3 more of the 200 people
+      // of `candor bench stream --people 200` are named (README "Camera streams").
+      if (motion[k] == Motion::kDeblurred) r.evidence.drop_unmeasured_motion();
     }
     for (Face& f : to_embed) std::fill(f.embedding.begin(), f.embedding.end(), 0.0f);
     for (auto& [id, r] : tracks_) {
@@ -351,12 +358,18 @@ class StreamImpl final : public Stream {
     status_.open_tracks = tracks_.size();
   }
 
+  // What undo_motion_blur() did with a face: left it (the stream is not told the shutter,
+  // or the smear is under kMinMotionBlurPx or longer than the face), deblurred it, or left
+  // it because it starts a track and its motion is not measured yet.
+  enum class Motion { kStill, kDeblurred, kUnknown };
+
   // The frame the landmarks and templates are computed on: with StreamOptions::shutter_s
   // set and the frame rate known, a copy in which the region of each face whose track
-  // smears at least kMinMotionBlurPx during the exposure is deblurred (counted in
-  // `deblurred`); otherwise the frame itself. The track is the one whose prediction
-  // overlaps the face most; a face that starts a track has no motion yet and stays as seen.
-  cv::Mat undo_motion_blur(const Grabbed& frame, std::span<const Face> faces, std::size_t& deblurred) const {
+  // smears at least kMinMotionBlurPx during the exposure is deblurred; otherwise the frame
+  // itself. The track is the one whose prediction overlaps the face most; a face that
+  // starts a track has no motion yet and stays as seen. ensures: motion[k] says which,
+  // for faces[k]. requires: motion.size() == faces.size(), each kStill.
+  cv::Mat undo_motion_blur(const Grabbed& frame, std::span<const Face> faces, std::vector<Motion>& motion) const {
     if (options_.shutter_s <= 0 || frame.fps <= 0) return frame.bgr;
     // The tracker's velocity is per detection round (detect_every frames). A shutter is
     // open at most one frame period, whatever a misconfigured shutter_s says: the smear is
@@ -364,14 +377,18 @@ class StreamImpl final : public Stream {
     const float per_round = static_cast<float>(std::min(1.0, frame.fps * options_.shutter_s) / options_.detect_every);
     const cv::Rect whole(0, 0, frame.bgr.cols, frame.bgr.rows);
     cv::Mat seen;
-    for (const Face& f : faces) {
+    for (std::size_t k = 0; k < faces.size(); ++k) {
+      const Face& f = faces[k];
       const stream_detail::TrackState* track = nullptr;
       float best = options_.tracker.min_iou;
       for (const auto& t : tracker_.tracks()) {
         const float overlap = iou(stream_detail::Tracker::predict(t, tracker_.rounds_to(t, frame.index)), f.box);
         if (overlap >= best) best = overlap, track = &t;
       }
-      if (track == nullptr) continue;  // a new face: no motion measured yet
+      if (track == nullptr) {  // a new face: no motion measured yet
+        motion[k] = Motion::kUnknown;
+        continue;
+      }
       // The motion as the tracker will take it from this detection.
       const cv::Point2f velocity =
           stream_detail::Tracker::velocity_after(*track, f.box, tracker_.rounds_to(*track, frame.index));
@@ -391,7 +408,7 @@ class StreamImpl final : public Stream {
       if (region.empty()) continue;
       if (seen.empty()) seen = frame.bgr.clone();
       deblur_motion(frame.bgr(region), smear).copyTo(seen(region));
-      ++deblurred;
+      motion[k] = Motion::kDeblurred;
     }
     return seen.empty() ? frame.bgr : seen;
   }

@@ -170,6 +170,13 @@ std::optional<float> TrackEvidence::liveness() const {
   return sum / static_cast<float>(n);
 }
 
+void TrackEvidence::drop_unmeasured_motion() {
+  for (Evidence& e : kept_) {
+    if (e.motion_unknown) std::fill(e.embedding.begin(), e.embedding.end(), 0.0f);
+  }
+  std::erase_if(kept_, [](const Evidence& e) { return e.motion_unknown; });
+}
+
 void TrackEvidence::clear() {
   for (Evidence& e : kept_) std::fill(e.embedding.begin(), e.embedding.end(), 0.0f);
   kept_.clear();

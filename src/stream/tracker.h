@@ -75,6 +75,9 @@ struct Evidence {
   float face_px = 0;  // shorter box side
   std::int64_t frame = 0;
   std::optional<float> liveness;  // the liveness score, when checked
+  // Embedded, by a stream that deblurs (StreamOptions::shutter_s), before the track's motion
+  // was measured (its first detection): smeared as seen if the track turns out to move.
+  bool motion_unknown = false;
 };
 
 // How much a frame's template counts: in (0, 1] for a good frame, 0 for one that is not
@@ -107,6 +110,9 @@ class TrackEvidence {
   std::vector<float> combined() const;
   // The mean liveness score of the kept frames that were checked; none if none was.
   std::optional<float> liveness() const;
+  // Drops the kept frames marked motion_unknown, their templates zeroed; good_frames()
+  // and largest_face() still count them. For a track whose motion is now known to smear.
+  void drop_unmeasured_motion();
   void clear();  // drops every template (a track ends: nothing of it stays)
 
  private:
