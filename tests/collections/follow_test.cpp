@@ -257,7 +257,9 @@ TEST_P(FollowTest, ANodeHoldsOnlyTheCollectionsItServes) {
     consent("anna", name);
     ASSERT_TRUE(enroll(*a_, "anna", {anna_1()}, name).ok());
   }
-  ASSERT_TRUE(wait_for_count(**b, "eu-lobby", 1, std::chrono::seconds(1)).has_value());
+  // What is tested is which collections arrive, not how fast (FaceEnrolledOnAIsFoundOnB...):
+  // 1 s was passed once with two benches beside the tests on the 2 cores (session 14).
+  ASSERT_TRUE(wait_for_count(**b, "eu-lobby", 1, std::chrono::seconds(5)).has_value());
   ASSERT_TRUE((*b)->sync().ok());
   EXPECT_EQ((*b)->indexed_faces("visitors"), 0u);
   auto r = (*b)->search("visitors", anna_probe(), 5, {"guard", "lobby"});
