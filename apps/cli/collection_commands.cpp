@@ -173,6 +173,7 @@ struct WatchArgs {
   std::size_t buffer_frames = StreamOptions{}.buffer_frames;
   double shutter_s = 0;
   std::size_t frames = DecisionOptions{}.frames;
+  double strangers_named = DecisionOptions{}.strangers_named.value_or(0);
   double stall_after_s = 5;
   bool once = false;
   bool fast = false;
@@ -205,6 +206,7 @@ int run_watch(CliContext& ctx, Session& s, const StoreArgs& a, const WatchArgs& 
   options.buffer_frames = w.buffer_frames;
   options.shutter_s = w.shutter_s;
   options.decision.frames = w.frames;
+  options.decision.strangers_named = w.strangers_named > 0 ? std::optional<double>(w.strangers_named) : std::nullopt;
   options.stall_after = std::chrono::milliseconds(static_cast<std::int64_t>(w.stall_after_s * 1000));
   options.stop_after_ends = w.once ? 1 : 0;
   if (!w.snapshots.empty()) options.snapshots = SnapshotOptions{w.snapshots, std::chrono::hours(w.snapshot_hours)};
@@ -284,6 +286,11 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
         ->check(CLI::Range(0.0, 1.0))
         ->capture_default_str();
     c->add_option("--frames", w->frames, "Good frames a track collects before it is decided")->capture_default_str();
+    c->add_option("--strangers-named", w->strangers_named,
+                  "The most fraction of strangers' tracks named as someone, whatever the collection's size "
+                  "(the threshold rises with it); 0: the collection's operating point alone")
+        ->check(CLI::Range(0.0, 0.5))
+        ->capture_default_str();
     c->add_option("--stall-after", w->stall_after_s, "Seconds without a frame before stream_stalled")
         ->capture_default_str();
     c->add_flag("--once", w->once, "Stop when the source ends (a file played once) instead of reconnecting");
@@ -539,6 +546,7 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
       std::size_t top = 5;
       bool candidates = false;
       bool largest_face = false;
+      double fpir = 0;  // 0: the collection's operating point alone
     };
     auto a = std::make_shared<StoreArgs>();
     auto q = std::make_shared<SearchArgs>();
@@ -550,6 +558,10 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
     c->add_flag("--largest-face", q->largest_face, "Search only the largest face (default: every face in the photo)");
     c->add_flag("--candidates", q->candidates,
                 "Also list the most similar subjects below the threshold (audited as a candidate search)");
+    c->add_option("--fpir", q->fpir,
+                  "The most probability that someone not enrolled is named, for this collection's size: the "
+                  "threshold rises with the number of subjects (FMR = FPIR / subjects); 0: the collection's point")
+        ->check(CLI::Range(0.0, 0.5));
     add_store_options(c, *a);
     c->callback(with_session(ctx, a, true, [a, q, &ctx](Session& s) {
       auto bytes = read_file_bytes(q->image, ctx.limits.max_bytes);
@@ -558,6 +570,7 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
       options.top_k = q->top;
       options.include_candidates = q->candidates;
       options.largest_face_only = q->largest_face;
+      if (q->fpir > 0) options.fpir = q->fpir;
       auto r = s.collections->search(q->collection, *bytes, options, {a->actor, q->reason});
       if (!r) return fail(r.error());
       print_json(search_result_to_json(q->collection, *r));

@@ -9,7 +9,9 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 
+#include "candor/calibration.h"
 #include "candor/collections.h"
+#include "candor/engine.h"
 #include "candor/models.h"
 #include "engine/lfw_bench.h"
 #include "engine/lfw_embeddings.h"
@@ -161,7 +163,7 @@ std::vector<Top1> top1(const std::vector<IdentProbe>& probes, const GalleryRows&
 }  // namespace
 
 IdentResult evaluate_ident(const IdentProtocol& protocol, const std::vector<std::vector<float>>& templates,
-                           Aggregate aggregate, std::span<const double> fpirs) {
+                           Aggregate aggregate, std::span<const double> fpirs, std::span<const double> fixed_thresholds) {
   const std::size_t dim = dim_of(templates);
   const GalleryRows g = gallery_rows(protocol, templates, dim, aggregate);
   const std::vector<Top1> mated = top1(protocol.mated, g, templates, dim, aggregate);
@@ -171,15 +173,19 @@ IdentResult evaluate_ident(const IdentProtocol& protocol, const std::vector<std:
   r.rank1 = mated.empty() ? 0.0 : static_cast<double>(r.rank1_hits) / static_cast<double>(mated.size());
   std::vector<float> non_mated_scores;
   for (const Top1& b : non_mated) non_mated_scores.push_back(b.score);
-  for (double fpir : fpirs) {
-    FnirAtFpir at{fpir, threshold_at_fmr(non_mated_scores, fpir), 0, 0};
+  const auto at_threshold = [&](double fpir, double threshold) {
+    FnirAtFpir at{fpir, threshold, 0, 0};
     std::size_t misses = 0;
     for (std::size_t i = 0; i < mated.size(); ++i) {
       misses += !(mated[i].subject == protocol.mated[i].mate && mated[i].score >= at.threshold);
     }
     for (float s : non_mated_scores) at.false_positives += s >= at.threshold;
     at.fnir = mated.empty() ? 0.0 : static_cast<double>(misses) / static_cast<double>(mated.size());
-    r.at.push_back(at);
+    return at;
+  };
+  for (double fpir : fpirs) r.at.push_back(at_threshold(fpir, threshold_at_fmr(non_mated_scores, fpir)));
+  for (std::size_t i = 0; i < fixed_thresholds.size() && i < fpirs.size(); ++i) {
+    r.at_fixed.push_back(at_threshold(fpirs[i], fixed_thresholds[i]));
   }
   return r;
 }
@@ -230,6 +236,14 @@ namespace {
 
 constexpr double kFpirs[] = {1e-2, 1e-3};
 
+ModelSpec manifest_recognizer(const EngineOptions& options) {
+  auto manifest = load_manifest(resolve_manifest(options.manifest));
+  if (!manifest) die(manifest.error().message);
+  auto recognizer = manifest->find(ModelRole::kRecognizer);
+  if (!recognizer) die(recognizer.error().message);
+  return *recognizer;
+}
+
 std::string exponent(double v) {
   char name[16];
   std::snprintf(name, sizeof name, "%.0e", v);
@@ -242,6 +256,10 @@ nlohmann::json result_json(const IdentResult& r) {
     j["fnir_at_fpir"][exponent(at.fpir)] = {
         {"fnir_pct", pct(at.fnir)}, {"threshold", at.threshold}, {"false_positives", at.false_positives}};
   }
+  for (const FnirAtFpir& at : r.at_fixed) {
+    j["at_shipped_points_for_fpir"][exponent(at.fpir)] = {
+        {"fnir_pct", pct(at.fnir)}, {"threshold", at.threshold}, {"false_positives", at.false_positives}};
+  }
   return j;
 }
 
@@ -250,6 +268,12 @@ void print_result(const IdentResult& r, std::size_t non_mated) {
   for (const FnirAtFpir& at : r.at) {
     std::printf("FNIR at FPIR=%.0e  %.2f%%  (threshold %.4f; %zu of %zu non-mated probes above it)\n", at.fpir,
                 100 * at.fnir, at.threshold, at.false_positives, non_mated);
+  }
+  for (const FnirAtFpir& at : r.at_fixed) {
+    std::printf("asked FPIR=%.0e of the shipped points (SearchOptions::fpir): threshold %.4f, FPIR %.4f%% "
+                "(%zu of %zu), FNIR %.2f%%\n",
+                at.fpir, at.threshold, 100.0 * static_cast<double>(at.false_positives) / static_cast<double>(non_mated),
+                at.false_positives, non_mated, 100 * at.fnir);
   }
 }
 
@@ -264,7 +288,17 @@ void run_ident(const EngineOptions& options, const IdentArgs& a) {
   if (!a.multi_photo) {
     // One photo per subject: the single face's score is every aggregate's.
     const IdentProtocol p = one_photo_protocol(people);
-    const IdentResult r = evaluate_ident(p, t.templates, Aggregate::kMax, kFpirs);
+    // What a collection of these subjects at the default fmr-1e-4 decides at when a search
+    // asks for each FPIR (identification_point, candor/calibration.h): fixed before any
+    // probe is scored, so the FPIR it reaches on the non-mated probes is a test of the rule.
+    const ModelSpec recognizer = manifest_recognizer(options);
+    auto base = find_operating_point(recognizer, "fmr-1e-4");
+    if (!base) die(base.error().message);
+    std::vector<double> fixed;
+    for (double fpir : kFpirs) {
+      fixed.push_back(identification_point(*base, recognizer.operating_points, p.gallery.size(), fpir).threshold);
+    }
+    const IdentResult r = evaluate_ident(p, t.templates, Aggregate::kMax, kFpirs, fixed);
     nlohmann::json j = {{"gallery", p.gallery.size()}, {"mated_probes", p.mated.size()},
                         {"non_mated_probes", p.non_mated.size()}};
     j.update(result_json(r));
@@ -324,12 +358,9 @@ void run_ident(const EngineOptions& options, const IdentArgs& a) {
 
 void run_calibrate_subjects(const EngineOptions& options, const LfwArgs& a) {
   require_lfw(a.root);
-  auto manifest = load_manifest(resolve_manifest(options.manifest));
-  if (!manifest) die(manifest.error().message);
-  auto recognizer = manifest->find(ModelRole::kRecognizer);
-  if (!recognizer) die(recognizer.error().message);
-  const std::vector<OperatingPoint>& points = recognizer->operating_points;
-  if (points.empty()) die("the recognizer " + recognizer->id + " has no operating points");
+  const ModelSpec recognizer = manifest_recognizer(options);
+  const std::vector<OperatingPoint>& points = recognizer.operating_points;
+  if (points.empty()) die("the recognizer " + recognizer.id + " has no operating points");
   std::vector<double> fmrs;
   for (const OperatingPoint& p : points) fmrs.push_back(p.fmr);
 

@@ -73,14 +73,20 @@ struct IdentResult {
   std::size_t rank1_hits = 0;
   double rank1 = 0;  // of the mated probes
   std::vector<FnirAtFpir> at;  // one per requested FPIR
+  // At thresholds fixed beforehand (one per requested FPIR, when given): what a collection
+  // searching at SearchOptions::fpir decides at, read from the shipped points for the
+  // gallery's size without looking at these probes; `fpir` is the rate asked for.
+  std::vector<FnirAtFpir> at_fixed;
 };
 
 // Scores every probe against every gallery subject and keeps the top-1 (the first
 // subject on ties). An empty template (an unreadable image) is a zero vector: it scores
 // 0 as a face, is left out of a centroid, and as a probe finds nobody (score -2).
 // requires: templates cover every index of the protocol; non-empty ones share one size.
+// `fixed_thresholds`, when not empty, holds one threshold per FPIR (IdentResult::at_fixed).
 IdentResult evaluate_ident(const IdentProtocol& protocol, const std::vector<std::vector<float>>& templates,
-                           Aggregate aggregate, std::span<const double> fpirs);
+                           Aggregate aggregate, std::span<const double> fpirs,
+                           std::span<const double> fixed_thresholds = {});
 
 // Subject-template thresholds: the subject template of the first `photos` images of each
 // person with at least that many, against every image of the other people (impostor

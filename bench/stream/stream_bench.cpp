@@ -62,6 +62,7 @@ struct Args {
   int strangers_from = 0;  // the first of the shuffled one-photo people taken (disjoint runs in parallel)
   int detect_every = StreamOptions{}.detect_every;
   double shutter_s = kShutterS;  // what the streams are told of the camera (0: not told, no deblurring)
+  double strangers_named = DecisionOptions{}.strangers_named.value_or(0);  // 0: the collection's point alone
   int max_streams = 3;
   fs::path out;        // where the videos go; empty: a temporary folder, removed after
   bool json = false;
@@ -273,6 +274,7 @@ struct Tally {
   std::uint64_t frames_read = 0, dropped = 0, decisions = 0, rounds = 0, embedded = 0, analysed = 0, deblurred = 0;
   double busy_s = 0, cpu_s = 0, detect_cpu_s = 0, grab_cpu_s = 0, video_s = 0;
   int named_on_one_frame = 0;  // right or wrong: decided on the first good frame alone
+  std::set<float> thresholds;  // those names were given at (one per photo count and kind of decision)
 };
 
 // Which person each track followed (the majority of its boxes by IoU with the truth).
@@ -306,6 +308,7 @@ void score(const Clip& clip, const std::vector<Person>& persons, const Run& run,
     if (te.event.kind == StreamEvent::Kind::kRecognised && !named.count(te.event.track)) {
       named[te.event.track] = {te.event.subject, te.event.frame};
       naming[te.event.track] = &te.event;
+      t.thresholds.insert(te.event.threshold);
     }
   }
   // A decision comes out of the detection round of its frame: that round's compute
@@ -573,6 +576,7 @@ void run_stream_bench(const EngineOptions& engine_options, const Args& a) {
   base.context = {"bench:stream", "benchmark of camera streams"};
   base.detect_every = a.detect_every;
   base.shutter_s = a.shutter_s;
+  base.decision.strangers_named = a.strangers_named > 0 ? std::optional<double>(a.strangers_named) : std::nullopt;
   const Tally tracked = play_all(base);
   StreamOptions first = base;
   first.decision.frames = 1;
@@ -628,6 +632,7 @@ void run_stream_bench(const EngineOptions& engine_options, const Args& a) {
                           {"faces_analysed_per_round", t.rounds == 0 ? 0.0 : std::round(100.0 * t.analysed / t.rounds) / 100},
                           {"faces_deblurred_per_round", t.rounds == 0 ? 0.0 : std::round(100.0 * t.deblurred / t.rounds) / 100},
                           {"named_on_one_frame", t.named_on_one_frame},
+                          {"thresholds_named_at", std::vector<float>(t.thresholds.begin(), t.thresholds.end())},
                           // CPU seconds per second of video, worker and grabber (decoding): the share
                           // of one core a stream needs in real time on an unloaded machine.
                           {"cores_per_stream", std::round((t.cpu_s + t.grab_cpu_s) / t.video_s * 1000) / 1000}};
@@ -638,6 +643,7 @@ void run_stream_bench(const EngineOptions& engine_options, const Args& a) {
                         {"mbit_s", std::round(mbit_s * 100) / 100},
                         {"detect_every", a.detect_every},
                         {"shutter_s", a.shutter_s},
+                        {"strangers_named_target", a.strangers_named},
                         {"strangers_from", a.strangers_from},
                         {"tracked", summary(tracked)},
                         {"first_good_frame", summary(single_frame)},
@@ -720,6 +726,11 @@ void register_stream_bench_commands(CLI::App& bench, const EngineOptions& option
   c->add_option("--shutter", a->shutter_s,
                 "The camera's exposure time (s) the streams are told, for deblurring moving faces; 0: not told. "
                 "The videos are made with 0.02 whatever this says")
+      ->capture_default_str();
+  c->add_option("--strangers-named", a->strangers_named,
+                "The streams' DecisionOptions::strangers_named, the fraction of strangers' tracks the collection's "
+                "size may cost; 0: the collection's point alone, whatever its size")
+      ->check(CLI::Range(0.0, 0.5))
       ->capture_default_str();
   c->add_option("--max-streams", a->max_streams, "Most streams run at once for the throughput figure")->capture_default_str();
   c->add_option("--out", a->out, "Keep the videos and truth files in this folder (default: a temporary one, removed)");

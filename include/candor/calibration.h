@@ -85,4 +85,31 @@ Result<CollectionCalibration> calibrate_points(std::span<const PersonImages> peo
 OperatingPoint collection_operating_point(const Collection& c, std::span<const OperatingPoint> shipped,
                                           const std::string& model_id);
 
+// The operating points a collection's thresholds may be read between: its own calibrated
+// points when they were measured with `model_id`, else the recogniser's shipped ones.
+std::vector<OperatingPoint> collection_points(const Collection& c, std::span<const OperatingPoint> shipped,
+                                              const std::string& model_id);
+
+// The thresholds (one per photo count, as OperatingPoint::subject_thresholds) at which one
+// comparison matches an impostor with probability `fmr`, read between `points` linearly in
+// log10(FMR) for each photo count. Stricter than the strictest point, the last two points'
+// slope carries on: an impostor tail that falls like a Gaussian's (or faster) needs less
+// than that, so the extrapolated threshold errs towards naming nobody. Looser than the
+// loosest point, the loosest point itself (never extrapolated towards accepting more).
+// Rounded up (round_threshold_up) and non-decreasing in the photo count.
+// requires: 0 < fmr < 1; at least one point with fmr > 0 (else std::invalid_argument).
+OperatingPoint point_at_fmr(std::span<const OperatingPoint> points, double fmr);
+
+// Open-set identification (1:N): a probe of someone not enrolled is named when any one of
+// the gallery's `subjects` templates clears its threshold, so the false positive
+// identification rate grows with the gallery, FPIR <= subjects * FMR (the union bound,
+// which holds however the comparisons depend on each other; ISO/IEC 19795-1 and NIST's
+// FRVT 1:N report FNIR at a fixed FPIR for this reason). The point whose FMR is
+// fpir / subjects, read from `points` by point_at_fmr, and never looser than `decides_at`
+// (a small gallery keeps the collection's own point), for every photo count.
+// requires: 0 < fpir < 1 (else std::invalid_argument).
+// ensures: decides_at itself for subjects == 0; fmr = the smaller of the two points'.
+OperatingPoint identification_point(const OperatingPoint& decides_at, std::span<const OperatingPoint> points,
+                                    std::size_t subjects, double fpir);
+
 }  // namespace candor

@@ -154,6 +154,12 @@ struct SearchOptions {
   // any is: a rate limit charges each face. A non-ok status refuses the search with
   // that error, audited (a kRateLimited refusal uncharged: nothing was searched).
   std::function<Status(std::size_t faces)> admit_faces;
+  // The most probability with which a probe of someone not enrolled may be named, for
+  // this collection's size: each subject is then decided at identification_point()
+  // (candor/calibration.h) of the collection's point, FMR fpir / subjects, never looser
+  // than the collection's point. Empty: the collection's point alone, whatever its size.
+  // requires: in (0, 1) when set (else kInvalidArgument). Recorded in the audit details.
+  std::optional<double> fpir;
 };
 
 // One face of the probe and the subjects it matched.

@@ -18,7 +18,8 @@
 //              else once the track holds `frames` good frames (or when it ends), on
 //              the quality-weighted mean of those templates (subject_template()),
 //              through Collections::search_template at the collection's operating
-//              point: one audited search per decision, with the stream's purpose, reason
+//              point, raised for the collection's size (DecisionOptions::strangers_named):
+//              one audited search per decision, with the stream's purpose, reason
 //              and budget. A track decided `unknown` that later collects clearly better
 //              evidence is decided again (an upgrade, which the event says).
 //
@@ -304,6 +305,14 @@ struct DecisionOptions {
   // the operating point's false match rate. See README "Camera streams" for what it
   // buys (latency) and what it costs (strangers named, wrong names: both measured).
   std::optional<float> early_margin = 0.065f;
+  // The most fraction of strangers' tracks that may be named as someone, whatever the
+  // collection's size: each of a track's decisions (the first and up to max_redecisions
+  // more) searches at SearchOptions::fpir = strangers_named / (1 + max_redecisions), so
+  // their union stays within it (the early search, at early_margin above that, adds about
+  // a tenth of one more). The collection's own point is kept when it is stricter (a small
+  // collection). 0.005 is issue 12's target. Empty: the collection's point, which names
+  // strangers more often the more people it holds (README "Camera streams").
+  std::optional<double> strangers_named = 0.005;
 };
 
 // Snapshots of recognised people (StreamOptions::snapshots; off by default). When a track

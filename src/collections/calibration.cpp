@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <functional>
 #include <stdexcept>
 
@@ -165,6 +166,77 @@ OperatingPoint collection_operating_point(const Collection& c, std::span<const O
     if (p.threshold == c.match_threshold) return p;
   }
   return OperatingPoint{"custom", 0, c.match_threshold, {}};
+}
+
+std::vector<OperatingPoint> collection_points(const Collection& c, std::span<const OperatingPoint> shipped,
+                                              const std::string& model_id) {
+  std::vector<OperatingPoint> out;
+  if (c.calibration && c.calibration->model_id == model_id) {
+    for (const CalibratedPoint& p : c.calibration->points) out.push_back(p.point);
+  }
+  if (out.empty()) out.assign(shipped.begin(), shipped.end());
+  return out;
+}
+
+OperatingPoint point_at_fmr(std::span<const OperatingPoint> points, double fmr) {
+  if (!(fmr > 0 && fmr < 1)) throw std::invalid_argument("point_at_fmr: fmr must be in (0, 1)");
+  std::vector<const OperatingPoint*> loosest_first;
+  for (const OperatingPoint& p : points) {
+    if (p.fmr > 0) loosest_first.push_back(&p);
+  }
+  if (loosest_first.empty()) throw std::invalid_argument("point_at_fmr: no point with a false match rate");
+  std::sort(loosest_first.begin(), loosest_first.end(),
+            [](const OperatingPoint* a, const OperatingPoint* b) { return a->fmr > b->fmr; });
+  std::size_t photo_counts = 1;
+  for (const OperatingPoint* p : loosest_first) photo_counts = std::max(photo_counts, p->subject_thresholds.size());
+  // The segment fmr falls in: [a, b] with a looser than b; past the strict end, the last one.
+  std::size_t b = 0;
+  while (b < loosest_first.size() && loosest_first[b]->fmr > fmr) ++b;
+  OperatingPoint out;
+  out.fmr = fmr;
+  char name[32];
+  std::snprintf(name, sizeof name, "fmr-%.2g", fmr);
+  out.name = name;
+  for (std::size_t k = 1; k <= photo_counts; ++k) {
+    double t = 0;
+    if (b == 0 || loosest_first.size() == 1) {
+      t = subject_threshold(*loosest_first[b == 0 ? 0 : loosest_first.size() - 1], k);  // no segment to read
+    } else {
+      const std::size_t hi = std::min(b, loosest_first.size() - 1);
+      const OperatingPoint& pa = *loosest_first[hi - 1];
+      const OperatingPoint& pb = *loosest_first[hi];
+      const double ta = subject_threshold(pa, k);
+      const double tb = subject_threshold(pb, k);
+      const double along = (std::log10(fmr) - std::log10(pa.fmr)) / (std::log10(pb.fmr) - std::log10(pa.fmr));
+      t = ta + (tb - ta) * along;
+    }
+    // Rounded up as calibrated thresholds are, less a float's representation error: a
+    // point's own threshold (0.34F is 0.3400000036) reads back as itself.
+    t = std::min(round_threshold_up(t - 1e-6), 1.0);
+    if (k > 1) t = std::max(t, static_cast<double>(out.subject_thresholds.back()));
+    out.subject_thresholds.push_back(static_cast<float>(t));
+  }
+  out.threshold = out.subject_thresholds.front();
+  return out;
+}
+
+OperatingPoint identification_point(const OperatingPoint& decides_at, std::span<const OperatingPoint> points,
+                                    std::size_t subjects, double fpir) {
+  if (!(fpir > 0 && fpir < 1)) throw std::invalid_argument("identification_point: fpir must be in (0, 1)");
+  if (subjects == 0) return decides_at;
+  const OperatingPoint gallery = point_at_fmr(points, fpir / static_cast<double>(subjects));
+  OperatingPoint out = decides_at;
+  const std::size_t photo_counts = std::max(decides_at.subject_thresholds.size(), gallery.subject_thresholds.size());
+  out.subject_thresholds.clear();
+  for (std::size_t k = 1; k <= photo_counts; ++k) {
+    out.subject_thresholds.push_back(std::max(subject_threshold(decides_at, k), subject_threshold(gallery, k)));
+  }
+  out.threshold = out.subject_thresholds.front();
+  if (decides_at.fmr == 0 || gallery.fmr < decides_at.fmr) out.fmr = gallery.fmr;
+  char name[64];
+  std::snprintf(name, sizeof name, "fpir-%.2g/%zu", fpir, subjects);
+  out.name = name;
+  return out;
 }
 
 }  // namespace candor

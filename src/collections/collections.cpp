@@ -233,7 +233,7 @@ class CollectionsImpl final : public Collections {
     // Everything the caller controls is checked before any work: a reason over the
     // limit costs no inference and writes nothing.
     if (auto ok = check_audit_context(ctx, true); !ok) return ok.error();
-    if (options.top_k == 0 || options.top_k > 100) return Error{ErrorCode::kInvalidArgument, "top_k must be 1..100"};
+    if (auto ok = check_search_options(options); !ok) return ok.error();
     auto info = collection_info(collection);
     if (!info) return info.error();
     auto refuse = [&](const Error& e) -> Error {
@@ -253,10 +253,10 @@ class CollectionsImpl final : public Collections {
     if (!state) return state.error();
     std::shared_lock lock((*state)->mutex);
     const CollectionState& s = **state;
-    const OperatingPoint point = operating_point_of(s.info);
+    const OperatingPoint point = search_point(s, options);
     result.threshold = point.threshold;
     for (Face& face : faces) {
-      auto searched = search_face(s, point, face, options, ctx);
+      auto searched = search_face(s, point, face, options, ctx, fpir_details(options));
       if (!searched) return searched.error();
       face.embedding.clear();  // templates do not leave the engine
       result.faces.push_back(FaceSearch{std::move(face), std::move(*searched)});
@@ -267,7 +267,7 @@ class CollectionsImpl final : public Collections {
   Result<FaceSearch> search_template(const std::string& collection, const TemplateProbe& probe,
                                      const SearchOptions& options, const AuditContext& ctx) override {
     if (auto ok = check_audit_context(ctx, true); !ok) return ok.error();
-    if (options.top_k == 0 || options.top_k > 100) return Error{ErrorCode::kInvalidArgument, "top_k must be 1..100"};
+    if (auto ok = check_search_options(options); !ok) return ok.error();
     if (probe.source.size() > kMaxProbeSourceBytes) {
       return Error{ErrorCode::kInvalidArgument, "a probe's source is at most 256 bytes"};
     }
@@ -275,7 +275,8 @@ class CollectionsImpl final : public Collections {
     if (!(probe.margin >= 0 && probe.margin < 1)) return Error{ErrorCode::kInvalidArgument, "a probe's margin is in [0, 1)"};
     auto info = collection_info(collection);
     if (!info) return info.error();
-    const nlohmann::json extra = {{"source", probe.source}, {"purpose", probe.purpose}, {"frames", probe.frames}};
+    nlohmann::json extra = fpir_details(options);
+    extra.update({{"source", probe.source}, {"purpose", probe.purpose}, {"frames", probe.frames}});
     auto refuse = [&](const Error& e) -> Error {
       nlohmann::json details = extra;
       SearchRecord record{ctx, collection, {}, details.dump(), "refused: " + std::string(error_code_name(e.code))};
@@ -302,7 +303,7 @@ class CollectionsImpl final : public Collections {
     std::shared_lock lock((*state)->mutex);
     SearchOptions one = options;
     one.largest_face_only = false;  // the box goes into the details
-    OperatingPoint point = operating_point_of((*state)->info);
+    OperatingPoint point = search_point(**state, options);
     point.threshold += probe.margin;
     for (float& t : point.subject_thresholds) t += probe.margin;
     auto searched = search_face(**state, point, face, one, ctx, extra);
@@ -585,6 +586,14 @@ class CollectionsImpl final : public Collections {
   }
 
   // A template handed in by a caller (a stream's, a calibration set's) must be the recogniser's.
+  static Status check_search_options(const SearchOptions& options) {
+    if (options.top_k == 0 || options.top_k > 100) return Error{ErrorCode::kInvalidArgument, "top_k must be 1..100"};
+    if (options.fpir && !(*options.fpir > 0 && *options.fpir < 1)) {
+      return Error{ErrorCode::kInvalidArgument, "a search's FPIR is in (0, 1)"};
+    }
+    return ok_status();
+  }
+
   Status check_template_size(std::size_t size) const {
     const int dim = engine_.recognizer_spec().dim;
     if (static_cast<int>(size) == dim) return ok_status();
@@ -677,6 +686,23 @@ class CollectionsImpl final : public Collections {
   OperatingPoint operating_point_of(const Collection& c) const {
     const ModelSpec& recognizer = engine_.recognizer_spec();
     return collection_operating_point(c, recognizer.operating_points, recognizer.id);
+  }
+
+  // The point a search decides at: the collection's, raised for its size when the search
+  // sets an FPIR (SearchOptions::fpir).
+  // requires: s.mutex held (shared); options.fpir, when set, in (0, 1) (check_search_options).
+  OperatingPoint search_point(const CollectionState& s, const SearchOptions& options) const {
+    OperatingPoint point = operating_point_of(s.info);
+    if (!options.fpir) return point;
+    const ModelSpec& recognizer = engine_.recognizer_spec();
+    return identification_point(point, collection_points(s.info, recognizer.operating_points, recognizer.id),
+                                s.gallery.subjects(), *options.fpir);
+  }
+
+  static nlohmann::json fpir_details(const SearchOptions& options) {
+    nlohmann::json j = nlohmann::json::object();
+    if (options.fpir) j["fpir"] = *options.fpir;
+    return j;
   }
 
   // One face of a search: the subjects whose templates are nearest it, re-checked against

@@ -50,6 +50,11 @@ std::optional<std::string> text_param(const httplib::Request& req, std::string_v
 Result<long long> int_param(const httplib::Request& req, std::string_view name, long long fallback, long long lo,
                             long long hi);
 
+// A probability strictly between 0 and 1 from the query string, a multipart text part,
+// or the JSON body (a number or a string). ensures: empty when absent; kInvalidArgument
+// for anything else.
+Result<std::optional<double>> fraction_param(const httplib::Request& req, std::string_view name);
+
 // A boolean from the query string ("true"/"false"/"1"/"0"), a multipart text part, or a
 // JSON boolean. ensures: false when absent; kInvalidArgument for anything else.
 Result<bool> bool_param(const httplib::Request& req, std::string_view name);

@@ -197,7 +197,7 @@ void register_collection_routes(Router& router) {
              });
 
   // 1:N search. Order of refusals: bad request (400: reason, top, candidates scope,
-  // image) before the budget (429, audited as rate_limited, not charged), the budget
+  // fpir, image) before the budget (429, audited as rate_limited, not charged), the budget
   // before the worker queue (503), so a refused request costs no inference. Every face
   // searched is one search of the budget: the first is admitted before any work, the
   // others once detection has counted them (else 429, and nothing is searched).
@@ -224,6 +224,9 @@ void register_collection_routes(Router& router) {
       }
       options.include_candidates = true;
     }
+    auto fpir = fraction_param(call.req, "fpir");
+    if (!fpir) return send_error(call.res, fpir.error());
+    options.fpir = *fpir;
     auto images = images_from(call.req, "image", false);
     if (!images) return send_error(call.res, images.error());
     auto budget = admit_searches(ctx, call, collection, audit);

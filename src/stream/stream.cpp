@@ -452,6 +452,9 @@ class StreamImpl final : public Stream {
     SearchOptions search;
     search.top_k = 1;
     search.admit_faces = options_.admit;
+    if (options_.decision.strangers_named) {
+      search.fpir = *options_.decision.strangers_named / static_cast<double>(1 + options_.decision.max_redecisions);
+    }
     auto found = collections_.search_template(options_.collection, probe, search, options_.context);
     std::fill(combined.begin(), combined.end(), 0.0f);
     {
@@ -588,6 +591,9 @@ Result<std::unique_ptr<Stream>> Stream::start(const Engine& engine, const FaceAn
   }
   if (options.decision.frames == 0 || options.decision.max_evidence == 0) {
     return Error{ErrorCode::kInvalidArgument, "a decision needs at least one frame"};
+  }
+  if (const auto& f = options.decision.strangers_named; f && !(*f > 0 && *f < 1)) {
+    return Error{ErrorCode::kInvalidArgument, "strangers_named is a fraction of tracks in (0, 1)"};
   }
   auto collection = collections.store().get_collection(options.collection);
   if (!collection) return collection.error();

@@ -159,6 +159,57 @@ TEST(Calibration, ACollectionDecidesAtItsCalibratedPointForItsModelOnly) {
   EXPECT_FLOAT_EQ(subject_threshold(collection_operating_point(c, kShipped, "m"), 3), 0.5F);
 }
 
+// Between two points a threshold is read linearly in log10(FMR), per photo count; past
+// the strict end the last segment's slope carries on; past the loose end the loosest
+// point holds (never extrapolated towards accepting more).
+TEST(Calibration, ThresholdsBetweenPointsAreReadInLogFmr) {
+  const OperatingPoint mid = point_at_fmr(kShipped, std::pow(10.0, -2.5));
+  EXPECT_NEAR(mid.threshold, 0.32, 1e-4);
+  ASSERT_EQ(mid.subject_thresholds.size(), 5u);
+  EXPECT_NEAR(subject_threshold(mid, 3), 0.34, 1e-4);
+  EXPECT_DOUBLE_EQ(mid.fmr, std::pow(10.0, -2.5));
+  const OperatingPoint strict = point_at_fmr(kShipped, 1e-4);
+  EXPECT_NEAR(strict.threshold, 0.38, 1e-4);
+  EXPECT_NEAR(subject_threshold(strict, 5), 0.42, 1e-4);
+  const OperatingPoint loose = point_at_fmr(kShipped, 0.2);
+  EXPECT_FLOAT_EQ(loose.threshold, 0.30F);
+  EXPECT_FLOAT_EQ(subject_threshold(loose, 5), 0.34F);
+  // Rounded up to four decimals: never a hair looser than the reading.
+  const OperatingPoint rounded = point_at_fmr(kShipped, 0.005);
+  const double exact = 0.30 - 0.04 * (std::log10(0.005) + 2);  // 0.3120
+  EXPECT_GE(rounded.threshold, exact);
+  EXPECT_LT(rounded.threshold, exact + 1e-4);
+  // One point: that point, whatever the FMR.
+  EXPECT_FLOAT_EQ(point_at_fmr(std::span(kShipped).first(1), 1e-6).threshold, 0.30F);
+  EXPECT_THROW(point_at_fmr(kShipped, 0.0), std::invalid_argument);
+  EXPECT_THROW(point_at_fmr({}, 1e-3), std::invalid_argument);
+}
+
+// The FPIR of a gallery of N subjects is at most N times one comparison's FMR: the point
+// is read at fpir / N, rises with N, and never falls below the collection's own point.
+TEST(Calibration, AnIdentificationPointRisesWithTheGalleryAndKeepsAStricterOwnPoint) {
+  const OperatingPoint& own = kShipped[0];  // fmr-1e-2
+  // 1 subject at FPIR 0.05: FMR 0.05 is looser than the collection's point, which holds.
+  EXPECT_EQ(identification_point(own, kShipped, 1, 0.05).subject_thresholds, own.subject_thresholds);
+  // 10 subjects at FPIR 1e-2: FMR 1e-3.
+  const OperatingPoint ten = identification_point(own, kShipped, 10, 1e-2);
+  EXPECT_NEAR(ten.threshold, 0.34, 1e-4);
+  EXPECT_NEAR(subject_threshold(ten, 4), 0.37, 1e-4);
+  EXPECT_NEAR(ten.fmr, 1e-3, 1e-12);
+  // 100 subjects: FMR 1e-4, a decade past the strictest point.
+  const OperatingPoint hundred = identification_point(own, kShipped, 100, 1e-2);
+  EXPECT_NEAR(hundred.threshold, 0.38, 1e-4);
+  EXPECT_GT(hundred.threshold, ten.threshold);
+  // A collection stricter than the gallery needs keeps its own thresholds.
+  const OperatingPoint strict_own{"custom", 0, 0.5F, {}};
+  const OperatingPoint kept = identification_point(strict_own, kShipped, 10, 1e-2);
+  EXPECT_FLOAT_EQ(subject_threshold(kept, 1), 0.5F);
+  EXPECT_FLOAT_EQ(subject_threshold(kept, 5), 0.5F);
+  EXPECT_EQ(identification_point(own, kShipped, 0, 1e-2).subject_thresholds, own.subject_thresholds);
+  EXPECT_THROW(identification_point(own, kShipped, 10, 0.0), std::invalid_argument);
+  EXPECT_THROW(identification_point(own, kShipped, 10, 1.0), std::invalid_argument);
+}
+
 // Collections::calibrate stores the measured points, the collection decides at its own
 // point's calibrated threshold from the next search, a second node sees it after sync(),
 // and reset goes back to the shipped point; each change is one audit entry.

@@ -287,6 +287,52 @@ TEST_F(CollectionsTest, APhotoUnlikeTheSubjectsOthersIsRefusedUnlessAllowed) {
   EXPECT_TRUE((*same)[0].face_id.has_value()) << ((*same)[0].error ? (*same)[0].error->message : "");
 }
 
+// A search that sets an FPIR decides each subject at identification_point() for the
+// collection's size (FMR fpir / subjects), audits the FPIR it asked for, and refuses one
+// outside (0, 1) before any work.
+TEST_F(CollectionsTest, ASearchAtAnFpirDecidesAtTheCollectionsSize) {
+  consent("anna");
+  consent("ben");
+  ASSERT_TRUE(enroll("anna", {anna_1(), anna_2()}).ok());
+  ASSERT_TRUE(enroll("ben", {ben()}).ok());
+  const ModelSpec& recognizer = test::shared_engine().recognizer_spec();
+  const OperatingPoint own = *find_operating_point(recognizer, "fmr-1e-3");
+  const AuditContext guard{"guard", "door 3 entry"};
+  SearchOptions options;
+  options.include_candidates = true;  // every subject with its threshold
+  options.fpir = 2e-5;                // two subjects: FMR 1e-5, the strictest shipped point
+  auto found = collections_->search("staff", anna_probe(), options, guard);
+  ASSERT_TRUE(found.ok()) << found.error().message;
+  const OperatingPoint expected = *find_operating_point(recognizer, "fmr-1e-5");
+  ASSERT_EQ(found->largest().matches.size(), 2u);
+  for (const SubjectMatch& m : found->largest().matches) {
+    EXPECT_NEAR(m.threshold, subject_threshold(expected, m.faces), 1e-4) << m.subject;
+    EXPECT_GT(m.threshold, subject_threshold(own, m.faces)) << m.subject;
+    EXPECT_EQ(m.match, m.similarity >= m.threshold);
+  }
+  AuditFilter f;
+  f.operation = "search";
+  auto entries = store_->audit_list(f);
+  ASSERT_TRUE(entries.ok());
+  ASSERT_FALSE(entries->empty());
+  EXPECT_NE(entries->back().details.find("\"fpir\""), std::string::npos) << entries->back().details;
+
+  // A loose FPIR keeps the collection's own point.
+  options.fpir = 0.5;
+  found = collections_->search("staff", anna_probe(), options, guard);
+  ASSERT_TRUE(found.ok());
+  for (const SubjectMatch& m : found->largest().matches) EXPECT_FLOAT_EQ(m.threshold, subject_threshold(own, m.faces));
+
+  const std::size_t audited = store_->audit_list(f)->size();
+  for (double bad : {0.0, 1.0, -0.1}) {
+    options.fpir = bad;
+    found = collections_->search("staff", anna_probe(), options, guard);
+    ASSERT_FALSE(found.ok());
+    EXPECT_EQ(found.error().code, ErrorCode::kInvalidArgument);
+  }
+  EXPECT_EQ(store_->audit_list(f)->size(), audited) << "a refused option searched nothing";
+}
+
 TEST_F(CollectionsTest, SearchNeedsAReasonAndAFace) {
   consent("anna");
   ASSERT_TRUE(enroll("anna", {anna_1()}).ok());

@@ -228,6 +228,26 @@ TEST_F(ServerTest, FullFlowConsentEnrollSearchRevoke) {
   EXPECT_EQ(j["matches"][0]["subject"], subject);
   EXPECT_TRUE(j["matches"][0]["match"].get<bool>());
 
+  // At an FPIR for the collection's size (two subjects: FMR 1e-5) each subject's threshold
+  // is the strict point's; an FPIR outside (0, 1) is a bad request that searches nothing.
+  auto at_fpir = srv_->post_image("/v1/collections/flow/search?top=3&candidates=true&fpir=2e-5", "image",
+                                  face_crop(6, 0, 0.6f), "", {{"reason", "test: door event 18", "", ""}});
+  ASSERT_EQ(at_fpir->status, 200) << at_fpir->body;
+  const json strict = json::parse(at_fpir->body);
+  ASSERT_FALSE(strict["matches"].empty());
+  EXPECT_GT(strict["matches"][0]["threshold"].get<double>(), j["matches"][0]["threshold"].get<double>() + 0.05)
+      << strict.dump();
+  for (const char* bad : {"0", "1", "abc", "0.5x"}) {
+    auto b = srv_->post_image(std::string("/v1/collections/flow/search?fpir=") + bad, "image", face_crop(6, 0, 0.6f), "",
+                              {{"reason", "test: door event 19", "", ""}});
+    EXPECT_EQ(b->status, 400) << bad;
+    EXPECT_EQ(error_code(b), "invalid_argument") << b->body;
+  }
+  auto as_json = srv_->post_json("/v1/collections/flow/search",
+                                 {{"image", base64(face_crop(6, 0, 0.6f))}, {"reason", "test: door event 20"}, {"fpir", 2e-5}});
+  ASSERT_EQ(as_json->status, 200) << as_json->body;
+  EXPECT_DOUBLE_EQ(json::parse(as_json->body)["threshold"].get<double>(), strict["threshold"].get<double>());
+
   auto info = srv_->client().Get("/v1/collections/flow", srv_->auth());
   EXPECT_EQ(json::parse(info->body)["faces"], 2);
 

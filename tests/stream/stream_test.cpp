@@ -395,6 +395,20 @@ class StreamTest : public ::testing::Test {
     return std::move(*stream);
   }
 
+  // Plays a video file once, every frame taken (lossless), as fast as it decodes, with `o`.
+  std::unique_ptr<Stream> play_lossless(const std::string& video, CollectSink& sink, StreamOptions o) {
+    o.stop_after_ends = 1;
+    o.lossless = true;
+    auto source = make_video_source(video, VideoSourceOptions{.realtime = false});
+    EXPECT_TRUE(source.ok());
+    if (!source.ok()) return nullptr;
+    auto stream = Stream::start(test::shared_engine(), &analyzer(), *collections_, std::move(*source), sink, o);
+    EXPECT_TRUE(stream.ok()) << stream.error().message;
+    if (!stream.ok()) return nullptr;
+    EXPECT_TRUE((*stream)->wait(std::chrono::seconds(60)));
+    return std::move(*stream);
+  }
+
   std::int64_t search_audits() { return test::RawDb(dir_.file("s.db")).scalar("SELECT COUNT(*) FROM audit_log WHERE operation = 'search'"); }
 
   test::TempDir dir_;
@@ -536,13 +550,7 @@ TEST_F(StreamTest, AFirstFrameBelowTheEarlyMarginWaitsForMoreFrames) {
   CollectSink sink;
   auto o = options();
   o.decision.early_margin = 0.5f;  // no similarity clears 0.92
-  o.stop_after_ends = 1;
-  o.lossless = true;
-  auto source = make_video_source(video, VideoSourceOptions{.realtime = false});
-  ASSERT_TRUE(source.ok());
-  auto stream = Stream::start(test::shared_engine(), &analyzer(), *collections_, std::move(*source), sink, o);
-  ASSERT_TRUE(stream.ok()) << stream.error().message;
-  ASSERT_TRUE((*stream)->wait(std::chrono::seconds(60)));
+  ASSERT_NE(play_lossless(video, sink, o), nullptr);
   ASSERT_EQ(sink.count(StreamEvent::Kind::kRecognised), 1u) << testing::PrintToString(sink.lines());
   EXPECT_EQ(sink.count(StreamEvent::Kind::kUnknown), 0u) << "an early search that is not sure says nothing";
   for (const auto& e : sink.events()) {
@@ -561,6 +569,51 @@ TEST_F(StreamTest, AFirstFrameBelowTheEarlyMarginWaitsForMoreFrames) {
   ASSERT_GE(entries->size(), 2u);
   EXPECT_TRUE((*entries)[entries->size() - 2].subjects.empty()) << "the early search's entry named a subject";
   EXPECT_FALSE(entries->back().subjects.empty());
+}
+
+// DecisionOptions::strangers_named: each decision searches at the FPIR it leaves per
+// decision, so the threshold is the collection's size's (identification_point), here one
+// subject at FMR 1e-5 (the shipped fmr-1e-5 point) — stricter than the collection's
+// fmr-1e-4; without it, the collection's own point; outside (0, 1), refused at start.
+TEST_F(StreamTest, TheStrangersTargetSetsTheThresholdForTheCollectionsSize) {
+  enroll("anna", {test::face_crop_jpeg(1, 2, 0.3f), test::face_crop_jpeg(1, 2, 0.6f)});
+  const std::string video = write_video(test::face_crop_jpeg(3, 1, 0.4f), 20, "anna-fpir.avi");
+  const ModelSpec& recognizer = test::shared_engine().recognizer_spec();
+  const auto decide = [&](std::optional<double> strangers_named) -> std::optional<StreamEvent> {
+    CollectSink sink;
+    auto o = options();
+    o.decision.early_margin.reset();
+    o.decision.strangers_named = strangers_named;
+    if (play_lossless(video, sink, o) == nullptr) return std::nullopt;
+    for (const auto& e : sink.events()) {
+      if (e.kind == StreamEvent::Kind::kRecognised) return e;
+    }
+    return std::nullopt;
+  };
+  const auto own = decide(std::nullopt);
+  ASSERT_TRUE(own.has_value());
+  EXPECT_FLOAT_EQ(own->threshold, subject_threshold(*find_operating_point(recognizer, "fmr-1e-4"), 2));
+  const double per_decision = 1e-5;
+  const auto sized = decide(per_decision * static_cast<double>(1 + DecisionOptions{}.max_redecisions));
+  ASSERT_TRUE(sized.has_value()) << "anna's similarity " << own->similarity << " is below the fmr-1e-5 point";
+  EXPECT_NEAR(sized->threshold, subject_threshold(*find_operating_point(recognizer, "fmr-1e-5"), 2), 1e-4);
+  AuditFilter f;
+  f.operation = "search";
+  auto entries = store_->audit_list(f);
+  ASSERT_TRUE(entries.ok());
+  ASSERT_FALSE(entries->empty());
+  EXPECT_NEAR(nlohmann::json::parse(entries->back().details).value("fpir", 0.0), per_decision, 1e-12);
+
+  for (double bad : {0.0, 1.0}) {
+    CollectSink sink;
+    auto o = options();
+    o.decision.strangers_named = bad;
+    auto source = make_video_source(video, VideoSourceOptions{.realtime = false});
+    ASSERT_TRUE(source.ok());
+    auto refused = Stream::start(test::shared_engine(), &analyzer(), *collections_, std::move(*source), sink, o);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.error().code, ErrorCode::kInvalidArgument);
+  }
 }
 
 // A stranger: unknown, and nothing of them is left — no face stored, no subject named in
