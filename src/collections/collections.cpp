@@ -585,7 +585,7 @@ class CollectionsImpl final : public Collections {
     return state;
   }
 
-  // A template handed in by a caller (a stream's, a calibration set's) must be the recogniser's.
+  // What a caller sets in SearchOptions, checked before any work.
   static Status check_search_options(const SearchOptions& options) {
     if (options.top_k == 0 || options.top_k > 100) return Error{ErrorCode::kInvalidArgument, "top_k must be 1..100"};
     if (options.fpir && !(*options.fpir > 0 && *options.fpir < 1)) {
@@ -594,6 +594,7 @@ class CollectionsImpl final : public Collections {
     return ok_status();
   }
 
+  // A template handed in by a caller (a stream's, a calibration set's) must be the recogniser's.
   Status check_template_size(std::size_t size) const {
     const int dim = engine_.recognizer_spec().dim;
     if (static_cast<int>(size) == dim) return ok_status();

@@ -121,6 +121,22 @@ TEST(IdentProtocol, UnreadableImagesAreLeftOutOfCentroidsAndFindNobody) {
   EXPECT_EQ(r.at[0].false_positives, 1u);
 }
 
+// A threshold fixed beforehand (a search at SearchOptions::fpir) is scored as given: the
+// non-mated probes at or above it, and the mated probes not named right at it.
+TEST(IdentProtocol, AFixedThresholdIsScoredAsGiven) {
+  const AggregateCase c;
+  const double fpirs[] = {1e-2, 0.5};
+  const double fixed[] = {0.95, 0.85};  // max aggregate: the non-mated top is 0.9, A's mates 1.0 and 0.6
+  const IdentResult r = evaluate_ident(c.protocol, c.templates, Aggregate::kMax, fpirs, fixed);
+  ASSERT_EQ(r.at_fixed.size(), 2u);
+  EXPECT_DOUBLE_EQ(r.at_fixed[0].threshold, 0.95);
+  EXPECT_DOUBLE_EQ(r.at_fixed[0].fpir, 1e-2);
+  EXPECT_EQ(r.at_fixed[0].false_positives, 0u);
+  EXPECT_DOUBLE_EQ(r.at_fixed[0].fnir, 0.5);  // probe 3 named at 1.0, probe 4 below
+  EXPECT_EQ(r.at_fixed[1].false_positives, 1u);
+  EXPECT_TRUE(evaluate_ident(c.protocol, c.templates, Aggregate::kMax, fpirs).at_fixed.empty());
+}
+
 std::vector<std::vector<float>> random_templates(std::size_t n, std::size_t dim, unsigned seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> g;
