@@ -350,7 +350,9 @@ TEST_F(StreamsTest, DetectEveryAndBufferFramesAreKeptAndRun) {
     status = get(n, "/v1/streams/" + id2);
     return status.value("running_here", false) && status["status"].value("frames_processed", 0) >= 12;
   })) << status.dump();
-  EXPECT_LE(status["status"].value("detections", 0) * 3, status["status"].value("frames_processed", 0) + 3);
+  // One round per three frames of the source: frames the grabber dropped under load (a
+  // sanitizer's worker beside other jobs) count, since the worker detects by frame number.
+  EXPECT_LE(status["status"].value("detections", 0) * 3, status["status"].value("frames_read", 0) + 3) << status.dump();
   ASSERT_TRUE(status.contains("shutter_s")) << status.dump();
   EXPECT_TRUE(status["shutter_s"].is_null()) << status.dump();
 
