@@ -352,23 +352,22 @@ Result<bool> bool_param(const httplib::Request& req, std::string_view name) {
 Result<std::optional<double>> fraction_param(const httplib::Request& req, std::string_view name) {
   const std::string key(name);
   const Error bad{ErrorCode::kInvalidArgument, key + " must be a number between 0 and 1, both excluded"};
-  std::optional<std::string> text = text_param(req, name);
-  if (!text && !req.has_param(key) && !req.is_multipart_form_data() && !req.body.empty() && is_json_request(req)) {
-    const LightJson& body = parsed_body(req);
-    if (body.valid && body.doc.is_object()) {
-      auto it = body.doc.find(key);
-      if (it != body.doc.end() && !it->is_null()) {
-        if (!it->is_number()) return bad;
-        const double v = it->get<double>();
-        if (!(v > 0 && v < 1)) return bad;
-        return std::optional<double>(v);
-      }
-    }
-  }
-  if (!text) return std::optional<double>();
   double v = 0;
-  auto [ptr, ec] = std::from_chars(text->data(), text->data() + text->size(), v);
-  if (ec != std::errc() || ptr != text->data() + text->size() || !(v > 0 && v < 1)) return bad;
+  if (std::optional<std::string> text = text_param(req, name)) {
+    auto [ptr, ec] = std::from_chars(text->data(), text->data() + text->size(), v);
+    if (ec != std::errc() || ptr != text->data() + text->size()) return bad;
+  } else if (!req.is_multipart_form_data() && !req.body.empty() && is_json_request(req)) {
+    // text_param reads JSON strings only; a JSON number is read here.
+    const LightJson& body = parsed_body(req);
+    if (!body.valid || !body.doc.is_object()) return std::optional<double>();
+    auto it = body.doc.find(key);
+    if (it == body.doc.end() || it->is_null()) return std::optional<double>();
+    if (!it->is_number()) return bad;
+    v = it->get<double>();
+  } else {
+    return std::optional<double>();
+  }
+  if (!(v > 0 && v < 1)) return bad;
   return std::optional<double>(v);
 }
 
