@@ -23,6 +23,12 @@ function shutterText(seconds) {
   return whole ? `${seconds} s (1/${Math.round(per)})` : `${seconds} s`;
 }
 
+// The share of strangers' tracks a stream may name (strangers_named), as the form asks it.
+function strangersText(share) {
+  if (!share) return 'Decides at the collection\'s point alone';
+  return `Strangers named ≤ ${Number((share * 100).toPrecision(3))}%`;
+}
+
 function statusCell(s) {
   if (!s.running_here) return el('td', { class: 'wrap' }, s.start_error || '—');
   const st = s.status;
@@ -60,6 +66,7 @@ async function loadStreams() {
           ? el('div', { class: 'muted small', dataset: { testid: 'stream-shutter-shown' } },
             `Shutter ${shutterText(s.shutter_s)}: moving faces deblurred`)
           : '',
+        el('div', { class: 'muted small', dataset: { testid: 'stream-strangers-shown' } }, strangersText(s.strangers_named)),
         el('div', { class: 'row-actions' }, toggle, watch, remove)),
       el('td', { class: 'wrap' }, s.collection),
       el('td', { class: 'wrap', dataset: { testid: 'stream-state' } }, stateText(s)),
@@ -166,10 +173,19 @@ export function init(loaders) {
       return invalid(errNode, 'The shutter is the exposure time in seconds, over 0 and at most 1 (1/50 s is 0.02), '
         + 'or empty when unknown.', shutterInput);
     }
+    // The share is asked in percent (0.5) and sent as a fraction (0.005); empty: the default.
+    const strangersInput = $('stream-strangers'), strangersField = strangersInput.value.trim();
+    const strangersPct = Number(strangersField);
+    if (strangersInput.validity.badInput || (strangersField
+      && (!Number.isFinite(strangersPct) || strangersPct < 0 || strangersPct > 50))) {
+      return invalid(errNode, 'Strangers named is a percentage from 0 to 50 (0.5 is one stranger in 200; 0: the '
+        + 'collection\'s point alone), or empty for the default.', strangersInput);
+    }
     const spec = {
       name, source, collection, purpose, reason, start: $('stream-start').checked,
       detect_every: detectEvery, buffer_frames: bufferFrames,
     };
+    if (strangersField) spec.strangers_named = strangersPct / 100;
     if (shutterField) spec.shutter_s = shutter;
     const created = await busy(form, null, '', () => attempt(errNode, () => api.createStream(spec)));
     if (!created) return;

@@ -289,7 +289,7 @@ void register_collection_commands(CLI::App& app, CliContext& ctx) {
     c->add_option("--strangers-named", w->strangers_named,
                   "The most fraction of strangers' tracks named as someone, whatever the collection's size "
                   "(the threshold rises with it); 0: the collection's operating point alone")
-        ->check(CLI::Range(0.0, 0.5))
+        ->check(CLI::Range(0.0, kMaxStrangersNamed))
         ->capture_default_str();
     c->add_option("--stall-after", w->stall_after_s, "Seconds without a frame before stream_stalled")
         ->capture_default_str();

@@ -730,7 +730,7 @@ void register_stream_bench_commands(CLI::App& bench, const EngineOptions& option
   c->add_option("--strangers-named", a->strangers_named,
                 "The streams' DecisionOptions::strangers_named, the fraction of strangers' tracks the collection's "
                 "size may cost; 0: the collection's point alone, whatever its size")
-      ->check(CLI::Range(0.0, 0.5))
+      ->check(CLI::Range(0.0, kMaxStrangersNamed))
       ->capture_default_str();
   c->add_option("--max-streams", a->max_streams, "Most streams run at once for the throughput figure")->capture_default_str();
   c->add_option("--out", a->out, "Keep the videos and truth files in this folder (default: a temporary one, removed)");

@@ -249,6 +249,10 @@ struct NewStream {
   std::optional<int> buffer_frames;
   // StreamOptions::shutter_s; unset: unknown, no deblurring. When set, > 0 and <= 1.
   std::optional<double> shutter_s;
+  // DecisionOptions::strangers_named; unset: the library's default. When set, >= 0 and
+  // < 1 (the server's route checks the narrower range candor watch takes); 0: the
+  // collection's operating point alone, whatever its size.
+  std::optional<double> strangers_named;
 };
 
 struct StreamRecord {
@@ -268,6 +272,7 @@ struct StreamRecord {
   std::optional<int> detect_every;   // as NewStream's
   std::optional<int> buffer_frames;
   std::optional<double> shutter_s;   // as NewStream's
+  std::optional<double> strangers_named;  // as NewStream's
 };
 
 struct StreamSecrets {

@@ -334,6 +334,13 @@ struct SnapshotOptions {
 // from a request with it before the name comes near a path.
 bool is_snapshot_name(std::string_view name) noexcept;
 
+// The most DecisionOptions::strangers_named an operator may set (candor watch, a server's
+// stream): half of strangers' tracks, split over three decisions, is an FPIR of 1/6 per
+// decision, which for a collection of up to 1,666 subjects is already looser than its own
+// point at FMR 1e-4 per comparison, so the collection's point decides; more would change
+// nothing there and only read as a promise.
+inline constexpr double kMaxStrangersNamed = 0.5;
+
 // The most frames StreamOptions::buffer_frames may hold: more would only add latency (64
 // frames are 2.6 s at 25 fps).
 inline constexpr std::size_t kMaxBufferFrames = 64;

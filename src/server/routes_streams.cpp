@@ -78,6 +78,19 @@ Result<std::string> text_field(const nlohmann::json& body, const char* name, std
   return v;
 }
 
+// An optional number field: absent or null -> unset; present -> a JSON number for which
+// `in_range` holds, else 400 naming `shape`. (is_number() is false for a bool or a
+// string; ranges are written as !(lo < x && x <= hi)-style tests, which also refuse NaN.)
+Result<std::optional<double>> number_field(const nlohmann::json& body, const char* name, bool (*in_range)(double),
+                                           std::string_view shape) {
+  auto it = body.find(name);
+  if (it == body.end() || it->is_null()) return std::optional<double>();
+  if (!it->is_number() || !std::isfinite(it->get<double>()) || !in_range(it->get<double>())) {
+    return bad(std::string("field '") + name + "': " + std::string(shape));
+  }
+  return std::optional<double>(it->get<double>());
+}
+
 nlohmann::json stream_json(Context& ctx, const StreamRecord& s) {
   nlohmann::json j = {{"id", s.id},
                       {"name", s.name},
@@ -95,7 +108,10 @@ nlohmann::json stream_json(Context& ctx, const StreamRecord& s) {
                       {"detect_every", s.detect_every.value_or(StreamOptions{}.detect_every)},
                       {"buffer_frames", s.buffer_frames.value_or(static_cast<int>(StreamOptions{}.buffer_frames))},
                       // The camera's exposure time; null: unknown, no deblurring.
-                      {"shutter_s", s.shutter_s ? nlohmann::json(*s.shutter_s) : nlohmann::json(nullptr)}};
+                      {"shutter_s", s.shutter_s ? nlohmann::json(*s.shutter_s) : nlohmann::json(nullptr)},
+                      // The share of strangers' tracks its collection's size may cost; 0: the
+                      // collection's point alone.
+                      {"strangers_named", s.strangers_named.value_or(DecisionOptions{}.strangers_named.value_or(0))}};
   if (auto live = ctx.streams->live_status(s.id)) {
     const StreamStatus& st = live->status;
     j["running_here"] = true;
@@ -139,9 +155,9 @@ std::optional<StreamRecord> visible_stream(Context& ctx, Call& call) {
 void create_stream(Context& ctx, Call& call) {
   auto body = json_body(call.req);
   if (!body) return send_error(call.res, body.error());
-  static const std::array<std::string_view, 11> kFields = {"name",    "source",          "collection", "purpose",
-                                                           "reason",  "operating_point", "outputs",    "start",
-                                                           "detect_every", "buffer_frames", "shutter_s"};
+  static const std::array<std::string_view, 12> kFields = {
+      "name",  "source", "collection",   "purpose",       "reason",    "operating_point",
+      "outputs", "start", "detect_every", "buffer_frames", "shutter_s", "strangers_named"};
   for (const auto& [k, v] : body->items()) {
     if (std::find(kFields.begin(), kFields.end(), k) == kFields.end()) {
       return send_error(call.res, bad("unknown field '" + k.substr(0, 64) + "'"));
@@ -181,15 +197,21 @@ void create_stream(Context& ctx, Call& call) {
   // The camera's exposure time (StreamOptions::shutter_s): with it a moving face is
   // deblurred before its template. Absent or null: unknown, no deblurring; 0 is refused
   // rather than read as unknown, so that a typo does not silently turn deblurring off.
-  if (auto it = body->find("shutter_s"); it != body->end() && !it->is_null()) {
-    // is_number() is false for a bool or a string; !(x > 0 && x <= 1) also refuses NaN.
-    const double shutter = it->is_number() ? it->get<double>() : 0;
-    if (!it->is_number() || !std::isfinite(shutter) || !(shutter > 0 && shutter <= 1)) {
-      return send_error(call.res, bad("field 'shutter_s': the camera's exposure time in seconds, a number > 0 and <= 1 "
-                                      "(1/50 s is 0.02); null or absent when unknown"));
-    }
-    spec.shutter_s = shutter;
-  }
+  auto shutter = number_field(*body, "shutter_s", [](double x) { return x > 0 && x <= 1; },
+                              "the camera's exposure time in seconds, a number > 0 and <= 1 (1/50 s is 0.02); "
+                              "null or absent when unknown");
+  if (!shutter) return send_error(call.res, shutter.error());
+  spec.shutter_s = *shutter;
+  // The share of strangers' tracks the collection's size may cost
+  // (DecisionOptions::strangers_named): the threshold rises with the collection so that at
+  // most this share of strangers is named. Absent or null: the library's default (issue
+  // 12's 0.5%); 0: the collection's operating point alone. Up to kMaxStrangersNamed, as
+  // candor watch --strangers-named.
+  auto strangers = number_field(*body, "strangers_named", [](double x) { return x >= 0 && x <= kMaxStrangersNamed; },
+                                "the most fraction of strangers' tracks named, a number 0..0.5 (0.005 is 0.5%; 0: "
+                                "the collection's operating point alone); null or absent for the default");
+  if (!strangers) return send_error(call.res, strangers.error());
+  spec.strangers_named = *strangers;
   bool start = false;
   if (auto it = body->find("start"); it != body->end()) {
     if (!it->is_boolean()) return send_error(call.res, bad("field 'start' must be a boolean"));

@@ -289,7 +289,15 @@ constexpr std::string_view kSchemaV9 = R"sql(
 ALTER TABLE streams ADD COLUMN shutter_s {real};
 )sql";
 
-constexpr std::array<std::pair<int, std::string_view>, 9> kMigrations = {{
+// v10: the share of strangers' tracks a stream's collection size may cost
+// (DecisionOptions::strangers_named), set per stream by its creator; NULL: the library's
+// default, which is what every stream created before v10 ran with; 0: the collection's
+// operating point alone, whatever its size.
+constexpr std::string_view kSchemaV10 = R"sql(
+ALTER TABLE streams ADD COLUMN strangers_named {real};
+)sql";
+
+constexpr std::array<std::pair<int, std::string_view>, 10> kMigrations = {{
     {1, kSchemaV1},
     {2, kSchemaV2},
     {3, kSchemaV3},
@@ -299,6 +307,7 @@ constexpr std::array<std::pair<int, std::string_view>, 9> kMigrations = {{
     {7, kSchemaV7},
     {8, kSchemaV8},
     {9, kSchemaV9},
+    {10, kSchemaV10},
 }};
 
 // `text` with every {token} replaced by the dialect's spelling.

@@ -37,7 +37,7 @@ struct Table {
   std::vector<Column> columns;
 };
 
-// Every table of the current schema (v9) but schema_version (each side has its own
+// Every table of the current schema (v10) but schema_version (each side has its own
 // migrations) and audit_head (set from the source's head at the end), parents before
 // children. meta is copied without the key check value (the destination keeps its own).
 const std::vector<Table>& tables() {
@@ -77,7 +77,8 @@ const std::vector<Table>& tables() {
         {"reason", Type::kText}, {"operating_point", Type::kText}, {"outputs_sealed", Type::kBlob},
         {"outputs_redacted", Type::kText}, {"created_by", Type::kText}, {"running", Type::kInt},
         {"owner_node", Type::kText}, {"lease_expires_at", Type::kInt}, {"created_at", Type::kInt},
-        {"detect_every", Type::kInt}, {"buffer_frames", Type::kInt}, {"shutter_s", Type::kReal}}},
+        {"detect_every", Type::kInt}, {"buffer_frames", Type::kInt}, {"shutter_s", Type::kReal},
+        {"strangers_named", Type::kReal}}},
       {"libraries", "id", nullptr,
        {{"id", Type::kInt}, {"name", Type::kText}, {"owner", Type::kText}, {"retention_days", Type::kInt},
         {"created_at", Type::kInt}}},

@@ -15,7 +15,7 @@ using json = nlohmann::json;
 constexpr std::string_view kStreamColumns =
     "SELECT id, name, source_redacted, collection, purpose, reason, operating_point, outputs_redacted, created_by,"
     " running, owner_node, lease_expires_at, created_at, detect_every, buffer_frames,"
-    " shutter_s FROM streams";
+    " shutter_s, strangers_named FROM streams";
 
 // A stream's name is a label in every event and audit entry (as StreamOptions::name).
 constexpr std::size_t kMaxStreamNameBytes = 128;
@@ -41,6 +41,7 @@ StreamRecord stream_from(const Rows& r, std::size_t i) {
   if (auto v = r.optional_int(i, 13)) s.detect_every = static_cast<int>(*v);
   if (auto v = r.optional_int(i, 14)) s.buffer_frames = static_cast<int>(*v);
   if (!r.is_null(i, 15)) s.shutter_s = r.dbl(i, 15);
+  if (!r.is_null(i, 16)) s.strangers_named = r.dbl(i, 16);
   return s;
 }
 
@@ -73,6 +74,9 @@ void validate(const NewStream& spec) {
   // !(x > 0 && x <= 1) also refuses NaN.
   if (spec.shutter_s && !(*spec.shutter_s > 0 && *spec.shutter_s <= 1)) {
     fail(ErrorCode::kInvalidArgument, "a stream's shutter_s is > 0 and <= 1 (seconds)");
+  }
+  if (spec.strangers_named && !(*spec.strangers_named >= 0 && *spec.strangers_named < 1)) {
+    fail(ErrorCode::kInvalidArgument, "a stream's strangers_named is a fraction of tracks >= 0 and < 1");
   }
   for (const std::string* o : {&spec.outputs_json, &spec.outputs_redacted_json}) {
     if (o->size() > kMaxOutputsBytes) fail(ErrorCode::kInvalidArgument, "stream outputs are too large");
@@ -108,13 +112,14 @@ StreamRecord insert_stream(Driver& db, const TemplateCipher& cipher, TimePoint n
   s.detect_every = spec.detect_every;
   s.buffer_frames = spec.buffer_frames;
   s.shutter_s = spec.shutter_s;
+  s.strangers_named = spec.strangers_named;
   const auto source = cipher.seal_text(spec.source, stream_ad(s.id, "source"));
   const auto outputs = cipher.seal_text(spec.outputs_json, stream_ad(s.id, "outputs"));
   db.defer(
       "INSERT INTO streams (id, name, source_sealed, source_redacted, collection, purpose, reason, operating_point,"
       " outputs_sealed, outputs_redacted, created_by, running, owner_node, lease_expires_at, created_at, detect_every,"
-      " buffer_frames, shutter_s)"
-      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL, $13, $14, $15, $16)",
+      " buffer_frames, shutter_s, strangers_named)"
+      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL, $13, $14, $15, $16, $17)",
       Params()
           .add(s.id)
           .add(s.name)
@@ -131,7 +136,8 @@ StreamRecord insert_stream(Driver& db, const TemplateCipher& cipher, TimePoint n
           .add(ms(now))
           .add(s.detect_every ? std::optional<std::int64_t>(*s.detect_every) : std::nullopt)
           .add(s.buffer_frames ? std::optional<std::int64_t>(*s.buffer_frames) : std::nullopt)
-          .add(s.shutter_s));
+          .add(s.shutter_s)
+          .add(s.strangers_named));
   audit.collection = s.collection;
   audit.details = details_of(s);
   return s;

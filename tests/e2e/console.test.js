@@ -591,6 +591,13 @@ describe('Candor web console', { timeout: 10 * TIMEOUT }, () => {
     await page.fill(testid('stream-detect-every'), '2');
     await page.fill(testid('stream-buffer-frames'), '5');
     await page.fill(testid('stream-shutter'), '0.02');
+    // A share over 50% is refused in the page, before any request; 2% is sent as 0.02.
+    await page.fill(testid('stream-strangers'), '60');
+    await page.click(testid('stream-create'));
+    await page.waitForSelector(`${testid('stream-form-error')}:not([hidden])`);
+    assert.match(await page.textContent(testid('stream-form-error')), /percentage from 0 to 50/);
+    assert.equal(await page.locator(`${testid('stream-row')}[data-name="${name}"]`).count(), 0);
+    await page.fill(testid('stream-strangers'), '2');
     await page.click(testid('stream-create'));
     const row = page.locator(`${testid('stream-row')}[data-name="${name}"]`);
     await row.waitFor();
@@ -601,6 +608,8 @@ describe('Candor web console', { timeout: 10 * TIMEOUT }, () => {
     assert.equal(made.shutter_s, 0.02, 'the form\'s shutter reached the stream');
     assert.match(await row.locator(testid('stream-shutter-shown')).textContent(), /0\.02 s \(1\/50\)/,
       'the list shows the shutter');
+    assert.equal(made.strangers_named, 0.02, 'the form\'s share of strangers (in percent) reached the stream');
+    assert.match(await row.locator(testid('stream-strangers-shown')).textContent(), /Strangers named ≤ 2%/);
     assert.match(await row.textContent(), /rtsp:\/\/\*\*\*@127\.0\.0\.1:9\/live/);
     assert.equal(await page.locator(testid('stream-source')).inputValue(), '', 'the source is not kept in the form');
     await row.locator(testid('stream-watch')).click();

@@ -384,6 +384,70 @@ TEST_F(StreamsTest, DetectEveryAndBufferFramesAreKeptAndRun) {
   }
 }
 
+// strangers_named (DecisionOptions::strangers_named) is kept with the stream, shown as it
+// runs, and its decisions are searches at the FPIR it leaves each of a track's three
+// decisions (the audit entry's "fpir"); 0 decides at the collection's point alone (no
+// "fpir"), and a stream created without it shows and runs the library's default.
+TEST_F(StreamsTest, TheStrangersShareIsKeptShownAndDecidedAt) {
+  Node n(dir_, "node-a");
+  prepare(n);
+  const auto decision_fpirs = [&](const std::string& stream_name) {
+    std::vector<json> fpirs;
+    const json audit = get(n, "/v1/audit?limit=1000");
+    for (const auto& e : audit["entries"]) {
+      const json& d = e.value("details", json::object());
+      if (e.value("operation", "") == "search" && d.value("source", "").find(stream_name) != std::string::npos) {
+        fpirs.push_back(d.contains("fpir") ? d["fpir"] : json(nullptr));
+      }
+    }
+    return fpirs;
+  };
+  const auto run = [&](const std::string& stream_name, const json& share) {
+    json spec = stream_spec(video_.string(), true);
+    spec["name"] = stream_name;
+    if (!share.is_discarded()) spec["strangers_named"] = share;
+    auto created = post(n, "/v1/streams", spec);
+    EXPECT_EQ(created->status, 201) << created->body;
+    const std::string id = json::parse(created->body).value("id", "");
+    EXPECT_TRUE(eventually([&] { return !decision_fpirs(stream_name).empty(); }, std::chrono::seconds(30)))
+        << "no decision of " << stream_name << " was audited";
+    EXPECT_EQ(post(n, "/v1/streams/" + id + "/stop", json::object())->status, 200);
+    return get(n, "/v1/streams/" + id);
+  };
+  const double per_decision = 1.0 / static_cast<double>(1 + DecisionOptions{}.max_redecisions);
+
+  const json shared = run("door-share", 0.03);
+  EXPECT_DOUBLE_EQ(shared.value("strangers_named", -1.0), 0.03) << shared.dump();
+  for (const json& fpir : decision_fpirs("door-share")) {
+    ASSERT_TRUE(fpir.is_number()) << "a decision was not sized: " << fpir.dump();
+    EXPECT_NEAR(fpir.get<double>(), 0.03 * per_decision, 1e-12);
+  }
+  const json alone = run("door-alone", 0);
+  EXPECT_EQ(alone.value("strangers_named", -1.0), 0.0) << alone.dump();
+  for (const json& fpir : decision_fpirs("door-alone")) EXPECT_TRUE(fpir.is_null()) << fpir.dump();
+  const json plain = run("door-plain", json(json::value_t::discarded));
+  const double fallback = DecisionOptions{}.strangers_named.value_or(0);
+  EXPECT_DOUBLE_EQ(plain.value("strangers_named", -1.0), fallback) << plain.dump();
+  for (const json& fpir : decision_fpirs("door-plain")) {
+    ASSERT_TRUE(fpir.is_number()) << fpir.dump();
+    EXPECT_NEAR(fpir.get<double>(), fallback * per_decision, 1e-12);
+  }
+  // null is the default too, and the list shows each share as its GET does.
+  json null_share = stream_spec(video_.string(), false);
+  null_share["name"] = "door-null";
+  null_share["strangers_named"] = nullptr;
+  auto made = post(n, "/v1/streams", null_share);
+  ASSERT_EQ(made->status, 201) << made->body;
+  EXPECT_DOUBLE_EQ(json::parse(made->body).value("strangers_named", -1.0), fallback) << made->body;
+  const json list = get(n, "/v1/streams");
+  ASSERT_EQ(list["streams"].size(), 4U) << list.dump();
+  for (const json& st : list["streams"]) {
+    const std::string name = st.value("name", "");
+    EXPECT_DOUBLE_EQ(st.value("strangers_named", -1.0), name == "door-share" ? 0.03 : name == "door-alone" ? 0.0 : fallback)
+        << st.dump();
+  }
+}
+
 TEST_F(StreamsTest, TheSourcePasswordAppearsInNoResponseLogAuditOrDatabase) {
   StderrCapture err(std::filesystem::temp_directory_path() / ("candor_streams_stderr_" + std::to_string(::getpid())));
   Node n(dir_, "node-a");
@@ -496,7 +560,9 @@ TEST_F(StreamsTest, HostileRequestsGet400AndNoStream) {
            {"buffer_frames", 0}, {"buffer_frames", 65}, {"buffer_frames", -1},
            {"shutter_s", 0}, {"shutter_s", 0.0}, {"shutter_s", -0.02}, {"shutter_s", 1.5}, {"shutter_s", 2},
            {"shutter_s", "0.02"}, {"shutter_s", true}, {"shutter_s", json::array({0.02})},
-           {"shutter_s", json::object()}}) {
+           {"shutter_s", json::object()}, {"strangers_named", -0.005}, {"strangers_named", 0.51},
+           {"strangers_named", 1}, {"strangers_named", "0.005"}, {"strangers_named", true},
+           {"strangers_named", json::array({0.005})}}) {
     json bad_setting = stream_spec(video_.string(), false);
     bad_setting[field] = value;
     auto r = post(n, "/v1/streams", bad_setting);

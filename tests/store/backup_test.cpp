@@ -275,6 +275,7 @@ TEST_P(StoreCopyTest, LibrariesAndStreamSecretsCopyUnderAnotherKey) {
     door.detect_every = 2;
     door.buffer_frames = 5;
     door.shutter_s = 0.02;
+    door.strangers_named = 0.02;
     ASSERT_TRUE(s->create_stream(door, who()).ok());
     ASSERT_TRUE(family_library_with(*s, {mine, theirs}).ok());
   }
@@ -302,6 +303,7 @@ TEST_P(StoreCopyTest, LibrariesAndStreamSecretsCopyUnderAnotherKey) {
     EXPECT_EQ(streams->front().detect_every, std::optional<int>(2));
     EXPECT_EQ(streams->front().buffer_frames, std::optional<int>(5));
     EXPECT_EQ(streams->front().shutter_s, std::optional<double>(0.02));
+    EXPECT_EQ(streams->front().strangers_named, std::optional<double>(0.02));
     Result<StreamSecrets> secrets = s->stream_secrets(streams->front().id);
     ASSERT_TRUE(secrets.ok()) << secrets.error().message;
     EXPECT_EQ(secrets->source, kSecretSource);

@@ -91,11 +91,12 @@ TEST_P(StreamStoreTest, OneNodeHoldsALeaseUntilItExpiresOrIsReleased) {
 // A stream's settings (StreamOptions::detect_every, buffer_frames, shutter_s) come back as
 // stored, from get and list alike; unset ones come back unset (NULL columns); a shutter
 // that is not > 0 and <= 1 is refused before anything is written.
-TEST_P(StreamStoreTest, SettingsComeBackAsStoredAndABadShutterIsRefused) {
+TEST_P(StreamStoreTest, SettingsComeBackAsStoredAndBadOnesAreRefused) {
   NewStream tuned = spec();
   tuned.detect_every = 2;
   tuned.buffer_frames = 5;
   tuned.shutter_s = 0.02;
+  tuned.strangers_named = 0.0;  // the collection's point alone: kept as 0, not read as unset
   auto created = store_->create_stream(tuned, who());
   ASSERT_TRUE(created.ok()) << created.error().message;
   EXPECT_EQ(created->shutter_s, std::optional<double>(0.02));
@@ -108,11 +109,13 @@ TEST_P(StreamStoreTest, SettingsComeBackAsStoredAndABadShutterIsRefused) {
   EXPECT_EQ(got->detect_every, std::optional<int>(2));
   EXPECT_EQ(got->buffer_frames, std::optional<int>(5));
   EXPECT_EQ(got->shutter_s, std::optional<double>(0.02));
+  EXPECT_EQ(got->strangers_named, std::optional<double>(0.0));
   auto got_plain = store_->get_stream(plain->id);
   ASSERT_TRUE(got_plain.ok()) << got_plain.error().message;
   EXPECT_FALSE(got_plain->detect_every.has_value());
   EXPECT_FALSE(got_plain->buffer_frames.has_value());
   EXPECT_FALSE(got_plain->shutter_s.has_value());
+  EXPECT_FALSE(got_plain->strangers_named.has_value());
   EXPECT_EQ(db_->scalar("SELECT COUNT(*) FROM streams WHERE shutter_s IS NULL"), 1);
   auto all = store_->list_streams();
   ASSERT_TRUE(all.ok()) << all.error().message;
@@ -126,6 +129,11 @@ TEST_P(StreamStoreTest, SettingsComeBackAsStoredAndABadShutterIsRefused) {
   auto slow_made = store_->create_stream(slow, who());
   ASSERT_TRUE(slow_made.ok()) << slow_made.error().message;
   EXPECT_EQ(store_->get_stream(slow_made->id)->shutter_s, std::optional<double>(1.0));
+  NewStream shared = spec();
+  shared.strangers_named = 0.02;
+  auto shared_made = store_->create_stream(shared, who());
+  ASSERT_TRUE(shared_made.ok()) << shared_made.error().message;
+  EXPECT_EQ(store_->get_stream(shared_made->id)->strangers_named, std::optional<double>(0.02));
 
   for (const double bad : {0.0, -0.02, 1.5, std::numeric_limits<double>::quiet_NaN(),
                            std::numeric_limits<double>::infinity()}) {
@@ -135,7 +143,14 @@ TEST_P(StreamStoreTest, SettingsComeBackAsStoredAndABadShutterIsRefused) {
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument) << bad;
   }
-  EXPECT_EQ(store_->list_streams()->size(), 3U) << "a refused stream was stored";
+  for (const double bad : {-0.01, 1.0, std::numeric_limits<double>::quiet_NaN()}) {
+    NewStream refused = spec();
+    refused.strangers_named = bad;
+    auto r = store_->create_stream(refused, who());
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument) << bad;
+  }
+  EXPECT_EQ(store_->list_streams()->size(), 4U) << "a refused stream was stored";
 }
 
 INSTANTIATE_TEST_SUITE_P(Store, StreamStoreTest, ::testing::Values("sqlite", "postgresql"), backend_name);
