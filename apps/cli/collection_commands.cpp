@@ -206,7 +206,7 @@ int run_watch(CliContext& ctx, Session& s, const StoreArgs& a, const WatchArgs& 
   options.buffer_frames = w.buffer_frames;
   options.shutter_s = w.shutter_s;
   options.decision.frames = w.frames;
-  options.decision.strangers_named = w.strangers_named > 0 ? std::optional<double>(w.strangers_named) : std::nullopt;
+  options.decision.strangers_named = strangers_named_share(w.strangers_named);
   options.stall_after = std::chrono::milliseconds(static_cast<std::int64_t>(w.stall_after_s * 1000));
   options.stop_after_ends = w.once ? 1 : 0;
   if (!w.snapshots.empty()) options.snapshots = SnapshotOptions{w.snapshots, std::chrono::hours(w.snapshot_hours)};

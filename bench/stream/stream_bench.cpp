@@ -576,7 +576,7 @@ void run_stream_bench(const EngineOptions& engine_options, const Args& a) {
   base.context = {"bench:stream", "benchmark of camera streams"};
   base.detect_every = a.detect_every;
   base.shutter_s = a.shutter_s;
-  base.decision.strangers_named = a.strangers_named > 0 ? std::optional<double>(a.strangers_named) : std::nullopt;
+  base.decision.strangers_named = strangers_named_share(a.strangers_named);
   const Tally tracked = play_all(base);
   StreamOptions first = base;
   first.decision.frames = 1;

@@ -341,6 +341,13 @@ bool is_snapshot_name(std::string_view name) noexcept;
 // nothing there and only read as a promise.
 inline constexpr double kMaxStrangersNamed = 0.5;
 
+// An operator's share (candor watch --strangers-named, a server stream's strangers_named,
+// bench stream's) as DecisionOptions::strangers_named: 0 means the collection's point
+// alone, which the library spells as empty (it refuses 0 as a share).
+inline std::optional<double> strangers_named_share(double share) noexcept {
+  return share > 0 ? std::optional<double>(share) : std::nullopt;
+}
+
 // The most frames StreamOptions::buffer_frames may hold: more would only add latency (64
 // frames are 2.6 s at 25 fps).
 inline constexpr std::size_t kMaxBufferFrames = 64;

@@ -85,10 +85,9 @@ Result<std::optional<double>> number_field(const nlohmann::json& body, const cha
                                            std::string_view shape) {
   auto it = body.find(name);
   if (it == body.end() || it->is_null()) return std::optional<double>();
-  if (!it->is_number() || !std::isfinite(it->get<double>()) || !in_range(it->get<double>())) {
-    return bad(std::string("field '") + name + "': " + std::string(shape));
-  }
-  return std::optional<double>(it->get<double>());
+  const double v = it->is_number() ? it->get<double>() : 0;
+  if (!it->is_number() || !std::isfinite(v) || !in_range(v)) return bad(std::string("field '") + name + "': " + std::string(shape));
+  return std::optional<double>(v);
 }
 
 nlohmann::json stream_json(Context& ctx, const StreamRecord& s) {

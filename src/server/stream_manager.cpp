@@ -309,10 +309,7 @@ void StreamManager::start_local(const StreamRecord& record) {
   if (record.detect_every) o.detect_every = *record.detect_every;
   if (record.buffer_frames) o.buffer_frames = static_cast<std::size_t>(*record.buffer_frames);
   if (record.shutter_s) o.shutter_s = *record.shutter_s;
-  // 0: the collection's operating point alone (the library's empty); unset: its default.
-  if (record.strangers_named) {
-    o.decision.strangers_named = *record.strangers_named > 0 ? std::optional<double>(*record.strangers_named) : std::nullopt;
-  }
+  if (record.strangers_named) o.decision.strangers_named = strangers_named_share(*record.strangers_named);
   o.collection = record.collection;
   o.purpose = record.purpose;
   o.context = {record.created_by, record.reason};
